@@ -1,0 +1,19 @@
+"""Command-line interface: cyclopts commands that print and never decide (the library decides)."""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["main"]
+
+
+def main() -> None:
+    """Run the `ksef-async` command."""
+    try:
+        from ksef_async.cli._commands import app  # noqa: PLC0415 - the CLI extra is optional
+    except ModuleNotFoundError as exc:  # pragma: no cover - depends on installed extras
+        if exc.name in {"cyclopts", "rich"}:
+            sys.stderr.write("ksef-async: the command line needs the 'cli' extra: pip install 'ksef-async[cli]'\n")
+            raise SystemExit(2) from exc
+        raise
+    app()

@@ -1,0 +1,5 @@
+"""Allows `python -m ksef_async.cli`."""
+
+from ksef_async.cli import main
+
+main()

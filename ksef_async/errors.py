@@ -1,0 +1,375 @@
+"""The one exception tree of ksef-async, and the parsers that turn KSeF error bodies into it.
+
+::
+
+    KsefError                          base of everything this package raises on purpose
+    ├── ConfigurationError             bad options, missing credentials, unusable files (CLI exit 2)
+    ├── InvoiceError                   one or more invoices are invalid before anything is sent
+    │                                  (.problems: list[InvoiceProblem] each with file, line, reason)
+    ├── CryptoError                    a key, certificate or ciphertext cannot be used
+    ├── TransportError                 the request may not have reached KSeF (connection, timeout)
+    │   └── AmbiguousRequestError      a non-idempotent request may have taken effect: check before retrying
+    ├── ApiError                       KSeF answered with an error status
+    │   │                              (.status, .errors: list[ApiErrorDetail], .reference_number, .trace_id)
+    │   ├── BadRequestError            400 (ExceptionResponse or problem+json); codes in .errors[i].code
+    │   ├── UnauthorizedError          401 problem+json
+    │   ├── ForbiddenError             403 problem+json (.reason_code, .security)
+    │   ├── NotFoundError              404
+    │   ├── GoneError                  410 retention expired
+    │   ├── RateLimitedError           429 (.retry_after seconds)
+    │   └── ServerError                5xx
+    ├── OperationFailedError           an asynchronous operation ended in a failure status
+    │   │                              (.code, .description, .details, .reference_number)
+    │   ├── AuthenticationFailedError  GET /auth/{ref} ended with a code >= 300
+    │   ├── SessionFailedError         a session ended in 4xx/5xx
+    │   └── ExportFailedError          an export ended in 210/415/420/500/550
+    ├── IntegrityError                 a hash or size from KSeF does not match the bytes received
+    └── DeadlineExceededError          polling gave up at the caller's deadline
+
+Secrets never reach these messages: callers pass only codes, descriptions and reference numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "AmbiguousRequestError",
+    "ApiError",
+    "ApiErrorDetail",
+    "AuthenticationFailedError",
+    "BadRequestError",
+    "ConfigurationError",
+    "CryptoError",
+    "DeadlineExceededError",
+    "ExportFailedError",
+    "ForbiddenError",
+    "GoneError",
+    "IntegrityError",
+    "InvoiceError",
+    "InvoiceProblem",
+    "KsefError",
+    "NotFoundError",
+    "OperationFailedError",
+    "RateLimitedError",
+    "ServerError",
+    "SessionFailedError",
+    "TransportError",
+    "UnauthorizedError",
+    "api_error_from_response",
+    "parse_retry_after",
+]
+
+
+class KsefError(Exception):
+    """Base class of every error ksef-async raises on purpose."""
+
+
+class ConfigurationError(KsefError):
+    """Options, credentials or files given to the library cannot be used."""
+
+
+class CryptoError(KsefError):
+    """A key, certificate or ciphertext cannot be used."""
+
+
+class IntegrityError(KsefError):
+    """A hash or size announced by KSeF does not match the bytes received."""
+
+
+class DeadlineExceededError(KsefError):
+    """Polling stopped at the caller's deadline before the operation finished."""
+
+
+@attrs.frozen
+class InvoiceProblem:
+    """One reason an invoice cannot be sent.
+
+    Attributes:
+        file: The invoice's file name (or the name the caller gave it).
+        reason: A readable reason.
+        line: The 1-based line in the document, when known.
+        rule: A short machine-readable rule name (e.g. ``"bom"``, ``"xsd"``, ``"size"``).
+    """
+
+    file: str
+    reason: str
+    line: int | None = None
+    rule: str = "xsd"
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.reason}"
+
+
+class InvoiceError(KsefError):
+    """One or more invoices are invalid; raised before anything is sent."""
+
+    def __init__(self, problems: Sequence[InvoiceProblem]) -> None:
+        self.problems = list(problems)
+        files = sorted({p.file for p in self.problems})
+        head = "; ".join(str(p) for p in self.problems[:3])
+        more = f" (+{len(self.problems) - 3} more)" if len(self.problems) > 3 else ""  # noqa: PLR2004
+        super().__init__(f"invalid invoice(s) {', '.join(files)}: {head}{more}")
+
+
+class TransportError(KsefError):
+    """The request may not have reached KSeF: connection error or timeout."""
+
+
+class AmbiguousRequestError(TransportError):
+    """A request that changes state may have taken effect; check its outcome before retrying."""
+
+
+@attrs.frozen
+class ApiErrorDetail:
+    """One entry of a KSeF error body (``exceptionDetailList`` item or problem+json ``errors`` item)."""
+
+    code: int | None
+    description: str
+    details: tuple[str, ...] = ()
+
+
+class ApiError(KsefError):
+    """KSeF answered with an error status."""
+
+    def __init__(
+        self,
+        status: int,
+        errors: Sequence[ApiErrorDetail] = (),
+        *,
+        title: str | None = None,
+        reference_number: str | None = None,
+        trace_id: str | None = None,
+        operation: str | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.status = status
+        self.errors = list(errors)
+        self.title = title
+        self.reference_number = reference_number
+        self.trace_id = trace_id
+        self.operation = operation
+        self.body = dict(body) if body is not None else None
+        parts = [f"HTTP {status}"]
+        if operation:
+            parts.append(operation)
+        if title:
+            parts.append(title)
+        parts.extend(
+            f"[{e.code}] {e.description}" + (f" ({'; '.join(e.details)})" if e.details else "") for e in self.errors
+        )
+        if trace_id:
+            parts.append(f"traceId={trace_id}")
+        super().__init__(": ".join(parts[:2]) + (" - " + " | ".join(parts[2:]) if len(parts) > 2 else ""))  # noqa: PLR2004
+
+    @property
+    def codes(self) -> list[int]:
+        """All KSeF exception codes in the body."""
+        return [e.code for e in self.errors if e.code is not None]
+
+    def has_code(self, code: int) -> bool:
+        """Tell whether the body lists the KSeF exception code ``code``."""
+        return code in self.codes
+
+
+class BadRequestError(ApiError):
+    """HTTP 400."""
+
+
+class UnauthorizedError(ApiError):
+    """HTTP 401."""
+
+
+class ForbiddenError(ApiError):
+    """HTTP 403, with the problem+json ``reasonCode`` and ``security`` content."""
+
+    @property
+    def reason_code(self) -> str | None:
+        """The ``reasonCode`` of the 403 body (e.g. ``missing-permissions``)."""
+        value = (self.body or {}).get("reasonCode")
+        return str(value) if value is not None else None
+
+    @property
+    def security(self) -> dict[str, Any]:
+        """The ``security`` object of the 403 body."""
+        value = (self.body or {}).get("security")
+        return dict(value) if isinstance(value, Mapping) else {}
+
+
+class NotFoundError(ApiError):
+    """HTTP 404."""
+
+
+class GoneError(ApiError):
+    """HTTP 410: the operation's retention period is over."""
+
+
+class RateLimitedError(ApiError):
+    """HTTP 429; ``retry_after`` is the server's wait in seconds, when given."""
+
+    def __init__(self, *args: Any, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(ApiError):
+    """HTTP 5xx."""
+
+
+class OperationFailedError(KsefError):
+    """An asynchronous KSeF operation ended in a failure status."""
+
+    def __init__(
+        self,
+        code: int,
+        description: str,
+        details: Sequence[str] = (),
+        *,
+        reference_number: str | None = None,
+    ) -> None:
+        self.code = code
+        self.description = description
+        self.details = list(details)
+        self.reference_number = reference_number
+        ref = f" ({reference_number})" if reference_number else ""
+        extra = f": {'; '.join(self.details)}" if self.details else ""
+        super().__init__(f"{type(self).__name__.removesuffix('Error')}{ref}: [{code}] {description}{extra}")
+
+
+class AuthenticationFailedError(OperationFailedError):
+    """Authentication (GET /auth/{referenceNumber}) ended with a failure code."""
+
+
+class SessionFailedError(OperationFailedError):
+    """A session ended with a failure code."""
+
+
+class ExportFailedError(OperationFailedError):
+    """An invoice export ended with a failure code."""
+
+
+_STATUS_CLASSES: dict[int, type[ApiError]] = {
+    400: BadRequestError,
+    401: UnauthorizedError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    410: GoneError,
+    429: RateLimitedError,
+}
+
+
+def _str_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, list):
+        return tuple(str(v) for v in value if v is not None)
+    return ()
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _parse_body(body: Mapping[str, Any]) -> tuple[list[ApiErrorDetail], str | None, str | None, str | None]:
+    """Read errors, title, reference number and trace id from any of KSeF's error body shapes."""
+    errors: list[ApiErrorDetail] = []
+    title = body.get("title") if isinstance(body.get("title"), str) else None
+    trace_id = body.get("traceId") if isinstance(body.get("traceId"), str) else None
+    reference = None
+    exception = body.get("exception")
+    if isinstance(exception, Mapping):  # default ExceptionResponse
+        reference = exception.get("referenceNumber")
+        for item in exception.get("exceptionDetailList") or []:
+            if isinstance(item, Mapping):
+                errors.append(
+                    ApiErrorDetail(
+                        _int_or_none(item.get("exceptionCode")),
+                        str(item.get("exceptionDescription") or ""),
+                        _str_list(item.get("details")),
+                    )
+                )
+    for item in body.get("errors") or []:  # problem+json (BadRequestProblemDetails)
+        if isinstance(item, Mapping):
+            errors.append(
+                ApiErrorDetail(
+                    _int_or_none(item.get("code")), str(item.get("description") or ""), _str_list(item.get("details"))
+                )
+            )
+    status = body.get("status")
+    if isinstance(status, Mapping):  # TooManyRequestsResponse {"status": {code, description, details}}
+        errors.append(
+            ApiErrorDetail(
+                _int_or_none(status.get("code")), str(status.get("description") or ""), _str_list(status.get("details"))
+            )
+        )
+    if not errors and isinstance(body.get("detail"), str):
+        errors.append(ApiErrorDetail(None, body["detail"]))
+    return errors, title, str(reference) if reference else None, trace_id
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Parse a ``Retry-After`` header: integer seconds (KSeF's form) or an HTTP date.
+
+    Args:
+        value: The header value, or None.
+        now: The current Unix time, for HTTP dates; defaults to ``time.time()``.
+
+    Returns:
+        The wait in seconds (never negative), or None when absent or unreadable.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    import email.utils  # noqa: PLC0415 - only for the rare HTTP-date form
+    import time  # noqa: PLC0415
+
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def api_error_from_response(
+    status: int,
+    body: bytes | str | Mapping[str, Any] | None,
+    *,
+    retry_after: str | None = None,
+    operation: str | None = None,
+) -> ApiError:
+    """Build the matching `ApiError` subclass from an HTTP status and its (JSON or not) body."""
+    parsed: Mapping[str, Any] | None
+    if isinstance(body, Mapping):
+        parsed = body
+    else:
+        try:
+            loaded = json.loads(body) if body else None
+        except (ValueError, UnicodeDecodeError):
+            loaded = None
+        parsed = loaded if isinstance(loaded, Mapping) else None
+    errors, title, reference, trace_id = _parse_body(parsed) if parsed is not None else ([], None, None, None)
+    if parsed is None and body:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+        errors = [ApiErrorDetail(None, text[:500])]
+    cls = _STATUS_CLASSES.get(status, ServerError if status >= 500 else ApiError)  # noqa: PLR2004
+    kwargs: dict[str, Any] = {
+        "title": title,
+        "reference_number": reference,
+        "trace_id": trace_id,
+        "operation": operation,
+        "body": parsed,
+    }
+    if cls is RateLimitedError:
+        return RateLimitedError(status, errors, retry_after=parse_retry_after(retry_after), **kwargs)
+    return cls(status, errors, **kwargs)
