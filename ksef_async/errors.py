@@ -285,27 +285,29 @@ def _parse_body(body: Mapping[str, Any]) -> tuple[list[ApiErrorDetail], str | No
     exception = body.get("exception")
     if isinstance(exception, Mapping):  # default ExceptionResponse
         reference = exception.get("referenceNumber")
-        for item in exception.get("exceptionDetailList") or []:
-            if isinstance(item, Mapping):
-                errors.append(
-                    ApiErrorDetail(
-                        _int_or_none(item.get("exceptionCode")),
-                        str(item.get("exceptionDescription") or ""),
-                        _str_list(item.get("details")),
-                    )
-                )
-    for item in body.get("errors") or []:  # problem+json (BadRequestProblemDetails)
-        if isinstance(item, Mapping):
-            errors.append(
-                ApiErrorDetail(
-                    _int_or_none(item.get("code")), str(item.get("description") or ""), _str_list(item.get("details"))
-                )
+        errors.extend(
+            ApiErrorDetail(
+                _int_or_none(item.get("exceptionCode")),
+                str(item.get("exceptionDescription") or ""),
+                _str_list(item.get("details")),
             )
+            for item in exception.get("exceptionDetailList") or []
+            if isinstance(item, Mapping)
+        )
+    errors.extend(  # problem+json (BadRequestProblemDetails)
+        ApiErrorDetail(
+            _int_or_none(item.get("code")), str(item.get("description") or ""), _str_list(item.get("details"))
+        )
+        for item in body.get("errors") or []
+        if isinstance(item, Mapping)
+    )
     status = body.get("status")
     if isinstance(status, Mapping):  # TooManyRequestsResponse {"status": {code, description, details}}
         errors.append(
             ApiErrorDetail(
-                _int_or_none(status.get("code")), str(status.get("description") or ""), _str_list(status.get("details"))
+                _int_or_none(status.get("code")),
+                str(status.get("description") or ""),
+                _str_list(status.get("details")),
             )
         )
     if not errors and isinstance(body.get("detail"), str):
