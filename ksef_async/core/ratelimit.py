@@ -1,10 +1,33 @@
-"""Rate-limit arithmetic without I/O: KSeF's three sliding windows (1 s, 1 min, 1 h) per limit group."""
+"""Rate-limit arithmetic without I/O: KSeF's three sliding windows (1 s, 1 min, 1 h) per limit group.
+
+KSeF counts the requests of one (context, IP) pair per limit group in the last 1 s, 60 s and 3600 s, all three at
+once. A token bucket of capacity N refilled at N/T can let 2N requests through one window of length T (a full
+bucket, then a refill), so this module keeps the admission log instead and holds the invariant exactly: every
+half-open interval ``[t, t + T)`` contains at most N admissions, for every limited window ``(T, N)``.
+
+Why a log of at most N entries is enough: admissions are recorded in non-decreasing time order, so one more
+admission at ``x`` keeps window ``(T, N)`` within its limit iff fewer than N earlier admissions lie in
+``(x - T, x]``, i.e. iff the N-th most recent admission is at or before ``x - T``. Older entries can never matter
+again: when an entry drops out of an N-long log, the admission that pushed it out was at least T after it.
+"""
 
 from __future__ import annotations
 
+import math
+from collections import deque
+
 import attrs
 
-__all__ = ["WindowLimits"]
+from ksef_async.errors import ConfigurationError
+
+__all__ = ["DEFAULT_SAFETY_MARGIN", "SlidingWindowState", "WindowLimits"]
+
+#: Fraction by which each window is lengthened: 50 ms on the 1 s window, 3 s on 60 s, 180 s on 3600 s.
+#: KSeF timestamps a request when it arrives, not when we send it: network jitter, a connection-pool wait or
+#: clock-rate drift can bring two requests closer together at the server than they were here. The absolute jitter
+#: matters most on the 1 s window (tens of ms); on the long windows a proportional margin costs only 5 % of
+#: sustained throughput and also covers slow sends and retried connections. Use 0 only against a simulator.
+DEFAULT_SAFETY_MARGIN = 0.05
 
 
 @attrs.frozen
@@ -22,3 +45,122 @@ class WindowLimits:
         """Return ``(window_seconds, limit)`` pairs for the limited windows, shortest first."""
         pairs = ((1.0, self.per_second), (60.0, self.per_minute), (3600.0, self.per_hour))
         return tuple((length, limit) for length, limit in pairs if limit is not None)
+
+
+def _effective_windows(limits: WindowLimits, margin: float) -> tuple[tuple[float, int], ...]:
+    """Return ``(lengthened_window, limit)`` pairs, rejecting limits that admit nothing."""
+    windows = []
+    for length, limit in limits.windows():
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigurationError(f"rate limit for the {length:g} s window must be an integer >= 1, got {limit!r}")
+        windows.append((length * (1.0 + margin), limit))
+    return tuple(windows)
+
+
+class SlidingWindowState:
+    """The admission log of one limit group and the arithmetic that keeps every sliding window within its limit.
+
+    All methods take the current time explicitly (seconds on any monotonic scale shared by all calls); nothing
+    here reads a clock or sleeps. Admissions must be recorded in non-decreasing time order, which a FIFO caller
+    does naturally; `next_admission_time` never answers earlier than the last admission for that reason.
+
+    Memory is bounded: one deque of at most ``max(N)`` timestamps over the limited windows; every operation is
+    O(1) (a deque lookup near its right end per window, at most three windows).
+
+    Args:
+        limits: The group's limits.
+        margin: Fraction by which every window is treated as longer than KSeF's (see `DEFAULT_SAFETY_MARGIN`).
+
+    Raises:
+        ConfigurationError: A limit is not a positive integer or the margin is negative or not finite.
+    """
+
+    __slots__ = ("_last", "_limits", "_log", "_margin", "_paused_until", "_windows")
+
+    def __init__(self, limits: WindowLimits, *, margin: float = DEFAULT_SAFETY_MARGIN) -> None:
+        if not math.isfinite(margin) or margin < 0:
+            raise ConfigurationError(f"rate-limit safety margin must be a finite fraction >= 0, got {margin!r}")
+        self._margin = margin
+        self._windows = _effective_windows(limits, margin)
+        self._limits = limits
+        self._log: deque[float] = deque(maxlen=max((n for _, n in self._windows), default=0))
+        self._paused_until = -math.inf
+        self._last = -math.inf
+
+    @property
+    def limits(self) -> WindowLimits:
+        """The limits in force."""
+        return self._limits
+
+    @property
+    def margin(self) -> float:
+        """The safety margin, as a fraction of each window's length."""
+        return self._margin
+
+    @property
+    def paused_until(self) -> float:
+        """The end of the current server-imposed pause (``-inf`` when never paused)."""
+        return self._paused_until
+
+    def __repr__(self) -> str:
+        return f"SlidingWindowState({self._limits!r}, margin={self._margin!r}, recorded={len(self._log)})"
+
+    def next_admission_time(self, now: float) -> float:
+        """Return the earliest time ``>= now`` at which one more admission keeps every window within its limit.
+
+        The answer also respects the pause and never precedes the last recorded admission (FIFO order).
+        """
+        earliest = max(now, self._paused_until, self._last)
+        log = self._log
+        size = len(log)
+        for length, limit in self._windows:
+            if size >= limit:
+                # The limit-th most recent admission must leave the window before the next one enters it.
+                earliest = max(earliest, log[-limit] + length)
+        return earliest
+
+    def admit(self, now: float) -> None:
+        """Record an admission at ``now``.
+
+        Raises:
+            ValueError: ``now`` is earlier than `next_admission_time` allows (a caller bug: recording it would
+                break a window or the time order).
+        """
+        allowed = self.next_admission_time(now)
+        if allowed > now:
+            raise ValueError(f"admission at {now!r} breaks a rate-limit window or pause; next allowed at {allowed!r}")
+        self._log.append(now)
+        self._last = now
+
+    def try_admit(self, now: float) -> float:
+        """Record an admission at ``now`` if allowed and return ``now``; otherwise record nothing.
+
+        Returns:
+            ``now`` when admitted, else the earliest time at which an admission would be allowed (``> now``).
+        """
+        allowed = self.next_admission_time(now)
+        if allowed <= now:
+            self._log.append(now)
+            self._last = now
+            return now
+        return allowed
+
+    def pause_until(self, until: float) -> None:
+        """Admit nothing before ``until`` (a 429's ``Retry-After``); a shorter pause never shortens a longer one."""
+        self._paused_until = max(self._paused_until, until)
+
+    def replace_limits(self, limits: WindowLimits) -> None:
+        """Put new limits in force (e.g. from ``GET /rate-limits``); recorded admissions keep counting.
+
+        The most recent ``max(N)`` admissions are kept, so a lower limit counts all the history it needs. A raised
+        limit needs older entries only if they could still lie in its window; they cannot when the largest limit
+        belonged to the longest limited window (true of every KSeF group: N grows with T), because an entry leaves
+        the log only once an admission at least that window's length later has been recorded. A window that was
+        unlimited before has only the history the other windows kept.
+
+        Raises:
+            ConfigurationError: A limit is not a positive integer.
+        """
+        self._windows = _effective_windows(limits, self._margin)
+        self._limits = limits
+        self._log = deque(self._log, maxlen=max((n for _, n in self._windows), default=0))
