@@ -28,6 +28,7 @@ class OperationRow(NamedTuple):
     success_status: int
     request_schema: str | None
     response_schema: str | None
+    response_is_list: bool
 
 
 ROWS: Final[tuple[OperationRow, ...]] = (
@@ -46,6 +47,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="AuthenticationListResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="delete_auth_sessions_current",
@@ -62,6 +64,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=204,
         request_schema=None,
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="delete_auth_sessions_by_reference_number",
@@ -78,6 +81,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=204,
         request_schema=None,
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_certificates_limits",
@@ -94,6 +98,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="CertificateLimitsResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_certificates_enrollments_data",
@@ -110,6 +115,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="CertificateEnrollmentDataResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_certificates_enrollments",
@@ -124,8 +130,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=202,
-        request_schema=None,
+        request_schema="EnrollCertificateRequest",
         response_schema="EnrollCertificateResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_certificates_enrollments_by_reference_number",
@@ -142,6 +149,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="CertificateEnrollmentStatusResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_certificates_retrieve",
@@ -156,8 +164,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=200,
-        request_schema=None,
+        request_schema="RetrieveCertificatesRequest",
         response_schema="RetrieveCertificatesResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_certificates_revoke",
@@ -172,8 +181,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=204,
-        request_schema=None,
+        request_schema="RevokeCertificateRequest",
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_certificates_query",
@@ -188,8 +198,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=200,
-        request_schema=None,
+        request_schema="QueryCertificatesRequest",
         response_schema="QueryCertificatesResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_security_public_key_certificates",
@@ -205,7 +216,8 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         token=None,
         success_status=200,
         request_schema=None,
-        response_schema=None,
+        response_schema="PublicKeyCertificate",
+        response_is_list=True,
     ),
     OperationRow(
         operation_id="post_testdata_subject",
@@ -220,8 +232,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=None,
         token=None,
         success_status=200,
-        request_schema=None,
+        request_schema="SubjectCreateRequest",
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_testdata_subject_remove",
@@ -236,8 +249,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=None,
         token=None,
         success_status=200,
-        request_schema=None,
+        request_schema="SubjectRemoveRequest",
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_testdata_person",
@@ -252,8 +266,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=None,
         token=None,
         success_status=200,
-        request_schema=None,
+        request_schema="PersonCreateRequest",
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_testdata_person_remove",
@@ -268,8 +283,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=None,
         token=None,
         success_status=200,
-        request_schema=None,
+        request_schema="PersonRemoveRequest",
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_testdata_permissions",
@@ -284,8 +300,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=None,
         token=None,
         success_status=200,
-        request_schema=None,
+        request_schema="TestDataPermissionsGrantRequest",
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_testdata_permissions_revoke",
@@ -300,8 +317,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=None,
         token=None,
         success_status=200,
-        request_schema=None,
+        request_schema="TestDataPermissionsRevokeRequest",
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_testdata_attachment",
@@ -316,8 +334,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=None,
         token=None,
         success_status=200,
-        request_schema=None,
+        request_schema="AttachmentPermissionGrantRequest",
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_testdata_attachment_revoke",
@@ -332,8 +351,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=None,
         token=None,
         success_status=200,
-        request_schema=None,
+        request_schema="AttachmentPermissionRevokeRequest",
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_testdata_context_block",
@@ -348,8 +368,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token=None,
         success_status=200,
-        request_schema=None,
+        request_schema="BlockContextAuthenticationRequest",
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_testdata_context_unblock",
@@ -364,8 +385,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token=None,
         success_status=200,
-        request_schema=None,
+        request_schema="UnblockContextAuthenticationRequest",
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_limits_context",
@@ -382,6 +404,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="EffectiveContextLimits",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_limits_subject",
@@ -398,6 +421,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="EffectiveSubjectLimits",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_rate_limits",
@@ -414,6 +438,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="EffectiveApiRateLimits",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_testdata_limits_context_session",
@@ -428,8 +453,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=200,
-        request_schema=None,
+        request_schema="SetSessionLimitsRequest",
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="delete_testdata_limits_context_session",
@@ -446,6 +472,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_testdata_limits_subject_certificate",
@@ -460,8 +487,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=200,
-        request_schema=None,
+        request_schema="SetSubjectLimitsRequest",
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="delete_testdata_limits_subject_certificate",
@@ -478,6 +506,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_testdata_rate_limits",
@@ -492,8 +521,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=200,
-        request_schema=None,
+        request_schema="SetRateLimitsRequest",
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="delete_testdata_rate_limits",
@@ -510,6 +540,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_testdata_rate_limits_production",
@@ -526,6 +557,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_permissions_persons_grants",
@@ -540,8 +572,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=202,
-        request_schema=None,
+        request_schema="PersonPermissionsGrantRequest",
         response_schema="PermissionsOperationResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_permissions_entities_grants",
@@ -556,8 +589,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=202,
-        request_schema=None,
+        request_schema="EntityPermissionsGrantRequest",
         response_schema="PermissionsOperationResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_permissions_authorizations_grants",
@@ -572,8 +606,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=202,
-        request_schema=None,
+        request_schema="EntityAuthorizationPermissionsGrantRequest",
         response_schema="PermissionsOperationResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_permissions_indirect_grants",
@@ -588,8 +623,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=202,
-        request_schema=None,
+        request_schema="IndirectPermissionsGrantRequest",
         response_schema="PermissionsOperationResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_permissions_subunits_grants",
@@ -604,8 +640,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=202,
-        request_schema=None,
+        request_schema="SubunitPermissionsGrantRequest",
         response_schema="PermissionsOperationResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_permissions_eu_entities_administration_grants",
@@ -620,8 +657,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=202,
-        request_schema=None,
+        request_schema="EuEntityAdministrationPermissionsGrantRequest",
         response_schema="PermissionsOperationResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_permissions_eu_entities_grants",
@@ -636,8 +674,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=202,
-        request_schema=None,
+        request_schema="EuEntityPermissionsGrantRequest",
         response_schema="PermissionsOperationResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="delete_permissions_common_grants_by_permission_id",
@@ -654,6 +693,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=202,
         request_schema=None,
         response_schema="PermissionsOperationResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="delete_permissions_authorizations_grants_by_permission_id",
@@ -670,6 +710,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=202,
         request_schema=None,
         response_schema="PermissionsOperationResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_permissions_operations_by_reference_number",
@@ -686,6 +727,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="PermissionsOperationStatusResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_permissions_attachments_status",
@@ -702,6 +744,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="CheckAttachmentPermissionStatusResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_invoices_ksef_by_ksef_number",
@@ -718,6 +761,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_invoices_query_metadata",
@@ -732,8 +776,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=20,
         token="access",
         success_status=200,
-        request_schema=None,
+        request_schema="InvoiceQueryFilters",
         response_schema="QueryInvoicesMetadataResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_invoices_exports",
@@ -748,8 +793,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=20,
         token="access",
         success_status=201,
-        request_schema=None,
+        request_schema="InvoiceExportRequest",
         response_schema="ExportInvoicesResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_invoices_exports_by_reference_number",
@@ -766,6 +812,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="InvoiceExportStatusResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_sessions",
@@ -782,6 +829,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="SessionsQueryResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_sessions_by_reference_number",
@@ -798,6 +846,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="SessionStatusResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_sessions_invoices",
@@ -814,6 +863,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="SessionInvoicesResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_sessions_invoices_by_invoice_reference_number",
@@ -830,6 +880,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="SessionInvoiceStatusResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_sessions_invoices_failed",
@@ -846,6 +897,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="SessionInvoicesResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_sessions_invoices_ksef_upo",
@@ -862,6 +914,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_sessions_invoices_upo",
@@ -878,6 +931,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_sessions_upo_by_upo_reference_number",
@@ -894,6 +948,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_tokens",
@@ -908,8 +963,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=202,
-        request_schema=None,
+        request_schema="GenerateTokenRequest",
         response_schema="GenerateTokenResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_tokens",
@@ -926,6 +982,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="QueryTokensResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_tokens_by_reference_number",
@@ -942,6 +999,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="TokenStatusResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="delete_tokens_by_reference_number",
@@ -958,6 +1016,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=204,
         request_schema=None,
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_peppol_query",
@@ -974,6 +1033,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="QueryPeppolProvidersResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_auth_challenge",
@@ -990,6 +1050,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="AuthenticationChallengeResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_auth_xades_signature",
@@ -1006,6 +1067,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=202,
         request_schema=None,
         response_schema="AuthenticationInitResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_auth_ksef_token",
@@ -1020,8 +1082,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=None,
         token=None,
         success_status=202,
-        request_schema=None,
+        request_schema="InitTokenAuthenticationRequest",
         response_schema="AuthenticationInitResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_auth_by_reference_number",
@@ -1038,6 +1101,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="AuthenticationOperationStatusResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_auth_token_redeem",
@@ -1054,6 +1118,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="AuthenticationTokensResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_auth_token_refresh",
@@ -1070,6 +1135,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="AuthenticationTokenRefreshResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_sessions_online",
@@ -1084,8 +1150,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=201,
-        request_schema=None,
+        request_schema="OpenOnlineSessionRequest",
         response_schema="OpenOnlineSessionResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_sessions_online_invoices",
@@ -1100,8 +1167,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=180,
         token="access",
         success_status=202,
-        request_schema=None,
+        request_schema="SendInvoiceRequest",
         response_schema="SendInvoiceResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_sessions_online_close",
@@ -1118,6 +1186,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=204,
         request_schema=None,
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_sessions_batch",
@@ -1132,8 +1201,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=60,
         token="access",
         success_status=201,
-        request_schema=None,
+        request_schema="OpenBatchSessionRequest",
         response_schema="OpenBatchSessionResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_sessions_batch_close",
@@ -1150,6 +1220,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=204,
         request_schema=None,
         response_schema=None,
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_permissions_query_personal_grants",
@@ -1164,8 +1235,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=200,
-        request_schema=None,
+        request_schema="PersonalPermissionsQueryRequest",
         response_schema="QueryPersonalPermissionsResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_permissions_query_persons_grants",
@@ -1180,8 +1252,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=200,
-        request_schema=None,
+        request_schema="PersonPermissionsQueryRequest",
         response_schema="QueryPersonPermissionsResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_permissions_query_subunits_grants",
@@ -1196,8 +1269,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=200,
-        request_schema=None,
+        request_schema="SubunitPermissionsQueryRequest",
         response_schema="QuerySubunitPermissionsResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_permissions_query_entities_grants",
@@ -1212,8 +1286,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=200,
-        request_schema=None,
+        request_schema="EntityPermissionsQueryRequest",
         response_schema="QueryEntityPermissionsResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="get_permissions_query_entities_roles",
@@ -1230,6 +1305,7 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         success_status=200,
         request_schema=None,
         response_schema="QueryEntityRolesResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_permissions_query_subordinate_entities_roles",
@@ -1244,8 +1320,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=200,
-        request_schema=None,
+        request_schema="SubordinateEntityRolesQueryRequest",
         response_schema="QuerySubordinateEntityRolesResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_permissions_query_authorizations_grants",
@@ -1260,8 +1337,9 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=200,
-        request_schema=None,
+        request_schema="EntityAuthorizationPermissionsQueryRequest",
         response_schema="QueryEntityAuthorizationPermissionsResponse",
+        response_is_list=False,
     ),
     OperationRow(
         operation_id="post_permissions_query_eu_entities_grants",
@@ -1276,7 +1354,8 @@ ROWS: Final[tuple[OperationRow, ...]] = (
         per_hour=120,
         token="access",
         success_status=200,
-        request_schema=None,
+        request_schema="EuEntityPermissionsQueryRequest",
         response_schema="QueryEuEntityPermissionsResponse",
+        response_is_list=False,
     ),
 )

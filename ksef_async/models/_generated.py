@@ -12,7 +12,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
-from ksef_async.models._meta import KEEP_NULL, WIRE_NAME
+from ksef_async.models._meta import WIRE_NAME
 
 __all__ = [
     "AllowedIps",
@@ -482,7 +482,7 @@ class AuthenticationListItem:
     start_date: datetime.datetime
     """Data rozpoczęcia operacji uwierzytelnienia."""
 
-    authentication_method: AuthenticationMethod | str
+    authentication_method: AuthenticationMethod | str | None = None
     """Metoda uwierzytelnienia.
     | Wartość | Opis |
     | --- | --- |
@@ -494,7 +494,7 @@ class AuthenticationListItem:
     | PersonalSignature | Podpis osobisty. |
     | PeppolSignature | Podpis dostawcy usług Peppol. |
 
-    Deprecated in the spec.
+    Deprecated in the spec: optional here even when the spec lists it as required.
     """
 
     authentication_method_info: AuthenticationMethodInfo
@@ -627,7 +627,7 @@ class AuthenticationOperationStatusResponse:
     start_date: datetime.datetime
     """Data rozpoczęcia operacji uwierzytelnienia."""
 
-    authentication_method: AuthenticationMethod | str
+    authentication_method: AuthenticationMethod | str | None = None
     """Metoda uwierzytelnienia.
     | Wartość | Opis |
     | --- | --- |
@@ -639,7 +639,7 @@ class AuthenticationOperationStatusResponse:
     | PersonalSignature | Podpis osobisty. |
     | PeppolSignature | Podpis dostawcy usług Peppol. |
 
-    Deprecated in the spec.
+    Deprecated in the spec: optional here even when the spec lists it as required.
     """
 
     authentication_method_info: AuthenticationMethodInfo

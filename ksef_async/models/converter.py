@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime
+import datetime as dt
 import decimal
 import enum
 import types
@@ -62,17 +62,17 @@ def enum_of(tp: Any) -> type[enum.StrEnum] | None:
     return None
 
 
-def _structure_datetime(value: Any, _: type) -> datetime.datetime:
+def _structure_datetime(value: Any, _: type) -> dt.datetime:
     if not isinstance(value, str):
         raise TypeError(f"expected an ISO 8601 date-time string, got {type(value).__name__}")
     # Python 3.11 parses 'Z' and 1-7 fractional digits (the 7th is truncated).
-    return datetime.datetime.fromisoformat(value)
+    return dt.datetime.fromisoformat(value)
 
 
-def _structure_date(value: Any, _: type) -> datetime.date:
+def _structure_date(value: Any, _: type) -> dt.date:
     if not isinstance(value, str):
         raise TypeError(f"expected an ISO 8601 date string, got {type(value).__name__}")
-    return datetime.date.fromisoformat(value)
+    return dt.date.fromisoformat(value)
 
 
 def _structure_bytes(value: Any, _: type) -> bytes:
@@ -132,14 +132,12 @@ def _enum_or_str_hooks(conv: cattrs.Converter) -> None:
 
 def _attrs_hooks(conv: cattrs.Converter, *, forbid_extra_keys: bool) -> None:
     def structure_factory(cls: type) -> Any:
-        overrides = {f.name: override(rename=wire_name(f)) for f in attrs.fields(cls)}
+        overrides: dict[str, Any] = {f.name: override(rename=wire_name(f)) for f in attrs.fields(cls)}
         return make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=forbid_extra_keys, **overrides)
 
     def unstructure_factory(cls: type) -> Any:
-        overrides = {
-            f.name: override(
-                rename=wire_name(f), omit_if_default=f.default is None and not f.metadata.get(KEEP_NULL)
-            )
+        overrides: dict[str, Any] = {
+            f.name: override(rename=wire_name(f), omit_if_default=f.default is None and not f.metadata.get(KEEP_NULL))
             for f in attrs.fields(cls)
         }
         return make_dict_unstructure_fn(cls, conv, **overrides)
@@ -160,10 +158,10 @@ def make_converter(*, forbid_extra_keys: bool = False) -> cattrs.Converter:
             without notice); on in tests that check the models against the spec's examples.
     """
     conv = cattrs.Converter()
-    conv.register_structure_hook(datetime.datetime, _structure_datetime)
-    conv.register_unstructure_hook(datetime.datetime, datetime.datetime.isoformat)
-    conv.register_structure_hook(datetime.date, _structure_date)
-    conv.register_unstructure_hook(datetime.date, datetime.date.isoformat)
+    conv.register_structure_hook(dt.datetime, _structure_datetime)
+    conv.register_unstructure_hook(dt.datetime, dt.datetime.isoformat)
+    conv.register_structure_hook(dt.date, _structure_date)
+    conv.register_unstructure_hook(dt.date, dt.date.isoformat)
     conv.register_structure_hook(bytes, _structure_bytes)
     conv.register_unstructure_hook(bytes, lambda v: base64.b64encode(v).decode("ascii"))
     conv.register_structure_hook(decimal.Decimal, _structure_decimal)
