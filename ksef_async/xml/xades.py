@@ -448,6 +448,9 @@ def _parse_signed(signed_xml: bytes) -> etree._Element:
 
 def _single_enveloped_signature(root: etree._Element) -> etree._Element:
     """Return the one ds:Signature, a child of ``root`` covering the whole document; reject anything else."""
+    if root.tag == _ds("Signature"):
+        # A detached signature sent on its own; enveloping ones (also legal on KSeF) are not supported here.
+        raise SignatureError(9101, "document root is a ds:Signature (detached or enveloping); sign enveloped")
     signatures = root.findall(f".//{_ds('Signature')}")
     if not signatures:
         raise SignatureError(9102, "document carries no ds:Signature")
