@@ -1,0 +1,221 @@
+"""Properties of the sliding-window arithmetic, checked against brute-force counters on explicit timestamps."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import ksef_async.core.ratelimit as core
+from ksef_async.core.ratelimit import DEFAULT_SAFETY_MARGIN, SlidingWindowState, WindowLimits
+from ksef_async.errors import ConfigurationError
+
+# ---------------------------------------------------------------------------------------------------------------
+# Independent oracles: they keep the whole history and count, where the code under test keeps max(N) entries and
+# looks up one of them per window.
+
+
+def effective(limits: WindowLimits, margin: float) -> list[tuple[float, int]]:
+    return [(length * (1.0 + margin), limit) for length, limit in limits.windows()]
+
+
+def oracle_earliest(
+    history: list[float], limits: WindowLimits, margin: float, paused_until: float, now: float
+) -> float:
+    """The earliest time >= now (and >= pause, >= last admission) at which every window has room, by counting."""
+    base = max([now, paused_until, *history[-1:]])
+    windows = effective(limits, margin)
+    # The answer is the base or the moment some recorded admission leaves some window.
+    candidates = sorted({base} | {a + t for a in history for t, _ in windows if a + t > base})
+    for c in candidates:
+        if all(sum(1 for a in history if a + t > c) < n for t, n in windows):
+            return c
+    raise AssertionError("no candidate admits")  # pragma: no cover - the last candidate always has room
+
+
+def max_in_any_interval(admissions: list[float], length: float) -> int:
+    """The most admissions in any half-open [s, s + length); the worst interval starts at an admission."""
+    return max((sum(1 for a in admissions if s <= a < s + length) for s in admissions), default=0)
+
+
+def room_at(history: list[float], limits: WindowLimits, margin: float, x: float) -> bool:
+    """Whether one more admission at x keeps every (lengthened) window within its limit."""
+    return all(sum(1 for a in history if a <= x < a + t) < n for t, n in effective(limits, margin))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Strategies
+
+optional_limit = st.one_of(st.none(), st.integers(1, 6))
+limits_st = st.builds(WindowLimits, optional_limit, optional_limit, optional_limit)
+margins = st.sampled_from([0.0, 0.05, 0.3])
+# Gaps at the three scales, so that every window fills and drains within one example.
+gaps = st.one_of(st.floats(0, 0.5), st.floats(0, 30), st.floats(0, 1500), st.just(0.0))
+events = st.lists(
+    st.one_of(
+        st.tuples(st.just("request"), gaps),
+        st.tuples(st.just("pause"), st.floats(0, 90)),
+    ),
+    max_size=60,
+)
+
+
+@given(limits=limits_st, margin=margins, script=events)
+def test_admissions_never_overfill_a_window_and_never_wait_needlessly(
+    limits: WindowLimits, margin: float, script: list[tuple[str, float]]
+) -> None:
+    state = SlidingWindowState(limits, margin=margin)
+    admitted: list[float] = []
+    paused_until = -math.inf
+    now = 0.0
+    for kind, value in script:
+        now += value if kind == "request" else 0.0
+        if kind == "pause":
+            paused_until = max(paused_until, now + value)
+            state.pause_until(now + value)
+            continue
+        when = state.next_admission_time(now)
+        assert when >= now
+        assert when == oracle_earliest(admitted, limits, margin, paused_until, now)
+        free_now = now >= paused_until and now >= max(admitted, default=-math.inf)
+        if free_now and room_at(admitted, limits, margin, now):
+            assert when == now  # no window is full: no wait
+        state.admit(when)
+        admitted.append(when)
+    for length, limit in limits.windows():
+        assert max_in_any_interval(admitted, length) <= limit  # KSeF's own window, without our margin
+
+
+monotone_limits = st.tuples(st.integers(1, 4), st.integers(0, 4), st.integers(0, 8)).map(
+    lambda t: WindowLimits(t[0], t[0] + t[1], t[0] + t[1] + t[2])
+)
+
+
+@given(
+    first=monotone_limits,
+    margin=margins,
+    script=st.lists(st.one_of(st.tuples(st.just("request"), gaps), st.tuples(st.just("limits"), monotone_limits))),
+)
+def test_replaced_limits_count_the_history(
+    first: WindowLimits, margin: float, script: list[tuple[str, float | WindowLimits]]
+) -> None:
+    state = SlidingWindowState(first, margin=margin)
+    limits = first
+    admitted: list[float] = []
+    now = 0.0
+    for _kind, value in script:
+        if isinstance(value, WindowLimits):
+            limits = value
+            state.replace_limits(value)
+            assert state.limits == value
+            continue
+        now += value
+        when = state.next_admission_time(now)
+        assert when == oracle_earliest(admitted, limits, margin, -math.inf, now)
+        # The trailing windows at the moment of admission, under the limits then in force, counting all history.
+        for length, limit in limits.windows():
+            assert sum(1 for a in admitted if when < a + length) < limit
+        state.admit(when)
+        admitted.append(when)
+
+
+def test_a_token_bucket_burst_is_refused() -> None:
+    # A bucket of 5 refilled at 5/s admits 5 at t=0 and 5 more at t=1-: 10 in one second. We must not.
+    state = SlidingWindowState(WindowLimits(5), margin=0.0)
+    for _ in range(5):
+        state.admit(0.0)
+    assert state.next_admission_time(0.999) == 1.0
+    state.admit(1.0)
+    assert state.next_admission_time(1.0) == 1.0  # 4 of the first burst left the window at 1.0 too
+
+
+def test_margin_lengthens_each_window_proportionally() -> None:
+    state = SlidingWindowState(WindowLimits(1, 2, 3))
+    assert state.margin == DEFAULT_SAFETY_MARGIN
+    state.admit(0.0)
+    assert state.next_admission_time(0.0) == pytest.approx(1.05)
+    state.admit(1.05)
+    assert state.next_admission_time(1.05) == pytest.approx(63.0)  # 60 s * 1.05 after the first
+    state.admit(63.0)
+    assert state.next_admission_time(63.0) == pytest.approx(3780.0)  # 3600 s * 1.05 after the first
+
+
+def test_limits_that_do_not_bind_never_delay() -> None:
+    state = SlidingWindowState(WindowLimits(None))
+    for i in range(1000):
+        assert state.try_admit(i * 1e-6) == i * 1e-6
+    assert len(state._log) == 0  # nothing to remember when nothing is limited
+
+
+def test_pause_is_honoured_and_never_shortened() -> None:
+    state = SlidingWindowState(WindowLimits(100, 1000, 10000))
+    state.pause_until(10.0)
+    state.pause_until(4.0)
+    assert state.paused_until == 10.0
+    assert state.next_admission_time(3.0) == 10.0
+    assert state.try_admit(3.0) == 10.0
+    with pytest.raises(ValueError, match=r"next allowed at 10\.0"):
+        state.admit(9.99)
+    assert state.try_admit(10.0) == 10.0
+    assert state.next_admission_time(10.0) == 10.0
+
+
+def test_time_never_goes_backwards_in_the_log() -> None:
+    state = SlidingWindowState(WindowLimits(100))
+    state.admit(5.0)
+    assert state.next_admission_time(1.0) == 5.0
+
+
+def test_lower_limit_counts_admissions_made_under_the_higher_one() -> None:
+    state = SlidingWindowState(WindowLimits(10, 100, 1000), margin=0.0)
+    for t in (0.0, 0.1, 0.2, 0.3, 0.4):
+        state.admit(t)
+    state.replace_limits(WindowLimits(3, 100, 1000))
+    # Five in the last second already: the third most recent (0.2) must leave first.
+    assert state.next_admission_time(0.5) == 1.2
+    state.replace_limits(WindowLimits(10, 4, 1000))
+    # Four per minute: the fourth most recent (0.1) leaves the minute window at 60.1.
+    assert state.next_admission_time(0.5) == 60.1
+
+
+def test_memory_stays_bounded_by_the_largest_limit() -> None:
+    state = SlidingWindowState(WindowLimits(5, 20, 50), margin=0.0)
+    now = 0.0
+    for _ in range(5000):
+        now = state.next_admission_time(now)
+        state.admit(now)
+        assert len(state._log) <= 50
+    state.replace_limits(WindowLimits(2, 3, 4))
+    assert len(state._log) == 4
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [WindowLimits(0), WindowLimits(5, -1), WindowLimits(5, 10, 0), WindowLimits(True), WindowLimits(1.5)],  # type: ignore[arg-type]
+)
+def test_unusable_limits_are_refused(limits: WindowLimits) -> None:
+    with pytest.raises(ConfigurationError, match="window must be an integer >= 1"):
+        SlidingWindowState(limits)
+    state = SlidingWindowState(WindowLimits(5))
+    with pytest.raises(ConfigurationError):
+        state.replace_limits(limits)
+    assert state.limits == WindowLimits(5)  # a refused replacement changes nothing
+
+
+@pytest.mark.parametrize("margin", [-0.01, math.inf, math.nan])
+def test_unusable_margin_is_refused(margin: float) -> None:
+    with pytest.raises(ConfigurationError, match="safety margin"):
+        SlidingWindowState(WindowLimits(5), margin=margin)
+
+
+def test_window_limits_pairs_shortest_first() -> None:
+    assert WindowLimits(10, 20, 60).windows() == ((1.0, 10), (60.0, 20), (3600.0, 60))
+    assert WindowLimits(60).windows() == ((1.0, 60),)
+
+
+def test_all_is_sorted_and_complete() -> None:
+    assert core.__all__ == sorted(core.__all__)
+    for name in core.__all__:
+        assert hasattr(core, name)
