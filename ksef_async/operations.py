@@ -9,9 +9,10 @@ Facts taken from the spec:
 * limits come from ``x-rate-limits``; the group name from the last column of the table in the 429 response's
   description (``| **Limity liczby żądań** | 10 | 20 | 60 | batchSession``);
 * the 16 public operations carry only ``perSecond: 60`` and no group name: they share the group ``public``;
-* ``security: [{"Bearer": []}]`` means a bearer token; the description names the token when it is not the
-  access token (``AuthenticationToken`` for ``GET /auth/{referenceNumber}`` and ``POST /auth/token/redeem``,
-  ``RefreshToken`` for ``POST /auth/token/refresh``);
+* ``security: [{"Bearer": []}]`` means a bearer token; the description names the token when it is not (only)
+  the access token: ``AuthenticationToken`` for ``GET /auth/{referenceNumber}`` and ``POST /auth/token/redeem``,
+  ``RefreshToken`` for ``POST /auth/token/refresh``, ``RefreshToken`` or ``AccessToken`` for
+  ``DELETE /auth/sessions/current``;
 * the spec has no ``operationId``: ids are derived as ``<method>_<static segments>[_by_<last parameter>]``,
   e.g. ``post_sessions_batch_close`` for ``POST /sessions/batch/{referenceNumber}/close``.
 """
@@ -72,8 +73,8 @@ class Operation:
     """Rate-limit group name (``public`` for the unauthenticated operations)."""
     limits: WindowLimits
     """``x-rate-limits`` of the operation."""
-    token: TokenKind | None
-    """Bearer token the operation takes, or ``None`` when it needs no ``Authorization`` header."""
+    tokens: tuple[TokenKind, ...]
+    """Bearer tokens the operation accepts, in the spec's order; empty when it needs no ``Authorization``."""
     success_status: int
     """The one 2xx status the spec documents."""
     request_schema: str | None
@@ -86,7 +87,7 @@ class Operation:
     @property
     def needs_bearer(self) -> bool:
         """Whether the request carries ``Authorization: Bearer ...``."""
-        return self.token is not None
+        return bool(self.tokens)
 
     @property
     def path_params(self) -> tuple[str, ...]:
@@ -105,7 +106,7 @@ def _build() -> tuple[Operation, ...]:
             required_permissions=row.required_permissions,
             rate_group=row.rate_group,
             limits=WindowLimits(row.per_second, row.per_minute, row.per_hour),
-            token=None if row.token is None else TokenKind(row.token),
+            tokens=tuple(TokenKind(t) for t in row.tokens),
             success_status=row.success_status,
             request_schema=row.request_schema,
             response_schema=row.response_schema,

@@ -48,8 +48,8 @@ REF_PREFIX = "#/components/schemas/"
 DOC_WIDTH = 100
 PUBLIC_GROUP = "public"
 # Descriptions name the token an operation takes when it is not the access token.
-TOKEN_NOTE = re.compile(r"Sposób uwierzytelnienia: `(\w+)`")
-TOKEN_KINDS = {"AuthenticationToken": "authentication", "RefreshToken": "refresh"}
+TOKEN_NOTE = re.compile(r"Sposób uwierzytelnienia: (.*)")
+TOKEN_KINDS = {"AccessToken": "access", "AuthenticationToken": "authentication", "RefreshToken": "refresh"}
 
 Schema = dict[str, Any]
 
@@ -387,12 +387,16 @@ def render_table(spec: Schema) -> str:
             group = group_from_429(op, where)
             if groups.setdefault(group, triple) != triple:
                 raise SpecError(f"{where}: group {group} has limits {triple}, elsewhere {groups[group]}")
-            token = None
+            tokens: tuple[str, ...] = ()
             if op.get("security"):
                 if op["security"] != [{"Bearer": []}]:
                     raise SpecError(f"{where}: unsupported security {op['security']!r}")
                 note = TOKEN_NOTE.search(op.get("description", ""))
-                token = TOKEN_KINDS.get(note.group(1), "access") if note else "access"
+                names = re.findall(r"`(\w+)`", note.group(1)) if note else ["AccessToken"]
+                unknown = set(names) - set(TOKEN_KINDS)
+                if unknown or not names:
+                    raise SpecError(f"{where}: unknown token kinds {sorted(unknown)} in {note and note.group(0)!r}")
+                tokens = tuple(TOKEN_KINDS[n] for n in names)
             success = sorted(code for code in op["responses"] if code.startswith("2"))
             if len(success) != 1:
                 raise SpecError(f"{where}: expected one success status, got {success}")
@@ -408,7 +412,7 @@ def render_table(spec: Schema) -> str:
                 "per_second": triple[0],
                 "per_minute": triple[1],
                 "per_hour": triple[2],
-                "token": token,
+                "tokens": tokens,
                 "success_status": int(success[0]),
                 "request_schema": json_schema_name(op.get("requestBody", {}))[0],
                 "response_schema": response[0],
@@ -442,7 +446,7 @@ def render_table(spec: Schema) -> str:
         "    per_second: int | None",
         "    per_minute: int | None",
         "    per_hour: int | None",
-        "    token: str | None",
+        "    tokens: tuple[str, ...]",
         "    success_status: int",
         "    request_schema: str | None",
         "    response_schema: str | None",
