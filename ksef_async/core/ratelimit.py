@@ -64,8 +64,9 @@ class SlidingWindowState:
     here reads a clock or sleeps. Admissions must be recorded in non-decreasing time order, which a FIFO caller
     does naturally; `next_admission_time` never answers earlier than the last admission for that reason.
 
-    Memory is bounded: one deque of at most ``max(N)`` timestamps over the limited windows; every operation is
-    O(1) (a deque lookup near its right end per window, at most three windows).
+    Memory is bounded: one deque of at most ``max(N)`` timestamps over the limited windows (after lower limits
+    replace higher ones, as many as were recorded then); every operation but `replace_limits` is O(1): one deque
+    lookup near its right end per window, at most three windows.
 
     Args:
         limits: The group's limits.
@@ -152,15 +153,17 @@ class SlidingWindowState:
     def replace_limits(self, limits: WindowLimits) -> None:
         """Put new limits in force (e.g. from ``GET /rate-limits``); recorded admissions keep counting.
 
-        The most recent ``max(N)`` admissions are kept, so a lower limit counts all the history it needs. A raised
-        limit needs older entries only if they could still lie in its window; they cannot when the largest limit
-        belonged to the longest limited window (true of every KSeF group: N grows with T), because an entry leaves
-        the log only once an admission at least that window's length later has been recorded. A window that was
-        unlimited before has only the history the other windows kept.
+        Nothing recorded is dropped here (the log may only grow to the new ``max(N)``), so a lower limit counts all
+        the history it needs and a limit lowered then raised again still sees it. Entries leave the log only when
+        an admission pushes them out of a log at least ``max(N)`` long, i.e. when an admission has been recorded at
+        least the longest window's length after them, provided the largest limit belongs to the longest window
+        (true of every KSeF group: N grows with T). A window that was unlimited before has only the history the
+        other windows kept.
 
         Raises:
             ConfigurationError: A limit is not a positive integer.
         """
         self._windows = _effective_windows(limits, self._margin)
         self._limits = limits
-        self._log = deque(self._log, maxlen=max((n for _, n in self._windows), default=0))
+        largest = max((n for _, n in self._windows), default=0)
+        self._log = deque(self._log, maxlen=max(largest, len(self._log)))
