@@ -1,0 +1,373 @@
+"""Behaviour of the async limiter on virtual time: FIFO, cancellation, 429 pauses, shared instances, logging.
+
+The tests run on `VirtualTimeLoop`: an ordinary asyncio selector loop whose ``time()`` is a counter and whose
+selector, asked to block for ``timeout`` seconds, advances the counter by ``timeout`` and polls without blocking.
+asyncio computes that timeout from its own timer heap, so virtual time jumps straight to the next due timer, in
+the order asyncio itself would run them; ``asyncio.sleep`` and the limiter's default `LoopClock` need no patching.
+A loop with nothing scheduled and nothing ready would block forever: the selector raises instead, so a limiter
+deadlock fails the test at once. The tests therefore never sleep for real and finish in well under a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import selectors
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+
+import ksef_async.ratelimit as rl
+from ksef_async.core.ratelimit import WindowLimits
+from ksef_async.errors import ConfigurationError
+from ksef_async.ratelimit import DEFAULT_RETRY_AFTER, MemoryBackend, RateLimiter, limiter_for
+
+T = TypeVar("T")
+
+
+class _InstantSelector(selectors.DefaultSelector):
+    def __init__(self, advance: Callable[[float], None]) -> None:
+        super().__init__()
+        self._advance = advance
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is None:
+            raise RuntimeError("deadlock: every task waits and no timer is scheduled")
+        if timeout > 0:
+            self._advance(timeout)
+        return super().select(0)
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    def __init__(self) -> None:
+        self._virtual = 0.0
+        super().__init__(_InstantSelector(self._advance))
+
+    def _advance(self, seconds: float) -> None:
+        self._virtual += seconds
+
+    def time(self) -> float:
+        return self._virtual
+
+
+def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    loop = VirtualTimeLoop()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+async def at(delay: float, coro: Awaitable[T]) -> T:
+    await asyncio.sleep(delay)
+    return await coro
+
+
+def limiter(per_second: int | None = 2, per_minute: int | None = None, **groups: WindowLimits) -> RateLimiter:
+    return RateLimiter({"g": WindowLimits(per_second, per_minute), **groups}, backend=MemoryBackend(margin=0.0))
+
+
+def test_virtual_loop_jumps_time_without_sleeping() -> None:
+    async def main() -> float:
+        await asyncio.sleep(3600)
+        return now()
+
+    assert run(main) == 3600.0
+
+
+def test_uncontended_acquire_returns_at_once() -> None:
+    async def main() -> list[float]:
+        lim = limiter(per_second=5)
+        return [await lim.acquire("g") for _ in range(5)]
+
+    assert run(main) == [0.0] * 5
+
+
+def test_fifo_order_under_contention() -> None:
+    # 40 requests arrive at scattered times against 3/s; admission order must equal arrival order.
+    arrivals = [(i * 7919 % 40) / 10 for i in range(40)]
+    order = sorted(range(40), key=lambda i: (arrivals[i], i))
+
+    async def main() -> tuple[list[int], list[float]]:
+        lim = limiter(per_second=3)
+        admitted: list[int] = []
+        times: list[float] = []
+
+        async def request(i: int) -> None:
+            await asyncio.sleep(arrivals[i])
+            await lim.acquire("g")
+            admitted.append(i)
+            times.append(now())
+
+        async with asyncio.TaskGroup() as tg:
+            for i in range(40):
+                tg.create_task(request(i))
+        return admitted, times
+
+    admitted, times = run(main)
+    assert admitted == order
+    assert times == sorted(times)
+    for start in times:  # never more than 3 in any [t, t+1)
+        assert sum(1 for t in times if start <= t < start + 1.0) <= 3
+
+
+def test_a_later_arrival_never_overtakes_a_waiter_even_when_paused_early() -> None:
+    async def main() -> list[str]:
+        lim = limiter(per_second=1)
+        order: list[str] = []
+
+        async def request(name: str, delay: float) -> None:
+            await asyncio.sleep(delay)
+            await lim.acquire("g")
+            order.append(name)
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(request("first", 0.0))
+            tg.create_task(request("second", 0.1))  # waits for the window (until 1.0)
+            tg.create_task(request("third", 0.5))
+            tg.create_task(request("fourth", 0.9))
+        return order
+
+    assert run(main) == ["first", "second", "third", "fourth"]
+
+
+def test_cancelled_head_releases_its_slot_to_the_next_waiter() -> None:
+    async def main() -> dict[str, float]:
+        lim = limiter(per_second=1)
+        done: dict[str, float] = {}
+
+        async def request(name: str) -> None:
+            await lim.acquire("g")
+            done[name] = now()
+
+        await lim.acquire("g")  # t=0: the window is now full until t=1
+        b = asyncio.create_task(request("b"))  # head, asleep until 1.0
+        c = asyncio.create_task(request("c"))
+        d = asyncio.create_task(request("d"))
+        await asyncio.sleep(0.5)
+        b.cancel()
+        await asyncio.gather(c, d)
+        with pytest.raises(asyncio.CancelledError):
+            await b
+        assert lim.queued("g") == 0
+        return done
+
+    # c takes b's slot at 1.0 (b recorded nothing, or c would wait until 2.0); d follows one second later.
+    assert run(main) == {"c": 1.0, "d": 2.0}
+
+
+def test_cancelled_queued_waiter_releases_its_place() -> None:
+    async def main() -> dict[str, float]:
+        lim = limiter(per_second=1)
+        done: dict[str, float] = {}
+
+        async def request(name: str) -> None:
+            await lim.acquire("g")
+            done[name] = now()
+
+        tasks = {name: asyncio.create_task(request(name)) for name in "abcde"}
+        await asyncio.sleep(0.5)
+        assert lim.queued("g") == 3  # a admitted, b at the head, c d e queued
+        tasks["c"].cancel()
+        tasks["d"].cancel()
+        await asyncio.gather(tasks["a"], tasks["b"], tasks["e"])
+        assert lim.queued("g") == 0
+        return done
+
+    assert run(main) == {"a": 0.0, "b": 1.0, "e": 2.0}
+
+
+def test_waiter_cancelled_as_its_turn_arrives_passes_the_turn_on() -> None:
+    async def main() -> dict[str, float]:
+        lim = limiter(per_second=1)
+        done: dict[str, float] = {}
+        tasks: dict[str, asyncio.Task[None]] = {}
+
+        async def request(name: str, victim: str | None = None) -> None:
+            await lim.acquire("g")
+            done[name] = now()
+            if victim is not None:
+                # Our hand-over has just resolved the victim's future; cancel it before it can run.
+                tasks[victim].cancel()
+
+        await lim.acquire("g")
+        tasks["a"] = asyncio.create_task(request("a", victim="b"))  # head until 1.0
+        tasks["b"] = asyncio.create_task(request("b"))
+        tasks["c"] = asyncio.create_task(request("c"))
+        await asyncio.gather(tasks["a"], tasks["c"])
+        assert tasks["b"].cancelled()
+        return done
+
+    assert run(main) == {"a": 1.0, "c": 2.0}
+
+
+def test_many_cancellations_leave_no_dead_entries_behind() -> None:
+    async def main() -> int:
+        lim = limiter(per_second=1)
+        await lim.acquire("g")
+        head = asyncio.create_task(lim.acquire("g"))
+        await asyncio.sleep(0)
+        for _ in range(10):
+            batch = [asyncio.create_task(lim.acquire("g")) for _ in range(200)]
+            await asyncio.sleep(0)
+            for task in batch:
+                task.cancel()
+            await asyncio.gather(*batch, return_exceptions=True)
+        size = len(lim._groups["g"].waiters)
+        assert await head == 1.0
+        return size
+
+    assert run(main) < 400  # compacted: not the 2000 cancelled futures
+
+
+def test_rate_limited_group_pauses_all_its_waiters_but_not_other_groups() -> None:
+    async def main() -> tuple[list[float], float]:
+        lim = limiter(per_second=100, other=WindowLimits(100))
+        await lim.on_rate_limited("g", 5.0)
+        waits = await asyncio.gather(*(lim.acquire("g") for _ in range(4)), at(1.0, lim.acquire("g")))
+        other = await lim.acquire("other")
+        return list(waits), other
+
+    waits, other = run(main)
+    assert waits == [5.0, 5.0, 5.0, 5.0, 4.0]
+    assert other == 0.0
+
+
+def test_pause_during_a_window_wait_extends_it() -> None:
+    async def main() -> float:
+        lim = limiter(per_second=1)
+        await lim.acquire("g")
+        waiting = asyncio.create_task(lim.acquire("g"))  # asleep until 1.0
+        await asyncio.sleep(0.5)
+        await lim.on_rate_limited("g", 3.0)
+        return await waiting
+
+    assert run(main) == 3.5
+
+
+def test_missing_retry_after_uses_the_default() -> None:
+    async def main() -> float:
+        lim = limiter()
+        await lim.on_rate_limited("g", None)
+        return await lim.acquire("g")
+
+    assert run(main) == DEFAULT_RETRY_AFTER
+
+
+def test_update_limits_lowers_with_history_and_raises() -> None:
+    async def main() -> list[float]:
+        lim = limiter(per_second=10)
+        for _ in range(5):
+            await lim.acquire("g")
+        lim.update_limits({"g": WindowLimits(3)})  # 5 already in this second
+        lowered = await lim.acquire("g")
+        lim.update_limits({"g": WindowLimits(50)})
+        raised = [await lim.acquire("g") for _ in range(20)]
+        return [lowered, *raised]
+
+    waits = run(main)
+    assert waits[0] == 1.0
+    assert waits[1:] == [0.0] * 20
+
+
+def test_update_limits_rejects_bad_values_without_half_applying() -> None:
+    lim = limiter(per_second=5, h=WindowLimits(7))
+    with pytest.raises(ConfigurationError, match="'x'"):
+        lim.update_limits({"h": WindowLimits(9), "x": {"perSecond": 3}})  # type: ignore[dict-item]
+    with pytest.raises(ConfigurationError, match="integer >= 1"):
+        lim.update_limits({"h": WindowLimits(9), "g": WindowLimits(0)})
+    assert lim.limits == {"g": WindowLimits(5), "h": WindowLimits(7)}
+
+
+def test_unknown_group_is_a_configuration_error() -> None:
+    async def main() -> None:
+        await limiter().acquire("nope")
+
+    with pytest.raises(ConfigurationError, match="'nope'"):
+        run(main)
+
+
+def test_limiter_for_shares_one_instance_per_environment_and_context() -> None:
+    env, ctx = f"test-{uuid.uuid4()}", "nip:5265877635"
+    first = limiter_for(env, ctx, {"g": WindowLimits(1)})
+    assert limiter_for(env, ctx, {"g": WindowLimits(99)}) is first
+    assert first.limits == {"g": WindowLimits(1)}  # limits apply on creation only
+    assert limiter_for(env, "nip:1111111111", {"g": WindowLimits(1)}) is not first
+    assert limiter_for(f"{env}-other", ctx, {"g": WindowLimits(1)}) is not first
+
+    async def main() -> float:
+        # Two "clients" of one context count against the same window.
+        await limiter_for(env, ctx, {}).acquire("g")
+        return await limiter_for(env, ctx, {}).acquire("g")
+
+    assert run(main) == pytest.approx(1.05)  # default margin: the 1 s window counts as 1.05 s
+
+
+def test_debug_log_names_the_group_and_the_wait(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        lim = limiter(per_second=1)
+        await lim.acquire("g")
+        await lim.acquire("g")
+
+    with caplog.at_level(logging.DEBUG, logger="ksef_async.ratelimit"):
+        run(main)
+    records = [r for r in caplog.records if r.name == "ksef_async.ratelimit"]
+    assert len(records) == 1  # the first acquire did not wait: no record
+    assert records[0].levelno == logging.DEBUG
+    assert (records[0].__dict__["group"], records[0].__dict__["waited"]) == ("g", 1.0)
+
+
+def test_injected_clock_drives_the_waits() -> None:
+    class JumpClock:
+        # Valid for one group: only its head ever sleeps, so jumping time forward reorders nothing.
+        def __init__(self) -> None:
+            self.t = 1000.0
+            self.slept: list[float] = []
+
+        def now(self) -> float:
+            return self.t
+
+        async def sleep(self, seconds: float) -> None:
+            self.slept.append(seconds)
+            self.t += seconds
+            await asyncio.sleep(0)
+
+    clock = JumpClock()
+
+    async def main() -> list[float]:
+        lim = RateLimiter({"g": WindowLimits(2, 3)}, backend=MemoryBackend(margin=0.0), clock=clock)
+        return [await lim.acquire("g") for _ in range(4)]
+
+    assert asyncio.run(main()) == [0.0, 0.0, 1.0, 59.0]
+    assert clock.slept == [1.0, 59.0]
+
+
+def test_ten_thousand_queued_waiters_drain_in_order() -> None:
+    async def main() -> list[int]:
+        lim = limiter(per_second=1000)
+        order: list[int] = []
+
+        async def request(i: int) -> None:
+            await lim.acquire("g")
+            order.append(i)
+
+        async with asyncio.TaskGroup() as tg:
+            for i in range(10_000):
+                tg.create_task(request(i))
+        assert now() == pytest.approx(9.0)  # 1000 per virtual second, the first thousand at once
+        return order
+
+    assert run(main) == list(range(10_000))
+
+
+def test_all_is_sorted_and_complete() -> None:
+    # isort-style, as ruff's RUF022 wants it: CONSTANTS, then Classes, then functions, each alphabetical.
+    assert rl.__all__ == sorted(rl.__all__, key=lambda n: (not n.isupper(), not n[0].isupper(), n))
+    for name in rl.__all__:
+        assert hasattr(rl, name)
