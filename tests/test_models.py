@@ -268,6 +268,21 @@ def test_unknown_enum_value_is_kept_as_text_and_known_values_become_members() ->
     assert roles == (m.TokenPermissionType.INVOICE_WRITE, "Teleport")
 
 
+def test_optional_enum_field_accepts_null_and_absence() -> None:
+    base: dict[str, Any] = {
+        "authenticationMethodInfo": {"category": "Token", "code": "c", "displayName": "d"},
+        "startDate": "2025-07-11T12:23:56+00:00",
+        "status": STATUS,
+    }
+    absent = structure(base, m.AuthenticationOperationStatusResponse)
+    null = structure(base | {"authenticationMethod": None}, m.AuthenticationOperationStatusResponse)
+    known = structure(base | {"authenticationMethod": "Token"}, m.AuthenticationOperationStatusResponse)
+    assert absent.authentication_method is None
+    assert null.authentication_method is None
+    assert known.authentication_method is m.AuthenticationMethod.TOKEN
+    assert "authenticationMethod" not in unstructure(null)
+
+
 def test_non_text_enum_value_is_an_error() -> None:
     with pytest.raises(cattrs.ClassValidationError):
         structure({"category": 7, "code": "c", "displayName": "d"}, m.AuthenticationMethodInfo)

@@ -117,8 +117,9 @@ def docstring(text: str, indent: int) -> list[str]:
 class ModelWriter:
     """Translates component schemas into Python source, one definition per schema."""
 
-    def __init__(self, schemas: dict[str, Schema]) -> None:
+    def __init__(self, schemas: dict[str, Schema], usage: dict[str, list[str]] | None = None) -> None:
         self.schemas = schemas
+        self.usage = usage or {}
         self.inline: dict[str, Schema] = {}
         self.uses_any = False
         self.meta_used: set[str] = set()
@@ -223,6 +224,8 @@ class ModelWriter:
         """Return the source of one frozen attrs class."""
         required = set(schema.get("required", ()))
         doc = schema.get("description") or f"The ``{name}`` object of the spec."
+        if self.usage.get(name):
+            doc += "\n\n" + "\n".join(f"{use}." for use in self.usage[name])
         if schema.get("deprecated"):
             doc += "\n\nDeprecated in the spec."
         lines = ["@attrs.frozen(kw_only=True)", f"class {name}:"]
@@ -331,6 +334,29 @@ class ModelWriter:
             "]",
         ]
         return "\n".join(lines) + "\n"
+
+
+def body_usage(spec: Schema) -> dict[str, list[str]]:
+    """Return, per schema, the operations whose JSON request or success body it is.
+
+    Error bodies (4xx/5xx) are left out: every operation shares them, so listing them says nothing.
+    """
+    usage: dict[str, list[str]] = {}
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            where = f"{method.upper()} {path}"
+            bodies = [("Request body", op["requestBody"])] if "requestBody" in op else []
+            bodies += [(f"Response {code}", body) for code, body in op["responses"].items() if code.startswith("2")]
+            for label, body in bodies:
+                for media, content in body.get("content", {}).items():
+                    if not media.endswith("json"):
+                        continue
+                    name, is_list = json_schema_name({"content": {"application/json": content}})
+                    if name is not None:
+                        use = f"{label} of ``{where}``" + (" (an array of it)" if is_list else "")
+                        if use not in usage.setdefault(name, []):
+                            usage[name].append(use)
+    return usage
 
 
 def group_from_429(op: Schema, where: str) -> str:
@@ -475,7 +501,7 @@ def ruff_format(source: str, name: str) -> str:
 def generate(spec_path: Path = SPEC) -> dict[Path, str]:
     """Return the formatted source of every generated module, keyed by its destination."""
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
-    writer = ModelWriter(spec["components"]["schemas"])
+    writer = ModelWriter(spec["components"]["schemas"], body_usage(spec))
     models = writer.render()
     return {
         MODELS_OUT: ruff_format(models, "_generated.py"),

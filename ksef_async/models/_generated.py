@@ -407,7 +407,10 @@ class ApiRateLimitsOverride:
 
 @attrs.frozen(kw_only=True)
 class AttachmentPermissionGrantRequest:
-    """The ``AttachmentPermissionGrantRequest`` object of the spec."""
+    """The ``AttachmentPermissionGrantRequest`` object of the spec.
+
+    Request body of ``POST /testdata/attachment``.
+    """
 
     nip: Nip
     """Wire name ``nip``."""
@@ -415,7 +418,10 @@ class AttachmentPermissionGrantRequest:
 
 @attrs.frozen(kw_only=True)
 class AttachmentPermissionRevokeRequest:
-    """The ``AttachmentPermissionRevokeRequest`` object of the spec."""
+    """The ``AttachmentPermissionRevokeRequest`` object of the spec.
+
+    Request body of ``POST /testdata/attachment/revoke``.
+    """
 
     nip: Nip
     """Wire name ``nip``."""
@@ -426,7 +432,10 @@ class AttachmentPermissionRevokeRequest:
 
 @attrs.frozen(kw_only=True)
 class AuthenticationChallengeResponse:
-    """The ``AuthenticationChallengeResponse`` object of the spec."""
+    """The ``AuthenticationChallengeResponse`` object of the spec.
+
+    Response 200 of ``POST /auth/challenge``.
+    """
 
     challenge: Challenge
     """Wire name ``challenge``."""
@@ -466,7 +475,11 @@ class AuthenticationContextIdentifierType(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class AuthenticationInitResponse:
-    """The ``AuthenticationInitResponse`` object of the spec."""
+    """The ``AuthenticationInitResponse`` object of the spec.
+
+    Response 202 of ``POST /auth/xades-signature``.
+    Response 202 of ``POST /auth/ksef-token``.
+    """
 
     reference_number: ReferenceNumber
     """Numer referencyjny sesji uwierzytelnienia."""
@@ -546,7 +559,10 @@ class AuthenticationListItem:
 
 @attrs.frozen(kw_only=True)
 class AuthenticationListResponse:
-    """The ``AuthenticationListResponse`` object of the spec."""
+    """The ``AuthenticationListResponse`` object of the spec.
+
+    Response 200 of ``GET /auth/sessions``.
+    """
 
     continuation_token: str | None = None
     """Token służący do pobrania kolejnej strony wyników. Jeśli jest pusty, to nie ma kolejnych stron."""
@@ -622,7 +638,10 @@ class AuthenticationMethodInfo:
 
 @attrs.frozen(kw_only=True)
 class AuthenticationOperationStatusResponse:
-    """The ``AuthenticationOperationStatusResponse`` object of the spec."""
+    """The ``AuthenticationOperationStatusResponse`` object of the spec.
+
+    Response 200 of ``GET /auth/{referenceNumber}``.
+    """
 
     start_date: datetime.datetime
     """Data rozpoczęcia operacji uwierzytelnienia."""
@@ -682,7 +701,10 @@ class AuthenticationOperationStatusResponse:
 
 @attrs.frozen(kw_only=True)
 class AuthenticationTokenRefreshResponse:
-    """The ``AuthenticationTokenRefreshResponse`` object of the spec."""
+    """The ``AuthenticationTokenRefreshResponse`` object of the spec.
+
+    Response 200 of ``POST /auth/token/refresh``.
+    """
 
     access_token: TokenInfo
     """Token dostępu, którego należy używać w wywołaniach chronionych zasobów API."""
@@ -713,7 +735,10 @@ class AuthenticationTokenStatus(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class AuthenticationTokensResponse:
-    """The ``AuthenticationTokensResponse`` object of the spec."""
+    """The ``AuthenticationTokensResponse`` object of the spec.
+
+    Response 200 of ``POST /auth/token/redeem``.
+    """
 
     access_token: TokenInfo
     """Token dostępu."""
@@ -823,7 +848,10 @@ class BatchSessionEffectiveContextLimits:
 
 @attrs.frozen(kw_only=True)
 class BlockContextAuthenticationRequest:
-    """The ``BlockContextAuthenticationRequest`` object of the spec."""
+    """The ``BlockContextAuthenticationRequest`` object of the spec.
+
+    Request body of ``POST /testdata/context/block``.
+    """
 
     context_identifier: TestDataAuthenticationContextIdentifier | None = None
     """Wire name ``contextIdentifier``."""
@@ -855,7 +883,10 @@ class CertificateEffectiveSubjectLimits:
 
 @attrs.frozen(kw_only=True)
 class CertificateEnrollmentDataResponse:
-    """The ``CertificateEnrollmentDataResponse`` object of the spec."""
+    """The ``CertificateEnrollmentDataResponse`` object of the spec.
+
+    Response 200 of ``GET /certificates/enrollments/data``.
+    """
 
     common_name: str
     """Nazwa powszechna."""
@@ -884,7 +915,10 @@ class CertificateEnrollmentDataResponse:
 
 @attrs.frozen(kw_only=True)
 class CertificateEnrollmentStatusResponse:
-    """The ``CertificateEnrollmentStatusResponse`` object of the spec."""
+    """The ``CertificateEnrollmentStatusResponse`` object of the spec.
+
+    Response 200 of ``GET /certificates/enrollments/{referenceNumber}``.
+    """
 
     request_date: datetime.datetime
     """Data złożenia wniosku certyfikacyjnego."""
@@ -920,7 +954,10 @@ class CertificateLimit:
 
 @attrs.frozen(kw_only=True)
 class CertificateLimitsResponse:
-    """Informacje o limitach wniosków oraz certyfikatów dla uwierzytelnionego podmiotu."""
+    """Informacje o limitach wniosków oraz certyfikatów dla uwierzytelnionego podmiotu.
+
+    Response 200 of ``GET /certificates/limits``.
+    """
 
     can_request: bool
     """Flaga informująca czy uwierzytelniony podmiot może złożyć nowy wniosek o certyfikat.
@@ -1060,7 +1097,10 @@ Challenge: TypeAlias = str
 
 @attrs.frozen(kw_only=True)
 class CheckAttachmentPermissionStatusResponse:
-    """The ``CheckAttachmentPermissionStatusResponse`` object of the spec."""
+    """The ``CheckAttachmentPermissionStatusResponse`` object of the spec.
+
+    Response 200 of ``GET /permissions/attachments/status``.
+    """
 
     is_attachment_allowed: bool | None = None
     """Informacja czy Podmiot ma obecnie możliwość dodawania Załączników do Faktur"""
@@ -1485,7 +1525,10 @@ class EffectiveApiRateLimitValues:
 
 @attrs.frozen(kw_only=True)
 class EffectiveApiRateLimits:
-    """The ``EffectiveApiRateLimits`` object of the spec."""
+    """The ``EffectiveApiRateLimits`` object of the spec.
+
+    Response 200 of ``GET /rate-limits``.
+    """
 
     online_session: EffectiveApiRateLimitValues
     """Limity dla otwierania/zamykania sesji interaktywnych."""
@@ -1526,7 +1569,10 @@ class EffectiveApiRateLimits:
 
 @attrs.frozen(kw_only=True)
 class EffectiveContextLimits:
-    """The ``EffectiveContextLimits`` object of the spec."""
+    """The ``EffectiveContextLimits`` object of the spec.
+
+    Response 200 of ``GET /limits/context``.
+    """
 
     online_session: OnlineSessionEffectiveContextLimits
     """Limity dla sesji interaktywnych."""
@@ -1537,7 +1583,10 @@ class EffectiveContextLimits:
 
 @attrs.frozen(kw_only=True)
 class EffectiveSubjectLimits:
-    """The ``EffectiveSubjectLimits`` object of the spec."""
+    """The ``EffectiveSubjectLimits`` object of the spec.
+
+    Response 200 of ``GET /limits/subject``.
+    """
 
     enrollment: EnrollmentEffectiveSubjectLimits | None = None
     """Wire name ``enrollment``."""
@@ -1568,7 +1617,10 @@ class EncryptionInfo:
 
 @attrs.frozen(kw_only=True)
 class EnrollCertificateRequest:
-    """The ``EnrollCertificateRequest`` object of the spec."""
+    """The ``EnrollCertificateRequest`` object of the spec.
+
+    Request body of ``POST /certificates/enrollments``.
+    """
 
     certificate_name: str
     """Nazwa własna certyfikatu."""
@@ -1592,7 +1644,10 @@ class EnrollCertificateRequest:
 
 @attrs.frozen(kw_only=True)
 class EnrollCertificateResponse:
-    """The ``EnrollCertificateResponse`` object of the spec."""
+    """The ``EnrollCertificateResponse`` object of the spec.
+
+    Response 202 of ``POST /certificates/enrollments``.
+    """
 
     reference_number: ReferenceNumber
     """Numer referencyjny wniosku certyfikacyjnego."""
@@ -1675,7 +1730,10 @@ class EntityAuthorizationPermissionType(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class EntityAuthorizationPermissionsGrantRequest:
-    """The ``EntityAuthorizationPermissionsGrantRequest`` object of the spec."""
+    """The ``EntityAuthorizationPermissionsGrantRequest`` object of the spec.
+
+    Request body of ``POST /permissions/authorizations/grants``.
+    """
 
     subject_identifier: EntityAuthorizationPermissionsSubjectIdentifier
     """Identyfikator podmiotu uprawnianego.
@@ -1697,7 +1755,10 @@ class EntityAuthorizationPermissionsGrantRequest:
 
 @attrs.frozen(kw_only=True)
 class EntityAuthorizationPermissionsQueryRequest:
-    """The ``EntityAuthorizationPermissionsQueryRequest`` object of the spec."""
+    """The ``EntityAuthorizationPermissionsQueryRequest`` object of the spec.
+
+    Request body of ``POST /permissions/query/authorizations/grants``.
+    """
 
     authorizing_identifier: EntityAuthorizationsAuthorizingEntityIdentifier | None = None
     """Identyfikator podmiotu uprawniającego.
@@ -1922,7 +1983,10 @@ class EntityPermissionsContextIdentifierType(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class EntityPermissionsGrantRequest:
-    """The ``EntityPermissionsGrantRequest`` object of the spec."""
+    """The ``EntityPermissionsGrantRequest`` object of the spec.
+
+    Request body of ``POST /permissions/entities/grants``.
+    """
 
     subject_identifier: EntityPermissionsSubjectIdentifier
     """Identyfikator podmiotu.
@@ -1943,7 +2007,10 @@ class EntityPermissionsGrantRequest:
 
 @attrs.frozen(kw_only=True)
 class EntityPermissionsQueryRequest:
-    """The ``EntityPermissionsQueryRequest`` object of the spec."""
+    """The ``EntityPermissionsQueryRequest`` object of the spec.
+
+    Request body of ``POST /permissions/query/entities/grants``.
+    """
 
     context_identifier: EntityPermissionsContextIdentifier | None = None
     """Identyfikator kontekstu podmiotu, który nadał uprawnienia do obsługi faktur.
@@ -2101,7 +2168,10 @@ class EuEntityAdministrationPermissionsContextIdentifierType(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class EuEntityAdministrationPermissionsGrantRequest:
-    """The ``EuEntityAdministrationPermissionsGrantRequest`` object of the spec."""
+    """The ``EuEntityAdministrationPermissionsGrantRequest`` object of the spec.
+
+    Request body of ``POST /permissions/eu-entities/administration/grants``.
+    """
 
     subject_identifier: EuEntityAdministrationPermissionsSubjectIdentifier
     """Identyfikator podmiotu uprawnionego.
@@ -2291,7 +2361,10 @@ class EuEntityPermissionsAuthorIdentifierType(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class EuEntityPermissionsGrantRequest:
-    """The ``EuEntityPermissionsGrantRequest`` object of the spec."""
+    """The ``EuEntityPermissionsGrantRequest`` object of the spec.
+
+    Request body of ``POST /permissions/eu-entities/grants``.
+    """
 
     subject_identifier: EuEntityPermissionsSubjectIdentifier
     """Identyfikator podmiotu uprawnianego.
@@ -2324,7 +2397,10 @@ class EuEntityPermissionsQueryPermissionType(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class EuEntityPermissionsQueryRequest:
-    """The ``EuEntityPermissionsQueryRequest`` object of the spec."""
+    """The ``EuEntityPermissionsQueryRequest`` object of the spec.
+
+    Request body of ``POST /permissions/query/eu-entities/grants``.
+    """
 
     vat_ue_identifier: str | None = None
     """Wartość identyfikatora (numeru identyfikacyjnego VAT) podmiotu unijnego (exact match)."""
@@ -2407,7 +2483,10 @@ class ExceptionResponse:
 
 @attrs.frozen(kw_only=True)
 class ExportInvoicesResponse:
-    """The ``ExportInvoicesResponse`` object of the spec."""
+    """The ``ExportInvoicesResponse`` object of the spec.
+
+    Response 201 of ``POST /invoices/exports``.
+    """
 
     reference_number: ReferenceNumber
     """Numer referencyjny eksportu faktur."""
@@ -2476,7 +2555,10 @@ class FormCode:
 
 @attrs.frozen(kw_only=True)
 class GenerateTokenRequest:
-    """The ``GenerateTokenRequest`` object of the spec."""
+    """The ``GenerateTokenRequest`` object of the spec.
+
+    Request body of ``POST /tokens``.
+    """
 
     permissions: tuple[TokenPermissionType | str, ...]
     """Uprawnienia przypisane tokenowi."""
@@ -2487,7 +2569,10 @@ class GenerateTokenRequest:
 
 @attrs.frozen(kw_only=True)
 class GenerateTokenResponse:
-    """The ``GenerateTokenResponse`` object of the spec."""
+    """The ``GenerateTokenResponse`` object of the spec.
+
+    Response 202 of ``POST /tokens``.
+    """
 
     reference_number: ReferenceNumber
     """Numer referencyjny tokena KSeF."""
@@ -2545,7 +2630,10 @@ class IndirectPermissionType(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class IndirectPermissionsGrantRequest:
-    """The ``IndirectPermissionsGrantRequest`` object of the spec."""
+    """The ``IndirectPermissionsGrantRequest`` object of the spec.
+
+    Request body of ``POST /permissions/indirect/grants``.
+    """
 
     subject_identifier: IndirectPermissionsSubjectIdentifier
     """Identyfikator osoby fizycznej.
@@ -2635,7 +2723,10 @@ class IndirectPermissionsTargetIdentifierType(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class InitTokenAuthenticationRequest:
-    """The ``InitTokenAuthenticationRequest`` object of the spec."""
+    """The ``InitTokenAuthenticationRequest`` object of the spec.
+
+    Request body of ``POST /auth/ksef-token``.
+    """
 
     challenge: Challenge
     """Wygenerowany wcześniej challenge."""
@@ -2661,7 +2752,10 @@ InternalId: TypeAlias = str
 
 @attrs.frozen(kw_only=True)
 class InvoiceExportRequest:
-    """The ``InvoiceExportRequest`` object of the spec."""
+    """The ``InvoiceExportRequest`` object of the spec.
+
+    Request body of ``POST /invoices/exports``.
+    """
 
     encryption: EncryptionInfo
     """Informacje wymagane do zaszyfrowania wyniku zapytania."""
@@ -2681,7 +2775,10 @@ class InvoiceExportRequest:
 
 @attrs.frozen(kw_only=True)
 class InvoiceExportStatusResponse:
-    """The ``InvoiceExportStatusResponse`` object of the spec."""
+    """The ``InvoiceExportStatusResponse`` object of the spec.
+
+    Response 200 of ``GET /invoices/exports/{referenceNumber}``.
+    """
 
     status: StatusInfo
     """Status eksportu.
@@ -3114,7 +3211,10 @@ class InvoiceQueryDateType(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class InvoiceQueryFilters:
-    """The ``InvoiceQueryFilters`` object of the spec."""
+    """The ``InvoiceQueryFilters`` object of the spec.
+
+    Request body of ``POST /invoices/query/metadata``.
+    """
 
     subject_type: InvoiceQuerySubjectType | str
     """Typ podmiotu, którego dotyczą kryteria filtrowania metadanych faktur.
@@ -3355,7 +3455,10 @@ class OnlineSessionEffectiveContextLimits:
 
 @attrs.frozen(kw_only=True)
 class OpenBatchSessionRequest:
-    """The ``OpenBatchSessionRequest`` object of the spec."""
+    """The ``OpenBatchSessionRequest`` object of the spec.
+
+    Request body of ``POST /sessions/batch``.
+    """
 
     form_code: FormCode
     """Schemat faktur wysyłanych w ramach sesji.
@@ -3384,7 +3487,10 @@ class OpenBatchSessionRequest:
 
 @attrs.frozen(kw_only=True)
 class OpenBatchSessionResponse:
-    """The ``OpenBatchSessionResponse`` object of the spec."""
+    """The ``OpenBatchSessionResponse`` object of the spec.
+
+    Response 201 of ``POST /sessions/batch``.
+    """
 
     reference_number: ReferenceNumber
     """Numer referencyjny sesji."""
@@ -3414,7 +3520,10 @@ class OpenBatchSessionResponse:
 
 @attrs.frozen(kw_only=True)
 class OpenOnlineSessionRequest:
-    """The ``OpenOnlineSessionRequest`` object of the spec."""
+    """The ``OpenOnlineSessionRequest`` object of the spec.
+
+    Request body of ``POST /sessions/online``.
+    """
 
     form_code: FormCode
     """Schemat faktur wysyłanych w ramach sesji.
@@ -3435,7 +3544,10 @@ class OpenOnlineSessionRequest:
 
 @attrs.frozen(kw_only=True)
 class OpenOnlineSessionResponse:
-    """The ``OpenOnlineSessionResponse`` object of the spec."""
+    """The ``OpenOnlineSessionResponse`` object of the spec.
+
+    Response 201 of ``POST /sessions/online``.
+    """
 
     reference_number: ReferenceNumber
     """Numer referencyjny sesji."""
@@ -3504,7 +3616,18 @@ class PermissionsEuEntityDetails:
 
 @attrs.frozen(kw_only=True)
 class PermissionsOperationResponse:
-    """The ``PermissionsOperationResponse`` object of the spec."""
+    """The ``PermissionsOperationResponse`` object of the spec.
+
+    Response 202 of ``POST /permissions/persons/grants``.
+    Response 202 of ``POST /permissions/entities/grants``.
+    Response 202 of ``POST /permissions/authorizations/grants``.
+    Response 202 of ``POST /permissions/indirect/grants``.
+    Response 202 of ``POST /permissions/subunits/grants``.
+    Response 202 of ``POST /permissions/eu-entities/administration/grants``.
+    Response 202 of ``POST /permissions/eu-entities/grants``.
+    Response 202 of ``DELETE /permissions/common/grants/{permissionId}``.
+    Response 202 of ``DELETE /permissions/authorizations/grants/{permissionId}``.
+    """
 
     reference_number: ReferenceNumber
     """Numer referencyjny operacji nadania lub odbierania uprawnień."""
@@ -3512,7 +3635,10 @@ class PermissionsOperationResponse:
 
 @attrs.frozen(kw_only=True)
 class PermissionsOperationStatusResponse:
-    """The ``PermissionsOperationStatusResponse`` object of the spec."""
+    """The ``PermissionsOperationStatusResponse`` object of the spec.
+
+    Response 200 of ``GET /permissions/operations/{referenceNumber}``.
+    """
 
     status: StatusInfo
     """Informacje o aktualnym statusie.
@@ -3673,7 +3799,10 @@ class PersonByFingerprintWithoutIdentifierDetails:
 
 @attrs.frozen(kw_only=True)
 class PersonCreateRequest:
-    """The ``PersonCreateRequest`` object of the spec."""
+    """The ``PersonCreateRequest`` object of the spec.
+
+    Request body of ``POST /testdata/person``.
+    """
 
     nip: Nip
     """Wire name ``nip``."""
@@ -3962,7 +4091,10 @@ class PersonPermissionsContextIdentifierType(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class PersonPermissionsGrantRequest:
-    """The ``PersonPermissionsGrantRequest`` object of the spec."""
+    """The ``PersonPermissionsGrantRequest`` object of the spec.
+
+    Request body of ``POST /permissions/persons/grants``.
+    """
 
     subject_identifier: PersonPermissionsSubjectIdentifier
     """Identyfikator osoby fizycznej.
@@ -3985,7 +4117,10 @@ class PersonPermissionsGrantRequest:
 
 @attrs.frozen(kw_only=True)
 class PersonPermissionsQueryRequest:
-    """The ``PersonPermissionsQueryRequest`` object of the spec."""
+    """The ``PersonPermissionsQueryRequest`` object of the spec.
+
+    Request body of ``POST /permissions/query/persons/grants``.
+    """
 
     author_identifier: PersonPermissionsAuthorIdentifier | None = None
     """Identyfikator osoby lub podmiotu nadającego uprawnienie.
@@ -4110,7 +4245,10 @@ class PersonPermissionsTargetIdentifierType(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class PersonRemoveRequest:
-    """The ``PersonRemoveRequest`` object of the spec."""
+    """The ``PersonRemoveRequest`` object of the spec.
+
+    Request body of ``POST /testdata/person/remove``.
+    """
 
     nip: Nip
     """Wire name ``nip``."""
@@ -4295,7 +4433,10 @@ class PersonalPermissionsContextIdentifierType(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class PersonalPermissionsQueryRequest:
-    """The ``PersonalPermissionsQueryRequest`` object of the spec."""
+    """The ``PersonalPermissionsQueryRequest`` object of the spec.
+
+    Request body of ``POST /permissions/query/personal/grants``.
+    """
 
     context_identifier: PersonalPermissionsContextIdentifier | None = None
     """Identyfikator kontekstu podmiotu, który nadał uprawnienia do obsługi faktur.
@@ -4361,7 +4502,10 @@ Pesel: TypeAlias = str
 
 @attrs.frozen(kw_only=True)
 class PublicKeyCertificate:
-    """The ``PublicKeyCertificate`` object of the spec."""
+    """The ``PublicKeyCertificate`` object of the spec.
+
+    Response 200 of ``GET /security/public-key-certificates`` (an array of it).
+    """
 
     certificate: bytes
     """Certyfikat klucza publicznego w formacie DER, zakodowany w formacie Base64."""
@@ -4401,7 +4545,10 @@ class PublicKeyCertificateUsage(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class QueryCertificatesRequest:
-    """The ``QueryCertificatesRequest`` object of the spec."""
+    """The ``QueryCertificatesRequest`` object of the spec.
+
+    Request body of ``POST /certificates/query``.
+    """
 
     certificate_serial_number: str | None = None
     """Numer seryjny certyfikatu. Wyszukiwanie odbywa się na zasadzie dokładnego dopasowania (exact
@@ -4437,7 +4584,10 @@ class QueryCertificatesRequest:
 
 @attrs.frozen(kw_only=True)
 class QueryCertificatesResponse:
-    """The ``QueryCertificatesResponse`` object of the spec."""
+    """The ``QueryCertificatesResponse`` object of the spec.
+
+    Response 200 of ``POST /certificates/query``.
+    """
 
     certificates: tuple[CertificateListItem, ...]
     """Lista certyfikatów spełniających kryteria wyszukiwania."""
@@ -4448,7 +4598,10 @@ class QueryCertificatesResponse:
 
 @attrs.frozen(kw_only=True)
 class QueryEntityAuthorizationPermissionsResponse:
-    """The ``QueryEntityAuthorizationPermissionsResponse`` object of the spec."""
+    """The ``QueryEntityAuthorizationPermissionsResponse`` object of the spec.
+
+    Response 200 of ``POST /permissions/query/authorizations/grants``.
+    """
 
     authorization_grants: tuple[EntityAuthorizationGrant, ...]
     """Lista odczytanych uprawnień."""
@@ -4459,7 +4612,10 @@ class QueryEntityAuthorizationPermissionsResponse:
 
 @attrs.frozen(kw_only=True)
 class QueryEntityPermissionsResponse:
-    """The ``QueryEntityPermissionsResponse`` object of the spec."""
+    """The ``QueryEntityPermissionsResponse`` object of the spec.
+
+    Response 200 of ``POST /permissions/query/entities/grants``.
+    """
 
     permissions: tuple[EntityPermissionItem, ...]
     """Lista odczytanych uprawnień."""
@@ -4470,7 +4626,10 @@ class QueryEntityPermissionsResponse:
 
 @attrs.frozen(kw_only=True)
 class QueryEntityRolesResponse:
-    """The ``QueryEntityRolesResponse`` object of the spec."""
+    """The ``QueryEntityRolesResponse`` object of the spec.
+
+    Response 200 of ``GET /permissions/query/entities/roles``.
+    """
 
     roles: tuple[EntityRole, ...]
     """Lista odczytanych ról podmiotu."""
@@ -4481,7 +4640,10 @@ class QueryEntityRolesResponse:
 
 @attrs.frozen(kw_only=True)
 class QueryEuEntityPermissionsResponse:
-    """The ``QueryEuEntityPermissionsResponse`` object of the spec."""
+    """The ``QueryEuEntityPermissionsResponse`` object of the spec.
+
+    Response 200 of ``POST /permissions/query/eu-entities/grants``.
+    """
 
     permissions: tuple[EuEntityPermission, ...]
     """Lista odczytanych uprawnień."""
@@ -4492,7 +4654,10 @@ class QueryEuEntityPermissionsResponse:
 
 @attrs.frozen(kw_only=True)
 class QueryInvoicesMetadataResponse:
-    """The ``QueryInvoicesMetadataResponse`` object of the spec."""
+    """The ``QueryInvoicesMetadataResponse`` object of the spec.
+
+    Response 200 of ``POST /invoices/query/metadata``.
+    """
 
     has_more: bool
     """Określa, czy istnieją kolejne wyniki zapytania."""
@@ -4522,7 +4687,10 @@ class QueryInvoicesMetadataResponse:
 
 @attrs.frozen(kw_only=True)
 class QueryPeppolProvidersResponse:
-    """The ``QueryPeppolProvidersResponse`` object of the spec."""
+    """The ``QueryPeppolProvidersResponse`` object of the spec.
+
+    Response 200 of ``GET /peppol/query``.
+    """
 
     peppol_providers: tuple[PeppolProvider, ...]
     """Lista dostawców usług Peppol."""
@@ -4533,7 +4701,10 @@ class QueryPeppolProvidersResponse:
 
 @attrs.frozen(kw_only=True)
 class QueryPersonPermissionsResponse:
-    """The ``QueryPersonPermissionsResponse`` object of the spec."""
+    """The ``QueryPersonPermissionsResponse`` object of the spec.
+
+    Response 200 of ``POST /permissions/query/persons/grants``.
+    """
 
     permissions: tuple[PersonPermission, ...]
     """Lista odczytanych uprawnień."""
@@ -4544,7 +4715,10 @@ class QueryPersonPermissionsResponse:
 
 @attrs.frozen(kw_only=True)
 class QueryPersonalPermissionsResponse:
-    """The ``QueryPersonalPermissionsResponse`` object of the spec."""
+    """The ``QueryPersonalPermissionsResponse`` object of the spec.
+
+    Response 200 of ``POST /permissions/query/personal/grants``.
+    """
 
     permissions: tuple[PersonalPermission, ...]
     """Lista odczytanych uprawnień."""
@@ -4555,7 +4729,10 @@ class QueryPersonalPermissionsResponse:
 
 @attrs.frozen(kw_only=True)
 class QuerySubordinateEntityRolesResponse:
-    """The ``QuerySubordinateEntityRolesResponse`` object of the spec."""
+    """The ``QuerySubordinateEntityRolesResponse`` object of the spec.
+
+    Response 200 of ``POST /permissions/query/subordinate-entities/roles``.
+    """
 
     roles: tuple[SubordinateEntityRole, ...]
     """Lista odczytanych podmiotów podrzędnych i ich ról."""
@@ -4566,7 +4743,10 @@ class QuerySubordinateEntityRolesResponse:
 
 @attrs.frozen(kw_only=True)
 class QuerySubunitPermissionsResponse:
-    """The ``QuerySubunitPermissionsResponse`` object of the spec."""
+    """The ``QuerySubunitPermissionsResponse`` object of the spec.
+
+    Response 200 of ``POST /permissions/query/subunits/grants``.
+    """
 
     permissions: tuple[SubunitPermission, ...]
     """Lista odczytanych uprawnień."""
@@ -4577,7 +4757,10 @@ class QuerySubunitPermissionsResponse:
 
 @attrs.frozen(kw_only=True)
 class QueryTokensResponse:
-    """The ``QueryTokensResponse`` object of the spec."""
+    """The ``QueryTokensResponse`` object of the spec.
+
+    Response 200 of ``GET /tokens``.
+    """
 
     continuation_token: str | None = None
     """Token służący do pobrania kolejnej strony wyników. Jeśli jest pusty, to nie ma kolejnych stron."""
@@ -4662,7 +4845,10 @@ class RetrieveCertificatesListItem:
 
 @attrs.frozen(kw_only=True)
 class RetrieveCertificatesRequest:
-    """The ``RetrieveCertificatesRequest`` object of the spec."""
+    """The ``RetrieveCertificatesRequest`` object of the spec.
+
+    Request body of ``POST /certificates/retrieve``.
+    """
 
     certificate_serial_numbers: tuple[str, ...]
     """Numery seryjne certyfikatów do pobrania."""
@@ -4670,7 +4856,10 @@ class RetrieveCertificatesRequest:
 
 @attrs.frozen(kw_only=True)
 class RetrieveCertificatesResponse:
-    """The ``RetrieveCertificatesResponse`` object of the spec."""
+    """The ``RetrieveCertificatesResponse`` object of the spec.
+
+    Response 200 of ``POST /certificates/retrieve``.
+    """
 
     certificates: tuple[RetrieveCertificatesListItem, ...]
     """Pobrane certyfikaty."""
@@ -4682,7 +4871,10 @@ RetryAfter: TypeAlias = int
 
 @attrs.frozen(kw_only=True)
 class RevokeCertificateRequest:
-    """The ``RevokeCertificateRequest`` object of the spec."""
+    """The ``RevokeCertificateRequest`` object of the spec.
+
+    Request body of ``POST /certificates/{certificateSerialNumber}/revoke``.
+    """
 
     revocation_reason: CertificateRevocationReason | str | None = None
     """Powód unieważnienia certyfikatu.
@@ -4696,7 +4888,10 @@ class RevokeCertificateRequest:
 
 @attrs.frozen(kw_only=True)
 class SendInvoiceRequest:
-    """The ``SendInvoiceRequest`` object of the spec."""
+    """The ``SendInvoiceRequest`` object of the spec.
+
+    Request body of ``POST /sessions/online/{referenceNumber}/invoices``.
+    """
 
     invoice_hash: Sha256HashBase64
     """Skrót SHA256 oryginalnej faktury, zakodowany w formacie Base64."""
@@ -4731,7 +4926,10 @@ class SendInvoiceRequest:
 
 @attrs.frozen(kw_only=True)
 class SendInvoiceResponse:
-    """The ``SendInvoiceResponse`` object of the spec."""
+    """The ``SendInvoiceResponse`` object of the spec.
+
+    Response 202 of ``POST /sessions/online/{referenceNumber}/invoices``.
+    """
 
     reference_number: ReferenceNumber
     """Numer referencyjny faktury."""
@@ -4739,7 +4937,10 @@ class SendInvoiceResponse:
 
 @attrs.frozen(kw_only=True)
 class SessionInvoiceStatusResponse:
-    """The ``SessionInvoiceStatusResponse`` object of the spec."""
+    """The ``SessionInvoiceStatusResponse`` object of the spec.
+
+    Response 200 of ``GET /sessions/{referenceNumber}/invoices/{invoiceReferenceNumber}``.
+    """
 
     ordinal_number: int
     """Numer sekwencyjny faktury w ramach sesji."""
@@ -4808,7 +5009,11 @@ class SessionInvoiceStatusResponse:
 
 @attrs.frozen(kw_only=True)
 class SessionInvoicesResponse:
-    """The ``SessionInvoicesResponse`` object of the spec."""
+    """The ``SessionInvoicesResponse`` object of the spec.
+
+    Response 200 of ``GET /sessions/{referenceNumber}/invoices``.
+    Response 200 of ``GET /sessions/{referenceNumber}/invoices/failed``.
+    """
 
     continuation_token: str | None = None
     """Token służący do pobrania kolejnej strony wyników. Jeśli jest pusty, to nie ma kolejnych stron."""
@@ -4819,7 +5024,10 @@ class SessionInvoicesResponse:
 
 @attrs.frozen(kw_only=True)
 class SessionStatusResponse:
-    """The ``SessionStatusResponse`` object of the spec."""
+    """The ``SessionStatusResponse`` object of the spec.
+
+    Response 200 of ``GET /sessions/{referenceNumber}``.
+    """
 
     status: StatusInfo
     """Informacje o aktualnym statusie.
@@ -4889,7 +5097,10 @@ class SessionType(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class SessionsQueryResponse:
-    """The ``SessionsQueryResponse`` object of the spec."""
+    """The ``SessionsQueryResponse`` object of the spec.
+
+    Response 200 of ``GET /sessions``.
+    """
 
     continuation_token: str | None = None
     """Token służący do pobrania kolejnej strony wyników. Jeśli jest pusty, to nie ma kolejnych stron."""
@@ -4929,7 +5140,10 @@ class SessionsQueryResponseItem:
 
 @attrs.frozen(kw_only=True)
 class SetRateLimitsRequest:
-    """The ``SetRateLimitsRequest`` object of the spec."""
+    """The ``SetRateLimitsRequest`` object of the spec.
+
+    Request body of ``POST /testdata/rate-limits``.
+    """
 
     rate_limits: ApiRateLimitsOverride
     """Limity dla ilości żądań do API."""
@@ -4937,7 +5151,10 @@ class SetRateLimitsRequest:
 
 @attrs.frozen(kw_only=True)
 class SetSessionLimitsRequest:
-    """The ``SetSessionLimitsRequest`` object of the spec."""
+    """The ``SetSessionLimitsRequest`` object of the spec.
+
+    Request body of ``POST /testdata/limits/context/session``.
+    """
 
     online_session: OnlineSessionContextLimitsOverride
     """Limity dla sesji interaktywnych."""
@@ -4948,7 +5165,10 @@ class SetSessionLimitsRequest:
 
 @attrs.frozen(kw_only=True)
 class SetSubjectLimitsRequest:
-    """The ``SetSubjectLimitsRequest`` object of the spec."""
+    """The ``SetSubjectLimitsRequest`` object of the spec.
+
+    Request body of ``POST /testdata/limits/subject/certificate``.
+    """
 
     subject_identifier_type: SubjectIdentifierType | str | None = None
     """Wire name ``subjectIdentifierType``."""
@@ -4990,7 +5210,10 @@ class StatusInfo:
 
 @attrs.frozen(kw_only=True)
 class SubjectCreateRequest:
-    """The ``SubjectCreateRequest`` object of the spec."""
+    """The ``SubjectCreateRequest`` object of the spec.
+
+    Request body of ``POST /testdata/subject``.
+    """
 
     subject_nip: Nip
     """Wire name ``subjectNip``."""
@@ -5022,7 +5245,10 @@ class SubjectIdentifierType(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class SubjectRemoveRequest:
-    """The ``SubjectRemoveRequest`` object of the spec."""
+    """The ``SubjectRemoveRequest`` object of the spec.
+
+    Request body of ``POST /testdata/subject/remove``.
+    """
 
     subject_nip: Nip
     """Wire name ``subjectNip``."""
@@ -5069,7 +5295,10 @@ class SubordinateEntityRoleType(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class SubordinateEntityRolesQueryRequest:
-    """The ``SubordinateEntityRolesQueryRequest`` object of the spec."""
+    """The ``SubordinateEntityRolesQueryRequest`` object of the spec.
+
+    Request body of ``POST /permissions/query/subordinate-entities/roles``.
+    """
 
     subordinate_entity_identifier: EntityPermissionsSubordinateEntityIdentifier | None = None
     """Identyfikator podmiotu podrzędnego.
@@ -5236,7 +5465,10 @@ class SubunitPermissionsContextIdentifierType(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class SubunitPermissionsGrantRequest:
-    """The ``SubunitPermissionsGrantRequest`` object of the spec."""
+    """The ``SubunitPermissionsGrantRequest`` object of the spec.
+
+    Request body of ``POST /permissions/subunits/grants``.
+    """
 
     subject_identifier: SubunitPermissionsSubjectIdentifier
     """Identyfikator podmiotu lub osoby fizycznej.
@@ -5269,7 +5501,10 @@ class SubunitPermissionsGrantRequest:
 
 @attrs.frozen(kw_only=True)
 class SubunitPermissionsQueryRequest:
-    """The ``SubunitPermissionsQueryRequest`` object of the spec."""
+    """The ``SubunitPermissionsQueryRequest`` object of the spec.
+
+    Request body of ``POST /permissions/query/subunits/grants``.
+    """
 
     subunit_identifier: SubunitPermissionsSubunitIdentifier | None = None
     """Identyfikator jednostki lub podmiotu podrzędnego.
@@ -5436,7 +5671,10 @@ class TestDataPermissionType(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class TestDataPermissionsGrantRequest:
-    """The ``TestDataPermissionsGrantRequest`` object of the spec."""
+    """The ``TestDataPermissionsGrantRequest`` object of the spec.
+
+    Request body of ``POST /testdata/permissions``.
+    """
 
     context_identifier: TestDataContextIdentifier
     """Wire name ``contextIdentifier``."""
@@ -5450,7 +5688,10 @@ class TestDataPermissionsGrantRequest:
 
 @attrs.frozen(kw_only=True)
 class TestDataPermissionsRevokeRequest:
-    """The ``TestDataPermissionsRevokeRequest`` object of the spec."""
+    """The ``TestDataPermissionsRevokeRequest`` object of the spec.
+
+    Request body of ``POST /testdata/permissions/revoke``.
+    """
 
     context_identifier: TestDataContextIdentifier
     """Wire name ``contextIdentifier``."""
@@ -5573,7 +5814,10 @@ class TokenPermissionType(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class TokenStatusResponse:
-    """The ``TokenStatusResponse`` object of the spec."""
+    """The ``TokenStatusResponse`` object of the spec.
+
+    Response 200 of ``GET /tokens/{referenceNumber}``.
+    """
 
     reference_number: ReferenceNumber
     """Numer referencyjny tokena KSeF."""
@@ -5686,7 +5930,10 @@ class UnauthorizedProblemDetails:
 
 @attrs.frozen(kw_only=True)
 class UnblockContextAuthenticationRequest:
-    """The ``UnblockContextAuthenticationRequest`` object of the spec."""
+    """The ``UnblockContextAuthenticationRequest`` object of the spec.
+
+    Request body of ``POST /testdata/context/unblock``.
+    """
 
     context_identifier: TestDataAuthenticationContextIdentifier | None = None
     """Wire name ``contextIdentifier``."""

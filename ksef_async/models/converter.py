@@ -109,8 +109,11 @@ def _enum_or_str_hooks(conv: cattrs.Converter) -> None:
     def structure_factory(tp: Any) -> Any:
         enum_cls = enum_of(tp)
         assert enum_cls is not None
+        nullable = type(None) in typing.get_args(tp)
 
-        def hook(value: Any, _: type) -> enum.StrEnum | str:
+        def hook(value: Any, _: type) -> enum.StrEnum | str | None:
+            if value is None and nullable:
+                return None
             if not isinstance(value, str):
                 raise TypeError(f"expected a {enum_cls.__name__} string, got {type(value).__name__}")
             try:
