@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -194,6 +195,7 @@ def test_signed_request_verifies(holder: str, request: pytest.FixtureRequest) ->
     assert result.allowed_ips == ips
     assert result.schema_version == "2.1"
     assert result.certificate == cert.certificate
+    assert result.document_digest == base64.b64encode(hashlib.sha256(signed).digest()).decode()
     assert result.signing_time == dt.datetime.fromtimestamp(1_800_000_000 - 60, dt.UTC)
     expected = {"person_rsa": ("Pesel", PESEL), "person_ec": ("Nip", NIP), "seal": ("Nip", "7352765225")}[holder]
     assert (result.identity.type, result.identity.value) == expected

@@ -363,7 +363,20 @@ def identity_from_certificate(
 
 @attrs.frozen
 class VerifiedAuthRequest:
-    """A signed ``AuthTokenRequest`` whose signature checked out, with the identity taken from its certificate."""
+    """A signed ``AuthTokenRequest`` whose signature checked out, with the identity taken from its certificate.
+
+    Attributes:
+        challenge: ``Challenge``.
+        context: ``ContextIdentifier``.
+        subject_identifier_type: ``SubjectIdentifierType``.
+        allowed_ips: ``AuthorizationPolicy/AllowedIps``, or None.
+        certificate: The signer's certificate (from ``KeyInfo``).
+        identity: The login identity derived from the certificate.
+        signing_time: XAdES ``SigningTime``, when readable.
+        schema_version: ``"2.0"`` or ``"2.1"``, from the namespace.
+        document_digest: Base64 SHA-256 of the signed document as received, which a UPO reports as
+            ``SkrotDokumentuUwierzytelniajacego``.
+    """
 
     challenge: str
     context: ContextIdentifier
@@ -373,6 +386,7 @@ class VerifiedAuthRequest:
     identity: SubjectIdentity
     signing_time: dt.datetime | None
     schema_version: SchemaVersion
+    document_digest: str
 
 
 def _parse_signing_time(text: str | None) -> dt.datetime | None:
@@ -436,6 +450,7 @@ def verify_auth_token_request(signed_xml: bytes, *, now: dt.datetime | None = No
         identity=identity_from_certificate(certificate, request.subject_identifier_type),
         signing_time=signing_time,
         schema_version=request.schema_version,
+        document_digest=_b64_sha256(signed_xml),
     )
 
 
