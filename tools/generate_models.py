@@ -25,9 +25,11 @@ enum values without notice; the converter keeps an unknown value as the raw stri
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import keyword
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -100,6 +102,8 @@ def docstring(text: str, indent: int) -> list[str]:
                 body.append("")
         elif line.lstrip().startswith("|"):
             # Tables are value/meaning lists; wrapping would break the columns.
+            if body and body[-1] and not body[-1].startswith("|"):
+                body.append("")
             body.append(line.strip())
         else:
             body.extend(textwrap.wrap(line.strip(), width=width, break_long_words=False, break_on_hyphens=False))
@@ -486,13 +490,23 @@ def render_table(spec: Schema) -> str:
     return "\n".join(head) + "\n"
 
 
+def _ruff_command() -> list[str]:
+    """Return how to run ruff: the one installed with this interpreter, else the one on ``PATH``."""
+    if importlib.util.find_spec("ruff") is not None:
+        return [sys.executable, "-m", "ruff"]
+    found = shutil.which("ruff")
+    if found is None:
+        raise SystemExit("generate_models: ruff is needed to format the output (pip install -e '.[dev]')")
+    return [found]
+
+
 def ruff_format(source: str, name: str) -> str:
     """Return ``source`` with imports sorted and formatted by ruff with the project's settings."""
     config = ["--config", str(ROOT / "pyproject.toml")]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
         path.write_text(source, encoding="utf-8")
-        ruff = [sys.executable, "-m", "ruff"]
+        ruff = _ruff_command()
         subprocess.run([*ruff, "check", "--quiet", "--select", "I", "--fix", *config, str(path)], check=True)
         subprocess.run([*ruff, "format", "--quiet", *config, str(path)], check=True)
         return path.read_text(encoding="utf-8")

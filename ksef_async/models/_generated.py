@@ -497,6 +497,7 @@ class AuthenticationListItem:
 
     authentication_method: AuthenticationMethod | str | None = None
     """Metoda uwierzytelnienia.
+
     | Wartość | Opis |
     | --- | --- |
     | Token | Token KSeF. |
@@ -515,6 +516,7 @@ class AuthenticationListItem:
 
     status: StatusInfo
     """Informacje o aktualnym statusie.
+
     | Code | Description | Details |
     | --- | --- | --- |
     | 100 | Uwierzytelnianie w toku | - |
@@ -618,6 +620,7 @@ class AuthenticationMethodInfo:
 
     category: AuthenticationMethodCategory | str
     """Kategoria metody uwierzytelnienia.
+
     | Wartość | Opis |
     | --- | --- |
     | XadesSignature | Uwierzytelnienie podpisem Xades. |
@@ -648,6 +651,7 @@ class AuthenticationOperationStatusResponse:
 
     authentication_method: AuthenticationMethod | str | None = None
     """Metoda uwierzytelnienia.
+
     | Wartość | Opis |
     | --- | --- |
     | Token | Token KSeF. |
@@ -666,6 +670,7 @@ class AuthenticationOperationStatusResponse:
 
     status: StatusInfo
     """Informacje o aktualnym statusie.
+
     | Code | Description | Details |
     | --- | --- | --- |
     | 100 | Uwierzytelnianie w toku | - |
@@ -925,6 +930,7 @@ class CertificateEnrollmentStatusResponse:
 
     status: StatusInfo
     """Informacje o aktualnym statusie.
+
     | Code | Description | Details |
     | --- | --- | --- |
     | 100 | Wniosek przyjęty do realizacji | - |
@@ -984,6 +990,7 @@ class CertificateListItem:
 
     type: KsefCertificateType | str
     """Typ certyfikatu.
+
     | Wartość | Opis |
     | --- | --- |
     | Authentication | Certyfikat używany do uwierzytelnienia w systemie. |
@@ -995,6 +1002,7 @@ class CertificateListItem:
 
     status: CertificateListItemStatus | str
     """Status certyfikatu.
+
     | Wartość | Opis |
     | --- | --- |
     | Active | Certyfikat jest aktywny i może zostać użyty do uwierzytelnienia lub realizacji operacji w trybie offline (w zależności od typu certyfikatu). |
@@ -1059,6 +1067,7 @@ class CertificateRevocationReason(enum.StrEnum):
 @attrs.frozen(kw_only=True)
 class CertificateSubjectIdentifier:
     """Identyfikator podmiotu dla którego wystawiono certyfikat.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -1627,6 +1636,7 @@ class EnrollCertificateRequest:
 
     certificate_type: KsefCertificateType | str
     """Typ certyfikatu.
+
     | Wartość | Opis |
     | --- | --- |
     | Authentication | Certyfikat używany do uwierzytelnienia w systemie. |
@@ -1681,6 +1691,7 @@ class EntityAuthorizationGrant:
 
     author_identifier: EntityAuthorizationsAuthorIdentifier | None = None
     """Identyfikator osoby nadającej uprawnienie.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -1690,6 +1701,7 @@ class EntityAuthorizationGrant:
 
     authorized_entity_identifier: EntityAuthorizationsAuthorizedEntityIdentifier
     """Identyfikator podmiotu uprawnionego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -1698,6 +1710,7 @@ class EntityAuthorizationGrant:
 
     authorizing_entity_identifier: EntityAuthorizationsAuthorizingEntityIdentifier
     """Identyfikator podmiotu uprawniającego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -1737,6 +1750,7 @@ class EntityAuthorizationPermissionsGrantRequest:
 
     subject_identifier: EntityAuthorizationPermissionsSubjectIdentifier
     """Identyfikator podmiotu uprawnianego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -1762,6 +1776,7 @@ class EntityAuthorizationPermissionsQueryRequest:
 
     authorizing_identifier: EntityAuthorizationsAuthorizingEntityIdentifier | None = None
     """Identyfikator podmiotu uprawniającego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -1769,6 +1784,7 @@ class EntityAuthorizationPermissionsQueryRequest:
 
     authorized_identifier: EntityAuthorizationsAuthorizedEntityIdentifier | None = None
     """Identyfikator podmiotu uprawnionego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -1777,6 +1793,7 @@ class EntityAuthorizationPermissionsQueryRequest:
 
     query_type: QueryType | str
     """Typ zapytania.
+
     | Type | Value |
     | --- | --- |
     | Granted | Uprawnienia nadane innym podmiotom |
@@ -1790,6 +1807,7 @@ class EntityAuthorizationPermissionsQueryRequest:
 @attrs.frozen(kw_only=True)
 class EntityAuthorizationPermissionsSubjectIdentifier:
     """Identyfikator podmiotu uprawnianego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -1814,6 +1832,7 @@ class EntityAuthorizationPermissionsSubjectIdentifierType(enum.StrEnum):
 @attrs.frozen(kw_only=True)
 class EntityAuthorizationsAuthorIdentifier:
     """Identyfikator osoby nadającej uprawnienie.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -1841,6 +1860,7 @@ class EntityAuthorizationsAuthorIdentifierType(enum.StrEnum):
 @attrs.frozen(kw_only=True)
 class EntityAuthorizationsAuthorizedEntityIdentifier:
     """Identyfikator podmiotu uprawnionego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -1865,6 +1885,7 @@ class EntityAuthorizationsAuthorizedEntityIdentifierType(enum.StrEnum):
 @attrs.frozen(kw_only=True)
 class EntityAuthorizationsAuthorizingEntityIdentifier:
     """Identyfikator podmiotu uprawniającego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -1922,6 +1943,7 @@ class EntityPermissionItem:
 
     context_identifier: EntityPermissionsContextIdentifier
     """Identyfikator kontekstu podmiotu, który nadał uprawnienia do obsługi faktur.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -1960,6 +1982,7 @@ class EntityPermissionType(enum.StrEnum):
 @attrs.frozen(kw_only=True)
 class EntityPermissionsContextIdentifier:
     """Identyfikator kontekstu podmiotu, który nadał uprawnienia do obsługi faktur.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -1990,6 +2013,7 @@ class EntityPermissionsGrantRequest:
 
     subject_identifier: EntityPermissionsSubjectIdentifier
     """Identyfikator podmiotu.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -2014,6 +2038,7 @@ class EntityPermissionsQueryRequest:
 
     context_identifier: EntityPermissionsContextIdentifier | None = None
     """Identyfikator kontekstu podmiotu, który nadał uprawnienia do obsługi faktur.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -2024,6 +2049,7 @@ class EntityPermissionsQueryRequest:
 @attrs.frozen(kw_only=True)
 class EntityPermissionsSubjectIdentifier:
     """Identyfikator podmiotu.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -2045,6 +2071,7 @@ class EntityPermissionsSubjectIdentifierType(enum.StrEnum):
 @attrs.frozen(kw_only=True)
 class EntityPermissionsSubordinateEntityIdentifier:
     """Identyfikator podmiotu podrzędnego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -2069,6 +2096,7 @@ class EntityRole:
 
     parent_entity_identifier: EntityRolesParentEntityIdentifier | None = None
     """Identyfikator podmiotu nadrzędnego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -2103,6 +2131,7 @@ class EntityRoleType(enum.StrEnum):
 @attrs.frozen(kw_only=True)
 class EntityRolesParentEntityIdentifier:
     """Identyfikator podmiotu nadrzędnego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -2148,6 +2177,7 @@ class EntitySubjectDetailsType(enum.StrEnum):
 @attrs.frozen(kw_only=True)
 class EuEntityAdministrationPermissionsContextIdentifier:
     """Identyfikator kontekstu złożonego.
+
     | Type | Value |
     | --- | --- |
     | NipVatUe | Dwuczłonowy identyfikator składający się z numeru NIP i numeru VAT-UE: `{nip}-{vat_ue}` |
@@ -2175,6 +2205,7 @@ class EuEntityAdministrationPermissionsGrantRequest:
 
     subject_identifier: EuEntityAdministrationPermissionsSubjectIdentifier
     """Identyfikator podmiotu uprawnionego.
+
     | Type | Value |
     | --- | --- |
     | Fingerprint | Odcisk palca certyfikatu |
@@ -2182,6 +2213,7 @@ class EuEntityAdministrationPermissionsGrantRequest:
 
     context_identifier: EuEntityAdministrationPermissionsContextIdentifier
     """Identyfikator kontekstu złożonego.
+
     | Type | Value |
     | --- | --- |
     | NipVatUe | Dwuczłonowy identyfikator składający się z numeru NIP i numeru VAT-UE: `{nip}-{vat_ue}` |
@@ -2205,6 +2237,7 @@ class EuEntityAdministrationPermissionsGrantRequest:
 @attrs.frozen(kw_only=True)
 class EuEntityAdministrationPermissionsSubjectIdentifier:
     """Identyfikator podmiotu uprawnionego.
+
     | Type | Value |
     | --- | --- |
     | Fingerprint | Odcisk palca certyfikatu |
@@ -2243,6 +2276,7 @@ class EuEntityPermission:
 
     author_identifier: EuEntityPermissionsAuthorIdentifier
     """Identyfikator uprawniającego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -2284,6 +2318,7 @@ class EuEntityPermissionSubjectDetails:
 
     subject_details_type: EuEntityPermissionSubjectDetailsType | str
     """Typ danych podmiotu.
+
     | Wartość | Opis |
     | --- | --- |
     | PersonByFingerprintWithIdentifier | Osoba fizyczna posługująca się certyfikatem niezawierającym identyfikatora NIP ani PESEL, ale mająca NIP lub PESEL. |
@@ -2335,6 +2370,7 @@ class EuEntityPermissionType(enum.StrEnum):
 @attrs.frozen(kw_only=True)
 class EuEntityPermissionsAuthorIdentifier:
     """Identyfikator uprawniającego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -2368,6 +2404,7 @@ class EuEntityPermissionsGrantRequest:
 
     subject_identifier: EuEntityPermissionsSubjectIdentifier
     """Identyfikator podmiotu uprawnianego.
+
     | Type | Value |
     | --- | --- |
     | Fingerprint | Odcisk palca certyfikatu |
@@ -2415,6 +2452,7 @@ class EuEntityPermissionsQueryRequest:
 @attrs.frozen(kw_only=True)
 class EuEntityPermissionsSubjectIdentifier:
     """Identyfikator podmiotu uprawnianego.
+
     | Type | Value |
     | --- | --- |
     | Fingerprint | Odcisk palca certyfikatu |
@@ -2510,6 +2548,7 @@ class ForbiddenProblemDetails:
 
     reason_code: str
     """Kod przyczyny odmowy dostępu.
+
     | Code | Opis |
     |------|-------------|
     | missing-permissions | Brak wymaganych uprawnień do wykonania operacji w bieżącym kontekście. |
@@ -2522,6 +2561,7 @@ class ForbiddenProblemDetails:
 
     security: dict[str, Any] | None = None
     """Dodatkowe dane zależne od `reasonCode`.
+
     | Code  | Security |
     |------| ------------ |
     | missing-permissions | requiredAnyOfPermissions: string[], presentPermissions: string[] |
@@ -2637,6 +2677,7 @@ class IndirectPermissionsGrantRequest:
 
     subject_identifier: IndirectPermissionsSubjectIdentifier
     """Identyfikator osoby fizycznej.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -2647,6 +2688,7 @@ class IndirectPermissionsGrantRequest:
     target_identifier: IndirectPermissionsTargetIdentifier | None = None
     """Identyfikator kontekstu klienta. Nie przekazanie identyfikatora oznacza, że uprawnienie nadane w
     sposób pośredni jest typu generalnego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -2667,6 +2709,7 @@ class IndirectPermissionsGrantRequest:
 @attrs.frozen(kw_only=True)
 class IndirectPermissionsSubjectIdentifier:
     """Identyfikator osoby fizycznej.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -2695,6 +2738,7 @@ class IndirectPermissionsSubjectIdentifierType(enum.StrEnum):
 class IndirectPermissionsTargetIdentifier:
     """Identyfikator kontekstu klienta. Nie przekazanie identyfikatora oznacza, że uprawnienie nadane w
     sposób pośredni jest typu generalnego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -2851,6 +2895,7 @@ class InvoiceMetadata:
 
     invoice_type: InvoiceType | str
     """Rodzaj faktury.
+
     | Wartość | Opis |
     | --- | --- |
     | Vat | (FA) Podstawowa |
@@ -2871,6 +2916,7 @@ class InvoiceMetadata:
     """Struktura dokumentu faktury.
 
     Obsługiwane schematy:
+
     | SystemCode | SchemaVersion | Value |
     | --- | --- | --- |
     | [FA (2)](https://github.com/CIRFMF/ksef-docs/blob/main/faktury/schemy/FA/schemat_FA(2)_v1-0E.xsd) | 1-0E | FA |
@@ -2911,6 +2957,7 @@ class InvoiceMetadataAuthorizedSubject:
 
     role: int
     """Rola podmiotu upoważnionego.
+
     | Wartość | Opis |
     | ---- | --- |
     | 1 | Organ egzekucyjny - w przypadku, o którym mowa w art. 106c pkt 1 ustawy |
@@ -2925,6 +2972,7 @@ class InvoiceMetadataBuyer:
 
     identifier: InvoiceMetadataBuyerIdentifier
     """Identyfikator nabywcy.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -2943,6 +2991,7 @@ class InvoiceMetadataBuyerIdentifier:
 
     type: BuyerIdentifierType | str
     """Typ identyfikatora nabywcy.
+
     | Wartość | Opis |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -2972,6 +3021,7 @@ class InvoiceMetadataThirdSubject:
 
     identifier: InvoiceMetadataThirdSubjectIdentifier
     """Identyfikator podmiotu trzeciego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -2986,6 +3036,7 @@ class InvoiceMetadataThirdSubject:
 
     role: int
     """Rola podmiotu trzeciego.
+
     | Wartość | Opis |
     | ---- | --- |
     | 0 | Inna rola |
@@ -3006,6 +3057,7 @@ class InvoiceMetadataThirdSubject:
 @attrs.frozen(kw_only=True)
 class InvoiceMetadataThirdSubjectIdentifier:
     """Identyfikator podmiotu trzeciego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -3017,6 +3069,7 @@ class InvoiceMetadataThirdSubjectIdentifier:
 
     type: ThirdSubjectIdentifierType | str
     """Typ identyfikatora podmiotu trzeciego.
+
     | Wartość | Opis |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -3152,6 +3205,7 @@ class InvoiceQueryBuyerIdentifier:
 
     type: BuyerIdentifierType | str
     """Typ identyfikatora nabywcy.
+
     | Wartość | Opis |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -3170,6 +3224,7 @@ class InvoiceQueryDateRange:
 
     date_type: InvoiceQueryDateType | str
     """Typ daty, według której ma być zastosowany zakres.
+
     | Wartość | Opis |
     | --- | --- |
     | Issue | Data wystawienia faktury. |
@@ -3219,6 +3274,7 @@ class InvoiceQueryFilters:
     subject_type: InvoiceQuerySubjectType | str
     """Typ podmiotu, którego dotyczą kryteria filtrowania metadanych faktur.
     Określa kontekst, w jakim przeszukiwane są dane.
+
     | Wartość | Opis |
     | --- | --- |
     | Subject1 | Podmiot 1 - sprzedawca |
@@ -3253,6 +3309,7 @@ class InvoiceQueryFilters:
 
     buyer_identifier: InvoiceQueryBuyerIdentifier | None = None
     """Identyfikator nabywcy.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -3272,6 +3329,7 @@ class InvoiceQueryFilters:
 
     form_type: InvoiceQueryFormType | str | None = None
     """Typ dokumentu.
+
     | Wartość | Opis |
     | --- | --- |
     | FA | Faktura VAT |
@@ -3281,6 +3339,7 @@ class InvoiceQueryFilters:
 
     invoice_types: tuple[InvoiceType | str, ...] | None = None
     """Rodzaje faktur.
+
     | Wartość | Opis |
     | --- | --- |
     | Vat | (FA) Podstawowa |
@@ -3464,6 +3523,7 @@ class OpenBatchSessionRequest:
     """Schemat faktur wysyłanych w ramach sesji.
 
     Obsługiwane schematy:
+
     | SystemCode | SchemaVersion | Value |
     | --- | --- | --- |
     | [FA (2)](https://github.com/CIRFMF/ksef-docs/blob/main/faktury/schemy/FA/schemat_FA(2)_v1-0E.xsd) | 1-0E | FA |
@@ -3529,6 +3589,7 @@ class OpenOnlineSessionRequest:
     """Schemat faktur wysyłanych w ramach sesji.
 
     Obsługiwane schematy:
+
     | SystemCode | SchemaVersion | Value |
     | --- | --- | --- |
     | [FA (2)](https://github.com/CIRFMF/ksef-docs/blob/main/faktury/schemy/FA/schemat_FA(2)_v1-0E.xsd) | 1-0E | FA |
@@ -3642,6 +3703,7 @@ class PermissionsOperationStatusResponse:
 
     status: StatusInfo
     """Informacje o aktualnym statusie.
+
     | Code | Description | Details |
     | --- | --- | --- |
     | 100 | Operacja przyjęta do realizacji | - |
@@ -3663,6 +3725,7 @@ class PermissionsSubjectEntityByFingerprintDetails:
 
     subject_details_type: EntitySubjectByFingerprintDetailsType | str
     """Typ danych podmiotu uprawnionego.
+
     | Wartość | Opis |
     | --- | --- |
     | EntityByFingerprint | Podmiot identyfikowany odciskiem palca pieczęci kwalifikowanej. |
@@ -3681,6 +3744,7 @@ class PermissionsSubjectEntityByIdentifierDetails:
 
     subject_details_type: EntitySubjectByIdentifierDetailsType | str
     """Typ danych podmiotu uprawnionego.
+
     | Wartość | Opis |
     | --- | --- |
     | EntityByIdentifier | Podmiot identyfikowany numerem NIP. |
@@ -3696,6 +3760,7 @@ class PermissionsSubjectEntityDetails:
 
     subject_details_type: EntitySubjectDetailsType | str
     """Typ danych podmiotu uprawnionego.
+
     | Wartość | Opis |
     | --- | --- |
     | EntityByIdentifier | Podmiot identyfikowany numerem NIP. |
@@ -3715,6 +3780,7 @@ class PermissionsSubjectPersonByFingerprintDetails:
 
     subject_details_type: PersonSubjectByFingerprintDetailsType | str
     """Typ danych uprawnionej osoby fizycznej.
+
     | Wartość | Opis |
     | --- | --- |
     | PersonByFingerprintWithIdentifier | Osoba fizyczna posługująca się certyfikatem niezawierającym identyfikatora NIP ani PESEL, ale mająca NIP lub PESEL. |
@@ -3743,6 +3809,7 @@ class PermissionsSubjectPersonDetails:
 
     subject_details_type: PersonSubjectDetailsType | str
     """Typ danych uprawnionej osoby fizycznej.
+
     | Wartość | Opis |
     | --- | --- |
     | PersonByIdentifier | Osoba fizyczna posługująca się Profilem Zaufanym lub certyfikatem zawierającym identyfikator NIP lub PESEL. |
@@ -3864,6 +3931,7 @@ class PersonPermission:
 
     authorized_identifier: PersonPermissionsAuthorizedIdentifier
     """Identyfikator osoby lub podmiotu uprawnionego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -3874,6 +3942,7 @@ class PersonPermission:
     context_identifier: PersonPermissionsContextIdentifier | None = None
     """Identyfikator kontekstu uprawnienia (dla uprawnień nadanych administratorom jednostek
     podrzędnych).
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -3882,6 +3951,7 @@ class PersonPermission:
 
     target_identifier: PersonPermissionsTargetIdentifier | None = None
     """Identyfikator podmiotu docelowego dla uprawnień nadanych pośrednio.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -3891,6 +3961,7 @@ class PersonPermission:
 
     author_identifier: PersonPermissionsAuthorIdentifier
     """Identyfikator osoby lub podmiotu nadającego uprawnienie.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -3945,6 +4016,7 @@ class PersonPermissionSubjectDetails:
 
     subject_details_type: PersonPermissionSubjectDetailsType | str
     """Typ danych podmiotu.
+
     | Wartość | Opis |
     | --- | --- |
     | PersonByIdentifier | Osoba fizyczna posługująca się Profilem Zaufanym lub certyfikatem zawierającym identyfikator NIP lub PESEL. |
@@ -4008,6 +4080,7 @@ class PersonPermissionType(enum.StrEnum):
 @attrs.frozen(kw_only=True)
 class PersonPermissionsAuthorIdentifier:
     """Identyfikator osoby lub podmiotu nadającego uprawnienie.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -4040,6 +4113,7 @@ class PersonPermissionsAuthorIdentifierType(enum.StrEnum):
 @attrs.frozen(kw_only=True)
 class PersonPermissionsAuthorizedIdentifier:
     """Identyfikator osoby lub podmiotu uprawnionego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -4068,6 +4142,7 @@ class PersonPermissionsAuthorizedIdentifierType(enum.StrEnum):
 class PersonPermissionsContextIdentifier:
     """Identyfikator kontekstu uprawnienia (dla uprawnień nadanych administratorom jednostek
     podrzędnych).
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -4098,6 +4173,7 @@ class PersonPermissionsGrantRequest:
 
     subject_identifier: PersonPermissionsSubjectIdentifier
     """Identyfikator osoby fizycznej.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -4124,6 +4200,7 @@ class PersonPermissionsQueryRequest:
 
     author_identifier: PersonPermissionsAuthorIdentifier | None = None
     """Identyfikator osoby lub podmiotu nadającego uprawnienie.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -4134,6 +4211,7 @@ class PersonPermissionsQueryRequest:
 
     authorized_identifier: PersonPermissionsAuthorizedIdentifier | None = None
     """Identyfikator osoby lub podmiotu uprawnionego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -4144,6 +4222,7 @@ class PersonPermissionsQueryRequest:
     context_identifier: PersonPermissionsContextIdentifier | None = None
     """Identyfikator kontekstu uprawnienia (dla uprawnień nadanych administratorom jednostek
     podrzędnych).
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -4152,6 +4231,7 @@ class PersonPermissionsQueryRequest:
 
     target_identifier: PersonPermissionsTargetIdentifier | None = None
     """Identyfikator podmiotu docelowego dla uprawnień nadanych pośrednio.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -4164,6 +4244,7 @@ class PersonPermissionsQueryRequest:
 
     permission_state: PermissionState | str | None = None
     """Stan uprawnienia.
+
     | Type | Value |
     | --- | --- |
     | Active | Uprawnienia aktywne |
@@ -4172,6 +4253,7 @@ class PersonPermissionsQueryRequest:
 
     query_type: PersonPermissionsQueryType | str
     """Typ zapytania.
+
     | Type | Value |
     | --- | --- |
     | PermissionsInCurrentContext | Lista uprawnień obowiązujących w bieżącym kontekście |
@@ -4190,6 +4272,7 @@ class PersonPermissionsQueryType(enum.StrEnum):
 @attrs.frozen(kw_only=True)
 class PersonPermissionsSubjectIdentifier:
     """Identyfikator osoby fizycznej.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -4217,6 +4300,7 @@ class PersonPermissionsSubjectIdentifierType(enum.StrEnum):
 @attrs.frozen(kw_only=True)
 class PersonPermissionsTargetIdentifier:
     """Identyfikator podmiotu docelowego dla uprawnień nadanych pośrednio.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -4296,6 +4380,7 @@ class PersonalPermission:
 
     context_identifier: PersonalPermissionsContextIdentifier | None = None
     """Identyfikator kontekstu podmiotu, który nadał uprawnienia do obsługi faktur.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -4305,6 +4390,7 @@ class PersonalPermission:
     authorized_identifier: PersonalPermissionsAuthorizedIdentifier | None = None
     """Identyfikator podmiotu uprawnionego, jeżeli jest inny niż identyfikator uwierzytelnionego
     klienta API.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -4312,6 +4398,7 @@ class PersonalPermission:
 
     target_identifier: PersonalPermissionsTargetIdentifier | None = None
     """Identyfikator podmiotu docelowego dla uprawnień selektywnych nadanych pośrednio.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -4385,6 +4472,7 @@ class PersonalPermissionType(enum.StrEnum):
 class PersonalPermissionsAuthorizedIdentifier:
     """Identyfikator podmiotu uprawnionego, jeżeli jest inny niż identyfikator uwierzytelnionego
     klienta API.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -4410,6 +4498,7 @@ class PersonalPermissionsAuthorizedIdentifierType(enum.StrEnum):
 @attrs.frozen(kw_only=True)
 class PersonalPermissionsContextIdentifier:
     """Identyfikator kontekstu podmiotu, który nadał uprawnienia do obsługi faktur.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -4440,6 +4529,7 @@ class PersonalPermissionsQueryRequest:
 
     context_identifier: PersonalPermissionsContextIdentifier | None = None
     """Identyfikator kontekstu podmiotu, który nadał uprawnienia do obsługi faktur.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -4448,6 +4538,7 @@ class PersonalPermissionsQueryRequest:
 
     target_identifier: PersonalPermissionsTargetIdentifier | None = None
     """Identyfikator podmiotu docelowego dla uprawnień selektywnych nadanych pośrednio.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -4460,6 +4551,7 @@ class PersonalPermissionsQueryRequest:
 
     permission_state: PermissionState | str | None = None
     """Stan uprawnienia.
+
     | Type | Value |
     | --- | --- |
     | Active | Uprawnienia aktywne |
@@ -4470,6 +4562,7 @@ class PersonalPermissionsQueryRequest:
 @attrs.frozen(kw_only=True)
 class PersonalPermissionsTargetIdentifier:
     """Identyfikator podmiotu docelowego dla uprawnień selektywnych nadanych pośrednio.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -4526,6 +4619,7 @@ class PublicKeyCertificate:
 
     usage: tuple[PublicKeyCertificateUsage | str, ...]
     """Operacje do których może być używany certyfikat.
+
     | Wartość | Opis |
     | --- | --- |
     | KsefTokenEncryption | Szyfrowanie tokenów KSeF przesyłanych w trakcie procesu uwierzytelniania. |
@@ -4562,6 +4656,7 @@ class QueryCertificatesRequest:
 
     type: KsefCertificateType | str | None = None
     """Typ certyfikatu KSeF.
+
     | Wartość | Opis |
     | --- | --- |
     | Authentication | Certyfikat używany do uwierzytelnienia w systemie. |
@@ -4570,6 +4665,7 @@ class QueryCertificatesRequest:
 
     status: CertificateListItemStatus | str | None = None
     """Status certyfikatu.
+
     | Wartość | Opis |
     | --- | --- |
     | Active | Certyfikat jest aktywny i może zostać użyty do uwierzytelnienia lub realizacji operacji w trybie offline (w zależności od typu certyfikatu). |
@@ -4796,6 +4892,7 @@ class QueryTokensResponseItem:
 
     status: AuthenticationTokenStatus | str
     """Status tokena.
+
     | Wartość | Opis |
     | --- | --- |
     | Pending | Token został utworzony ale jest jeszcze w trakcie aktywacji i nadawania uprawnień. Nie może być jeszcze wykorzystywany do uwierzytelniania. |
@@ -4836,6 +4933,7 @@ class RetrieveCertificatesListItem:
 
     certificate_type: KsefCertificateType | str
     """Typ certyfikatu.
+
     | Wartość | Opis |
     | --- | --- |
     | Authentication | Certyfikat używany do uwierzytelnienia w systemie. |
@@ -4878,6 +4976,7 @@ class RevokeCertificateRequest:
 
     revocation_reason: CertificateRevocationReason | str | None = None
     """Powód unieważnienia certyfikatu.
+
     | Wartość | Opis |
     | --- | --- |
     | Unspecified | Nieokreślony. |
@@ -5033,6 +5132,7 @@ class SessionStatusResponse:
     """Informacje o aktualnym statusie.
 
     Sesja wsadowa:
+
     | Code | Description | Details |
     | --- | --- | --- |
     | 100 | Sesja wsadowa rozpoczęta | - |
@@ -5049,6 +5149,7 @@ class SessionStatusResponse:
     | 500 | Nieznany błąd ({statusCode}) | - |
 
     Sesja interaktywna:
+
     | Code | Description | Details |
     | --- | --- | --- |
     | 100 | Sesja interaktywna otwarta | - |
@@ -5270,6 +5371,7 @@ class SubordinateEntityRole:
 
     subordinate_entity_identifier: SubordinateRoleSubordinateEntityIdentifier
     """Identyfikator podmiotu podrzędnego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -5302,6 +5404,7 @@ class SubordinateEntityRolesQueryRequest:
 
     subordinate_entity_identifier: EntityPermissionsSubordinateEntityIdentifier | None = None
     """Identyfikator podmiotu podrzędnego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -5311,6 +5414,7 @@ class SubordinateEntityRolesQueryRequest:
 @attrs.frozen(kw_only=True)
 class SubordinateRoleSubordinateEntityIdentifier:
     """Identyfikator podmiotu podrzędnego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -5349,6 +5453,7 @@ class SubunitPermission:
 
     authorized_identifier: SubunitPermissionsAuthorizedIdentifier
     """Identyfikator uprawnionego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -5358,6 +5463,7 @@ class SubunitPermission:
 
     subunit_identifier: SubunitPermissionsSubunitIdentifier
     """Identyfikator jednostki lub podmiotu podrzędnego.
+
     | Type | Value |
     | --- | --- |
     | InternalId | Dwuczłonowy identyfikator składający się z numeru NIP i 5 cyfr: `{nip}-{5_cyfr}` |
@@ -5366,6 +5472,7 @@ class SubunitPermission:
 
     author_identifier: SubunitPermissionsAuthorIdentifier
     """Identyfikator uprawniającego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -5398,6 +5505,7 @@ class SubunitPermissionScope(enum.StrEnum):
 @attrs.frozen(kw_only=True)
 class SubunitPermissionsAuthorIdentifier:
     """Identyfikator uprawniającego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -5425,6 +5533,7 @@ class SubunitPermissionsAuthorIdentifierType(enum.StrEnum):
 @attrs.frozen(kw_only=True)
 class SubunitPermissionsAuthorizedIdentifier:
     """Identyfikator uprawnionego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -5442,6 +5551,7 @@ class SubunitPermissionsAuthorizedIdentifier:
 @attrs.frozen(kw_only=True)
 class SubunitPermissionsContextIdentifier:
     """Identyfikator podmiotu podrzędnego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -5472,6 +5582,7 @@ class SubunitPermissionsGrantRequest:
 
     subject_identifier: SubunitPermissionsSubjectIdentifier
     """Identyfikator podmiotu lub osoby fizycznej.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -5481,6 +5592,7 @@ class SubunitPermissionsGrantRequest:
 
     context_identifier: SubunitPermissionsContextIdentifier
     """Identyfikator podmiotu podrzędnego.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -5508,6 +5620,7 @@ class SubunitPermissionsQueryRequest:
 
     subunit_identifier: SubunitPermissionsSubunitIdentifier | None = None
     """Identyfikator jednostki lub podmiotu podrzędnego.
+
     | Type | Value |
     | --- | --- |
     | InternalId | Dwuczłonowy identyfikator składający się z numeru NIP i 5 cyfr: `{nip}-{5_cyfr}` |
@@ -5518,6 +5631,7 @@ class SubunitPermissionsQueryRequest:
 @attrs.frozen(kw_only=True)
 class SubunitPermissionsSubjectIdentifier:
     """Identyfikator podmiotu lub osoby fizycznej.
+
     | Type | Value |
     | --- | --- |
     | Nip | 10 cyfrowy numer NIP |
@@ -5545,6 +5659,7 @@ class SubunitPermissionsSubjectIdentifierType(enum.StrEnum):
 @attrs.frozen(kw_only=True)
 class SubunitPermissionsSubunitIdentifier:
     """Identyfikator jednostki lub podmiotu podrzędnego.
+
     | Type | Value |
     | --- | --- |
     | InternalId | Dwuczłonowy identyfikator składający się z numeru NIP i 5 cyfr: `{nip}-{5_cyfr}` |
@@ -5738,6 +5853,7 @@ class TokenAuthorIdentifierTypeIdentifier:
 
     type: TokenAuthorIdentifierType | str
     """Typ identyfikatora.
+
     | Wartość | Opis |
     | --- | --- |
     | Nip | NIP. |
@@ -5771,6 +5887,7 @@ class TokenContextIdentifierTypeIdentifier:
 
     type: TokenContextIdentifierType | str
     """Typ identyfikatora.
+
     | Wartość | Opis |
     | --- | --- |
     | Nip | NIP. |
@@ -5842,6 +5959,7 @@ class TokenStatusResponse:
 
     status: AuthenticationTokenStatus | str
     """Status tokena.
+
     | Wartość | Opis |
     | --- | --- |
     | Pending | Token został utworzony ale jest jeszcze w trakcie aktywacji i nadawania uprawnień. Nie może być jeszcze wykorzystywany do uwierzytelniania. |
