@@ -1,0 +1,529 @@
+"""Prepare a batch send: validate invoices, group them into sessions, and spool encrypted parts plus the plan.
+
+One pass over the inputs, in bounded memory. Invoices are read lazily and validated in a thread pool (lxml
+releases the GIL while it parses and validates, and `ksef_async.xml.validation` keeps its schemas per thread;
+threads avoid pickling every invoice to a process). Each valid invoice joins its session (`SessionPacker`: one
+open session per form code) and goes straight into that session's `ZipWriter` -> `ArchivePipeline` (split,
+encrypt, hash), whose ciphertext lands in spool files. Only ciphertext reaches the disk:
+
+* ``<state_dir>/s{session:03d}-part-{ordinal:04d}.aes``: created with ``O_CREAT | O_EXCL`` and mode 0o600;
+* ``<state_dir>/plan.json``: the `BatchPlan`, written atomically (temporary file, fsync, rename, fsync of the
+  directory), mode 0o600. It never holds the AES key (see `ksef_async.core.plan`).
+
+Invalid invoices (validation problems, a form batch sessions do not take, duplicates, size limits): with
+``on_invalid="stop"`` (default) the first one raises `InvoiceError` and every spool file written so far is
+deleted, so nothing that could be sent remains; with ``on_invalid="skip"`` they are left out and listed in
+``BatchPlan.skipped``.
+
+The sync core `prepare_batch_sync` runs in any worker thread; `prepare_batch` runs it off the event loop.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import datetime as dt
+import hashlib
+import os
+from collections import deque
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Final, Literal
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+import attrs
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ksef_async.batch.inputs import DuplicateCheck, InputItem, Inputs, InvoiceInput, iter_inputs
+from ksef_async.core.crypto import MfPublicKey, SessionKey, b64
+from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE, ArchivePipeline, PartInfo
+from ksef_async.core.plan import (
+    BatchPlan,
+    EncryptionRecord,
+    FormKey,
+    InvoiceEntry,
+    SessionLimits,
+    SessionPacker,
+    SessionPlan,
+)
+from ksef_async.core.zipstream import DEFAULT_LEVEL, ZipWriter
+from ksef_async.errors import ConfigurationError, InvoiceError, InvoiceProblem
+from ksef_async.xml.forms import FA2, FA3, FA_RR1, InvoiceForm, detect_form
+
+__all__ = [
+    "BATCH_FORMS",
+    "PLAN_FILE",
+    "OnInvalid",
+    "PrepareStats",
+    "load_plan",
+    "prepare_batch",
+    "prepare_batch_sync",
+    "save_plan",
+    "spool_name",
+]
+
+PLAN_FILE: Final = "plan.json"
+BATCH_FORMS: Final[tuple[InvoiceForm, ...]] = (FA2, FA3, FA_RR1)
+"""Forms POST /sessions/batch accepts (the spec's ``formCode`` table); PEF is online-only."""
+OnInvalid = Literal["stop", "skip"]
+_DIR_MODE: Final = 0o700
+_FILE_MODE: Final = 0o600
+_FILE_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+def spool_name(session: int, ordinal: int) -> str:
+    """The spool file name of part ``ordinal`` of session ``session``."""
+    return f"s{session:03d}-part-{ordinal:04d}.aes"
+
+
+@attrs.frozen
+class PrepareStats:
+    """What one prepare run did.
+
+    Attributes:
+        invoices: Invoices in the plan.
+        bytes_in: Their total size (invoice XML bytes).
+        archive_bytes: Plaintext archive bytes, all sessions.
+        ciphertext_bytes: Bytes spooled to disk.
+        sessions: Sessions in the plan.
+        parts: Parts spooled.
+        skipped: Inputs left out.
+        seconds: Wall time.
+    """
+
+    invoices: int
+    bytes_in: int
+    archive_bytes: int
+    ciphertext_bytes: int
+    sessions: int
+    parts: int
+    skipped: int
+    seconds: float
+
+    @classmethod
+    def of(cls, plan: BatchPlan, seconds: float) -> PrepareStats:
+        """Summarise ``plan`` prepared in ``seconds``."""
+        return cls(
+            invoices=plan.invoice_count,
+            bytes_in=sum(i.size for s in plan.sessions for i in s.invoices),
+            archive_bytes=sum(s.file_size or 0 for s in plan.sessions),
+            ciphertext_bytes=sum(p.size for s in plan.sessions for p in s.parts),
+            sessions=len(plan.sessions),
+            parts=sum(len(s.parts) for s in plan.sessions),
+            skipped=len(plan.skipped),
+            seconds=seconds,
+        )
+
+    @property
+    def mb_per_s(self) -> float:
+        """Input MB/s (SI megabytes of invoice XML per second)."""
+        return self.bytes_in / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        n = os.write(fd, data)
+        data = data[n:]
+
+
+def _fsync_dir(path: Path) -> None:
+    # Directory fsync makes a rename durable on POSIX; not every platform can open a directory.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_plan(state_dir: str | os.PathLike[str], plan: BatchPlan) -> Path:
+    """Write ``plan`` to ``<state_dir>/plan.json`` atomically (temporary file, fsync, rename); return the path."""
+    directory = Path(state_dir)
+    target = directory / PLAN_FILE
+    tmp = directory / f".{PLAN_FILE}.{os.getpid()}.tmp"
+    data = plan.to_json().encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), _FILE_MODE)
+    try:
+        _write_all(fd, memoryview(data))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp.replace(target)
+    _fsync_dir(directory)
+    return target
+
+
+def load_plan(state_dir: str | os.PathLike[str]) -> BatchPlan:
+    """Read ``<state_dir>/plan.json``.
+
+    Raises:
+        ConfigurationError: There is no plan there, or it cannot be read.
+    """
+    path = Path(state_dir) / PLAN_FILE
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        msg = f"{path}: cannot read the plan: {exc.strerror or exc}"
+        raise ConfigurationError(msg) from exc
+    return BatchPlan.from_json(text)
+
+
+class _Spool:
+    """`PartSink` writing each part of one session to its own owner-only file."""
+
+    def __init__(self, directory: Path, session: int, created: list[Path]) -> None:
+        self._dir = directory
+        self._session = session
+        self._created = created
+        self._fd: int | None = None
+        self.files: list[str] = []
+
+    def write_part(self, ordinal: int, data: memoryview) -> None:
+        if self._fd is None:
+            name = spool_name(self._session, ordinal)
+            path = self._dir / name
+            self._fd = os.open(path, _FILE_FLAGS, _FILE_MODE)
+            self._created.append(path)
+            self.files.append(name)
+        _write_all(self._fd, data)
+
+    def end_part(self, part: PartInfo) -> None:  # noqa: ARG002 - the protocol's signature
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class _SessionWriter:
+    """Zip -> split/encrypt/hash -> spool for one session."""
+
+    def __init__(
+        self, plan: SessionPlan, directory: Path, *, part_size: int, public_key: rsa.RSAPublicKey,
+        key_id: str | None, level: int, created: list[Path],
+    ) -> None:  # fmt: skip
+        key = SessionKey.generate()  # a fresh key per session, as the docs recommend
+        self.encryption = EncryptionRecord(b64(key.wrap(public_key)), b64(key.iv), key_id)
+        self.spool = _Spool(directory, plan.index, created)
+        self.pipeline = ArchivePipeline(key, self.spool, part_size=part_size)
+        self.zip = ZipWriter(self.pipeline.write, level=level)
+
+    def add(self, name: str, data: bytes) -> None:
+        self.zip.add(name, data)
+
+    def finish(self, plan: SessionPlan) -> SessionPlan:
+        self.zip.close()
+        archive = self.pipeline.finish()
+        return plan.prepared(archive, self.spool.files, self.encryption)
+
+
+def _describe(item: InvoiceInput, validate: bool) -> tuple[InvoiceEntry | None, tuple[InvoiceProblem, ...]]:
+    """Validate (or just identify) one invoice; runs in a worker thread."""
+    if validate:
+        from ksef_async.xml.validation import check_invoice  # noqa: PLC0415 - compiles schemas on first use
+
+        result = check_invoice(item.data, item.name)
+        if result.invoice is None:
+            return None, result.problems
+        v = result.invoice
+        form, sha, number, nip, attachment = v.form, v.sha256, v.invoice_number, v.seller_nip, v.has_attachment
+    else:
+        try:
+            form = detect_form(item.data, item.name)
+        except InvoiceError as exc:
+            return None, tuple(exc.problems)
+        sha = b64(hashlib.sha256(item.data).digest())
+        number = nip = None
+        attachment = False
+    if form not in BATCH_FORMS:
+        accepted = ", ".join(f.name for f in BATCH_FORMS)
+        problem = InvoiceProblem(item.name, f"{form.name} cannot be sent in a batch session (accepted: {accepted})")
+        return None, (attrs.evolve(problem, rule="form"),)
+    code = form.form_code
+    entry = InvoiceEntry(
+        name=item.name,
+        sha256=sha,
+        size=len(item.data),
+        form=FormKey(code.system_code, code.schema_version, code.value),
+        invoice_number=number,
+        seller_nip=nip,
+        has_attachment=attachment,
+        source=item.source,
+    )
+    return entry, ()
+
+
+_Described = tuple[InvoiceInput, InvoiceEntry | None, tuple[InvoiceProblem, ...]]
+
+
+def _described(items: Iterator[InvoiceInput], validate: bool, workers: int) -> Iterator[_Described]:
+    """Yield ``items`` with their description, in input order, validating up to ``2 * workers`` ahead."""
+    if workers <= 1:
+        for item in items:
+            yield (item, *_describe(item, validate))
+        return
+    with cf.ThreadPoolExecutor(workers, thread_name_prefix="ksef-validate") as pool:
+        window: deque[tuple[InvoiceInput, cf.Future[tuple[InvoiceEntry | None, tuple[InvoiceProblem, ...]]]]]
+        window = deque()
+        try:
+            for item in items:
+                window.append((item, pool.submit(_describe, item, validate)))
+                if len(window) >= 2 * workers:
+                    head, fut = window.popleft()
+                    yield (head, *fut.result())
+            while window:
+                head, fut = window.popleft()
+                yield (head, *fut.result())
+        finally:
+            for _, fut in window:
+                fut.cancel()
+
+
+def _default_workers(validate: bool) -> int:
+    if not validate:
+        return 1  # identifying the form reads only the root tag: not worth a thread hop
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _rsa_key(public_key: MfPublicKey | rsa.RSAPublicKey) -> tuple[rsa.RSAPublicKey, str | None]:
+    key: object = public_key  # checked at run time: callers may pass anything
+    if isinstance(key, MfPublicKey):
+        return key.rsa_public_key(), key.public_key_id
+    if isinstance(key, rsa.RSAPublicKey):
+        return key, None
+    msg = f"public_key must be an MfPublicKey or an RSA public key, got {type(key).__name__}"
+    raise ConfigurationError(msg)
+
+
+def _open_state_dir(state_dir: str | os.PathLike[str]) -> Path:
+    directory = Path(state_dir)
+    try:
+        directory.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+    except OSError as exc:
+        msg = f"{directory}: cannot create the state directory: {exc.strerror or exc}"
+        raise ConfigurationError(msg) from exc
+    if (directory / PLAN_FILE).exists() or any(directory.glob("*.aes")):
+        msg = f"{directory} already holds a batch (plan or parts): resume it, or choose an empty directory"
+        raise ConfigurationError(msg)
+    return directory
+
+
+def prepare_batch_sync(
+    inputs: InputItem | Iterable[InputItem],
+    *,
+    public_key: MfPublicKey | rsa.RSAPublicKey,
+    state_dir: str | os.PathLike[str],
+    part_size: int = MAX_PART_PLAIN_SIZE,
+    validate: bool = True,
+    on_invalid: OnInvalid = "stop",
+    limits: SessionLimits | None = None,
+    workers: int | None = None,
+    level: int = DEFAULT_LEVEL,
+    on_session: Callable[[SessionPlan], object] | None = None,
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+) -> BatchPlan:
+    """Validate, zip, split, encrypt and spool ``inputs``; write and return the plan. Blocking: use a thread.
+
+    Args:
+        inputs: Paths (files, directories, globs), bytes, (name, bytes) pairs, or an iterable of them.
+        public_key: The MF certificate with usage ``SymmetricKeyEncryption`` (its ``publicKeyId`` goes into the
+            plan), or a bare RSA public key.
+        state_dir: Where the spool and plan go; created (mode 0o700) if missing; must not hold a batch already.
+        part_size: Largest plaintext part (16 .. 99,999,984 B); smaller parts upload over more connections.
+        validate: Run the byte checks and XSD validation (without it only the root element is read).
+        on_invalid: ``"stop"`` raises at the first invalid invoice; ``"skip"`` leaves invalid ones out.
+        limits: Session limits (e.g. from ``GET /limits/context``); its ``part_size`` is replaced by
+            ``part_size``.
+        workers: Validation threads (default: the CPU count, at most 8).
+        level: Deflate level.
+        on_session: Called with each session as soon as its parts are complete (before the plan is written;
+            under ``on_invalid="stop"`` a later invalid invoice still deletes them).
+        clock: Current UTC time, for ``BatchPlan.created``.
+
+    Returns:
+        The plan, also saved as ``<state_dir>/plan.json``.
+
+    Raises:
+        InvoiceError: With ``on_invalid="stop"``: the first invalid invoice (nothing is left in ``state_dir``);
+            with ``"skip"``: no invoice at all was valid.
+        ConfigurationError: Bad options, an unreadable input or an unusable state directory.
+    """
+    if on_invalid not in {"stop", "skip"}:
+        msg = f"on_invalid must be 'stop' or 'skip', got {on_invalid!r}"
+        raise ConfigurationError(msg)
+    try:
+        limits = attrs.evolve(limits or SessionLimits(), part_size=part_size)
+    except ValueError as exc:
+        msg = f"part_size must be between 16 and {MAX_PART_PLAIN_SIZE:,} bytes, got {part_size:,}"
+        raise ConfigurationError(msg) from exc
+    rsa_key, key_id = _rsa_key(public_key)
+    run = _Run(
+        _open_state_dir(state_dir),
+        limits,
+        rsa_key=rsa_key,
+        key_id=key_id,
+        level=level,
+        on_invalid=on_invalid,
+        on_session=on_session,
+    )
+    try:
+        for item, entry, problems in _described(iter_inputs(inputs), validate, workers or _default_workers(validate)):
+            run.add(item, entry, problems)
+        batch = run.finish(clock())
+    except BaseException:
+        run.abort()
+        raise
+    return batch
+
+
+class _Run:
+    """The state of one `prepare_batch_sync` call."""
+
+    def __init__(
+        self, directory: Path, limits: SessionLimits, *, rsa_key: rsa.RSAPublicKey, key_id: str | None,
+        level: int, on_invalid: OnInvalid, on_session: Callable[[SessionPlan], object] | None,
+    ) -> None:  # fmt: skip
+        self.directory = directory
+        self.limits = limits
+        self.rsa_key = rsa_key
+        self.key_id = key_id
+        self.level = level
+        self.on_invalid = on_invalid
+        self.on_session = on_session
+        self.created: list[Path] = []
+        self.writers: dict[int, _SessionWriter] = {}
+        self.sessions: list[SessionPlan] = []
+        self.skipped: list[InvoiceProblem] = []
+        self.packer = SessionPacker(limits)
+        self.seen = DuplicateCheck()
+
+    def reject(self, problems: Iterable[InvoiceProblem]) -> None:
+        if self.on_invalid == "stop":
+            raise InvoiceError(list(problems))
+        self.skipped.extend(problems)
+
+    def add(self, item: InvoiceInput, entry: InvoiceEntry | None, problems: tuple[InvoiceProblem, ...]) -> None:
+        if entry is None:
+            self.reject(problems)
+            return
+        duplicate = self.seen.check(entry.name, entry.sha256, entry.source)
+        if duplicate is not None:
+            self.reject([duplicate])
+            return
+        try:
+            index, closed = self.packer.add(entry)
+        except InvoiceError as exc:
+            self.reject(exc.problems)
+            return
+        if closed is not None:
+            self.finish_session(closed)
+        writer = self.writers.get(index)
+        if writer is None:
+            writer = _SessionWriter(
+                SessionPlan(index, entry.form, ()),
+                self.directory,
+                part_size=self.limits.part_size,
+                public_key=self.rsa_key,
+                key_id=self.key_id,
+                level=self.level,
+                created=self.created,
+            )
+            self.writers[index] = writer
+        writer.add(entry.name, item.data)
+
+    def finish_session(self, plan: SessionPlan) -> None:
+        done = self.writers.pop(plan.index).finish(plan)
+        self.sessions.append(done)
+        if self.on_session is not None:
+            self.on_session(done)
+
+    def finish(self, now: dt.datetime) -> BatchPlan:
+        for plan in self.packer.finish():
+            self.finish_session(plan)
+        if not self.sessions:
+            raise InvoiceError(self.skipped or [InvoiceProblem("<inputs>", "no invoices were given", None, "empty")])
+        sessions = tuple(sorted(self.sessions, key=lambda s: s.index))
+        batch = BatchPlan(sessions, tuple(self.skipped), now, self.limits.part_size)
+        save_plan(self.directory, batch)
+        return batch
+
+    def abort(self) -> None:
+        """Delete every spool file this run created: nothing that could be sent stays behind."""
+        for writer in self.writers.values():
+            writer.spool.abort()
+        for path in self.created:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def _bridge(source: AsyncIterable[InputItem]) -> Iterator[InputItem]:
+    """Pull an async iterable from a worker thread started by `anyio.to_thread.run_sync`."""
+    iterator = aiter(source)
+
+    async def step() -> tuple[bool, InputItem | None]:
+        try:
+            return True, await anext(iterator)
+        except StopAsyncIteration:
+            return False, None
+
+    while True:
+        more, item = anyio.from_thread.run(step)
+        if not more:
+            return
+        assert item is not None
+        yield item
+
+
+async def prepare_batch(
+    inputs: Inputs,
+    *,
+    public_key: MfPublicKey | rsa.RSAPublicKey,
+    state_dir: str | os.PathLike[str],
+    part_size: int = MAX_PART_PLAIN_SIZE,
+    validate: bool = True,
+    on_invalid: OnInvalid = "stop",
+    limits: SessionLimits | None = None,
+    workers: int | None = None,
+    on_session: Callable[[SessionPlan], Awaitable[object] | object] | None = None,
+) -> BatchPlan:
+    """Async form of `prepare_batch_sync`: all the work runs in a worker thread, never on the event loop.
+
+    ``inputs`` may also be an async iterable (it is pulled from the worker thread). ``on_session`` may be a
+    coroutine function; it runs on the event loop.
+    """
+    source: InputItem | Iterable[InputItem]
+    source = _bridge(inputs) if isinstance(inputs, AsyncIterable) else inputs
+
+    def notify(session: SessionPlan) -> None:
+        if on_session is None:
+            return
+
+        async def call() -> None:
+            result = on_session(session)
+            if isinstance(result, Awaitable):
+                await result
+
+        anyio.from_thread.run(call)
+
+    def run() -> BatchPlan:
+        return prepare_batch_sync(
+            source,
+            public_key=public_key,
+            state_dir=state_dir,
+            part_size=part_size,
+            validate=validate,
+            on_invalid=on_invalid,
+            limits=limits,
+            workers=workers,
+            on_session=notify if on_session is not None else None,
+        )
+
+    return await anyio.to_thread.run_sync(run)
