@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ksef_async.cli import qr as _qr  # noqa: F401
+from ksef_async.cli import validate as _validate  # noqa: F401
 from ksef_async.cli._app import app
 
 __all__ = ["app"]
