@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import types
+import urllib.parse
 from collections.abc import Mapping
 
 import attrs
@@ -93,6 +94,23 @@ class Operation:
     def path_params(self) -> tuple[str, ...]:
         """Names of the templated path segments, in order."""
         return tuple(s[1:-1] for s in self.path.strip("/").split("/") if s.startswith("{"))
+
+    def expand(self, **params: str) -> str:
+        """Return the concrete path with each ``{name}`` replaced by its percent-encoded value.
+
+        Raises:
+            TypeError: a parameter is missing, unknown or empty (a programming error, like a bad call).
+        """
+        expected = set(self.path_params)
+        if set(params) != expected:
+            missing, unknown = sorted(expected - set(params)), sorted(set(params) - expected)
+            raise TypeError(f"{self.operation_id}: missing path parameters {missing}, unknown {unknown}")
+        if empty := sorted(name for name, value in params.items() if not value):
+            raise TypeError(f"{self.operation_id}: empty path parameters {empty}")
+        path = self.path
+        for name, value in params.items():
+            path = path.replace("{" + name + "}", urllib.parse.quote(value, safe=""))
+        return path
 
 
 def _build() -> tuple[Operation, ...]:

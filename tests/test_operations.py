@@ -170,3 +170,17 @@ def test_static_segments_win_over_templated_ones(method: str, path: str, templat
 def test_match_rejects_paths_no_operation_serves(method: str, path: str) -> None:
     with pytest.raises(KeyError, match="no KSeF operation matches"):
         match(method, path)
+
+
+def test_expand_fills_and_encodes_path_parameters() -> None:
+    op = operation("get_sessions_invoices_by_invoice_reference_number")
+    path = op.expand(referenceNumber=REF, invoiceReferenceNumber="a/b c")
+    assert path == f"/sessions/{REF}/invoices/a%2Fb%20c"
+    assert match("GET", path) is op
+    assert operation("get_sessions").expand() == "/sessions"
+    with pytest.raises(TypeError, match=r"missing path parameters \['invoiceReferenceNumber'\]"):
+        op.expand(referenceNumber=REF)
+    with pytest.raises(TypeError, match=r"unknown \['ksefNumber'\]"):
+        op.expand(referenceNumber=REF, invoiceReferenceNumber="x", ksefNumber="y")
+    with pytest.raises(TypeError, match="empty"):
+        op.expand(referenceNumber="", invoiceReferenceNumber="x")
