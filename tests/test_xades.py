@@ -311,6 +311,23 @@ def test_detached_signatures_are_rejected(person_rsa: TestCertificate) -> None:
     assert info.value.code == 9101
 
 
+def test_enveloping_signature_is_accepted(person_rsa: TestCertificate) -> None:
+    signed = XAdESSigner(method=SignatureConstructionMethod.enveloping).sign(
+        etree.fromstring(_request(allowed_ips=AllowedIps(ip4_masks=("10.0.0.0/8",)))),
+        key=person_rsa.key,
+        cert=[person_rsa.certificate],
+    )
+    data = etree.tostring(signed)
+    assert etree.QName(signed).localname == "Signature"
+    result = verify_auth_token_request(data)
+    assert result.challenge == CHALLENGE
+    assert result.allowed_ips == AllowedIps(ip4_masks=("10.0.0.0/8",))
+    assert result.identity.value == PESEL
+    with pytest.raises(SignatureError) as info:
+        verify_auth_token_request(data.replace(NIP.encode(), b"7352765225"))
+    assert info.value.code == 9105
+
+
 def test_signxml_xades_signature_is_accepted(person_ec: TestCertificate) -> None:
     # Another producer's shape (three references, SigningCertificateV2, KeyValue) must verify as well.
     # (signxml's own default c14n 1.1: with exc-c14n its Transform-less SignedProperties reference does not verify.)

@@ -400,12 +400,13 @@ def _parse_signing_time(text: str | None) -> dt.datetime | None:
 
 
 def verify_auth_token_request(signed_xml: bytes, *, now: dt.datetime | None = None) -> VerifiedAuthRequest:
-    """Verify an enveloped XAdES signature on an ``AuthTokenRequest`` and read the request and the signer.
+    """Verify the XAdES signature of an ``AuthTokenRequest`` and read the request and the signer.
 
     Accepts self-signed certificates (as KSeF TEST does): the signature is checked with the certificate embedded
-    in ``KeyInfo``; no chain, OCSP or CRL is consulted. The signature must be a direct child of the root, sign the
-    whole document (``URI=""`` with the enveloped-signature transform) and carry signed XAdES properties whose
-    ``SigningCertificate`` digest matches that certificate.
+    in ``KeyInfo``; no chain, OCSP or CRL is consulted. The signature must be enveloped (a direct child of the root
+    signing the whole document: ``URI=""`` with the enveloped-signature transform) or enveloping (the request inside
+    a signed ``ds:Object``), and carry signed XAdES properties whose ``SigningCertificate`` digest matches that
+    certificate.
 
     Args:
         signed_xml: The body of ``POST /auth/xades-signature``.
@@ -419,7 +420,7 @@ def verify_auth_token_request(signed_xml: bytes, *, now: dt.datetime | None = No
             9105 (signature, digest or certificate digest mismatch), 21115 (unusable certificate) or 21401 (XSD).
     """
     root = _parse_signed(signed_xml)
-    signature = _single_enveloped_signature(root)
+    signature, request_el = _locate_signature(root)
     certificate = _embedded_certificate(signature)
     config = XAdESSignatureConfiguration(expect_references=True, verification_time=now)
     try:
@@ -433,12 +434,15 @@ def verify_auth_token_request(signed_xml: bytes, *, now: dt.datetime | None = No
         raise SignatureError(9105, "signature has no signed XAdES SignedProperties (not XAdES-BES)")
     signing_time = _parse_signing_time(properties[0].signed_properties.findtext(_xades("SigningTime")))
 
-    root.remove(signature)
-    problems = validate_auth_token_request(root)
+    if request_el is root:
+        root.remove(signature)
+    else:  # enveloping: check the signed AuthTokenRequest on its own
+        request_el = etree.fromstring(etree.tostring(request_el), safe_xml_parser())
+    problems = validate_auth_token_request(request_el)
     if problems:
         raise SignatureError(21401, "AuthTokenRequest does not match the XSD: " + "; ".join(problems[:5]))
     try:
-        request = parse_auth_token_request(root)
+        request = parse_auth_token_request(request_el)
     except AuthRequestError as exc:
         raise SignatureError(21401, str(exc)) from None
     return VerifiedAuthRequest(
@@ -461,23 +465,36 @@ def _parse_signed(signed_xml: bytes) -> etree._Element:
         raise SignatureError(9101, f"document is not well-formed XML: {exc}") from None
 
 
-def _single_enveloped_signature(root: etree._Element) -> etree._Element:
-    """Return the one ds:Signature, a child of ``root`` covering the whole document; reject anything else."""
-    if root.tag == _ds("Signature"):
-        # A detached signature sent on its own; enveloping ones (also legal on KSeF) are not supported here.
-        raise SignatureError(9101, "document root is a ds:Signature (detached or enveloping); sign enveloped")
+def _locate_signature(root: etree._Element) -> tuple[etree._Element, etree._Element]:
+    """Return (the one ds:Signature, the AuthTokenRequest it covers); reject detached or partial signatures.
+
+    Enveloped: the signature is a child of the AuthTokenRequest root with a ``URI=""`` reference and the
+    enveloped-signature transform. Enveloping: the root is the signature, and a reference points at a ``ds:Object``
+    child holding the AuthTokenRequest. Both are accepted by KSeF; detached ones are not.
+    """
+    enveloping = root.tag == _ds("Signature")
     signatures = root.findall(f".//{_ds('Signature')}")
-    if not signatures:
+    if not signatures and not enveloping:
         raise SignatureError(9102, "document carries no ds:Signature")
-    if len(signatures) > 1:
-        raise SignatureError(9103, f"document carries {len(signatures)} signatures; exactly one is expected")
-    signature = signatures[0]
-    if signature.getparent() is not root:
+    if len(signatures) + enveloping > 1:
+        raise SignatureError(9103, f"document carries {len(signatures) + enveloping} signatures; one is expected")
+    signature = root if enveloping else signatures[0]
+    if not enveloping and signature.getparent() is not root:
         raise SignatureError(9101, "ds:Signature must be a direct child of AuthTokenRequest (enveloped)")
     references = signature.findall(f"{_ds('SignedInfo')}/{_ds('Reference')}")
     uris = [ref.get("URI") for ref in references]
     if any(uri is None or (uri != "" and not uri.startswith("#")) for uri in uris):
         raise SignatureError(9101, "signature references content outside the document (detached)")
+    if enveloping:
+        for obj in signature.findall(_ds("Object")):
+            children = [c for c in obj if isinstance(c.tag, str)]
+            if (
+                f"#{obj.get('Id')}" in uris
+                and len(children) == 1
+                and etree.QName(children[0]).localname == "AuthTokenRequest"
+            ):
+                return signature, children[0]
+        raise SignatureError(9101, "signature does not carry a signed AuthTokenRequest (detached signature)")
     covers_document = any(
         ref.get("URI") == ""
         and any(t.get("Algorithm") == _ENVELOPED for t in ref.findall(f"{_ds('Transforms')}/{_ds('Transform')}"))
@@ -487,7 +504,7 @@ def _single_enveloped_signature(root: etree._Element) -> etree._Element:
         raise SignatureError(
             9101, 'signature does not cover the document (detached): no Reference URI="" with enveloped-signature'
         )
-    return signature
+    return signature, root
 
 
 def _embedded_certificate(signature: etree._Element) -> x509.Certificate:
