@@ -290,6 +290,9 @@ class ModelWriter:
             for name in sorted(set(self.inline) - set(blocks)):
                 blocks[name] = self.model(name, self.inline[name])
         names = sorted(blocks)
+        meta_import = []
+        if self.meta_used:
+            meta_import = [f"from ksef_async.models._meta import {', '.join(sorted(self.meta_used))}", ""]
         head = [
             '"""Attrs models of every component schema in ``schemas/openapi.json``.',
             "",
@@ -305,7 +308,7 @@ class ModelWriter:
             "",
             "import attrs",
             "",
-            *([f"from ksef_async.models._meta import {', '.join(sorted(self.meta_used))}", ""] * bool(self.meta_used)),
+            *meta_import,
             "__all__ = [",
             *[f"    {n!r}," for n in names],
             "]",
