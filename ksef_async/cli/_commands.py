@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ksef_async.cli import make_invoices as _make_invoices  # noqa: F401
 from ksef_async.cli import qr as _qr  # noqa: F401
 from ksef_async.cli import validate as _validate  # noqa: F401
 from ksef_async.cli._app import app

@@ -209,12 +209,14 @@ def _element_path(root: etree._Element, xpath: str | None) -> str | None:
     """Turn libxml2's ``/*/*[4]/*[2]`` into ``/Faktura/Fa/P_1`` (indexes only where a name repeats)."""
     if not xpath:
         return None
+    # libxml2 writes prefixed steps (``/*/cbc:IssueDate``) with the document's own prefixes.
+    namespaces = {prefix: uri for prefix, uri in root.nsmap.items() if prefix}
     try:
-        found = root.getroottree().xpath(xpath)
+        found = root.getroottree().xpath(xpath, namespaces=namespaces)
     except etree.XPathError:
-        return None
+        return xpath
     if not isinstance(found, list) or not found or not isinstance(found[0], etree._Element):  # noqa: SLF001
-        return None
+        return xpath
     parts: list[str] = []
     node: etree._Element | None = found[0]
     while node is not None:
