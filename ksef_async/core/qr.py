@@ -114,10 +114,16 @@ def _b64url_decode(text: str, *, field: str) -> bytes:
         msg = f"{field} is not unpadded base64url"
         raise ConfigurationError(msg)
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
         msg = f"{field} is not unpadded base64url"
         raise ConfigurationError(msg) from exc
+    # Non-canonical text (unused low bits set in the last character) decodes to the same bytes as another text:
+    # refused, so that one digest or signature has exactly one spelling in a link.
+    if _b64url(raw) != text:
+        msg = f"{field} is not canonical base64url (unused bits set in the last character)"
+        raise ConfigurationError(msg)
+    return raw
 
 
 def invoice_hash_b64url(invoice_hash: bytes | str) -> str:
