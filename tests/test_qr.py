@@ -221,7 +221,7 @@ def test_official_kod_ii_verifies_with_bundled_certificate() -> None:
     assert result.link.invoice_hash == "UtQp9Gpc51y-u3xApZjIjgkpZ01js-J8KflSPW8WzIE"
     assert result.link.signed_data == KOD_II.removeprefix("https://").rsplit("/", 1)[0]
     assert not result.offline_certificate
-    assert "signature" not in repr(result.link).lower().replace("certificate_serial", "")
+    assert "signature=" not in repr(result.link)
 
 
 def test_official_kod_ii_fails_after_a_one_byte_change_to_the_signature() -> None:

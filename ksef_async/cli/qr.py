@@ -13,7 +13,7 @@ from cyclopts import Parameter
 
 from ksef_async.cli._app import app
 from ksef_async.core.identifiers import is_valid_ksef_number
-from ksef_async.core.qr import ContextType, load_certificate
+from ksef_async.core.qr import ContextType, load_certificate, parse_kod_i
 from ksef_async.errors import ConfigurationError, CryptoError, InvoiceError, KsefError
 from ksef_async.qr_image import (
     LABEL_CERTIFICATE,
@@ -104,7 +104,7 @@ def _run(
             data,
             str(invoice),
             context_type=context_type,
-            context_value=context_value or _seller_nip(link),
+            context_value=context_value or parse_kod_i(link).seller_nip,
             certificate=certificate,
             private_key=_load_key(offline_key),
             env=env,
@@ -115,11 +115,6 @@ def _run(
         _render(image_link, label, path)
     for image_link, _, _ in images:
         print(image_link)
-
-
-def _seller_nip(kod_i: str) -> str:
-    # KOD I is {host}/invoice/{nip}/{date}/{hash}: the NIP is the third segment from the end.
-    return kod_i.rsplit("/", 3)[1]
 
 
 @app.command(name="qr")

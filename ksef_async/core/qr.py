@@ -13,9 +13,10 @@ digitalSignature only, so `verify_kod_ii` reports the type instead of refusing u
 (``require_offline=True``).
 
 Certificates: the official example certificate repeats a NULL parameter after ``ecdsa-with-SHA512`` in its
-signature AlgorithmIdentifiers, which RFC 5758 forbids and which ``cryptography`` >= 45 rejects outright (older
-versions warned). `load_certificate` therefore retries such a certificate after removing that one NULL from
-both AlgorithmIdentifiers; the subject key, serial and extensions are untouched. The issuer's signature over the
+signature AlgorithmIdentifiers, which RFC 5758 §3.2 forbids: recent ``cryptography`` versions warn about it, and
+the one installed here (50.x) refuses to parse it. `load_certificate` therefore removes that one NULL from both
+AlgorithmIdentifiers before parsing (other certificates pass through byte for byte); the subject key, serial and
+extensions are untouched. The issuer's signature over the
 rewritten TBS no longer checks, which does not matter here: chain and revocation checks are KSeF's job when a
 code is scanned, never this module's.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as dt
 import hashlib
 import re
@@ -310,9 +312,11 @@ def _strip_ecdsa_null_params(der: bytes) -> bytes:
     tbs = _children(_content(cert[0]))
     index = 1 if tbs and tbs[0][0] == 0xA0 else 0  # skip the optional [0] version  # noqa: PLR2004
     index += 1  # serialNumber
-    tbs[index] = _fix_alg_id(tbs[index])
-    new_tbs = _der(0x30, b"".join(tbs))
-    return _der(0x30, new_tbs + _fix_alg_id(cert[1]) + cert[2])
+    inner, outer = _fix_alg_id(tbs[index]), _fix_alg_id(cert[1])
+    if inner == tbs[index] and outer == cert[1]:
+        return der  # the usual case: nothing to remove, bytes untouched
+    tbs[index] = inner
+    return _der(0x30, _der(0x30, b"".join(tbs)) + outer + cert[2])
 
 
 def load_certificate(data: bytes, *, name: str = "certificate") -> x509.Certificate:
@@ -326,20 +330,15 @@ def load_certificate(data: bytes, *, name: str = "certificate") -> x509.Certific
         CryptoError: The bytes are not a certificate this module can read.
     """
     der = _pem_body(data, name) if b"-----BEGIN" in data else data
+    # Rewritten before parsing, not after a failure, so versions that warn instead of refusing stay quiet too.
+    # Bytes not shaped like a certificate are left for cryptography to explain.
+    with contextlib.suppress(ValueError):
+        der = _strip_ecdsa_null_params(der)
     try:
         return x509.load_der_x509_certificate(der)
-    except ValueError as first:
-        try:
-            fixed = _strip_ecdsa_null_params(der)
-        except ValueError:
-            fixed = der
-        if fixed != der:
-            try:
-                return x509.load_der_x509_certificate(fixed)
-            except ValueError:
-                pass
-        msg = f"{name}: not a readable X.509 certificate ({first})"
-        raise CryptoError(msg) from first
+    except ValueError as exc:
+        msg = f"{name}: not a readable X.509 certificate ({exc})"
+        raise CryptoError(msg) from exc
 
 
 def _pem_body(data: bytes, name: str) -> bytes:
