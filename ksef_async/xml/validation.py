@@ -312,34 +312,65 @@ def _date(value: str | None) -> dt.date | None:
         return None
 
 
-def _check(data: bytes, name: str, xsd: bool) -> ValidationResult:  # noqa: C901
+def _syntax_problem(data: bytes, name: str, exc: etree.XMLSyntaxError) -> InvoiceProblem:
+    # libxml2 rejects bad UTF-8 with a terse message; name the byte instead.
+    if getattr(exc, "code", None) == etree.ErrorTypes.ERR_INVALID_ENCODING:
+        bad = utf8_problem(data, name)
+        if bad is not None:
+            return bad
+    reason = f"not well-formed XML: {_SYNTAX_POSITION.sub('', exc.msg or str(exc))}"
+    return InvoiceProblem(name, reason, exc.lineno or None, "xml")
+
+
+def _markup_problems(data: bytes, name: str, root: etree._Element, body_start: int) -> list[InvoiceProblem]:
+    """Processing instructions and DOCTYPE, each looked for in the tree only after a cheap byte search hits."""
+    problems: list[InvoiceProblem] = []
+    # A memchr for "?" first, then "<?": only a hit costs a walk of the tree.
+    if data.find(b"?", body_start) != -1 and data.find(b"<?", body_start) != -1:
+        problems.extend(_pi_problems(name, root))
+    # A DTD could declare entities, which are never expanded here (and unexpanded ones break libxml2's
+    # validator); invoices have no business carrying one.
+    if data.find(b"<!DOCTYPE", body_start) != -1:
+        doctype = str(getattr(root.getroottree().docinfo, "doctype", "") or "")  # lxml-stubs lack `doctype`
+        if doctype:
+            problems.append(InvoiceProblem(name, f"a DOCTYPE declaration is not allowed ({doctype})", None, "doctype"))
+    return problems
+
+
+def _xsd_problems(name: str, root: etree._Element, form: InvoiceForm) -> list[InvoiceProblem]:
+    schema = _state.schema(form)
+    try:
+        valid = schema.validate(root)
+    except etree.XMLSchemaValidateError as exc:  # pragma: no cover - libxml2 internal failure
+        return [InvoiceProblem(name, f"schema validation failed: {exc}", None, "xsd")]
+    return [] if valid else _schema_problems(name, root, schema)
+
+
+def _unparsed(
+    name: str, size: int, problems: list[InvoiceProblem], *, over_any_limit: bool = False
+) -> ValidationResult:
+    # Without a tree there is no Zalacznik to raise the limit, so the 1 MB limit applies; above 3 MB no
+    # attachment helps, and the message says so.
+    big = size_problem(name, size, has_attachment=over_any_limit)
+    return ValidationResult(name, (*problems, *([big] if big else [])), None, None)
+
+
+def _check(data: bytes, name: str, xsd: bool) -> ValidationResult:
     size = len(data)
     if size > MAX_INVOICE_SIZE_WITH_ATTACHMENT:
         # Too large for any invoice: reported without parsing.
-        problem = size_problem(name, size, has_attachment=True)
-        assert problem is not None
-        return ValidationResult(name, (problem,), None, None)
+        return _unparsed(name, size, [], over_any_limit=True)
     pre = preflight(data, name)
     problems = list(pre.problems)
     if not pre.parseable:
-        big = size_problem(name, size, has_attachment=False)
-        return ValidationResult(name, (*problems, *([big] if big else [])), None, None)
+        return _unparsed(name, size, problems)
     try:
         root = etree.fromstring(data, _state.parser)
     except etree.XMLSyntaxError as exc:
-        # libxml2 rejects bad UTF-8 with a terse message; name the byte instead.
-        bad = utf8_problem(data, name)
-        if bad is not None:
-            problems.append(bad)
-        else:
-            reason = f"not well-formed XML: {_SYNTAX_POSITION.sub('', exc.msg or str(exc))}"
-            problems.append(InvoiceProblem(name, reason, exc.lineno or None, "xml"))
-        big = size_problem(name, size, has_attachment=False)
-        return ValidationResult(name, (*problems, *([big] if big else [])), None, None)
+        return _unparsed(name, size, [*problems, _syntax_problem(data, name, exc)])
 
-    # Cheap tests first (a memchr for "?", then "<?"); only a hit costs a walk of the tree.
-    if data.find(b"?", pre.body_start) != -1 and data.find(b"<?", pre.body_start) != -1:
-        problems.extend(_pi_problems(name, root))
+    markup = _markup_problems(data, name, root, pre.body_start)
+    problems.extend(markup)
     form = form_for_tag(str(root.tag))
     if form is None:
         problems.append(unknown_form_problem(name, str(root.tag), _line(root)))
@@ -349,10 +380,8 @@ def _check(data: bytes, name: str, xsd: bool) -> ValidationResult:  # noqa: C901
     big = size_problem(name, size, has_attachment=has_attachment)
     if big is not None:
         problems.append(big)
-    if xsd:
-        schema = _state.schema(form)
-        if not schema.validate(root):
-            problems.extend(_schema_problems(name, root, schema))
+    if xsd and not any(p.rule == "doctype" for p in markup):
+        problems.extend(_xsd_problems(name, root, form))
     if problems:
         return ValidationResult(name, tuple(problems), None, form)
     invoice = ValidatedInvoice(
