@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import os
 import struct
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from ksef_async import qr_image
+from ksef_async.cli import qr as cli_qr
 from ksef_async.core import qr
 from ksef_async.errors import ConfigurationError, CryptoError, InvoiceError
 
@@ -437,13 +439,15 @@ def test_missing_segno_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch)
 # --- CLI -------------------------------------------------------------------------------------------------------
 
 
-def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != cli_qr.KEY_PASSWORD_ENV} | (env or {})
     return subprocess.run(
         [sys.executable, "-m", "ksef_async.cli", "qr", *map(str, args)],
         capture_output=True,
         text=True,
         check=False,
         timeout=60,
+        env=environ,
     )
 
 
@@ -490,3 +494,34 @@ def test_cli_refuses_conflicting_or_bad_options(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "go together" in done.stderr
     assert not out.exists()
+
+
+def test_cli_reads_an_encrypted_key_with_the_password_from_the_environment(
+    tmp_path: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    cert = make_cert(rsa_key)
+    cert_pem, key_pem = tmp_path / "offline.pem", tmp_path / "offline.key"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    password = "s3cret-pass"
+    key_pem.write_bytes(
+        rsa_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(password.encode()),
+        )
+    )
+    out = tmp_path / "invoice.png"
+    args: list[str | Path] = [FA3, "--out", out, "--offline-cert", cert_pem, "--offline-key", key_pem]
+    args += ["--context-type", "InternalId", "--context-value", "5265877635-12345"]
+    done = run_cli(*args, env={cli_qr.KEY_PASSWORD_ENV: password})
+    assert done.returncode == 0, done.stderr
+    verified = qr.verify_kod_ii(done.stdout.split()[1], cert, require_offline=True)
+    assert (verified.link.context_type, verified.link.context_value) == ("InternalId", "5265877635-12345")
+    assert (tmp_path / "invoice-certificate.png").read_bytes().startswith(b"\x89PNG")
+
+    out.unlink()
+    wrong = run_cli(*args, env={cli_qr.KEY_PASSWORD_ENV: "wrong-pass"})
+    assert wrong.returncode == 2
+    assert "--offline-key" in wrong.stderr
+    assert "wrong-pass" not in wrong.stderr
+    assert not out.exists()  # nothing written when the key cannot be used
