@@ -1,0 +1,257 @@
+"""`KsefClient`: the one entry point; owns the HTTP sessions, the shared rate limiter, the tokens and the resources.
+
+::
+
+    async with KsefClient(Environment.TEST, credentials=KsefTokenCredentials(token), context=nip) as client:
+        session = await client.online.open(form.form_code)
+        ...
+
+Layout: one pooled aiohttp session for the API (``X-Error-Format: problem-details`` on every request, bearer token,
+rate limiter, retries: `ksef_async.transport.ApiTransport`) and one storage session for pre-signed URLs (no
+``Authorization``, its own connection limit, connect/read timeouts instead of a total timeout, for uploads that may
+take minutes).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+import attrs
+
+from ksef_async import __version__
+from ksef_async._logging import extras, get_logger
+from ksef_async.auth import Authenticator, Credentials
+from ksef_async.core.polling import Backoff
+from ksef_async.errors import ConfigurationError
+from ksef_async.operations import RATE_LIMIT_GROUPS
+from ksef_async.ratelimit import RateLimiter, limiter_for
+from ksef_async.resources.auth import AuthResource
+from ksef_async.resources.batch import BatchResource
+from ksef_async.resources.invoices import InvoicesResource
+from ksef_async.resources.limits import LimitsResource, RateLimitsResource, window_limits
+from ksef_async.resources.online import OnlineResource
+from ksef_async.resources.security import SecurityResource
+from ksef_async.resources.sessions import SessionsResource
+from ksef_async.transport import ApiTransport, RetryPolicy, StorageTransport
+from ksef_async.xml.auth_request import AuthRequestError, ContextIdentifier
+
+__all__ = ["ClientConfig", "Environment", "KsefClient"]
+
+logger = get_logger("client")
+
+
+class Environment(enum.StrEnum):
+    """The KSeF environments and their API base URLs (digest §1)."""
+
+    TEST = "https://api-test.ksef.mf.gov.pl/v2"
+    """TEST (TE): self-signed certificates accepted; data shared between integrators."""
+    DEMO = "https://api-demo.ksef.mf.gov.pl/v2"
+    """DEMO (TR, pre-production)."""
+    PROD = "https://api.ksef.mf.gov.pl/v2"
+    """Production (PRD)."""
+
+
+def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigurationError(f"ClientConfig.{attribute.name} must be a finite number > 0, got {value!r}")
+
+
+def _non_negative(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise ConfigurationError(f"ClientConfig.{attribute.name} must be a finite number >= 0, got {value!r}")
+
+
+def _at_least_one(_instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"ClientConfig.{attribute.name} must be an integer >= 1, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class ClientConfig:
+    """Tunables of a `KsefClient`; every field has a documented default.
+
+    Attributes:
+        api_connections: Connection pool size of the API session (default 20; the limiter, not the pool, paces
+            requests).
+        api_connect_timeout: Seconds to establish an API connection (default 10).
+        api_read_timeout: Seconds to wait for API response data (default 60).
+        storage_connections: Connection pool size of the storage session; match it to the upload concurrency
+            (default 8).
+        storage_connect_timeout: Seconds to establish a storage connection (default 10).
+        storage_read_timeout: Seconds of silence tolerated while sending or receiving storage data (default 300;
+            there is deliberately no total timeout: a 100 MB part on a slow link takes minutes).
+        retry: Retries of idempotent calls and of 429s.
+        refresh_margin: Refresh the access token this many seconds before its ``validUntil`` (default 60).
+        auth_poll_backoff: Waits between polls of ``GET /auth/{referenceNumber}``.
+        auth_timeout: Give up a login still in progress after this many seconds (default 120; DEMO and PRD may wait
+            for a certificate authority's OCSP answer).
+        sync_rate_limits: After each login, read ``GET /rate-limits`` into the shared limiter (default True).
+        user_agent: ``User-Agent`` of API requests.
+    """
+
+    api_connections: int = attrs.field(default=20, validator=_at_least_one)
+    api_connect_timeout: float = attrs.field(default=10.0, validator=_positive)
+    api_read_timeout: float = attrs.field(default=60.0, validator=_positive)
+    storage_connections: int = attrs.field(default=8, validator=_at_least_one)
+    storage_connect_timeout: float = attrs.field(default=10.0, validator=_positive)
+    storage_read_timeout: float = attrs.field(default=300.0, validator=_positive)
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    refresh_margin: float = attrs.field(default=60.0, validator=_non_negative)
+    auth_poll_backoff: Backoff = attrs.field(factory=Backoff)
+    auth_timeout: float = attrs.field(default=120.0, validator=_positive)
+    sync_rate_limits: bool = True
+    user_agent: str = f"ksef-async/{__version__}"
+
+
+def _context_of(context: ContextIdentifier | str | None) -> ContextIdentifier | None:
+    if context is None or isinstance(context, ContextIdentifier):
+        return context
+    try:
+        return ContextIdentifier("Nip", context)
+    except AuthRequestError as exc:
+        raise ConfigurationError(f"context: {exc}") from None
+
+
+class KsefClient:
+    """Asyncio client of the KSeF 2.x API.
+
+    Args:
+        environment_or_base_url: An `Environment` or any API base URL (e.g. a simulator's ``sim.base_url``).
+        credentials: How to log in (`ksef_async.auth.KsefTokenCredentials` or
+            `ksef_async.auth.CertificateCredentials`); without them only public operations work.
+        context: The context to log in to: a NIP string or a `ksef_async.xml.auth_request.ContextIdentifier`.
+        config: Tunables (`ClientConfig`).
+        limiter: The rate limiter to use; by default the process-wide one of (base URL, context), shared by every
+            client of that pair (`ksef_async.ratelimit.limiter_for`).
+        clock: Wall-clock Unix time for token expiry (tests inject a fake).
+        trace_configs: aiohttp trace configs attached to both sessions (instrumentation, request counting).
+
+    Resources: ``auth``, ``security``, ``sessions``, ``online``, ``batch``, ``invoices``, ``limits``,
+    ``rate_limits``. The login happens on the first call that needs the access token, or on `login`.
+    """
+
+    def __init__(
+        self,
+        environment_or_base_url: Environment | str,
+        *,
+        credentials: Credentials | None = None,
+        context: ContextIdentifier | str | None = None,
+        config: ClientConfig | None = None,
+        limiter: RateLimiter | None = None,
+        clock: Callable[[], float] = time.time,
+        trace_configs: list[aiohttp.TraceConfig] | None = None,
+    ) -> None:
+        base_url = str(
+            environment_or_base_url.value
+            if isinstance(environment_or_base_url, Environment)
+            else environment_or_base_url
+        )
+        if not base_url.startswith(("https://", "http://")):
+            raise ConfigurationError(f"base URL must start with https:// or http://, got {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.context = _context_of(context)
+        if credentials is not None and self.context is None:
+            raise ConfigurationError("credentials need a context (e.g. context='1234567890' for a NIP)")
+        self.config = config or ClientConfig()
+        context_key = "-" if self.context is None else f"{self.context.type}:{self.context.value}"
+        self.limiter = limiter or limiter_for(self.base_url, context_key, RATE_LIMIT_GROUPS)
+        self._credentials = credentials
+        self._clock = clock
+        self._trace_configs = trace_configs
+        self._api_session: aiohttp.ClientSession | None = None
+        self._storage_session: aiohttp.ClientSession | None = None
+        self._authenticator: Authenticator | None = None
+
+    def __repr__(self) -> str:
+        return f"KsefClient(base_url={self.base_url!r}, context={self.context!r}, credentials={self._credentials!r})"
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Create the HTTP sessions and resources (done by ``async with``)."""
+        if self._api_session is not None:
+            return
+        cfg = self.config
+        self._api_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=cfg.api_connections),
+            timeout=aiohttp.ClientTimeout(total=None, connect=cfg.api_connect_timeout, sock_read=cfg.api_read_timeout),
+            headers={"User-Agent": cfg.user_agent},
+            trace_configs=self._trace_configs,
+            raise_for_status=False,
+        )
+        self._storage_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=cfg.storage_connections),
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=cfg.storage_connect_timeout, sock_read=cfg.storage_read_timeout
+            ),
+            trace_configs=self._trace_configs,
+            raise_for_status=False,
+        )
+        api = ApiTransport(self.base_url, self._api_session, self.limiter, cfg.retry)
+        storage = StorageTransport(self._storage_session)
+        self.auth = AuthResource(api, storage)
+        self.security = SecurityResource(api, storage)
+        self.sessions = SessionsResource(api, storage)
+        self.online = OnlineResource(api, storage, self.security)
+        self.batch = BatchResource(api, storage, self.security)
+        self.invoices = InvoicesResource(api, storage)
+        self.limits = LimitsResource(api, storage)
+        self.rate_limits = RateLimitsResource(api, storage)
+        if self._credentials is not None:
+            assert self.context is not None
+            self._authenticator = Authenticator(
+                self._credentials,
+                self.context,
+                self.auth,
+                self.security,
+                clock=self._clock,
+                refresh_margin=cfg.refresh_margin,
+                poll_backoff=cfg.auth_poll_backoff,
+                poll_timeout=cfg.auth_timeout,
+                on_login=self._sync_rate_limits if cfg.sync_rate_limits else None,
+            )
+            api.tokens = self._authenticator
+
+    async def close(self) -> None:
+        """Close both HTTP sessions (done by ``async with``); tokens are not revoked (see `logout`)."""
+        for session in (self._api_session, self._storage_session):
+            if session is not None:
+                await session.close()
+        self._api_session = self._storage_session = None
+
+    @property
+    def authenticator(self) -> Authenticator:
+        """The token owner of this client.
+
+        Raises:
+            ConfigurationError: The client has no credentials, or is not open.
+        """
+        if self._authenticator is None:
+            raise ConfigurationError("this client has no credentials (or is not open: use 'async with')")
+        return self._authenticator
+
+    async def login(self) -> None:
+        """Log in now instead of on the first call that needs the access token."""
+        await self.authenticator.login()
+
+    async def logout(self) -> None:
+        """Revoke this login's refresh token and forget the tokens."""
+        await self.authenticator.logout()
+
+    async def _sync_rate_limits(self) -> None:
+        limits = window_limits(await self.rate_limits.get())
+        self.limiter.update_limits(limits)
+        logger.info("rate limits read from KSeF", extra=extras(groups=len(limits)))
