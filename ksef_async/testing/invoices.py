@@ -147,7 +147,8 @@ class InvoiceFactory:
         seller_nip: The seller's NIP (``Podmiot1``); usually the NIP of the test context.
         buyer_nip: One buyer NIP for every invoice; by default each invoice picks one of 20 generated NIPs.
         seed: Makes the output deterministic (including the run id) when given.
-        size_kb: Target size in kB (1 kB = 1000 B); each invoice lands within about 5 % of it.
+        size_kb: Target size in kB (1 kB = 1000 B); lines are whole, so each invoice lands within about half a
+            line (a few hundred bytes) of it. Capped at 998 kB to stay under KSeF's 1,000,000 B limit.
         run_id: The run id inside every invoice number; by default random (or derived from ``seed``).
         issue_date: ``P_1`` of every invoice (default: today, UTC); KSeF rejects issue dates in the future.
 
