@@ -422,7 +422,8 @@ class BatchPlan:
 
     def to_json(self) -> str:
         """Serialise to JSON text (stable key order)."""
-        return json.dumps(_CONVERTER.unstructure(self), indent=1, sort_keys=True, ensure_ascii=False)
+        # No indent: json's C encoder only runs without one, and a 10,000-invoice plan is rewritten often.
+        return json.dumps(_CONVERTER.unstructure(self), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> BatchPlan:

@@ -79,9 +79,12 @@ class ZipWriter:
 
     Args:
         sink: Called with each piece of the archive; it must consume (copy or write) the bytes before returning.
-        level: Deflate level; ``0`` stores entries uncompressed.
+        level: Deflate level (isal: 1-3, zlib: 1-9); ``0`` stores entries uncompressed.
         backend: The raw-deflate module (``isal.isal_zlib`` or `zlib`); default: `deflate_backend()`.
         force_zip64: Write ZIP64 records even for small archives (for tests of the ZIP64 paths).
+
+    Raises:
+        ValueError: ``level`` is outside what the backend supports.
     """
 
     __slots__ = ("_backend", "_central", "_closed", "_count", "_force64", "_level", "_names", "_offset", "_sink")
@@ -97,6 +100,10 @@ class ZipWriter:
         self._sink = sink
         self._level = level
         self._backend = backend if backend is not None else deflate_backend()
+        top = 3 if self._backend is _isal_zlib else 9  # isal_zlib levels stop at 3 (ISA-L's own levels)
+        if not 0 <= level <= top:
+            msg = f"deflate level must be between 0 and {top} for {self._backend.__name__}, got {level}"
+            raise ValueError(msg)
         self._force64 = force_zip64
         self._central = bytearray()
         self._names: set[str] = set()
