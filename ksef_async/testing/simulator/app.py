@@ -1,0 +1,399 @@
+"""The simulator's aiohttp application and `KsefSimulator`, the in-process server object tests and the CLI use.
+
+Every spec operation is routed under ``/v2`` through one pipeline, in this order: count the request, inject an
+``api-error`` fault, check the bearer token (401), count it against the rate limits (429), check the operation's
+required permissions (403), check the JSON body against the spec (strict mode), run the handler, inject a
+``close-error`` fault, and check the answer against the spec (strict mode). Operations the simulator does not
+implement (permissions, certificates, invoice retrieval and a few test-data endpoints) answer 501 with an
+``ExceptionResponse``; strict mode does not count those as violations. Storage (part uploads, UPO downloads) lives
+under ``/storage`` outside the API: no token, no rate limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from ksef_async.errors import ConfigurationError
+from ksef_async.operations import OPERATIONS, PUBLIC_GROUP, Operation, TokenKind
+from ksef_async.testing.simulator import auth, batch, sessions, storage
+from ksef_async.testing.simulator.contract import ContractChecker, ContractViolation, ContractViolationError
+from ksef_async.testing.simulator.faults import FaultInjector, FaultSpec
+from ksef_async.testing.simulator.keys import MfKeyring
+from ksef_async.testing.simulator.problems import ApiFailure, forbidden, render_failure, too_many_requests, unauthorized
+from ksef_async.testing.simulator.ratelimits import RateLimiter
+from ksef_async.testing.simulator.runtime import RAW_BODY, Counters, Principal, Runtime, SimConfig
+from ksef_async.testing.simulator.state import ALL_PERMISSIONS, SimClock, SimState
+
+__all__ = ["Handler", "KsefSimulator", "build_app"]
+
+_log = logging.getLogger("ksef_async.testing.simulator")
+
+Handler = Callable[[Runtime, web.Request, Principal | None, Any], Awaitable[web.StreamResponse]]
+
+_HANDLERS: dict[str, Handler] = {
+    "get_security_public_key_certificates": auth.public_key_certificates,
+    "post_auth_challenge": auth.challenge,
+    "post_auth_ksef_token": auth.ksef_token_login,
+    "post_auth_xades_signature": auth.xades_login,
+    "get_auth_by_reference_number": auth.get_auth_status,
+    "post_auth_token_redeem": auth.redeem,
+    "post_auth_token_refresh": auth.refresh,
+    "get_auth_sessions": auth.list_auth_sessions,
+    "delete_auth_sessions_current": auth.delete_current_session,
+    "delete_auth_sessions_by_reference_number": auth.delete_auth_session,
+    "post_tokens": auth.create_token,
+    "get_rate_limits": auth.rate_limits,
+    "get_limits_context": auth.limits_context,
+    "get_limits_subject": auth.limits_subject,
+    "post_testdata_rate_limits": auth.testdata_rate_limits,
+    "delete_testdata_rate_limits": auth.testdata_rate_limits_delete,
+    "post_testdata_rate_limits_production": auth.testdata_rate_limits_production,
+    "post_testdata_context_block": auth.testdata_block,
+    "post_testdata_context_unblock": auth.testdata_block,
+    "post_testdata_permissions": auth.testdata_permissions,
+    "post_testdata_permissions_revoke": auth.testdata_permissions,
+    "post_sessions_online": sessions.open_online,
+    "post_sessions_online_invoices": sessions.send_invoice,
+    "post_sessions_online_close": sessions.close_online,
+    "post_sessions_batch": batch.open_batch,
+    "post_sessions_batch_close": batch.close_batch,
+    "get_sessions": sessions.list_sessions,
+    "get_sessions_by_reference_number": sessions.get_session,
+    "get_sessions_invoices": sessions.list_invoices,
+    "get_sessions_invoices_failed": sessions.list_failed_invoices,
+    "get_sessions_invoices_by_invoice_reference_number": sessions.get_invoice_status,
+    "get_sessions_upo_by_upo_reference_number": sessions.get_session_upo,
+    "get_sessions_invoices_upo": sessions.get_invoice_upo,
+    "get_sessions_invoices_ksef_upo": sessions.get_invoice_upo_by_ksef,
+}
+_CLOSE_OPERATIONS = frozenset({"post_sessions_online_close", "post_sessions_batch_close"})
+_UNIMPLEMENTED_STATUS = 501
+
+
+def register_handler(operation_id: str, handler: Handler) -> None:
+    """Serve ``operation_id`` with ``handler`` in simulators built afterwards (how retrieval endpoints plug in)."""
+    _HANDLERS[operation_id] = handler
+
+
+def _specificity(op: Operation) -> tuple[bool, ...]:
+    # Static segments before templated ones, left to right, as `ksef_async.operations.match` decides.
+    return tuple(seg.startswith("{") for seg in op.path.strip("/").split("/"))
+
+
+def _principal(rt: Runtime, request: web.Request, op: Operation) -> Principal:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("Brak tokena uwierzytelniającego (nagłówek Authorization: Bearer).")
+    payload = rt.verify_token(token.strip())
+    if payload is None:
+        raise unauthorized("Token jest nieprawidłowy lub wygasł.")
+    kind = payload.get("kind")
+    accepted = {kind.value for kind in op.tokens}
+    if kind not in accepted:
+        raise unauthorized(f"Ta operacja wymaga tokena typu {sorted(accepted)}.")
+    operation = rt.state.auth_operations.get(payload.get("ref", ""))
+    if operation is None:
+        raise unauthorized("Token jest nieprawidłowy.")
+    if kind == TokenKind.REFRESH.value and operation.revoked:
+        raise unauthorized("Sesja uwierzytelnienia została unieważniona.")
+    return Principal(str(kind), operation)
+
+
+def _json_of(response: web.StreamResponse) -> tuple[str | None, Any]:
+    if not isinstance(response, web.Response) or response.body is None:
+        return None, None
+    content_type = response.content_type
+    body = response.body
+    raw = body if isinstance(body, bytes) else getattr(body, "_value", b"")
+    if not raw:
+        return None, None
+    if content_type.endswith("json"):
+        return content_type, json.loads(raw)
+    return content_type, None
+
+
+def _make_route(rt: Runtime, op: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    handler = _HANDLERS.get(op.operation_id)
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        rt.counters.requests[op.rate_group] += 1
+        raw = await request.read()
+        rt.counters.bytes_received += len(raw)
+        request[RAW_BODY] = raw
+        fault = False
+        try:
+            if rt.faults.fires("api-error"):
+                fault = True
+                raise ApiFailure(503, 0, "Service Unavailable (injected fault)")  # noqa: TRY301
+            principal = _principal(rt, request, op) if op.tokens else None
+            subject = (
+                f"{principal.operation.context[0]}:{principal.operation.context[1]}"
+                if principal is not None and op.rate_group != PUBLIC_GROUP
+                else f"ip:{request.remote}"
+            )
+            wait = rt.limiter.admit(op, subject, rt.state.clock.now())
+            if wait is not None:
+                rt.counters.rate_limited += 1
+                response: web.StreamResponse = too_many_requests(
+                    request, rt.state.clock, op.rate_group, rt.limiter.retry_after_seconds(wait)
+                )
+                return _checked(rt, request, op, response, fault=False)
+            if op.required_permissions and principal is not None:
+                present = principal.operation.permissions
+                if not present.intersection(op.required_permissions):
+                    raise forbidden(
+                        "Brak wymaganych uprawnień.",
+                        "missing-permissions",
+                        {
+                            "requiredAnyOfPermissions": list(op.required_permissions),
+                            "presentPermissions": sorted(present),
+                        },
+                    )
+            body = _parse_body(rt, request, op, raw)
+            if handler is None:
+                response = render_failure(
+                    ApiFailure(_UNIMPLEMENTED_STATUS, 21405, f"{op.method} {op.path} is not implemented by the simulator"),
+                    request,
+                    rt.state.clock,
+                )
+                return response
+            response = await handler(rt, request, principal, body)
+            if op.operation_id in _CLOSE_OPERATIONS and response.status == 204 and rt.faults.fires("close-error"):  # noqa: PLR2004
+                fault = True
+                raise ApiFailure(500, 0, "Internal Server Error (injected fault after the close took effect)")  # noqa: TRY301
+        except ApiFailure as failure:
+            response = render_failure(failure, request, rt.state.clock)
+        return _checked(rt, request, op, response, fault=fault)
+
+    return route
+
+
+def _parse_body(rt: Runtime, request: web.Request, op: Operation, raw: bytes) -> Any:
+    content_type = request.content_type if raw else None
+    body: Any = None
+    if raw and content_type is not None and content_type.endswith("json"):
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiFailure(400, 21405, "Błąd walidacji danych wejściowych.", ["body is not valid JSON"]) from None
+    if rt.contract is not None and (raw or op.request_schema is not None):
+        problems = rt.contract.check_request(op, request.method, request.path, content_type or "", body)
+        if problems:
+            raise ApiFailure(400, 21405, "Błąd walidacji danych wejściowych.", problems[:10])
+    return body
+
+
+def _checked(
+    rt: Runtime, request: web.Request, op: Operation, response: web.StreamResponse, *, fault: bool
+) -> web.StreamResponse:
+    if rt.contract is None or fault or response.status == _UNIMPLEMENTED_STATUS:
+        return response
+    content_type, body = _json_of(response)
+    problems = rt.contract.check_response(op, request.method, request.path, response.status, content_type, body)
+    if problems:
+        raise ContractViolationError(f"{request.method} {request.path} -> {response.status}: {'; '.join(problems)}")
+    return response
+
+
+def build_app(rt: Runtime) -> web.Application:
+    """The aiohttp application serving ``/v2/...`` and ``/storage/...`` for ``rt``."""
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    for op in sorted(OPERATIONS, key=_specificity):
+        app.router.add_route(op.method, "/v2" + op.path, _make_route(rt, op))
+
+    async def upload(request: web.Request) -> web.StreamResponse:
+        return await storage.upload_part(rt, request)
+
+    async def download(request: web.Request) -> web.StreamResponse:
+        rt.counters.requests["storage"] += 1
+        return await sessions.download_upo(rt, request)
+
+    app.router.add_put("/storage/batch-parts/{session}/{part}", upload)
+    app.router.add_get("/storage/upo/{session}/invoices/{invoice}", download)
+    app.router.add_get("/storage/upo/{session}/{upo}", download)
+    return app
+
+
+class KsefSimulator:
+    """A KSeF 2.x server on a loopback socket: ``async with KsefSimulator(contexts=[(nip, token)]) as sim:``.
+
+    Args:
+        contexts: ``(nip, token)`` pairs; each seeds a ``Nip`` context whose KSeF token has every permission.
+        rate_limits: ``"production"`` (the spec's limits) or ``"off"``.
+        processing_delay: Seconds invoices and sessions stay in processing (simulated clock).
+        storage_delay: Seconds ``permanentStorageDate`` lags ``invoicingDate``.
+        faults: A `FaultSpec` or its text form (see `ksef_async.testing.simulator.faults`).
+        seed: Makes identifiers and faults reproducible.
+        public_url: Scheme, host and port used in the URLs handed out (default: the bound address).
+        strict_contract: Validate every JSON body received and sent against the bundled spec.
+        host: Interface to bind.
+        port: Port to bind (0: a free port).
+        key_bits: Size of the generated MF RSA keys (KSeF uses 4096; 2048 starts faster).
+        config: Further settings (token lifetimes, upload window...); the delays above override its fields.
+    """
+
+    def __init__(  # noqa: PLR0913
+        self,
+        contexts: Iterable[tuple[str, str]] = (),
+        *,
+        rate_limits: str = "production",
+        processing_delay: float = 0.0,
+        storage_delay: float = 0.0,
+        faults: FaultSpec | str | None = None,
+        seed: int | None = None,
+        public_url: str | None = None,
+        strict_contract: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        key_bits: int = 2048,
+        config: SimConfig | None = None,
+    ) -> None:
+        if processing_delay < 0 or storage_delay < 0:
+            raise ConfigurationError("processing_delay and storage_delay must be >= 0")
+        spec = FaultSpec.parse(faults) if isinstance(faults, str) else (faults or FaultSpec())
+        self.config = config or SimConfig()
+        self.config.processing_delay = processing_delay
+        self.config.storage_delay = storage_delay
+        self._contexts: list[tuple[str, str]] = list(contexts)
+        self._rate_limits = rate_limits
+        self._spec = spec
+        self._seed = seed
+        self._public_url = public_url.rstrip("/") if public_url else None
+        self._strict = strict_contract
+        self._host = host
+        self._port = port
+        self._key_bits = key_bits
+        self._runner: web.AppRunner | None = None
+        self._spool: Path | None = None
+        self._rt: Runtime | None = None
+        self._limiter = RateLimiter(rate_limits)
+        self._state = SimState(seed=seed, processing_delay=processing_delay, storage_delay=storage_delay)
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Generate the keys, bind the socket and start serving."""
+        loop = asyncio.get_running_loop()
+        keys = await loop.run_in_executor(
+            None, lambda: MfKeyring(bits=self._key_bits, now=self._state.clock.now_dt())
+        )
+        self._spool = Path(tempfile.mkdtemp(prefix="ksef-sim-", dir=self.config.spool_dir))
+        rt = Runtime(
+            config=self.config,
+            state=self._state,
+            keys=keys,
+            limiter=self._limiter,
+            faults=FaultInjector(self._spec, self._seed),
+            contract=ContractChecker() if self._strict else None,
+            spool_dir=self._spool,
+        )
+        self._rt = rt
+        for nip, token in self._contexts:
+            self.add_context(nip, token)
+        self._runner = web.AppRunner(build_app(rt), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
+        assert server is not None  # noqa: S101
+        sockets: Sequence[Any] = getattr(server, "sockets", ())
+        host, port = sockets[0].getsockname()[:2]
+        self._bound = (host, port)
+        shown_host = f"[{host}]" if ":" in host else host
+        rt.public_url = self._public_url or f"http://{shown_host}:{port}"
+        _log.info("KSeF simulator listening on %s", self.base_url)
+
+    async def stop(self) -> None:
+        """Stop serving, wait for batch processing to finish and remove the spool directory."""
+        if self._rt is not None and self._rt.background:
+            await asyncio.gather(*self._rt.background, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._spool is not None:
+            shutil.rmtree(self._spool, ignore_errors=True)
+            self._spool = None
+
+    async def __aenter__(self) -> KsefSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # -- what tests read and change -------------------------------------------------------------------------------
+
+    @property
+    def runtime(self) -> Runtime:
+        """Everything the handlers share (state, keys, limiter...)."""
+        if self._rt is None:
+            raise ConfigurationError("the simulator is not started")
+        return self._rt
+
+    @property
+    def base_url(self) -> str:
+        """The API base, e.g. ``http://127.0.0.1:8090/v2``."""
+        return f"{self.runtime.public_url}/v2"
+
+    @property
+    def public_url(self) -> str:
+        """Scheme, host and port used in handed-out URLs."""
+        return self.runtime.public_url
+
+    @property
+    def counters(self) -> Counters:
+        """Requests per group, 429s sent, bytes received and faults injected."""
+        return self.runtime.counters
+
+    @property
+    def contract_violations(self) -> list[ContractViolation]:
+        """Spec mismatches seen in strict mode (empty when strict mode is off)."""
+        return self.runtime.contract.violations if self.runtime.contract is not None else []
+
+    @property
+    def clock(self) -> SimClock:
+        """The simulated clock; ``sim.clock.advance(seconds)`` moves every time-based rule forward."""
+        return self._state.clock
+
+    @property
+    def state(self) -> SimState:
+        """The simulator's state (contexts, sessions, invoices)."""
+        return self._state
+
+    @property
+    def rate_limiter(self) -> RateLimiter:
+        """The limiter; ``set_limits`` / ``production`` / ``enabled`` change it at run time."""
+        return self._limiter
+
+    def add_context(
+        self,
+        nip: str,
+        token: str | None = None,
+        *,
+        permissions: Iterable[str] = ALL_PERMISSIONS,
+        context_type: str = "Nip",
+    ) -> str:
+        """Seed a context with a KSeF token (generated when ``token`` is None) holding ``permissions``.
+
+        Returns:
+            The KSeF token.
+        """
+        return auth.add_token(self.runtime, (context_type, nip), token, frozenset(permissions), "seeded token")
+
+    async def wait_idle(self) -> None:
+        """Wait until background batch processing has finished."""
+        while self.runtime.background:
+            await asyncio.gather(*self.runtime.background, return_exceptions=True)

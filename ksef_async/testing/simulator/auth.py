@@ -1,0 +1,394 @@
+"""Authentication: public keys, challenge, KSeF-token and XAdES logins, status polling, token redeem and refresh,
+auth sessions, KSeF token creation, and the limits/test-data endpoints that only need a login."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+from aiohttp import web
+
+from ksef_async.core.crypto import KEY_USAGE_TOKEN, CryptoError, b64decode, rsa_oaep_decrypt, sha256_b64
+from ksef_async.core.ratelimit import WindowLimits
+from ksef_async.testing.simulator.problems import ApiFailure, forbidden
+from ksef_async.testing.simulator.ratelimits import API_GROUPS
+from ksef_async.testing.simulator.runtime import RAW_BODY, Principal, Runtime
+from ksef_async.testing.simulator.sessions import opt, paged, req
+from ksef_async.testing.simulator.state import (
+    ALL_PERMISSIONS,
+    AuthOperation,
+    ContextKey,
+    ContextRecord,
+    KsefTokenRecord,
+    iso,
+)
+
+__all__ = [
+    "add_token",
+    "challenge",
+    "create_token",
+    "delete_auth_session",
+    "delete_current_session",
+    "get_auth_status",
+    "ksef_token_login",
+    "list_auth_sessions",
+    "public_key_certificates",
+    "rate_limits",
+    "limits_context",
+    "limits_subject",
+    "redeem",
+    "refresh",
+    "testdata_block",
+    "testdata_permissions",
+    "testdata_rate_limits",
+    "testdata_rate_limits_delete",
+    "testdata_rate_limits_production",
+    "xades_login",
+]
+
+_METHOD_INFO = {
+    "Token": {"category": "Token", "code": "token", "displayName": "Token KSeF"},
+    "QualifiedSignature": {
+        "category": "XadesSignature",
+        "code": "qualified.signature",
+        "displayName": "Podpis kwalifikowany",
+    },
+}
+
+
+def add_token(rt: Runtime, context: ContextKey, token: str | None, permissions: frozenset[str], description: str) -> str:
+    """Register a KSeF token for ``context`` (generating one when ``token`` is None); return the token."""
+    record = rt.state.contexts.get(context)
+    if record is None:
+        record = ContextRecord(context)
+        rt.state.contexts[context] = record
+    reference = rt.reference("EC")
+    if token is None:
+        token = f"{reference}|{context[0].lower()}-{context[1]}|{rt.state.rng.randbytes(32).hex()}"
+    entry = KsefTokenRecord(token, reference, context, permissions, description, rt.state.clock.now_dt())
+    record.tokens[reference] = entry
+    rt.state.tokens[token] = entry
+    return token
+
+
+def _ts(moment: float) -> str:
+    return iso(dt.datetime.fromtimestamp(moment, dt.UTC))
+
+
+async def public_key_certificates(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+    """``GET /security/public-key-certificates``."""
+    return web.json_response(rt.keys.to_json())
+
+
+async def challenge(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+    """``POST /auth/challenge``: a 36-character challenge valid for 10 minutes."""
+    now = rt.state.clock.now()
+    value = rt.reference("CR")
+    rt.state.challenges[value] = now
+    return web.json_response(
+        {"challenge": value, "timestamp": _ts(now), "timestampMs": int(now * 1000), "clientIp": request.remote or ""}
+    )
+
+
+def _take_challenge(rt: Runtime, value: str) -> float:
+    """Consume a challenge: 400 21111 when unknown, used or older than 10 minutes; return its time."""
+    issued = rt.state.challenges.pop(value, None)
+    if issued is None or rt.state.clock.now() - issued > rt.config.challenge_lifetime:
+        raise ApiFailure(400, 21111, "Nieprawidłowe wyzwanie autoryzacyjne.", [f"challenge {value!r} unknown or expired"])
+    return issued
+
+
+def _start(
+    rt: Runtime,
+    context: ContextKey,
+    method: str,
+    code: int,
+    description: str,
+    details: list[str],
+    permissions: frozenset[str],
+    **extra: Any,
+) -> web.Response:
+    record = rt.state.contexts.get(context)
+    if code == 200 and record is not None and record.blocked:  # noqa: PLR2004
+        code, description, details = 480, "Uwierzytelnianie zablokowane.", ["context blocked (testdata)"]
+    if code == 200 and not permissions:  # noqa: PLR2004
+        code, description, details = 415, "Uwierzytelnianie zakończone niepowodzeniem: brak przypisanych uprawnień.", []
+    op = AuthOperation(
+        reference_number=rt.reference("AU"),
+        context=context,
+        method=method,
+        category=_METHOD_INFO[method]["category"],
+        started=rt.state.clock.now_dt(),
+        status_code=code,
+        status_description=description,
+        status_details=details,
+        permissions=permissions if code == 200 else frozenset(),  # noqa: PLR2004
+        **extra,
+    )
+    rt.state.auth_operations[op.reference_number] = op
+    token, valid_until = rt.issue_token("authentication", op, rt.config.authentication_token_lifetime)
+    return web.json_response(
+        {"referenceNumber": op.reference_number, "authenticationToken": {"token": token, "validUntil": iso(valid_until)}},
+        status=202,
+    )
+
+
+def _context(body: Any) -> ContextKey:
+    ident = req(body, "contextIdentifier", dict)
+    kind = req(ident, "type", str)
+    if kind not in ("Nip", "InternalId", "NipVatUe", "PeppolId"):
+        raise ApiFailure(400, 21405, "Błąd walidacji danych wejściowych.", [f"contextIdentifier.type {kind!r}"])
+    return kind, req(ident, "value", str)
+
+
+async def ksef_token_login(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+    """``POST /auth/ksef-token``: decrypt ``token|timestampMs``, check challenge, timestamp and token."""
+    challenge_value = req(body, "challenge", str)
+    context = _context(body)
+    encrypted_text = req(body, "encryptedToken", str)
+    keys = rt.keys.candidates(KEY_USAGE_TOKEN, opt(body, "publicKeyId", str))
+    if keys is None:
+        raise ApiFailure(400, 21470, "Nieznany lub wycofany klucz publiczny (publicKeyId).")
+    try:
+        encrypted = b64decode(encrypted_text, field="encryptedToken")
+    except CryptoError:
+        raise ApiFailure(400, 21405, "Błąd walidacji danych wejściowych.", ["encryptedToken is not Base64"]) from None
+    issued = _take_challenge(rt, challenge_value)
+    plain: bytes | None = None
+    for key in keys:
+        try:
+            plain = rsa_oaep_decrypt(key.private_key, encrypted)
+            break
+        except CryptoError:
+            continue
+    bad = "Nieważny token."
+    if plain is None:
+        return _start(rt, context, "Token", 450, bad, ["encryptedToken cannot be decrypted"], frozenset())
+    token, _, stamp = plain.decode("utf-8", "replace").rpartition("|")
+    record = rt.state.tokens.get(token)
+    if record is None or record.context != context:
+        return _start(rt, context, "Token", 450, bad, ["invalid token"], frozenset())
+    if record.status != "Active":
+        return _start(rt, context, "Token", 450, bad, [f"token is {record.status}"], frozenset())
+    if not stamp.isdigit() or abs(int(stamp) / 1000 - issued) > rt.config.token_timestamp_tolerance:
+        return _start(rt, context, "Token", 450, bad, ["invalid token time"], frozenset())
+    return _start(
+        rt, context, "Token", 200, "Uwierzytelnianie zakończone sukcesem", [], record.permissions,
+        token_reference=record.reference_number,
+    )  # fmt: skip
+
+
+async def xades_login(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+    """``POST /auth/xades-signature``: verify the enveloped XAdES signature; identity from the certificate."""
+    from ksef_async.xml.xades import SignatureError, verify_auth_token_request  # noqa: PLC0415 - signxml is heavy
+
+    data: bytes = request[RAW_BODY]
+    loop = asyncio.get_running_loop()
+    try:
+        verified = await loop.run_in_executor(None, verify_auth_token_request, data, None)
+    except SignatureError as exc:
+        raise ApiFailure(400, exc.code, exc.reason) from None
+    except ValueError as exc:
+        raise ApiFailure(400, 21401, "Błąd weryfikacji dokumentu z XSD.", [str(exc)]) from None
+    _take_challenge(rt, verified.challenge)
+    context: ContextKey = (verified.context.type, verified.context.value)
+    identity = verified.identity
+    owner = identity.type == "Nip" and context[1].split("-")[0] == identity.value and context[0] in ("Nip", "InternalId")
+    permissions = frozenset(ALL_PERMISSIONS) if owner else rt.state.grants.get((context, identity.type, identity.value))
+    return _start(
+        rt, context, "QualifiedSignature", 200, "Uwierzytelnianie zakończone sukcesem", [], permissions or frozenset(),
+        document_hash=sha256_b64(data),
+    )  # fmt: skip
+
+
+def _op_json(op: AuthOperation) -> dict[str, Any]:
+    return {
+        "startDate": iso(op.started),
+        "authenticationMethod": op.method,
+        "authenticationMethodInfo": _METHOD_INFO[op.method],
+        "status": {"code": op.status_code, "description": op.status_description, "details": op.status_details or None},
+        "isTokenRedeemed": op.redeemed,
+        "lastTokenRefreshDate": iso(op.last_refresh) if op.last_refresh else None,
+        "refreshTokenValidUntil": iso(op.refresh_valid_until) if op.refresh_valid_until else None,
+    }
+
+
+async def get_auth_status(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+    """``GET /auth/{referenceNumber}`` (bearer: the authenticationToken of that operation)."""
+    assert principal is not None  # noqa: S101 - the app enforces the bearer token
+    if principal.operation.reference_number != request.match_info["referenceNumber"]:
+        raise ApiFailure(400, 21304, "Brak uwierzytelnienia.", ["operation not found"])
+    return web.json_response(_op_json(principal.operation))
+
+
+async def redeem(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+    """``POST /auth/token/redeem``: once per operation (again: 400 21301)."""
+    assert principal is not None  # noqa: S101
+    op = principal.operation
+    if op.status_code != 200 or op.redeemed:  # noqa: PLR2004
+        detail = "tokens already redeemed" if op.redeemed else f"authentication status {op.status_code}"
+        raise ApiFailure(400, 21301, "Brak autoryzacji.", [detail])
+    op.redeemed = True
+    access, access_until = rt.issue_token("access", op, rt.config.access_token_lifetime)
+    refresh_token, refresh_until = rt.issue_token("refresh", op, rt.config.refresh_token_lifetime)
+    op.refresh_valid_until = refresh_until
+    return web.json_response(
+        {
+            "accessToken": {"token": access, "validUntil": iso(access_until)},
+            "refreshToken": {"token": refresh_token, "validUntil": iso(refresh_until)},
+        }
+    )
+
+
+async def refresh(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+    """``POST /auth/token/refresh`` (bearer: the refresh token)."""
+    assert principal is not None  # noqa: S101
+    op = principal.operation
+    if op.revoked:
+        raise ApiFailure(400, 21301, "Brak autoryzacji.", ["authentication session revoked"])
+    if op.token_reference is not None:
+        token = next((t for t in rt.state.tokens.values() if t.reference_number == op.token_reference), None)
+        if token is None or token.status != "Active":
+            raise ApiFailure(400, 21301, "Brak autoryzacji.", ["KSeF token revoked"])
+    access, access_until = rt.issue_token("access", op, rt.config.access_token_lifetime)
+    op.last_refresh = rt.state.clock.now_dt()
+    return web.json_response({"accessToken": {"token": access, "validUntil": iso(access_until)}})
+
+
+async def list_auth_sessions(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+    """``GET /auth/sessions``: redeemed, unrevoked logins of the caller's context."""
+    assert principal is not None  # noqa: S101
+    now = rt.state.clock.now_dt()
+    items = []
+    for op in rt.state.auth_operations.values():
+        if op.context != principal.operation.context or not op.redeemed or op.revoked:
+            continue
+        if op.refresh_valid_until is not None and op.refresh_valid_until <= now:
+            continue
+        item = _op_json(op) | {
+            "referenceNumber": op.reference_number,
+            "isCurrent": op is principal.operation,
+        }
+        items.append(item)
+    page, token = paged(rt, request, f"auth:{principal.operation.context}", items, 10, 100)
+    return web.json_response({"continuationToken": token, "items": page})
+
+
+async def delete_current_session(
+    rt: Runtime, request: web.Request, principal: Principal | None, body: Any
+) -> web.Response:
+    """``DELETE /auth/sessions/current``: revokes the refresh token; access tokens live on until ``exp``."""
+    assert principal is not None  # noqa: S101
+    principal.operation.revoked = True
+    return web.Response(status=204)
+
+
+async def delete_auth_session(
+    rt: Runtime, request: web.Request, principal: Principal | None, body: Any
+) -> web.Response:
+    """``DELETE /auth/sessions/{referenceNumber}``."""
+    assert principal is not None  # noqa: S101
+    op = rt.state.auth_operations.get(request.match_info["referenceNumber"])
+    if op is None or op.context != principal.operation.context:
+        raise ApiFailure(400, 21304, "Brak uwierzytelnienia.", ["operation not found"])
+    op.revoked = True
+    return web.Response(status=204)
+
+
+async def create_token(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+    """``POST /tokens``: only after a XAdES login, in a Nip or InternalId context."""
+    assert principal is not None  # noqa: S101
+    op = principal.operation
+    if op.category != "XadesSignature":
+        raise forbidden(
+            "Tokeny KSeF można tworzyć wyłącznie po uwierzytelnieniu podpisem.",
+            "auth-method-not-allowed",
+            {"authenticationMethodCategory": op.category},
+        )
+    if op.context[0] not in ("Nip", "InternalId"):
+        raise forbidden("Niedozwolony typ kontekstu.", "context-type-not-allowed", {"contextIdentifierType": op.context[0]})
+    permissions = req(body, "permissions", list)
+    description = req(body, "description", str)
+    unknown = [p for p in permissions if p not in ALL_PERMISSIONS]
+    if unknown or not 5 <= len(description) <= 256:  # noqa: PLR2004
+        raise ApiFailure(400, 21405, "Błąd walidacji danych wejściowych.", [f"bad permissions {unknown} or description"])
+    token = add_token(rt, op.context, None, frozenset(permissions) & op.permissions, description)
+    reference = rt.state.tokens[token].reference_number
+    return web.json_response({"referenceNumber": reference, "token": token}, status=202)
+
+
+async def rate_limits(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+    """``GET /rate-limits``: the limits in force (``EffectiveApiRateLimits``)."""
+    values = {
+        group: {"perSecond": lim.per_second, "perMinute": lim.per_minute, "perHour": lim.per_hour}
+        for group, lim in rt.limiter.effective().items()
+    }
+    return web.json_response(values)
+
+
+async def limits_context(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+    """``GET /limits/context``."""
+    limits = {"maxInvoiceSizeInMB": 1, "maxInvoiceWithAttachmentSizeInMB": 3, "maxInvoices": rt.config.max_invoices_per_session}
+    return web.json_response({"onlineSession": limits, "batchSession": dict(limits)})
+
+
+async def limits_subject(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+    """``GET /limits/subject``."""
+    return web.json_response({"enrollment": {"maxEnrollments": 6}, "certificate": {"maxCertificates": 2}})
+
+
+async def testdata_rate_limits(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+    """``POST /testdata/rate-limits``: custom values for all 12 groups."""
+    groups = req(body, "rateLimits", dict)
+    limits = {}
+    for group in API_GROUPS:
+        value = req(groups, group, dict)
+        numbers = [req(value, name, int) for name in ("perSecond", "perMinute", "perHour")]
+        if any(n < 1 for n in numbers):
+            raise ApiFailure(400, 21405, "Błąd walidacji danych wejściowych.", [f"{group}: limits must be >= 1"])
+        limits[group] = WindowLimits(*numbers)
+    rt.limiter.set_limits(limits)
+    return web.Response(status=200)
+
+
+async def testdata_rate_limits_delete(
+    rt: Runtime, request: web.Request, principal: Principal | None, body: Any
+) -> web.Response:
+    """``DELETE /testdata/rate-limits``: back to the environment's defaults (the spec's values)."""
+    rt.limiter.production()
+    return web.Response(status=200)
+
+
+async def testdata_rate_limits_production(
+    rt: Runtime, request: web.Request, principal: Principal | None, body: Any
+) -> web.Response:
+    """``POST /testdata/rate-limits/production``: the production values."""
+    rt.limiter.production()
+    return web.Response(status=200)
+
+
+async def testdata_block(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+    """``POST /testdata/context/block`` and ``/unblock``: later logins in the context end with status 480."""
+    ident = req(body, "contextIdentifier", dict)
+    key: ContextKey = (req(ident, "type", str), req(ident, "value", str))
+    record = rt.state.contexts.get(key)
+    if record is None:
+        record = ContextRecord(key)
+        rt.state.contexts[key] = record
+    record.blocked = request.path.endswith("/block")
+    return web.Response(status=200)
+
+
+async def testdata_permissions(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+    """``POST /testdata/permissions`` and ``/revoke``: grant (or take) permissions of a person/entity in a context."""
+    ctx = req(body, "contextIdentifier", dict)
+    who = req(body, "authorizedIdentifier", dict)
+    context: ContextKey = (req(ctx, "type", str), req(ctx, "value", str))
+    key = (context, req(who, "type", str), req(who, "value", str))
+    if request.path.endswith("/revoke"):
+        rt.state.grants.pop(key, None)
+    else:
+        granted = {req(p, "permissionType", str) for p in req(body, "permissions", list)}
+        rt.state.grants[key] = rt.state.grants.get(key, frozenset()) | granted
+    return web.Response(status=200)

@@ -1,0 +1,254 @@
+"""The simulator's in-memory world: clock, contexts and KSeF tokens, auth operations, sessions and stored invoices.
+
+Everything the HTTP handlers know lives in one `SimState`; handlers mutate it on the event loop thread only
+(batch processing computes its results in a worker thread and applies them back on the loop).
+
+State API (for the retrieval endpoints, ``/invoices/*``, to be added on top):
+
+* ``state.invoices``: ``dict[str, StoredInvoice]`` keyed by KSeF number, in acceptance order. A `StoredInvoice`
+  holds the exact XML bytes (``content``), ``invoice_hash`` (Base64 SHA-256), ``size``, ``seller_nip``,
+  ``buyer_identifier`` (``(type, value)`` or ``None``), ``invoice_number`` (P_2), ``invoice_type``
+  (RodzajFaktury), ``form`` (the spec's ``FormCode`` dict), ``issue_date``, ``invoicing_date`` (accepted by
+  KSeF), ``acquisition_date`` (KSeF number assigned), ``permanent_storage_date`` (= ``invoicing_date`` +
+  ``storage_delay``), ``invoicing_mode`` (``Online``/``Offline``), ``has_attachment``, ``session_reference``
+  and ``context`` (the `ContextKey` that sent it). The dates are aware UTC datetimes; an invoice becomes
+  visible once ``state.clock.now_dt() >= acquisition_date``.
+* ``state.permanent_storage_hwm()``: the High Water Mark, the instant below which every invoice already visible has
+  reached permanent storage.
+* ``state.duplicates``: the global duplicate index (seller NIP, RodzajFaktury, P_2) -> (session ref, KSeF number).
+* ``state.clock``: `SimClock`; ``advance(seconds)`` moves simulated time for every time-based rule.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import random
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ALL_PERMISSIONS",
+    "AuthOperation",
+    "BatchPart",
+    "ContextKey",
+    "ContextRecord",
+    "InvoiceEntry",
+    "KsefTokenRecord",
+    "Session",
+    "SessionKind",
+    "SimClock",
+    "SimState",
+    "StoredInvoice",
+    "iso",
+]
+
+ALL_PERMISSIONS: tuple[str, ...] = (
+    "InvoiceRead",
+    "InvoiceWrite",
+    "CredentialsRead",
+    "CredentialsManage",
+    "SubunitManage",
+    "EnforcementOperations",
+    "Introspection",
+)
+"""The spec's ``TokenPermissionType`` values: what a seeded context's KSeF token may do."""
+
+ContextKey = tuple[str, str]
+"""A context identifier as ``(type, value)``, e.g. ``("Nip", "5265877635")``."""
+
+
+def iso(moment: dt.datetime) -> str:
+    """Format an aware datetime as KSeF does (ISO 8601 with milliseconds and an offset)."""
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds")
+
+
+class SimClock:
+    """Wall-clock time plus an offset that tests move forward with `advance` (never backwards)."""
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+
+    def now(self) -> float:
+        """Seconds since the epoch, simulated."""
+        return time.time() + self._offset
+
+    def now_dt(self) -> dt.datetime:
+        """The simulated time as an aware UTC datetime."""
+        return dt.datetime.fromtimestamp(self.now(), dt.UTC)
+
+    def advance(self, seconds: float) -> None:
+        """Move simulated time forward by ``seconds``."""
+        if seconds < 0:
+            msg = "the simulator clock only moves forward"
+            raise ValueError(msg)
+        self._offset += seconds
+
+
+@dataclass(eq=False)
+class KsefTokenRecord:
+    """A KSeF token of a context: its secret, reference number and permissions."""
+
+    token: str = field(repr=False)
+    reference_number: str
+    context: ContextKey
+    permissions: frozenset[str]
+    description: str
+    created: dt.datetime
+    status: str = "Active"
+
+
+@dataclass(eq=False)
+class ContextRecord:
+    """A context (taxpayer) known to the simulator and its KSeF tokens."""
+
+    key: ContextKey
+    tokens: dict[str, KsefTokenRecord] = field(default_factory=dict, repr=False)
+    blocked: bool = False
+
+
+@dataclass(eq=False)
+class AuthOperation:
+    """One authentication operation (``...-AU-...``) and the tokens issued under it."""
+
+    reference_number: str
+    context: ContextKey
+    method: str
+    """The spec's ``AuthenticationMethod`` (``Token`` or ``QualifiedSignature``...)."""
+    category: str
+    """The spec's ``AuthenticationMethodCategory`` (``Token`` or ``XadesSignature``)."""
+    started: dt.datetime
+    status_code: int
+    status_description: str
+    status_details: list[str]
+    permissions: frozenset[str]
+    token_reference: str | None = None
+    """Reference number of the KSeF token used, for the UPO's ``NumerReferencyjnyTokenaKSeF``."""
+    document_hash: str | None = None
+    """SHA-256 of the signed XML, for the UPO's ``SkrotDokumentuUwierzytelniajacego``."""
+    redeemed: bool = False
+    refresh_valid_until: dt.datetime | None = None
+    last_refresh: dt.datetime | None = None
+    revoked: bool = False
+
+
+class SessionKind(enum.StrEnum):
+    """The spec's ``SessionType``."""
+
+    ONLINE = "Online"
+    BATCH = "Batch"
+
+
+@dataclass(eq=False)
+class InvoiceEntry:
+    """One invoice of a session with its final outcome; what is visible depends on the clock (`visible_code`)."""
+
+    ordinal_number: int
+    reference_number: str
+    invoice_hash: str
+    received: float
+    """Simulated epoch seconds at which KSeF accepted it for processing."""
+    invoicing_mode: str
+    final_code: int
+    final_description: str
+    details: list[str] | None = None
+    extensions: dict[str, str] | None = None
+    file_name: str | None = None
+    invoice_number: str | None = None
+    ksef_number: str | None = None
+    upo_reference: str | None = None
+
+
+@dataclass(eq=False)
+class BatchPart:
+    """A declared batch part and, once uploaded, where its ciphertext was spooled."""
+
+    ordinal_number: int
+    size: int
+    file_hash: str
+    path: Path | None = None
+    uploading: bool = False
+
+
+@dataclass(eq=False)
+class Session:
+    """An online or batch session."""
+
+    reference_number: str
+    kind: SessionKind
+    context: ContextKey
+    auth_reference: str
+    created: float
+    valid_until: float
+    form_code: dict[str, str]
+    key: Any = field(repr=False)
+    """The decrypted `SessionKey`, or ``None`` when the wrapped key could not be decrypted (status 415)."""
+    offline_mode: bool = False
+    closed: float | None = None
+    final_code: int | None = None
+    """Terminal status code once known (batch: set when processing ends)."""
+    final_description: str = ""
+    final_details: list[str] | None = None
+    updated: float = 0.0
+    invoices: list[InvoiceEntry] = field(default_factory=list, repr=False)
+    by_reference: dict[str, InvoiceEntry] = field(default_factory=dict, repr=False)
+    # Batch only.
+    batch_file: dict[str, Any] | None = field(default=None, repr=False)
+    parts: dict[int, BatchPart] = field(default_factory=dict, repr=False)
+    upload_deadline: float = 0.0
+    processing_done: float | None = None
+    upo_pages: list[tuple[str, bytes]] | None = field(default=None, repr=False)
+    """``(UPO reference number, document)`` pages, built once the session is processed."""
+
+
+@dataclass(eq=False)
+class StoredInvoice:
+    """An invoice accepted by KSeF (status 200): the record the retrieval endpoints serve."""
+
+    ksef_number: str
+    content: bytes = field(repr=False)
+    invoice_hash: str
+    size: int
+    seller_nip: str
+    buyer_identifier: tuple[str, str] | None
+    invoice_number: str
+    invoice_type: str
+    form: dict[str, str]
+    issue_date: dt.date | None
+    invoicing_date: dt.datetime
+    acquisition_date: dt.datetime
+    permanent_storage_date: dt.datetime
+    invoicing_mode: str
+    has_attachment: bool
+    session_reference: str
+    context: ContextKey
+
+
+class SimState:
+    """All mutable simulator state, plus the random source for identifiers (seeded for reproducible runs)."""
+
+    def __init__(self, *, seed: int | None, processing_delay: float, storage_delay: float) -> None:
+        self.clock = SimClock()
+        self.rng = random.Random(seed)  # noqa: S311 - identifiers, not secrets
+        self.secret = secrets.token_bytes(32) if seed is None else hashlib.sha256(f"sim-{seed}".encode()).digest()
+        self.processing_delay = processing_delay
+        self.storage_delay = storage_delay
+        self.contexts: dict[ContextKey, ContextRecord] = {}
+        self.tokens: dict[str, KsefTokenRecord] = {}
+        self.challenges: dict[str, float] = {}
+        self.auth_operations: dict[str, AuthOperation] = {}
+        self.sessions: dict[str, Session] = {}
+        self.invoices: dict[str, StoredInvoice] = {}
+        self.duplicates: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self.grants: dict[tuple[ContextKey, str, str], frozenset[str]] = {}
+        """``/testdata/permissions`` grants: (context, identifier type, identifier value) -> permissions."""
+
+    def permanent_storage_hwm(self) -> dt.datetime:
+        """The High Water Mark: every invoice with ``permanent_storage_date`` below it is already stored."""
+        now = self.clock.now_dt()
+        pending = [inv.permanent_storage_date for inv in self.invoices.values() if inv.permanent_storage_date > now]
+        return min([now, *pending])

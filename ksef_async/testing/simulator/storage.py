@@ -1,0 +1,109 @@
+"""The simulator's blob storage: pre-signed part uploads (``PUT /storage/batch-parts/{session}/{n}``), Azure-like.
+
+Rules, in the order they are checked:
+
+* the signature (``sig`` over path, ``se`` and ``sp=w``) and expiry ``se``: 403 ``AuthenticationFailed``; the
+  expiry is checked when the request starts, so an upload that began in time finishes (digest §6);
+* an ``Authorization`` header: 400 ``InvalidAuthenticationInfo``. Azure answers 400 when a SAS request also carries
+  an ``Authorization`` header it cannot parse (a bearer token is such a header), so we do too;
+* ``x-ms-blob-type: BlockBlob`` is required: 400 ``MissingRequiredHeader`` / ``InvalidHeaderValue``;
+* a ``Content-Length`` is required and chunked transfer encoding refused: 411 ``MissingContentLengthHeader``
+  (Azure's Put Blob answers 411 Length Required);
+* the declared part must exist and the session still be in its upload phase: 404 ``BlobNotFound`` / 409;
+* the body is streamed to a spool file in 1 MiB chunks, hashed on the way (never held in memory); a size or
+  SHA-256 different from the declaration answers 400 ``InvalidBlobContent`` and stores nothing.
+
+Success is 201 Created. Faults (``upload-error``, ``upload-reset``, ``upload-delay``) apply here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+
+from aiohttp import web
+
+from ksef_async.core.crypto import b64
+from ksef_async.testing.simulator.runtime import Runtime
+from ksef_async.testing.simulator.sessions import session_status, storage_error
+from ksef_async.testing.simulator.state import SessionKind
+
+__all__ = ["upload_part"]
+
+_log = logging.getLogger("ksef_async.testing.simulator.storage")
+_CHUNK = 1 << 20
+
+
+async def upload_part(rt: Runtime, request: web.Request) -> web.StreamResponse:  # noqa: C901, PLR0911, PLR0912
+    """``PUT`` one encrypted batch part to its pre-signed URL."""
+    rt.counters.requests["storage"] += 1
+    refusal = rt.check_url(request.path, request.query, "w")
+    if refusal is not None:
+        return storage_error(403, refusal)
+    if "Authorization" in request.headers:
+        return storage_error(400, "InvalidAuthenticationInfo: Authentication information is not given in the correct format.")
+    blob_type = request.headers.get("x-ms-blob-type")
+    if blob_type is None:
+        return storage_error(400, "MissingRequiredHeader: An HTTP header that's mandatory for this request is not specified.")
+    if blob_type != "BlockBlob":
+        return storage_error(400, "InvalidHeaderValue: The value for x-ms-blob-type is not BlockBlob.")
+    if "chunked" in request.headers.get("Transfer-Encoding", "").lower() or request.content_length is None:
+        return storage_error(411, "MissingContentLengthHeader: Content-Length header is required.")
+    session = rt.state.sessions.get(request.match_info["session"])
+    try:
+        ordinal = int(request.match_info["part"])
+    except ValueError:
+        ordinal = -1
+    part = session.parts.get(ordinal) if session is not None and session.kind is SessionKind.BATCH else None
+    if session is None or part is None:
+        return storage_error(404, "BlobNotFound: The specified blob does not exist.")
+    if session_status(rt, session)[0] != 100:  # noqa: PLR2004
+        return storage_error(409, "OperationNotAllowedInCurrentState: The session is no longer accepting parts.")
+    if rt.faults.fires("upload-error"):
+        status = rt.faults.choice("upload-error", (500, 503))
+        return storage_error(status, "ServerBusy: Injected upload failure." if status == 503 else "InternalError: Injected upload failure.")  # noqa: PLR2004
+    length = request.content_length
+    reset_at = length // 2 if rt.faults.fires("upload-reset") else None
+
+    loop = asyncio.get_running_loop()
+    spool = rt.spool_dir / f"{session.reference_number}.part{ordinal}.{uuid.uuid4().hex}.tmp"
+    digest = hashlib.sha256()
+    received = 0
+    pending = bytearray()
+    fh = await loop.run_in_executor(None, spool.open, "wb")
+    try:
+        async for chunk in request.content.iter_chunked(_CHUNK):
+            received += len(chunk)
+            rt.counters.bytes_received += len(chunk)
+            digest.update(chunk)
+            pending += chunk
+            if reset_at is not None and received >= reset_at:
+                # Drop the connection mid-body, as a network reset would: the client sees no response.
+                _log.info("fault upload-reset: dropping the upload of part %d after %d bytes", ordinal, received)
+                if request.transport is not None:
+                    request.transport.abort()
+                raise ConnectionResetError("injected upload reset")
+            if len(pending) >= _CHUNK:
+                await loop.run_in_executor(None, fh.write, bytes(pending))
+                pending.clear()
+        if pending:
+            await loop.run_in_executor(None, fh.write, bytes(pending))
+            pending.clear()
+    except BaseException:
+        fh.close()
+        spool.unlink(missing_ok=True)
+        raise
+    fh.close()
+    if received != part.size or b64(digest.digest()) != part.file_hash:
+        spool.unlink(missing_ok=True)
+        what = "size" if received != part.size else "SHA-256"
+        return storage_error(400, f"InvalidBlobContent: The part's {what} does not match the session declaration.")
+    final = rt.spool_dir / f"{session.reference_number}.part{ordinal}"
+    spool.replace(final)
+    part.path = final
+    delay = rt.faults.upload_delay()
+    if delay > 0:
+        await asyncio.sleep(delay)
+    return web.Response(status=201, headers={"ETag": f'"0x{digest.hexdigest()[:16].upper()}"'})
