@@ -1,0 +1,408 @@
+"""`send_online`: validate, encrypt and send invoices in online sessions, then report each invoice's final outcome.
+
+Steps: validate every invoice locally (nothing is sent if any is invalid, unless ``skip_invalid``); group them by
+form code (one session per form); open the session; send the invoices concurrently (the shared rate limiter paces
+them to KSeF's windows); close the session; wait until KSeF has processed it; read the per-invoice statuses from the
+session's invoice list; download and parse the UPO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ksef_async._logging import extras, get_logger
+from ksef_async.errors import (
+    AmbiguousRequestError,
+    ApiError,
+    ConfigurationError,
+    DeadlineExceededError,
+    InvoiceError,
+    InvoiceProblem,
+)
+from ksef_async.models import FormCode, SessionInvoiceStatusResponse
+from ksef_async.resources.invoices import INVOICE_PENDING_CODES
+from ksef_async.resources.online import OnlineSession
+from ksef_async.xml.forms import FormCode as XmlFormCode
+from ksef_async.xml.upo import Upo, parse_upo
+from ksef_async.xml.validation import ValidatedInvoice, check_invoice
+
+if TYPE_CHECKING:
+    from ksef_async.client import KsefClient
+
+__all__ = ["DUPLICATE", "InvoiceOutcome", "OnlineSendResult", "SessionOutcome", "send_online"]
+
+logger = get_logger("online")
+
+ACCEPTED = 200
+"""Invoice status code: accepted, KSeF number assigned."""
+DUPLICATE = 440
+"""Invoice status code: duplicate; ``extensions`` name the original KSeF number and session."""
+
+
+@attrs.frozen(kw_only=True)
+class InvoiceOutcome:
+    """What happened to one invoice.
+
+    Attributes:
+        name: The invoice's name (file name) as given.
+        invoice_hash: Base64 SHA-256 of its bytes (``invoiceHash``), when it was read.
+        session_reference_number: The online session it was sent in.
+        reference_number: KSeF's reference number of the invoice, once accepted for processing.
+        ksef_number: The KSeF number, when accepted.
+        status_code: KSeF's final invoice status code (200 accepted; 440 duplicate; 4xx/5xx rejected), or None
+            when the invoice never got a status (invalid locally, not sent, or still processing).
+        description: The status description, or the reason it has no status.
+        details: The status details.
+        original_ksef_number: For a duplicate: the KSeF number of the invoice already in KSeF.
+        original_session_reference_number: For a duplicate: the session the original was sent in.
+        problems: Local validation problems (nothing was sent).
+    """
+
+    name: str
+    invoice_hash: str | None = None
+    session_reference_number: str | None = None
+    reference_number: str | None = None
+    ksef_number: str | None = None
+    status_code: int | None = None
+    description: str = ""
+    details: tuple[str, ...] = ()
+    original_ksef_number: str | None = None
+    original_session_reference_number: str | None = None
+    problems: tuple[InvoiceProblem, ...] = ()
+
+    @property
+    def accepted(self) -> bool:
+        """Whether KSeF accepted the invoice and assigned a KSeF number."""
+        return self.status_code == ACCEPTED and self.ksef_number is not None
+
+    @property
+    def duplicate(self) -> bool:
+        """Whether KSeF rejected the invoice as a duplicate of one it already holds."""
+        return self.status_code == DUPLICATE
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (the CLI's ``--report`` entry)."""
+        return {
+            "file": self.name,
+            "accepted": self.accepted,
+            "ksef_number": self.ksef_number,
+            "status_code": self.status_code,
+            "description": self.description,
+            "details": list(self.details),
+            "reference_number": self.reference_number,
+            "session_reference_number": self.session_reference_number,
+            "invoice_hash": self.invoice_hash,
+            "original_ksef_number": self.original_ksef_number,
+            "original_session_reference_number": self.original_session_reference_number,
+            "problems": [{"line": p.line, "rule": p.rule, "reason": p.reason} for p in self.problems],
+        }
+
+
+@attrs.frozen(kw_only=True)
+class SessionOutcome:
+    """One online session of a `send_online` call.
+
+    Attributes:
+        reference_number: The session's reference number.
+        form_code: ``systemCode`` of its form (e.g. ``FA (3)``).
+        status_code: Final session status code (200 processed; 445 no valid invoices ...), None if not final.
+        description: The session status description.
+        upo: The session UPO pages as received (hash-checked XML).
+        parsed_upo: The same pages parsed.
+    """
+
+    reference_number: str
+    form_code: str
+    status_code: int | None
+    description: str
+    upo: tuple[bytes, ...] = attrs.field(default=(), repr=False)
+    parsed_upo: tuple[Upo, ...] = attrs.field(default=(), repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "reference_number": self.reference_number,
+            "form_code": self.form_code,
+            "status_code": self.status_code,
+            "description": self.description,
+            "upo_pages": len(self.upo),
+        }
+
+
+@attrs.frozen
+class OnlineSendResult:
+    """Per-invoice outcomes (in input order) and the sessions used."""
+
+    outcomes: tuple[InvoiceOutcome, ...]
+    sessions: tuple[SessionOutcome, ...]
+
+    @property
+    def all_accepted(self) -> bool:
+        """Whether every invoice was accepted."""
+        return all(o.accepted for o in self.outcomes)
+
+    @property
+    def accepted(self) -> list[InvoiceOutcome]:
+        """The accepted invoices."""
+        return [o for o in self.outcomes if o.accepted]
+
+    @property
+    def rejected(self) -> list[InvoiceOutcome]:
+        """Every invoice that was not accepted (invalid, rejected, duplicate, or without a final status)."""
+        return [o for o in self.outcomes if not o.accepted]
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (the CLI's ``--report``)."""
+        return {
+            "accepted": len(self.accepted),
+            "rejected": len(self.rejected),
+            "sessions": [s.to_json() for s in self.sessions],
+            "invoices": [o.to_json() for o in self.outcomes],
+        }
+
+
+def _read(items: Iterable[tuple[str, bytes] | Path]) -> list[tuple[str, bytes | None, InvoiceProblem | None]]:
+    out: list[tuple[str, bytes | None, InvoiceProblem | None]] = []
+    for item in items:
+        if isinstance(item, Path):
+            try:
+                out.append((str(item), item.read_bytes(), None))
+            except OSError as exc:
+                out.append(
+                    (str(item), None, InvoiceProblem(str(item), f"cannot read: {exc.strerror or exc}", None, "io"))
+                )
+        else:
+            name, data = item
+            out.append((name, bytes(data), None))
+    return out
+
+
+def _validate(
+    items: list[tuple[str, bytes | None, InvoiceProblem | None]],
+) -> list[tuple[str, bytes | None, ValidatedInvoice | None, tuple[InvoiceProblem, ...]]]:
+    checked: list[tuple[str, bytes | None, ValidatedInvoice | None, tuple[InvoiceProblem, ...]]] = []
+    for name, data, read_problem in items:
+        if data is None:
+            checked.append((name, None, None, (read_problem,) if read_problem else ()))
+            continue
+        result = check_invoice(data, name)
+        problems = result.problems
+        if result.invoice is not None and result.invoice.has_attachment:
+            problems = (
+                InvoiceProblem(
+                    name, "invoices with attachments (Zalacznik) go in batch sessions only", None, "attachment"
+                ),
+            )
+        checked.append((name, data, result.invoice if not problems else None, problems))
+    return checked
+
+
+def _api_form_code(form_code: XmlFormCode) -> FormCode:
+    return FormCode(system_code=form_code.system_code, schema_version=form_code.schema_version, value=form_code.value)
+
+
+def _outcome_from_status(name: str, session_ref: str, status: SessionInvoiceStatusResponse) -> InvoiceOutcome:
+    info = status.status
+    ext = info.extensions or {}
+    final = info.code not in INVOICE_PENDING_CODES
+    return InvoiceOutcome(
+        name=name,
+        invoice_hash=base64.b64encode(status.invoice_hash).decode(),
+        session_reference_number=session_ref,
+        reference_number=status.reference_number,
+        ksef_number=status.ksef_number,
+        status_code=info.code if final else None,
+        description=info.description if final else f"still processing ({info.code} {info.description})",
+        details=tuple(info.details or ()),
+        original_ksef_number=ext.get("originalKsefNumber"),
+        original_session_reference_number=ext.get("originalSessionReferenceNumber"),
+    )
+
+
+async def send_online(
+    client: KsefClient,
+    invoices: Iterable[tuple[str, bytes] | Path],
+    *,
+    skip_invalid: bool = False,
+    concurrency: int = 8,
+    offline_mode: bool = False,
+    max_wait: float | None = 600.0,
+    download_upo: bool = True,
+) -> OnlineSendResult:
+    """Send invoices through online sessions and return each one's final outcome.
+
+    Args:
+        client: An open, logged-in (or credentialed) client.
+        invoices: ``(name, xml_bytes)`` pairs or paths, sent as exactly those bytes.
+        skip_invalid: Send the valid invoices even when some are invalid (the invalid ones get an outcome with
+            their problems); by default nothing is sent if any invoice is invalid.
+        concurrency: Invoices in flight at once per session; the rate limiter still paces the sends.
+        offline_mode: Mark the invoices as issued in offline mode (``offlineMode``).
+        max_wait: Seconds to wait for KSeF to process each session after closing it; None waits for ever. On
+            expiry the unfinished invoices have no status code and say so.
+        download_upo: Download (hash-checked) and parse the session UPO.
+
+    Raises:
+        InvoiceError: Some invoices are invalid and ``skip_invalid`` is false (nothing was sent).
+        ConfigurationError: No invoices, or ``concurrency`` below 1.
+        KsefError: Opening a session failed (nothing of that session was sent).
+    """
+    if concurrency < 1:
+        raise ConfigurationError(f"concurrency must be >= 1, got {concurrency}")
+    checked = await asyncio.to_thread(lambda: _validate(_read(invoices)))
+    if not checked:
+        raise ConfigurationError("no invoices to send")
+    problems = [p for _, _, _, ps in checked for p in ps]
+    if problems and not skip_invalid:
+        raise InvoiceError(problems)
+    outcomes: list[InvoiceOutcome | None] = [
+        InvoiceOutcome(name=name, description="invalid: not sent", problems=ps) if ps else None
+        for name, _, _, ps in checked
+    ]
+    groups: dict[XmlFormCode, list[int]] = {}
+    for index, (_, _, valid, _) in enumerate(checked):
+        if valid is not None:
+            groups.setdefault(valid.form.form_code, []).append(index)
+    sessions: list[SessionOutcome] = []
+    for form_code, indices in groups.items():
+        session_items = []
+        for i in indices:
+            name, data, valid, _ = checked[i]
+            assert data is not None
+            assert valid is not None
+            session_items.append(_Item(i, name, data, valid))
+        session_outcome = await _send_session(
+            client,
+            form_code,
+            session_items,
+            outcomes,
+            concurrency=concurrency,
+            offline_mode=offline_mode,
+            max_wait=max_wait,
+            download_upo=download_upo,
+        )
+        sessions.append(session_outcome)
+    final = tuple(
+        o if o is not None else InvoiceOutcome(name=checked[i][0], description="not sent")
+        for i, o in enumerate(outcomes)
+    )
+    return OnlineSendResult(final, tuple(sessions))
+
+
+@attrs.frozen
+class _Item:
+    index: int
+    name: str
+    data: bytes = attrs.field(repr=False)
+    invoice: ValidatedInvoice
+
+
+async def _send_session(
+    client: KsefClient,
+    form_code: XmlFormCode,
+    items: Sequence[_Item],
+    outcomes: list[InvoiceOutcome | None],
+    *,
+    concurrency: int,
+    offline_mode: bool,
+    max_wait: float | None,
+    download_upo: bool,
+) -> SessionOutcome:
+    session = await client.online.open(_api_form_code(form_code))
+    ref = session.reference_number
+    log = extras(reference_number=ref, form=form_code.system_code, invoices=len(items))
+    logger.info("online session opened", extra=log)
+    try:
+        await _send_all(client, session, items, outcomes, concurrency=concurrency, offline_mode=offline_mode)
+    finally:
+        await _close(client, session)
+    try:
+        status = await client.sessions.wait_until_processed(ref, max_wait=max_wait)
+    except DeadlineExceededError as exc:
+        logger.warning("session not processed in time", extra=log)
+        return SessionOutcome(
+            reference_number=ref, form_code=form_code.system_code, status_code=None, description=str(exc)
+        )
+    await _collect_statuses(client, ref, items, outcomes)
+    pages: list[bytes] = []
+    if download_upo and status.upo is not None:
+        pages = [await client.sessions.download_upo(page.download_url) for page in status.upo.pages]
+    logger.info("online session processed", extra=log | extras(status=status.status.code))
+    return SessionOutcome(
+        reference_number=ref,
+        form_code=form_code.system_code,
+        status_code=status.status.code,
+        description=status.status.description,
+        upo=tuple(pages),
+        parsed_upo=tuple(parse_upo(page) for page in pages),
+    )
+
+
+async def _send_all(
+    client: KsefClient,
+    session: OnlineSession,
+    items: Sequence[_Item],
+    outcomes: list[InvoiceOutcome | None],
+    *,
+    concurrency: int,
+    offline_mode: bool,
+) -> None:
+    ref = session.reference_number
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def send_one(item: _Item) -> None:
+        base = InvoiceOutcome(name=item.name, invoice_hash=item.invoice.sha256, session_reference_number=ref)
+        async with semaphore:
+            try:
+                response = await client.online.send(session, item.data, offline_mode=offline_mode)
+            except AmbiguousRequestError as exc:
+                # Maybe sent: the session's invoice list (matched by hash) settles it after processing.
+                outcomes[item.index] = attrs.evolve(base, description=str(exc))
+                return
+            except ApiError as exc:
+                outcomes[item.index] = attrs.evolve(
+                    base,
+                    status_code=exc.status,
+                    description=f"refused by KSeF: {exc}",
+                    details=tuple(str(code) for code in exc.codes),
+                )
+                return
+        outcomes[item.index] = attrs.evolve(
+            base, reference_number=response.reference_number, description="sent, no final status yet"
+        )
+
+    async with asyncio.TaskGroup() as group:
+        for item in items:
+            group.create_task(send_one(item))
+
+
+async def _collect_statuses(
+    client: KsefClient, ref: str, items: Sequence[_Item], outcomes: list[InvoiceOutcome | None]
+) -> None:
+    """Fill in final statuses from the session's invoice list, matched by reference number, else by hash."""
+    by_reference: dict[str, _Item] = {}
+    by_hash = {item.invoice.sha256: item for item in items}
+    for item in items:
+        outcome = outcomes[item.index]
+        if outcome is not None and outcome.reference_number is not None:
+            by_reference[outcome.reference_number] = item
+    async for status in client.sessions.invoices(ref):
+        match = by_reference.get(status.reference_number) or by_hash.get(base64.b64encode(status.invoice_hash).decode())
+        if match is not None:
+            outcomes[match.index] = _outcome_from_status(match.name, ref, status)
+
+
+async def _close(client: KsefClient, session: OnlineSession) -> None:
+    try:
+        await client.online.close(session.reference_number)
+    except AmbiguousRequestError:
+        # The close may have happened; the status poll that follows tells.
+        logger.warning(
+            "close of the online session is ambiguous", extra=extras(reference_number=session.reference_number)
+        )
