@@ -36,6 +36,7 @@ SAMPLE = Path(__file__).parent.parent / "data" / "samples" / "invoices" / "fa3-i
 FA3 = {"systemCode": "FA (3)", "schemaVersion": "1-0E", "value": "FA"}
 NIP = DEFAULT_NIP
 TOKEN = DEFAULT_TOKEN
+FINAL = frozenset({200, 405, 415, 420, 430, 435, 440, 445, 500})
 
 
 def invoice(number: str, *, nip: str = NIP, padding: int = 0) -> bytes:
@@ -159,12 +160,18 @@ class Api:
         assert status == 200, body
         return dict(body)
 
-    async def wait_session(self, session: str, done: frozenset[int] = frozenset({200, 405, 415, 420, 430, 435, 440, 445, 500})) -> dict[str, Any]:
-        for _ in range(400):
-            body = await self.session_status(session)
+    async def wait_session(self, session: str, done: frozenset[int] = FINAL) -> dict[str, Any]:
+        """Poll ``GET /sessions/{ref}`` (5/s, honouring 429 Retry-After) until a status in ``done``."""
+        body: Any = None
+        for _ in range(300):
+            status, body, headers = await self.call("GET", f"/sessions/{session}")
+            if status == 429:
+                await asyncio.sleep(float(headers["Retry-After"]))
+                continue
+            assert status == 200, body
             if body["status"]["code"] in done:
-                return body
-            await asyncio.sleep(0.05)
+                return dict(body)
+            await asyncio.sleep(0.2)
         raise AssertionError(f"session {session} did not finish: {body}")
 
 
