@@ -1,0 +1,127 @@
+"""`ksef-async send`: send invoice files to KSeF and write a per-invoice report.
+
+Dispatch point: `send` validates its options and hands over to ``_send_online`` (``--online``) or ``_send_batch``
+(the default once the batch engine lands; until then the command says that batch sending needs ``--online``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+from cyclopts import Parameter
+
+from ksef_async.cli._app import app
+from ksef_async.cli._connection import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Connection, run_async
+from ksef_async.cli.validate import expand_paths
+from ksef_async.online import OnlineSendResult, send_online
+
+__all__ = ["send"]
+
+
+@app.command(name="send")
+def send(
+    paths: list[Path],
+    /,
+    *,
+    online: Annotated[bool, Parameter(negative="")] = False,
+    connection: Connection = Connection(),  # noqa: B008 - an immutable dataclass of options
+    report: Path | None = None,
+    skip_invalid: Annotated[bool, Parameter(negative="")] = False,
+    concurrency: int = 8,
+    wait: float = 600.0,
+    upo_dir: Path | None = None,
+) -> int:
+    """Send invoices to KSeF and print one line per invoice.
+
+    Exits 0 when every invoice was accepted, 1 when any was rejected (or invalid), 2 for usage or configuration
+    errors.
+
+    Parameters
+    ----------
+    paths
+        Invoice files, or directories searched recursively for ``*.xml``.
+    online
+        Send through an online (interactive) session: one request per invoice.
+    connection
+        Where and how to log in.
+    report
+        Write a JSON report (one entry per invoice, plus the sessions) to this file.
+    skip_invalid
+        Send the valid invoices even if some are invalid (by default nothing is sent then).
+    concurrency
+        Invoices in flight at once (the rate limiter still paces the requests).
+    wait
+        Seconds to wait for KSeF to process the session after closing it.
+    upo_dir
+        Save the session UPO pages here.
+    """
+    files, missing = expand_paths(paths)
+    for path in missing:
+        print(f"{path}: no such file or directory", file=sys.stderr)
+    if missing or not files:
+        if not files:
+            print("no invoice files found in the given paths", file=sys.stderr)
+        return EXIT_USAGE
+    if not online:
+        return _send_batch(files, connection)
+    return run_async(
+        lambda: _send_online(files, connection, skip_invalid=skip_invalid, concurrency=concurrency, wait=wait),
+        lambda result: _finish(result, report=report, upo_dir=upo_dir),
+    )
+
+
+def _send_batch(files: list[Path], connection: Connection) -> int:
+    """Batch sending: the batch engine plugs in here (same options, same report and exit codes)."""
+    del files, connection
+    print("ksef-async send: batch sending is not available in this build yet; add --online", file=sys.stderr)
+    return EXIT_USAGE
+
+
+async def _send_online(
+    files: list[Path], connection: Connection, *, skip_invalid: bool, concurrency: int, wait: float
+) -> OnlineSendResult:
+    async with connection.client() as client:
+        return await send_online(client, files, skip_invalid=skip_invalid, concurrency=concurrency, max_wait=wait)
+
+
+def _finish(result: OnlineSendResult, *, report: Path | None, upo_dir: Path | None) -> int:
+    _print_result(result)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(result.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    if upo_dir is not None:
+        write_upo_pages(result, upo_dir)
+    return EXIT_OK if result.all_accepted else EXIT_REJECTED
+
+
+def _print_result(result: OnlineSendResult) -> None:
+    for outcome in result.outcomes:
+        if outcome.accepted:
+            print(f"{outcome.name}: accepted {outcome.ksef_number}")
+        else:
+            code = f"[{outcome.status_code}] " if outcome.status_code is not None else ""
+            extra = f" (original {outcome.original_ksef_number})" if outcome.original_ksef_number else ""
+            details = f": {'; '.join(outcome.details)}" if outcome.details else ""
+            print(f"{outcome.name}: rejected {code}{outcome.description}{details}{extra}")
+            for problem in outcome.problems:
+                print(f"  {problem}")
+    for session in result.sessions:
+        print(
+            f"session {session.reference_number} ({session.form_code}): [{session.status_code}] {session.description}"
+        )
+    print(f"{len(result.accepted)} accepted, {len(result.rejected)} rejected", file=sys.stderr)
+
+
+def write_upo_pages(result: OnlineSendResult, directory: Path) -> list[Path]:
+    """Write each session's UPO pages as ``<session>-<n>.xml`` into ``directory``; return the paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for session in result.sessions:
+        for number, page in enumerate(session.upo, 1):
+            path = directory / f"{session.reference_number}-{number}.xml"
+            path.write_bytes(page)
+            written.append(path)
+    return written
