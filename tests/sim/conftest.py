@@ -29,6 +29,7 @@ from ksef_async.core.crypto import (
     select_public_key,
     sha256_b64,
 )
+from ksef_async.testing.invoices import InvoiceFactory
 from ksef_async.testing.pytest_plugin import DEFAULT_NIP, DEFAULT_TOKEN
 from ksef_async.testing.simulator import KsefSimulator
 
@@ -215,3 +216,9 @@ async def api(ksef_simulator: KsefSimulator) -> AsyncIterator[Api]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+def factory() -> InvoiceFactory:
+    """Distinct, XSD-valid FA(3) invoices of the seeded context's NIP."""
+    return InvoiceFactory(NIP, seed=7)

@@ -2,8 +2,10 @@
 
 Every spec operation is routed under ``/v2`` through one pipeline, in this order: count the request, inject an
 ``api-error`` fault, check the bearer token (401), count it against the rate limits (429), check the operation's
-required permissions (403), check the JSON body against the spec (strict mode), run the handler, inject a
-``close-error`` fault, and check the answer against the spec (strict mode). Operations the simulator does not
+required permissions (403), check the JSON body against the spec (strict mode: a mismatch is logged at ERROR and
+recorded in ``sim.contract_violations``, and the handler still answers as KSeF would, e.g. 21161 for 51 parts), run
+the handler, inject a ``close-error`` fault, and check the answer against the spec (strict mode: a mismatch is
+recorded, logged and raised as `ContractViolationError`, so the client gets a 500). Operations the simulator does not
 implement (permissions, certificates, invoice retrieval and a few test-data endpoints) answer 501 with an
 ``ExceptionResponse``; strict mode does not count those as violations. Storage (part uploads, UPO downloads) lives
 under ``/storage`` outside the API: no token, no rate limit.
@@ -188,9 +190,9 @@ def _parse_body(rt: Runtime, request: web.Request, op: Operation, raw: bytes) ->
         except (ValueError, UnicodeDecodeError):
             raise ApiFailure(400, 21405, "Błąd walidacji danych wejściowych.", ["body is not valid JSON"]) from None
     if rt.contract is not None and (raw or op.request_schema is not None):
-        problems = rt.contract.check_request(op, request.method, request.path, content_type or "", body)
-        if problems:
-            raise ApiFailure(400, 21405, "Błąd walidacji danych wejściowych.", problems[:10])
+        # Recorded and logged (the pytest plugin fails the test), but the handler still answers: KSeF's own checks
+        # give documented codes (21157, 21161...) for some out-of-contract bodies, and those must stay testable.
+        rt.contract.check_request(op, request.method, request.path, content_type or "", body)
     return body
 
 

@@ -149,7 +149,7 @@ class ContractChecker:
     def _errors(self, key: tuple[str, ...], schema: Any, body: Any) -> list[str]:
         validator = self._validator(key, schema)
         return [
-            f"{'/'.join(str(p) for p in err.absolute_path) or '<root>'}: {err.message}"
+            f"{'/'.join(str(p) for p in err.absolute_path) or '<root>'}: {_shorten(err.message)}"
             for err in sorted(validator.iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
         ]
 
@@ -200,6 +200,10 @@ class ContractChecker:
         if problems:
             self.record(ContractViolation("response", method, path, status, "; ".join(problems)))
         return problems
+
+
+def _shorten(message: str, limit: int = 300) -> str:
+    return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
 def _in_range(value: object, *, low: int, high: int) -> bool:
