@@ -9,7 +9,8 @@ Every request goes through `ApiTransport.request`, in this order:
 4. on 429: pause the group for ``Retry-After`` and try again, up to ``max_rate_limit_retries``;
 5. on 401 with an access token: let the token source refresh once, and try once more;
 6. on a connection error, timeout or 5xx: an idempotent call is retried with jittered exponential back-off
-   (stamina); a call that may have taken effect raises `AmbiguousRequestError` instead.
+   (stamina); a call that may have taken effect raises `AmbiguousRequestError` instead. A failure to connect is
+   retried for every call: nothing reached KSeF.
 
 Tests make stamina's back-off instant with ``stamina.set_testing(True, attempts=N)``.
 """
@@ -254,7 +255,9 @@ class ApiTransport:
         auth_retried = False
         while True:
             try:
-                return await (self._send_retrying(call) if idempotent else self._send_once(call))
+                # Non-idempotent calls go through the same loop: only "cannot connect" (nothing was sent) is
+                # retryable for them; their other failures raise AmbiguousRequestError, which is not.
+                return await self._send_retrying(call)
             except RateLimitedError as exc:
                 await self.limiter.on_rate_limited(op.rate_group, exc.retry_after)
                 if rate_retries >= self.retry.max_rate_limit_retries:
@@ -294,7 +297,7 @@ class ApiTransport:
                 with attempt:
                     if attempt.num > 1:
                         logger.info(
-                            "retrying an idempotent call",
+                            "retrying a call",
                             extra=extras(operation=call.op.operation_id, attempt=attempt.num),
                         )
                     return await self._send_once(call)
