@@ -27,7 +27,7 @@ from aiohttp import web
 
 from ksef_async.errors import ConfigurationError
 from ksef_async.operations import OPERATIONS, PUBLIC_GROUP, Operation, TokenKind
-from ksef_async.testing.simulator import auth, batch, sessions, storage
+from ksef_async.testing.simulator import auth, batch, retrieval, sessions, storage
 from ksef_async.testing.simulator.contract import ContractChecker, ContractViolation, ContractViolationError
 from ksef_async.testing.simulator.faults import FaultInjector, FaultSpec
 from ksef_async.testing.simulator.keys import MfKeyring
@@ -77,6 +77,7 @@ _HANDLERS: dict[str, Handler] = {
     "get_sessions_upo_by_upo_reference_number": sessions.get_session_upo,
     "get_sessions_invoices_upo": sessions.get_invoice_upo,
     "get_sessions_invoices_ksef_upo": sessions.get_invoice_upo_by_ksef,
+    **retrieval.HANDLERS,
 }
 _CLOSE_OPERATIONS = frozenset({"post_sessions_online_close", "post_sessions_batch_close"})
 _UNIMPLEMENTED_STATUS = 501
@@ -224,6 +225,7 @@ def build_app(rt: Runtime) -> web.Application:
     app.router.add_put("/storage/batch-parts/{session}/{part}", upload)
     app.router.add_get("/storage/upo/{session}/invoices/{invoice}", download)
     app.router.add_get("/storage/upo/{session}/{upo}", download)
+    retrieval.add_storage_routes(app, rt)
     return app
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 from typing import Any
 
 from aiohttp import web
@@ -186,7 +187,9 @@ async def xades_login(rt: Runtime, request: web.Request, principal: Principal | 
     data: bytes = request[RAW_BODY]
     loop = asyncio.get_running_loop()
     try:
-        verified = await loop.run_in_executor(None, verify_auth_token_request, data, None)
+        verified = await loop.run_in_executor(
+            None, functools.partial(verify_auth_token_request, data, now=rt.state.clock.now_dt())
+        )
     except SignatureError as exc:
         raise ApiFailure(400, exc.code, exc.reason) from None
     except ValueError as exc:
