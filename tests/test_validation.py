@@ -432,3 +432,9 @@ def test_cli_entry_point_subprocess(tmp_path: Path, sample: bytes) -> None:
     )
     assert rejected.returncode == 1
     assert rejected.stdout.startswith(f"{bad}:1: starts with a UTF-8 byte order mark")
+
+
+def test_invoice_number_is_kept_exactly_as_written(sample: bytes) -> None:
+    # KSeF's duplicate check compares P_2 as written; the parser drops only whitespace between elements.
+    data = sample.replace(b"<P_2>FA/YUCFO-4342344706/03/2026</P_2>", b"<P_2> FA/1 </P_2>")
+    assert validate_invoice(data, "ws.xml").invoice_number == " FA/1 "

