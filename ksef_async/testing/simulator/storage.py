@@ -84,7 +84,9 @@ async def upload_part(rt: Runtime, request: web.Request) -> web.StreamResponse: 
                 _log.info("fault upload-reset: dropping the upload of part %d after %d bytes", ordinal, received)
                 if request.transport is not None:
                     request.transport.abort()
-                raise ConnectionResetError("injected upload reset")
+                fh.close()
+                spool.unlink(missing_ok=True)
+                return web.Response(status=500)  # never reaches the client: the connection is gone
             if len(pending) >= _CHUNK:
                 await loop.run_in_executor(None, fh.write, bytes(pending))
                 pending.clear()
