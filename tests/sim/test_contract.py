@@ -1,0 +1,87 @@
+"""Strict contract mode: the OpenAPI-to-JSON-Schema conversion and that mismatches are caught both ways."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+
+from ksef_async.operations import operation
+from ksef_async.testing.simulator import KsefSimulator
+from ksef_async.testing.simulator.contract import ContractChecker, to_json_schema
+
+pytestmark = pytest.mark.anyio
+
+
+def test_conversion_handles_nullable_refs_and_enums() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "a": {"type": "string", "nullable": True},
+            "b": {"allOf": [{"$ref": "#/components/schemas/X"}], "nullable": True},
+            "c": {"enum": ["P", "Q"], "type": "string", "nullable": True},
+            "type": {"type": "integer", "example": 3},
+        },
+    }
+    assert to_json_schema(schema) == {
+        "type": "object",
+        "properties": {
+            "a": {"type": ["string", "null"]},
+            "b": {"anyOf": [{"allOf": [{"$ref": "#/$defs/X"}]}, {"type": "null"}]},
+            "c": {"anyOf": [{"enum": ["P", "Q"], "type": "string"}, {"type": "null"}]},
+            "type": {"type": "integer"},
+        },
+    }
+
+
+def _status_body(**overrides: Any) -> dict[str, Any]:
+    return {
+        "status": {"code": 200, "description": "ok"},
+        "dateCreated": "2025-09-18T15:00:30+00:00",
+        "dateUpdated": "2025-09-18T15:01:20+00:00",
+    } | overrides
+
+
+def test_response_checks() -> None:
+    checker = ContractChecker()
+    op = operation("get_sessions_by_reference_number")
+    assert checker.check_response(op, "GET", "/x", 200, "application/json", _status_body()) == []
+    assert checker.check_response(op, "GET", "/x", 200, "application/json", _status_body(dateCreated="yesterday"))
+    assert checker.check_response(op, "GET", "/x", 200, "application/json", {"status": {"code": 200}})
+    assert checker.check_response(op, "GET", "/x", 418, None, None)
+    assert checker.check_response(op, "GET", "/x", 200, "text/plain", None)
+    assert len(checker.violations) == 4
+    assert all(v.direction == "response" for v in checker.violations)
+
+
+def test_byte_and_integer_formats_are_checked() -> None:
+    checker = ContractChecker()
+    op = operation("post_sessions_online_invoices")
+    body = {
+        "invoiceHash": "A" * 43 + "=",
+        "invoiceSize": 1,
+        "encryptedInvoiceHash": "A" * 43 + "=",
+        "encryptedInvoiceSize": 16,
+        "encryptedInvoiceContent": "AAAA",
+    }
+    assert checker.check_request(op, "POST", "/x", "application/json", body) == []
+    assert checker.check_request(op, "POST", "/x", "application/json", body | {"encryptedInvoiceContent": "**"})
+    assert checker.check_request(op, "POST", "/x", "application/json", body | {"invoiceSize": 2**64})
+
+
+async def test_strict_simulator_records_a_bad_request_and_still_answers_like_ksef() -> None:
+    async with KsefSimulator(strict_contract=True) as sim, aiohttp.ClientSession() as http:
+        async with http.post(sim.base_url + "/auth/ksef-token", json={"challenge": "short"}) as resp:
+            assert resp.status == 400
+            body = await resp.json()
+        assert body["exception"]["exceptionDetailList"][0]["exceptionCode"] == 21405
+        assert [v.direction for v in sim.contract_violations] == ["request"]
+        assert "contextIdentifier" in sim.contract_violations[0].message
+
+
+async def test_lax_simulator_records_nothing() -> None:
+    async with KsefSimulator() as sim, aiohttp.ClientSession() as http:
+        async with http.post(sim.base_url + "/auth/ksef-token", json={"challenge": "short"}) as resp:
+            assert resp.status == 400
+        assert sim.contract_violations == []
