@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -32,10 +31,10 @@ class RequestCounter:
 
 
 @pytest.fixture
-async def sim(ksef_simulator_factory: Any) -> AsyncIterator[KsefSimulator]:
-    """A simulator with the default context, production rate limits, strict contract checks."""
+async def sim(ksef_simulator_factory: Any) -> KsefSimulator:
+    """A simulator with the default context, production rate limits, strict contract checks (stopped by the factory)."""
     simulator: KsefSimulator = await ksef_simulator_factory(contexts=[(DEFAULT_NIP, DEFAULT_TOKEN)], seed=7)
-    yield simulator
+    return simulator
 
 
 @pytest.fixture
