@@ -6,6 +6,7 @@ from ksef_async.cli import make_invoices as _make_invoices  # noqa: F401
 from ksef_async.cli import prepare as _prepare  # noqa: F401
 from ksef_async.cli import qr as _qr  # noqa: F401
 from ksef_async.cli import send as _send  # noqa: F401
+from ksef_async.cli import simulator as _simulator  # noqa: F401
 from ksef_async.cli import status as _status  # noqa: F401
 from ksef_async.cli import upo as _upo  # noqa: F401
 from ksef_async.cli import validate as _validate  # noqa: F401
