@@ -2,4 +2,25 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+# The version is set before these imports: ksef_async.client reads it for the User-Agent.
+from ksef_async.auth import CertificateCredentials, KsefTokenCredentials
+from ksef_async.client import ClientConfig, Environment, KsefClient
+from ksef_async.online import InvoiceOutcome, OnlineSendResult, SessionOutcome, send_online
+from ksef_async.transport import KsefSystemWarning, RetryPolicy
+from ksef_async.xml.auth_request import ContextIdentifier
+
+__all__ = [
+    "CertificateCredentials",
+    "ClientConfig",
+    "ContextIdentifier",
+    "Environment",
+    "InvoiceOutcome",
+    "KsefClient",
+    "KsefSystemWarning",
+    "KsefTokenCredentials",
+    "OnlineSendResult",
+    "RetryPolicy",
+    "SessionOutcome",
+    "__version__",
+    "send_online",
+]
