@@ -8,11 +8,14 @@ implementation (a test double for one layer). Bodies are the spec's JSON objects
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from ksef_async.core.crypto import MfPublicKey
 from ksef_async.operations import operation
 from ksef_async.transport import ApiTransport, StorageTransport
+
+if TYPE_CHECKING:
+    from ksef_async.client import KsefClient
 
 __all__ = ["BatchApi", "TransportBatchApi"]
 
@@ -79,6 +82,13 @@ class TransportBatchApi:
 
     def __repr__(self) -> str:
         return f"TransportBatchApi({self._api!r})"
+
+    @classmethod
+    def from_client(cls, client: KsefClient) -> TransportBatchApi:
+        """Use the transports of an open `KsefClient` (its storage pool should match the upload concurrency)."""
+        resource = client.batch
+        # The client exposes its transports only through its resources; every resource shares the same pair.
+        return cls(resource._api, resource._storage)  # noqa: SLF001
 
     async def public_key(self) -> MfPublicKey:
         """Fetch (once) and return the ``SymmetricKeyEncryption`` key."""

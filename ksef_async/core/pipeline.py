@@ -151,6 +151,12 @@ class ArchivePipeline:
             raise ValueError(msg)
         view = memoryview(data).cast("B")
         pos, end = 0, len(view)
+        fill = self._fill + end
+        if fill < self._chunk and self._part_plain + fill < self._part_size:
+            # Fast path (most writes: one small zip entry): it fits in the stage without reaching a boundary.
+            self._stage_view[self._fill : fill] = view
+            self._fill = fill
+            return
         while pos < end:
             # Stage up to a full chunk, but never past the end of the current part.
             room = min(self._chunk - self._fill, self._part_size - self._part_plain - self._fill)

@@ -60,7 +60,7 @@ MAX_PARTS: Final = 50
 _MB: Final = 1_000_000  # KSeF sizes are SI
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)  # a dict key once per invoice while packing sessions
 class FormKey:
     """A session ``formCode`` (``systemCode``, ``schemaVersion``, ``value``); sessions never mix two."""
 
@@ -325,6 +325,7 @@ class SessionPacker:
 
     def __init__(self, limits: SessionLimits) -> None:
         self.limits = limits
+        self._budget = limits.archive_budget
         self._open: dict[FormKey, _Open] = {}
         self._next = 1
 
@@ -336,10 +337,10 @@ class SessionPacker:
         """
         problem = self.limits.size_problem(entry)
         bound = zip_size_bound(entry.name, entry.size)
-        if problem is None and bound + END_OVERHEAD > self.limits.archive_budget:
+        if problem is None and bound + END_OVERHEAD > self._budget:
             problem = InvoiceProblem(
                 entry.name,
-                f"invoice of {entry.size:,} bytes does not fit one session of {self.limits.archive_budget:,} bytes",
+                f"invoice of {entry.size:,} bytes does not fit one session of {self._budget:,} bytes",
                 None,
                 "size",
             )
@@ -348,8 +349,7 @@ class SessionPacker:
         closed: SessionPlan | None = None
         current = self._open.get(entry.form)
         if current is not None and (
-            len(current.invoices) >= self.limits.max_invoices
-            or current.archive_bound + bound > self.limits.archive_budget
+            len(current.invoices) >= self.limits.max_invoices or current.archive_bound + bound > self._budget
         ):
             closed = self._close(entry.form)
             current = None

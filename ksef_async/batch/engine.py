@@ -1,0 +1,804 @@
+"""The batch coordinator: prepare -> open -> upload parts -> close -> poll -> results -> UPO, resumable at any point.
+
+`BatchSender` owns the state of one batch send (the plan, in memory and in ``<state_dir>/plan.json``) and every
+failure clean-up. Each session runs its own lifecycle in a task; sessions overlap, and all part uploads share one
+limit (``concurrency``). A session is opened and uploaded as soon as its parts are spooled, while the next one is
+still being prepared; it is closed only after preparation has finished and the plan recording its reference
+number is on disk.
+
+What is "sent": nothing, until a session's parts are uploaded *and* it is closed. A session that is opened and
+never closed expires at KSeF (status 440) and none of its invoices is processed. That is what makes every crash
+point safe:
+
+================================  ============================================================================
+crash (or kill) ...               ``resume`` does
+================================  ============================================================================
+during prepare                    nothing to resume (no plan is written until prepare ends); sessions opened
+                                  meanwhile were never closed and expire: nothing was sent. Run ``send`` again.
+before open                       opens the session (state ``prepared``).
+after open, before the plan       finds the reference in ``sNNN-upload.json``; adopts the session if it is
+records it                        still open (status 100) and in its window, else opens a new one (the old one
+                                  expires unsent).
+mid-upload / before close         asks the status: 100 in the window -> uploads the parts not acknowledged, then
+                                  closes; window passed or 440 -> a new session with the same parts.
+close sent, answer lost           asks the status: 100 -> closes again; 150/200/4xx -> it is closed.
+after close, before results       polls to a final status, fetches the results, saves the UPO.
+================================  ============================================================================
+
+A new session for the same invoices reuses the prepared parts and their ``encryption`` object: the plaintext,
+key and IV are identical, so nothing new is revealed, and no invoice can be processed twice because the old
+session never reached processing. Only a session whose final status is 440 (cancelled before processing) or
+that was never closed is re-sent; every other outcome is final. No invoice is sent twice unless KSeF lost it.
+
+Memory: the prepare stage is bounded by the pipeline (about ``part buffer + zip window``, independent of the batch
+size; see `ksef_async.batch.prepare`); each part in flight streams its spool file in 64 KiB reads, so uploads
+add about ``concurrency x 128 KiB``; the plan holds about 400 bytes per invoice. Peak ~= pipeline + concurrency
+x 128 KiB + 400 B x invoices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+import anyio.to_thread
+import attrs
+
+from ksef_async._logging import extras, get_logger
+from ksef_async.batch.api import BatchApi
+from ksef_async.batch.events import (
+    BatchEvent,
+    EventSink,
+    InvoicesValidated,
+    ResultsFetched,
+    SessionPrepared,
+    SessionStatusChanged,
+    StageFinished,
+    UpoSaved,
+)
+from ksef_async.batch.inputs import Inputs
+from ksef_async.batch.prepare import OnInvalid, load_plan, prepare_batch, save_plan
+from ksef_async.batch.reconcile import BatchReport, build_report, match_results
+from ksef_async.batch.resume import (
+    UploadRecord,
+    delete_upload_record,
+    read_upload_record,
+    write_upload_record,
+)
+from ksef_async.batch.upload import PartRequest, UploadWindowClosedError, upload_part
+from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE
+from ksef_async.core.plan import (
+    BatchPlan,
+    InvoiceOutcome,
+    OutcomeStatus,
+    SessionLimits,
+    SessionPlan,
+    SessionState,
+)
+from ksef_async.core.polling import Backoff
+from ksef_async.errors import (
+    ApiError,
+    BadRequestError,
+    ConfigurationError,
+    DeadlineExceededError,
+    KsefError,
+    NotFoundError,
+    RateLimitedError,
+    ServerError,
+    SessionFailedError,
+    TransportError,
+)
+
+__all__ = ["PART_WINDOW", "BatchSender", "SendConfig"]
+
+logger = get_logger("batch")
+
+PART_WINDOW: Final = dt.timedelta(minutes=20)
+"""Upload time per declared part: a session with N parts may upload each part for N x 20 min after the open."""
+_OPEN: Final = 100
+_PROCESSING: Final = 150
+_OK: Final = 200
+_CANCELLED: Final = 440  # "upload time exceeded" or "no invoices": nothing was processed
+_NOT_FINAL: Final = frozenset({_OPEN, _PROCESSING})
+_PART_MISSING: Final = 21205
+_WINDOW_EXCEEDED: Final = 21208
+_TRANSIENT: Final = (TransportError, ServerError, RateLimitedError)
+
+
+def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not value > 0:
+        raise ConfigurationError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def _at_least_one(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value < 1:
+        raise ConfigurationError(f"{attribute.name} must be >= 1, got {value!r}")
+
+
+@attrs.frozen
+class SendConfig:
+    """How a batch is sent. Memory ~= pipeline buffers + ``concurrency`` x 128 KiB + 400 B x invoices.
+
+    Attributes:
+        concurrency: Parts uploaded at once, over all sessions (default 4). Give the storage connection pool
+            (`ksef_async.client.ClientConfig.storage_connections`) at least this many connections.
+        part_size: Largest plaintext part in bytes (16 .. 99,999,984; default the maximum). Smaller parts upload
+            one archive over several connections, and make a retried part cheaper.
+        validate: Preflight and XSD validation before anything is sent (default True).
+        on_invalid: ``"stop"`` at the first invalid invoice (default; nothing is sent) or ``"skip"`` it and
+            report it.
+        workers: Validation threads (default: CPU count, at most 8).
+        use_context_limits: Read ``GET /limits/context`` to split sessions by the context's own limits.
+        part_backoff: Waits between attempts of one part (default 0.5 s doubling to 30 s), within its window.
+        open_backoff: Waits between attempts to open a session after an unclear answer (an unrecorded open just
+            expires unsent, so retrying is safe).
+        open_attempts: Attempts to open one session (default 5).
+        status_backoff: Waits between status polls (default 0.5 s growing by 1.5x to 10 s).
+        close_attempts: Attempts to close a session whose status still says 100 (default 5).
+        process_timeout: Seconds to wait for a closed session to reach a final status (default 4 h).
+        max_reopens: New sessions tried for the same parts after a window passed or a 440 (default 2).
+        upo_dir: Where session UPO pages are saved (default ``<state_dir>/upo``).
+        download_upo: Whether to download the session UPO (default True).
+        keep_spool: Keep the part files of a finished session (default False: deleted once it is done).
+    """
+
+    concurrency: int = attrs.field(default=4, validator=_at_least_one)
+    part_size: int = attrs.field(
+        default=MAX_PART_PLAIN_SIZE, validator=[attrs.validators.ge(16), attrs.validators.le(MAX_PART_PLAIN_SIZE)]
+    )
+    validate: bool = True
+    on_invalid: OnInvalid = attrs.field(default="stop", validator=attrs.validators.in_(("stop", "skip")))
+    workers: int | None = None
+    use_context_limits: bool = True
+    part_backoff: Backoff = attrs.field(factory=lambda: Backoff(initial=0.5, factor=2.0, maximum=30.0))
+    open_backoff: Backoff = attrs.field(factory=lambda: Backoff(initial=1.0, factor=2.0, maximum=30.0))
+    open_attempts: int = attrs.field(default=5, validator=_at_least_one)
+    status_backoff: Backoff = attrs.field(factory=lambda: Backoff(initial=0.5, factor=1.5, maximum=10.0))
+    close_attempts: int = attrs.field(default=5, validator=_at_least_one)
+    process_timeout: float = attrs.field(default=4 * 3600.0, validator=_positive)
+    max_reopens: int = attrs.field(default=2, validator=attrs.validators.ge(0))
+    upo_dir: Path | None = None
+    download_upo: bool = True
+    keep_spool: bool = False
+
+
+class _Restart(Exception):  # noqa: N818 - internal signal
+    """The session cannot go on (window passed, cancelled before processing): re-send its parts in a new one."""
+
+
+class _Stages:
+    """Wall time per stage: first start to last end over all sessions (stages of sessions overlap)."""
+
+    def __init__(self, clock: Callable[[], float], emit: EventSink) -> None:
+        self._clock = clock
+        self._emit = emit
+        self.spans: dict[str, list[float]] = {}
+
+    @contextlib.contextmanager
+    def timed(self, stage: str) -> Any:
+        start = self._clock()
+        span = self.spans.setdefault(stage, [start, start])
+        span[0] = min(span[0], start)
+        try:
+            yield
+        finally:
+            span[1] = max(span[1], self._clock())
+            self._emit(StageFinished(stage, span[1] - span[0]))
+
+    def seconds(self) -> dict[str, float]:
+        return {stage: round(end - start, 6) for stage, (start, end) in self.spans.items()}
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class BatchSender:
+    """Send invoices by batch, or finish a send from its state directory (`resume`).
+
+    Args:
+        api: The KSeF calls (`ksef_async.batch.api.TransportBatchApi` over a logged-in client).
+        state_dir: The state directory (plan, spool, upload records); for `send` it must be new or empty.
+        config: Tunables.
+        on_event: Receives every `ksef_async.batch.events` event (on the event loop; keep it quick).
+        now: Aware UTC wall clock (upload windows).
+        monotonic: Monotonic clock (stage timings, polling deadlines).
+        sleep: Async sleep (tests inject a fast one).
+    """
+
+    def __init__(
+        self,
+        api: BatchApi,
+        state_dir: str | Path,
+        config: SendConfig | None = None,
+        *,
+        on_event: EventSink | None = None,
+        now: Callable[[], dt.datetime] = _utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.api = api
+        self.state_dir = Path(state_dir)
+        self.config = config or SendConfig()
+        self._on_event = on_event
+        self._now = now
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._stages = _Stages(monotonic, self._emit)
+        self._base: BatchPlan | None = None
+        self._sessions: dict[int, SessionPlan] = {}
+        self._records: dict[int, UploadRecord] = {}
+        self._upo_files: dict[int, list[str]] = {}
+        self._persist = False
+        self._prepared = anyio.Event()
+        self._save_lock = anyio.Lock()
+        self._version = 0
+        self._saved = 0
+        self._slots = anyio.CapacityLimiter(self.config.concurrency)
+        self._resuming = False
+
+    def __repr__(self) -> str:
+        return f"BatchSender(state_dir={str(self.state_dir)!r})"
+
+    # -- public ---------------------------------------------------------------------------------------------------
+
+    @property
+    def plan(self) -> BatchPlan | None:
+        """The plan as it stands now (``None`` before preparation ends)."""
+        if self._base is None:
+            return None
+        return attrs.evolve(self._base, sessions=tuple(self._sessions[i] for i in sorted(self._sessions)))
+
+    async def send(self, inputs: Inputs) -> BatchReport:
+        """Validate, prepare and send ``inputs``; return the report once every session is final.
+
+        Raises:
+            InvoiceError: ``on_invalid="stop"`` and an invoice is invalid (nothing was sent), or no input is valid.
+            ConfigurationError: Bad options or an unusable state directory.
+        """
+        cfg = self.config
+        limits = SessionLimits(part_size=cfg.part_size)
+        if cfg.use_context_limits:
+            raw = await self.api.batch_limits()
+            if raw:
+                limits = SessionLimits.from_context(dict(raw), part_size=cfg.part_size)
+        key = await self.api.public_key()
+        failure: Exception | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+
+                def on_session(session: SessionPlan) -> None:
+                    self._sessions[session.index] = session
+                    self._emit(
+                        SessionPrepared(
+                            session.index, len(session.invoices), len(session.parts), sum(p.size for p in session.parts)
+                        )
+                    )
+                    tg.start_soon(self._drive, session.index)
+
+                try:
+                    with self._stages.timed("prepare"):
+                        plan = await prepare_batch(
+                            inputs,
+                            public_key=key,
+                            state_dir=self.state_dir,
+                            part_size=cfg.part_size,
+                            validate=cfg.validate,
+                            on_invalid=cfg.on_invalid,
+                            limits=limits,
+                            workers=cfg.workers,
+                            on_session=on_session,
+                        )
+                except Exception as exc:  # noqa: BLE001 - re-raised below, outside the task group
+                    failure = exc
+                    tg.cancel_scope.cancel()
+                else:
+                    self._base = plan
+                    self._persist = True
+                    await self._save()
+                    self._emit(
+                        InvoicesValidated(
+                            plan.invoice_count,
+                            len(plan.skipped),
+                            sum(i.size for s in plan.sessions for i in s.invoices),
+                        )
+                    )
+                    self._prepared.set()
+        finally:
+            if failure is not None or self._base is None:
+                # Nothing is resumable: drop the signed URLs of sessions opened meanwhile (they expire unsent).
+                for index in list(self._sessions):
+                    delete_upload_record(self.state_dir, index)
+            else:
+                await self._final_save()
+        if failure is not None:
+            raise failure
+        return self.report()
+
+    async def resume(self) -> BatchReport:
+        """Finish the send recorded in the state directory; return the report.
+
+        Raises:
+            ConfigurationError: The directory holds no plan (preparation never finished: nothing was sent).
+        """
+        if not (self.state_dir / "plan.json").exists():
+            msg = (
+                f"{self.state_dir} holds no plan: preparation never finished, so nothing was sent; "
+                "run 'ksef-async send' again with a new state directory"
+            )
+            raise ConfigurationError(msg)
+        plan = await anyio.to_thread.run_sync(load_plan, self.state_dir)
+        self._base = plan
+        self._sessions = {s.index: s for s in plan.sessions}
+        self._persist = True
+        self._resuming = True
+        self._prepared.set()
+        try:
+            async with anyio.create_task_group() as tg:
+                for index, session in sorted(self._sessions.items()):
+                    if session.state is not SessionState.DONE or self._needs_resend(session):
+                        tg.start_soon(self._drive, index)
+        finally:
+            await self._final_save()
+        return self.report()
+
+    def report(self) -> BatchReport:
+        """The report of the plan as it stands."""
+        plan = self.plan
+        if plan is None:
+            msg = "no plan yet: preparation has not finished"
+            raise ConfigurationError(msg)
+        return build_report(
+            plan,
+            upo_files=self._upo_files,
+            timings=self._stages.seconds(),
+            state_dir=str(self.state_dir),
+            finished=self._now(),
+        )
+
+    # -- plumbing -------------------------------------------------------------------------------------------------
+
+    def _emit(self, event: BatchEvent) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def _set(self, session: SessionPlan, *, announce: bool = False) -> SessionPlan:
+        self._sessions[session.index] = session
+        if announce:
+            self._emit(
+                SessionStatusChanged(
+                    session.index,
+                    session.state.value,
+                    session.reference_number,
+                    session.status_code,
+                    session.status_description,
+                )
+            )
+        return session
+
+    async def _save(self) -> None:
+        """Write the plan; concurrent callers share one write (each returns once its change is on disk)."""
+        if not self._persist:
+            return
+        self._version += 1
+        target = self._version
+        async with self._save_lock:
+            if self._saved >= target:
+                return
+            version = self._version
+            plan = self.plan
+            assert plan is not None  # _persist implies a base plan
+            await anyio.to_thread.run_sync(save_plan, self.state_dir, plan)
+            self._saved = version
+
+    async def _final_save(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._save()
+
+    @staticmethod
+    def _needs_resend(session: SessionPlan) -> bool:
+        return session.status_code == _CANCELLED and any(i.outcome is None for i in session.invoices)
+
+    # -- one session's lifecycle -----------------------------------------------------------------------------------
+
+    async def _drive(self, index: int) -> None:
+        """Run session ``index`` from its current state to a final one; failures are recorded, not raised."""
+        reopens = 0
+        while True:
+            try:
+                await self._advance(index)
+            except _Restart as why:
+                if reopens >= self.config.max_reopens:
+                    self._fail(index, None, f"gave up after {reopens + 1} sessions: {why}")
+                    await self._save()
+                    return
+                reopens += 1
+                logger.warning("re-sending a session's parts in a new session", extra=extras(session=index))
+                await self._restart(index)
+            except KsefError as exc:
+                code = exc.status if isinstance(exc, ApiError) else None
+                # Recorded in the plan and the report: an expected outcome, no traceback.
+                logger.warning(
+                    "batch session failed", extra=extras(session=index, error=type(exc).__name__, status=code)
+                )
+                self._fail(index, code, f"{type(exc).__name__}: {exc}")
+                await self._save()
+                return
+
+    def _fail(self, index: int, code: int | None, description: str) -> None:
+        session = self._sessions[index]
+        self._set(
+            attrs.evolve(
+                session,
+                state=SessionState.FAILED,
+                status_code=code if code is not None else session.status_code,
+                status_description=description,
+            ),
+            announce=True,
+        )
+
+    async def _advance(self, index: int) -> None:
+        if not await self._settle_failed(index):
+            return
+        session = self._sessions[index]
+        if session.state in {SessionState.PLANNED, SessionState.PREPARED} and not await self._adopt(index):
+            await self._open(index)
+        session = self._sessions[index]
+        if session.state in {SessionState.OPENED, SessionState.UPLOADING} and not (
+            self._resuming and await self._closed_already(index)
+        ):
+            await self._upload(index)
+            await self._prepared.wait()
+            await self._close(index)
+        code, status = await self._await_final(index)
+        if code == _CANCELLED:
+            raise _Restart(f"KSeF cancelled the session (440: {self._sessions[index].status_description})")
+        await self._results(index, code)
+        if code == _OK and self.config.download_upo:
+            await self._upo(index, status)
+        session = self._sessions[index]
+        final = SessionState.DONE if code == _OK else SessionState.FAILED
+        self._set(attrs.evolve(session, state=final), announce=True)
+        await self._save()
+        if final is SessionState.DONE and not self.config.keep_spool:
+            await anyio.to_thread.run_sync(self._delete_spool, session)
+
+    async def _settle_failed(self, index: int) -> bool:
+        """Decide what a ``done``/``failed`` session recorded earlier needs; return whether to go on driving it."""
+        session = self._sessions[index]
+        if session.state is SessionState.DONE and not self._needs_resend(session):
+            return False
+        if session.state is not SessionState.FAILED:
+            return True
+        if self._needs_resend(session):
+            raise _Restart("the session was cancelled before processing (440)")
+        if session.reference_number is None:
+            await self._restart(index)  # it never got a session at KSeF: try again
+            return True
+        if session.status_code is None or session.status_code in _NOT_FINAL:
+            # It failed on our side (e.g. polling gave up) after the close: poll again.
+            self._set(attrs.evolve(session, state=SessionState.CLOSED))
+            return True
+        return False  # a final failure at KSeF: its invoices carry their outcome (or the session's)
+
+    def _delete_spool(self, session: SessionPlan) -> None:
+        for part in session.parts:
+            (self.state_dir / part.file).unlink(missing_ok=True)
+
+    async def _restart(self, index: int) -> None:
+        """Forget the session at KSeF (it expires unsent) and put its parts back to ``prepared``."""
+        session = self._sessions[index]
+        for part in session.parts:
+            if not (self.state_dir / part.file).exists():
+                msg = (
+                    f"session {index}: spool file {part.file} is gone, so its invoices cannot be re-sent from this "
+                    "state directory; send the invoices without a KSeF number again"
+                )
+                raise ConfigurationError(msg)
+        self._records.pop(index, None)
+        await anyio.to_thread.run_sync(delete_upload_record, self.state_dir, index)
+        self._set(
+            attrs.evolve(
+                session,
+                state=SessionState.PREPARED,
+                reference_number=None,
+                upload_deadline=None,
+                status_code=None,
+                status_description=None,
+                parts=tuple(attrs.evolve(p, uploaded=False) for p in session.parts),
+                invoices=tuple(attrs.evolve(i, outcome=None) for i in session.invoices),
+            ),
+            announce=True,
+        )
+        await self._save()
+
+    async def _status(self, index: int) -> Mapping[str, Any]:
+        """``GET /sessions/{ref}``; record and announce a changed code."""
+        session = self._sessions[index]
+        assert session.reference_number is not None
+        body = await self.api.session_status(session.reference_number)
+        status = body.get("status") or {}
+        code = status.get("code")
+        description = status.get("description")
+        if isinstance(code, int) and code != session.status_code:
+            state = session.state
+            if code == _PROCESSING:
+                state = SessionState.PROCESSING
+            self._set(
+                attrs.evolve(session, status_code=code, status_description=description, state=state), announce=True
+            )
+        return body
+
+    def _code(self, index: int) -> int | None:
+        return self._sessions[index].status_code
+
+    async def _adopt(self, index: int) -> bool:
+        """On resume: take over a session opened before the plan recorded it, if it is still usable."""
+        if not self._resuming:
+            return False
+        record = await anyio.to_thread.run_sync(read_upload_record, self.state_dir, index)
+        if record is None:
+            return False
+        session = self._sessions[index]
+        usable = self._now() < record.upload_deadline
+        if usable:
+            self._set(attrs.evolve(session, reference_number=record.reference_number))
+            try:
+                await self._status(index)
+            except NotFoundError:
+                usable = False
+            usable = usable and self._code(index) == _OPEN
+        if not usable:
+            # It expires unsent at KSeF (never closed): open a new one.
+            self._set(attrs.evolve(self._sessions[index], reference_number=None, status_code=None))
+            await anyio.to_thread.run_sync(delete_upload_record, self.state_dir, index)
+            return False
+        self._records[index] = record
+        self._set(
+            attrs.evolve(self._sessions[index], state=SessionState.OPENED, upload_deadline=record.upload_deadline),
+            announce=True,
+        )
+        await self._save()
+        return True
+
+    async def _open(self, index: int) -> None:
+        session = self._sessions[index]
+        if session.encryption is None:
+            msg = f"session {index} has no encryption record: it was never prepared"
+            raise ConfigurationError(msg)
+        body = {
+            "formCode": session.form.to_json(),
+            "batchFile": session.batch_file(),
+            "encryption": session.encryption.to_json(),
+        }
+        with self._stages.timed("open"):
+            attempt = 0
+            while True:
+                started = self._now()
+                try:
+                    answer = await self.api.open_batch(body)
+                    break
+                except _TRANSIENT as exc:
+                    # An unanswered open may have created a session; it is never closed, so it expires unsent.
+                    attempt += 1
+                    if attempt >= self.config.open_attempts:
+                        raise
+                    logger.warning(
+                        "opening a batch session failed, retrying",
+                        extra=extras(session=index, error=type(exc).__name__, attempt=attempt),
+                    )
+                    await self._sleep(self.config.open_backoff.delay(attempt - 1))
+        try:
+            reference = str(answer["referenceNumber"])
+            requests = tuple(PartRequest.from_json(r) for r in answer["partUploadRequests"])
+        except (KeyError, TypeError, ValueError) as exc:
+            msg = f"session {index}: POST /sessions/batch answered without a usable referenceNumber/partUploadRequests"
+            raise ConfigurationError(msg) from exc
+        record = UploadRecord(reference, started + PART_WINDOW * len(session.parts), requests)
+        await anyio.to_thread.run_sync(write_upload_record, self.state_dir, index, record)
+        self._records[index] = record
+        self._set(
+            attrs.evolve(
+                session,
+                state=SessionState.OPENED,
+                reference_number=reference,
+                upload_deadline=record.upload_deadline,
+                status_code=_OPEN,
+                status_description=None,
+            ),
+            announce=True,
+        )
+        await self._save()
+
+    async def _record(self, index: int) -> UploadRecord:
+        record = self._records.get(index)
+        if record is None:
+            record = await anyio.to_thread.run_sync(read_upload_record, self.state_dir, index)
+            session = self._sessions[index]
+            if record is None or record.reference_number != session.reference_number:
+                # Without the signed URLs the parts cannot be uploaded to this session: use a new one.
+                raise _Restart("the upload URLs of the session are not in the state directory")
+            self._records[index] = record
+        return record
+
+    async def _closed_already(self, index: int) -> bool:
+        """On resume of an open session: ask KSeF whether a close went through before the crash."""
+        await self._status(index)
+        code = self._code(index)
+        session = self._sessions[index]
+        if code == _OPEN:
+            if session.upload_deadline is not None and self._now() >= session.upload_deadline:
+                raise _Restart("the upload window passed before the session was closed")
+            return False
+        if code == _CANCELLED:
+            raise _Restart("KSeF cancelled the session before it was closed (440)")
+        self._set(attrs.evolve(session, state=SessionState.CLOSED), announce=True)
+        await self._save()
+        return True
+
+    async def _upload(self, index: int) -> None:
+        session = self._sessions[index]
+        record = await self._record(index)
+        assert session.upload_deadline is not None
+        deadline = session.upload_deadline
+        errors: list[Exception] = []
+        if session.state is SessionState.OPENED:
+            self._set(attrs.evolve(session, state=SessionState.UPLOADING), announce=True)
+
+        async def one(ordinal: int, scope: anyio.CancelScope) -> None:
+            part = next(p for p in self._sessions[index].parts if p.ordinal == ordinal)
+            try:
+                async with self._slots:
+                    await upload_part(
+                        self.api,
+                        session=index,
+                        request=record.request(ordinal),
+                        path=self.state_dir / part.file,
+                        size=part.size,
+                        deadline=deadline,
+                        now=self._now,
+                        backoff=self.config.part_backoff,
+                        emit=self._emit,
+                        sleep=self._sleep,
+                    )
+            except KsefError as exc:
+                errors.append(exc)
+                scope.cancel()
+                return
+            current = self._sessions[index]
+            parts = tuple(attrs.evolve(p, uploaded=True) if p.ordinal == ordinal else p for p in current.parts)
+            self._set(attrs.evolve(current, parts=parts))
+            await self._save()
+
+        with self._stages.timed("upload"):
+            async with anyio.create_task_group() as tg:
+                for part in session.parts:
+                    if not part.uploaded:
+                        tg.start_soon(one, part.ordinal, tg.cancel_scope)
+        if errors:
+            first = errors[0]
+            if isinstance(first, UploadWindowClosedError):
+                raise _Restart(str(first)) from first
+            raise first
+
+    async def _close(self, index: int) -> None:
+        """Close; on an unclear answer ask the status before anything is repeated."""
+        reference = self._sessions[index].reference_number
+        assert reference is not None
+        with self._stages.timed("close"):
+            for attempt in range(self.config.close_attempts):
+                try:
+                    await self.api.close_batch(reference)
+                    break
+                except BadRequestError as exc:
+                    if exc.has_code(_WINDOW_EXCEEDED):
+                        raise _Restart("KSeF refused the close: the upload window passed (21208)") from exc
+                    await self._status(index)
+                    if self._code(index) != _OPEN:
+                        break  # e.g. 21180: it is already closed
+                    if exc.has_code(_PART_MISSING) and attempt + 1 < self.config.close_attempts:
+                        # Acknowledged parts may take a moment to be seen (KSeF docs issue #264): wait and retry.
+                        await self._sleep(self.config.status_backoff.delay(attempt))
+                        continue
+                    raise
+                except _TRANSIENT as exc:
+                    logger.warning(
+                        "close got no clear answer, checking the session status",
+                        extra=extras(session=index, error=type(exc).__name__, reference_number=reference),
+                    )
+                    await self._sleep(self.config.status_backoff.delay(attempt))
+                    await self._status(index)
+                    if self._code(index) != _OPEN:
+                        break  # it was closed: never close twice
+            else:
+                raise SessionFailedError(
+                    _OPEN,
+                    f"still open after {self.config.close_attempts} close attempts",
+                    reference_number=reference,
+                )
+        session = self._sessions[index]
+        self._set(attrs.evolve(session, state=SessionState.CLOSED), announce=True)
+        self._records.pop(index, None)
+        await self._save()
+        await anyio.to_thread.run_sync(delete_upload_record, self.state_dir, index)
+
+    async def _await_final(self, index: int) -> tuple[int, Mapping[str, Any]]:
+        """Poll the status with back-off until it is final (not 100/150); return the code and the status body."""
+        schedule_start = self._monotonic()
+        deadline = schedule_start + self.config.process_timeout
+        attempt = 0
+        with self._stages.timed("process"):
+            while True:
+                body = await self._status(index)
+                code = self._code(index)
+                if code is not None and code not in _NOT_FINAL:
+                    return code, body
+                now = self._monotonic()
+                if now >= deadline:
+                    reference = self._sessions[index].reference_number
+                    msg = f"session {reference}: not processed after {now - schedule_start:.0f} s"
+                    raise DeadlineExceededError(msg)
+                await self._sleep(min(self.config.status_backoff.delay(attempt), max(0.0, deadline - now)))
+                attempt += 1
+
+    async def _results(self, index: int, code: int) -> None:
+        """Fetch every page of the per-invoice results and match them to the inputs."""
+        reference = self._sessions[index].reference_number
+        assert reference is not None
+        with self._stages.timed("results"):
+            attempt = 0
+            while True:
+                items = [item async for item in self.api.session_invoices(reference)]
+                session, counts = match_results(self._sessions[index], items)
+                if counts.pending:
+                    failed = [item async for item in self.api.session_invoices(reference, failed=True)]
+                    session, counts = match_results(session, failed)
+                self._set(session)
+                if not counts.pending or attempt >= 5:  # noqa: PLR2004
+                    break
+                # Results may trail the session status for a moment.
+                await self._sleep(self.config.status_backoff.delay(attempt))
+                attempt += 1
+            if counts.pending and code != _OK:
+                # A session-level failure (405/415/430/435/445/500) without per-invoice entries: the session's
+                # code is every remaining invoice's outcome.
+                session = self._sessions[index]
+                outcome = InvoiceOutcome(OutcomeStatus.REJECTED, None, code, session.status_description)
+                session = attrs.evolve(
+                    session,
+                    invoices=tuple(i if i.outcome else attrs.evolve(i, outcome=outcome) for i in session.invoices),
+                )
+                self._set(session)
+        self._emit(ResultsFetched(index, counts.accepted, counts.duplicates, counts.rejected, counts.pending))
+        await self._save()
+
+    async def _upo(self, index: int, status: Mapping[str, Any]) -> None:
+        """Download every session UPO page (hash-checked) into the UPO directory."""
+        session = self._sessions[index]
+        reference = session.reference_number
+        assert reference is not None
+        upo = status.get("upo") or {}
+        pages = upo.get("pages") or []
+        directory = self.config.upo_dir or (self.state_dir / "upo")
+        saved: list[str] = []
+        with self._stages.timed("upo"):
+            await anyio.to_thread.run_sync(lambda: directory.mkdir(parents=True, exist_ok=True))
+            for number, page in enumerate(pages, start=1):
+                url = page.get("downloadUrl")
+                try:
+                    data = await self.api.download(str(url)) if url else None
+                except ApiError:
+                    data = None  # an expired link: the API endpoint serves the same page
+                if data is None:
+                    data = await self.api.session_upo(reference, str(page["referenceNumber"]))
+                path = directory / f"UPO-{reference}-{number}.xml"
+                await anyio.to_thread.run_sync(path.write_bytes, data)
+                saved.append(str(path))
+                self._emit(UpoSaved(index, str(path)))
+        self._upo_files[index] = saved

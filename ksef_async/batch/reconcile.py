@@ -1,0 +1,240 @@
+"""Match KSeF's per-invoice results to the inputs, and build the report: one entry per input invoice.
+
+Results are matched by ``invoiceFileName`` first (unique within a session: the engine never puts two files of the
+same name into one archive) and checked against ``invoiceHash`` (Base64 SHA-256 of the exact bytes); a result
+whose name is unknown or whose hash disagrees is matched by hash alone. ``ordinalNumber`` is never used: it does
+not follow archive order (KSeF issue #267).
+
+A KSeF duplicate (invoice status 440) is reported as ``duplicate`` with the original KSeF number from
+``status.extensions.originalKsefNumber``: the invoice is in KSeF, accepted earlier.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import attrs
+
+from ksef_async.core.plan import BatchPlan, InvoiceEntry, InvoiceOutcome, OutcomeStatus, SessionPlan
+
+__all__ = [
+    "PENDING_CODES",
+    "BatchReport",
+    "MatchCounts",
+    "ReportEntry",
+    "build_report",
+    "match_results",
+    "outcome_of",
+]
+
+PENDING_CODES: Final = frozenset({100, 150})
+"""Invoice status codes that are not final yet."""
+_OK: Final = 200
+_DUPLICATE: Final = 440
+
+
+def outcome_of(item: Mapping[str, Any]) -> InvoiceOutcome | None:
+    """Turn one ``SessionInvoiceStatusResponse`` into an outcome (``None`` while its status is not final)."""
+    status = item.get("status") or {}
+    code = status.get("code")
+    if not isinstance(code, int) or code in PENDING_CODES:
+        return None
+    description = status.get("description")
+    details = tuple(str(d) for d in status.get("details") or ())
+    reference = item.get("referenceNumber")
+    if code == _OK and item.get("ksefNumber"):
+        return InvoiceOutcome(OutcomeStatus.ACCEPTED, str(item["ksefNumber"]), code, description, (), reference)
+    if code == _DUPLICATE:
+        extensions = status.get("extensions") or {}
+        original = extensions.get("originalKsefNumber") if isinstance(extensions, Mapping) else None
+        return InvoiceOutcome(
+            OutcomeStatus.DUPLICATE, str(original) if original else None, code, description, details, reference
+        )
+    return InvoiceOutcome(OutcomeStatus.REJECTED, None, code, description, details, reference)
+
+
+@attrs.frozen
+class MatchCounts:
+    """How the results of one session matched its invoices."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    pending: int = 0
+    unmatched: int = 0
+    """Results that matched no input of the session (reported, never guessed)."""
+
+    @property
+    def missing(self) -> int:
+        """Alias used in events: invoices without a final result."""
+        return self.pending
+
+
+def match_results(session: SessionPlan, items: Iterable[Mapping[str, Any]]) -> tuple[SessionPlan, MatchCounts]:
+    """Record the final results among ``items`` on ``session``'s invoices; return it and the counts."""
+    by_name = {e.name: i for i, e in enumerate(session.invoices)}
+    by_hash: dict[str, list[int]] = {}
+    for i, e in enumerate(session.invoices):
+        by_hash.setdefault(e.sha256, []).append(i)
+    invoices = list(session.invoices)
+    unmatched = 0
+    for item in items:
+        index = by_name.get(str(item.get("invoiceFileName")))
+        digest = item.get("invoiceHash")
+        if index is None or (digest is not None and invoices[index].sha256 != digest):
+            candidates = by_hash.get(str(digest), [])
+            # Among identical invoices (not possible after the duplicate check, but cheap), fill an empty slot.
+            index = next((c for c in candidates if invoices[c].outcome is None), candidates[0] if candidates else None)
+        if index is None:
+            unmatched += 1
+            continue
+        outcome = outcome_of(item)
+        if outcome is not None:
+            invoices[index] = attrs.evolve(invoices[index], outcome=outcome)
+    counts = MatchCounts(
+        accepted=sum(1 for e in invoices if e.outcome and e.outcome.status is OutcomeStatus.ACCEPTED),
+        duplicates=sum(1 for e in invoices if e.outcome and e.outcome.status is OutcomeStatus.DUPLICATE),
+        rejected=sum(1 for e in invoices if e.outcome and e.outcome.status is OutcomeStatus.REJECTED),
+        pending=sum(1 for e in invoices if e.outcome is None),
+        unmatched=unmatched,
+    )
+    return attrs.evolve(session, invoices=tuple(invoices)), counts
+
+
+@attrs.frozen
+class ReportEntry:
+    """One input invoice in the report.
+
+    Attributes:
+        file: The invoice's name (its file name in the archive).
+        sha256: Base64 SHA-256 of its bytes (``None`` for an input left out before it was hashed).
+        outcome: ``accepted``, ``duplicate`` (KSeF had it: ``ksef_number`` is the original's), ``rejected``,
+            ``invalid`` (left out before sending) or ``unknown`` (no final result yet: resume the batch).
+        ksef_number: The KSeF number, when accepted or a duplicate.
+        error: ``{"code", "description", "details"}`` for a rejected or invalid invoice.
+        session_reference: The batch session's reference number.
+        session: The session's index in the plan.
+    """
+
+    file: str
+    sha256: str | None
+    outcome: str
+    ksef_number: str | None = None
+    error: dict[str, Any] | None = None
+    session_reference: str | None = None
+    session: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the entry as a JSON object (camelCase-free, stable keys)."""
+        return attrs.asdict(self)
+
+
+def _entry(invoice: InvoiceEntry, session: SessionPlan) -> ReportEntry:
+    outcome = invoice.outcome
+    error: dict[str, Any] | None = None
+    if outcome is None:
+        if session.status_code is not None and session.status_code >= 300:  # noqa: PLR2004
+            error = {"code": session.status_code, "description": session.status_description, "details": []}
+        return ReportEntry(
+            invoice.name, invoice.sha256, "unknown", None, error, session.reference_number, session.index
+        )
+    if outcome.status in {OutcomeStatus.REJECTED, OutcomeStatus.INVALID}:
+        error = {"code": outcome.code, "description": outcome.description, "details": list(outcome.details)}
+    return ReportEntry(
+        invoice.name,
+        invoice.sha256,
+        outcome.status.value,
+        outcome.ksef_number,
+        error,
+        session.reference_number,
+        session.index,
+    )
+
+
+@attrs.frozen
+class BatchReport:
+    """The result of a batch send: one entry per input invoice, plus the sessions and the stage timings.
+
+    Attributes:
+        entries: Per invoice, the sent ones in plan order, then the ones left out.
+        sessions: Per session: index, reference number, status code and description, UPO files.
+        timings: Wall seconds per stage (``prepare``, ``open``, ``upload``, ``close``, ``process``, ``results``,
+            ``upo``).
+        state_dir: Where the plan and spool are.
+        finished: When the report was made (UTC).
+    """
+
+    entries: tuple[ReportEntry, ...]
+    sessions: tuple[dict[str, Any], ...] = ()
+    timings: dict[str, float] = attrs.field(factory=dict)
+    state_dir: str | None = None
+    finished: dt.datetime | None = None
+
+    def count(self, outcome: str) -> int:
+        """How many entries have ``outcome``."""
+        return sum(1 for e in self.entries if e.outcome == outcome)
+
+    @property
+    def all_accepted(self) -> bool:
+        """Every input invoice is in KSeF (accepted now, or accepted earlier: a duplicate)."""
+        return bool(self.entries) and all(e.outcome in {"accepted", "duplicate"} for e in self.entries)
+
+    @property
+    def complete(self) -> bool:
+        """Every invoice has a final outcome (none is ``unknown``)."""
+        return all(e.outcome != "unknown" for e in self.entries)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report file's JSON object."""
+        return {
+            "summary": {
+                "invoices": len(self.entries),
+                "accepted": self.count("accepted"),
+                "duplicate": self.count("duplicate"),
+                "rejected": self.count("rejected"),
+                "invalid": self.count("invalid"),
+                "unknown": self.count("unknown"),
+            },
+            "sessions": list(self.sessions),
+            "timings": dict(self.timings),
+            "stateDir": self.state_dir,
+            "finished": self.finished.isoformat() if self.finished else None,
+            "invoices": [e.to_json() for e in self.entries],
+        }
+
+
+def build_report(
+    plan: BatchPlan,
+    *,
+    upo_files: Mapping[int, list[str]] | None = None,
+    timings: Mapping[str, float] | None = None,
+    state_dir: str | None = None,
+    finished: dt.datetime | None = None,
+) -> BatchReport:
+    """Build the report of ``plan`` (sessions' invoices, then the skipped inputs)."""
+    entries = [_entry(invoice, session) for session in plan.sessions for invoice in session.invoices]
+    entries.extend(
+        ReportEntry(
+            problem.file,
+            None,
+            "invalid",
+            error={"code": None, "description": problem.reason, "details": [problem.rule], "line": problem.line},
+        )
+        for problem in plan.skipped
+    )
+    sessions = tuple(
+        {
+            "index": s.index,
+            "referenceNumber": s.reference_number,
+            "state": s.state.value,
+            "statusCode": s.status_code,
+            "statusDescription": s.status_description,
+            "invoices": len(s.invoices),
+            "parts": len(s.parts),
+            "upo": list((upo_files or {}).get(s.index, [])),
+        }
+        for s in plan.sessions
+    )
+    return BatchReport(tuple(entries), sessions, dict(timings or {}), state_dir, finished)
