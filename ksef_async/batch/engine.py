@@ -430,6 +430,8 @@ class BatchSender:
                 self._fail(index, code, f"{type(exc).__name__}: {exc}")
                 await self._save()
                 return
+            else:
+                return
 
     def _fail(self, index: int, code: int | None, description: str) -> None:
         session = self._sessions[index]
