@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from lxml import etree
 
 from ksef_async._schemas import schema_path
@@ -252,6 +254,38 @@ def test_nel_is_not_discouraged_but_c1_controls_are(sample: bytes) -> None:
         0x10FFFE,
         0xFDEF,
     ]
+
+
+def _discouraged_reference(cp: int) -> bool:
+    """XML 1.0 section 2.2's discouraged list plus the C0 controls outside Char, written out plainly."""
+    return (
+        (cp < 0x20 and cp not in {0x09, 0x0A, 0x0D})
+        or 0x7F <= cp <= 0x84
+        or 0x86 <= cp <= 0x9F
+        or 0xFDD0 <= cp <= 0xFDEF
+        or (cp & 0xFFFE) == 0xFFFE
+    )
+
+
+_INTERESTING = st.sampled_from(
+    [
+        *(0x00, 0x08, 0x09, 0x0A, 0x0D, 0x1F, 0x20, 0x7E, 0x7F, 0x84, 0x85, 0x86, 0x9F, 0xA0, 0xF3, 0x17C),
+        *(0xFDCF, 0xFDD0, 0xFDEF, 0xFDF0, 0xFFFD, 0xFFFE, 0xFFFF, 0x10000, 0x1FFFD, 0x1FFFE, 0x1FFFF),
+        *(0x10FFFE, 0x10FFFF),
+    ]
+).map(chr)
+
+
+@given(st.lists(st.one_of(st.characters(exclude_categories=["Cs"]), _INTERESTING), max_size=40).map("".join))
+def test_discouraged_detection_matches_a_plain_reference(text: str) -> None:
+    data = text.encode()
+    expected = []
+    offset = 0
+    for char in text:
+        if _discouraged_reference(ord(char)):
+            expected.append((offset, ord(char)))
+        offset += len(char.encode())
+    assert discouraged_characters(data) == expected
 
 
 def test_prolog_is_optional_and_case_insensitive(sample: bytes) -> None:
