@@ -293,6 +293,8 @@ def test_prolog_is_optional_and_case_insensitive(sample: bytes) -> None:
     assert validate_invoice(body, "no-prolog.xml").sha256  # no prolog at all: fine
     upper = sample.replace(b'encoding="utf-8"', b"encoding='UTF-8'")
     assert validate_invoice(upper, "upper.xml").invoice_number == "FA/YUCFO-4342344706/03/2026"
+    standalone = sample.replace(b'encoding="utf-8"?>', b'encoding = "UTF-8"  standalone="yes" ?>')
+    assert validate_invoice(standalone, "standalone.xml").size == len(standalone)
 
 
 def test_pi_inside_a_comment_is_not_a_pi(sample: bytes) -> None:
