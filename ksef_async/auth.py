@@ -245,7 +245,9 @@ class Authenticator:
                     extra=extras(reference_number=self.reference_number, status=exc.status),
                 )
             else:
-                self._state.set_tokens(Token.from_api(response.access_token.token, response.access_token.valid_until))
+                self._state.set_tokens(
+                    Token.from_api(response.access_token.token, response.access_token.valid_until, self._clock())
+                )
                 logger.info("access token refreshed", extra=extras(reference_number=self.reference_number))
                 return False
         await self._login()
@@ -273,9 +275,10 @@ class Authenticator:
         )
         self._raise_if_failed(status, reference)
         tokens = await self._auth.redeem(operation_token)
+        now = self._clock()
         self._state.set_tokens(
-            Token.from_api(tokens.access_token.token, tokens.access_token.valid_until),
-            Token.from_api(tokens.refresh_token.token, tokens.refresh_token.valid_until),
+            Token.from_api(tokens.access_token.token, tokens.access_token.valid_until, now),
+            Token.from_api(tokens.refresh_token.token, tokens.refresh_token.valid_until, now),
         )
         self.reference_number = reference
         logger.info(

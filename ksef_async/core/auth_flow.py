@@ -53,20 +53,27 @@ def classify_auth_status(code: int) -> AuthStatus:
 
 @attrs.frozen
 class Token:
-    """A bearer token and the Unix time it stops being valid (from ``validUntil``)."""
+    """A bearer token, the Unix time it stops being valid (from ``validUntil``) and when it was obtained."""
 
     value: str = attrs.field(repr=False)
     valid_until: float
+    obtained_at: float | None = None
 
     @classmethod
-    def from_api(cls, value: str, valid_until: dt.datetime) -> Token:
+    def from_api(cls, value: str, valid_until: dt.datetime, obtained_at: float | None = None) -> Token:
         """Build from the API's ``token`` and ``validUntil`` (a naive ``validUntil`` is taken as UTC)."""
         if valid_until.tzinfo is None:
             valid_until = valid_until.replace(tzinfo=dt.UTC)
-        return cls(value, valid_until.timestamp())
+        return cls(value, valid_until.timestamp(), obtained_at)
 
     def usable(self, now: float, margin: float) -> bool:
-        """Whether the token is still valid ``margin`` seconds from ``now``."""
+        """Whether the token is still valid ``margin`` seconds from ``now``.
+
+        The margin never exceeds half the token's lifetime (when known): a server that issues tokens shorter than
+        twice the margin must not make every call renew the token it has just received.
+        """
+        if self.obtained_at is not None:
+            margin = min(margin, max(0.0, self.valid_until - self.obtained_at) / 2)
         return now + margin < self.valid_until
 
 

@@ -45,6 +45,13 @@ def test_decisions_follow_validity_and_margin() -> None:
     assert state.decide(9_950) is TokenAction.LOGIN  # refresh token about to expire too
 
 
+def test_short_lived_tokens_are_not_renewed_on_every_call() -> None:
+    state = TokenState(refresh_margin=60)
+    state.set_tokens(Token("a", 1000 + 40, obtained_at=1000), Token("r", 10_000))  # lives 40 s < margin
+    assert state.decide(1001) is TokenAction.USE
+    assert state.decide(1021) is TokenAction.REFRESH  # past half its life
+
+
 def test_after_401_refreshes_only_the_token_that_failed() -> None:
     state = TokenState()
     state.set_tokens(Token("a1", 1000), Token("r", 10_000))
