@@ -14,7 +14,7 @@ __all__ = ["simulator"]
 
 
 @app.command(name="simulator")
-def simulator(  # noqa: PLR0913
+def simulator(
     *,
     host: str = "127.0.0.1",
     port: int = 8090,

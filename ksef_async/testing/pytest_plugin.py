@@ -32,15 +32,13 @@ __all__ = [
 
 DEFAULT_NIP = "5265877635"
 """NIP of the seeded context (the seller of the official FA(3) sample)."""
-DEFAULT_TOKEN = "20250101-EC-0000000000-0000000000-00|nip-5265877635|" + "0" * 64  # noqa: S105 - a test token
+DEFAULT_TOKEN = "20250101-EC-0000000000-0000000000-00|nip-5265877635|" + "0" * 64
 """KSeF token of the seeded context; it has every permission."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register the ``ksef_simulator`` marker."""
-    config.addinivalue_line(
-        "markers", "ksef_simulator(**kwargs): KsefSimulator options for the ksef_simulator fixture"
-    )
+    config.addinivalue_line("markers", "ksef_simulator(**kwargs): KsefSimulator options for the ksef_simulator fixture")
 
 
 def _options(request: pytest.FixtureRequest) -> dict[str, Any]:

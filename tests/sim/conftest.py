@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from multidict import CIMultiDictProxy
 
 from ksef_async.core.crypto import (
     KEY_USAGE_SYMMETRIC,
@@ -68,7 +69,7 @@ class Api:
         token: str | None = None,
         headers: dict[str, str] | None = None,
         params: Any = None,
-    ) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
+    ) -> tuple[int, Any, CIMultiDictProxy[str]]:
         hdrs = dict(headers or {})
         bearer = token if token is not None else self.token
         if bearer:
@@ -127,7 +128,7 @@ class Api:
         status, tokens, _ = await self.call("POST", "/auth/token/redeem", token=op_token)
         assert status == 200, tokens
         self.token = tokens["accessToken"]["token"]
-        return tokens
+        return dict(tokens)
 
     async def encryption(self, key: SessionKey) -> dict[str, str]:
         mf = (await self.keys())[KEY_USAGE_SYMMETRIC]
@@ -190,7 +191,9 @@ def split_encrypt(key: SessionKey, archive: bytes, parts: int) -> list[bytes]:
     return [encrypt_cbc(key, archive[i * size : (i + 1) * size]) for i in range(parts)]
 
 
-def batch_request(key_encryption: dict[str, str], archive: bytes, encrypted_parts: list[bytes], **batch: Any) -> dict[str, Any]:
+def batch_request(
+    key_encryption: dict[str, str], archive: bytes, encrypted_parts: list[bytes], **batch: Any
+) -> dict[str, Any]:
     return {
         "formCode": FA3,
         "batchFile": {

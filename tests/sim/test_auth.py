@@ -8,12 +8,13 @@ from typing import Any
 import pytest
 
 from ksef_async.core.certs import generate_person_certificate, generate_seal_certificate
-from ksef_async.core.crypto import KEY_USAGE_TOKEN, encrypt_ksef_token, sha256_b64
+from ksef_async.core.crypto import KEY_USAGE_TOKEN, SessionKey, encrypt_ksef_token, sha256_b64
 from ksef_async.testing.simulator import KsefSimulator
-from ksef_async.xml.auth_request import ContextIdentifier, build_auth_token_request
+from ksef_async.xml.auth_request import ContextIdentifier, SubjectIdentifierType, build_auth_token_request
 from ksef_async.xml.upo import parse_upo
 from ksef_async.xml.xades import KeyCertSigner
-from tests.sim.conftest import NIP, TOKEN, Api
+
+from .conftest import NIP, TOKEN, Api, invoice
 
 pytestmark = pytest.mark.anyio
 
@@ -85,23 +86,27 @@ async def test_revoked_session_cannot_refresh(api: Api) -> None:
     tokens = await api.login()
     status, _, _ = await api.call("DELETE", "/auth/sessions/current")
     assert status == 204
-    status, body, _ = await api.call("POST", "/auth/token/refresh", token=tokens["refreshToken"]["token"])
+    status, _, _ = await api.call("POST", "/auth/token/refresh", token=tokens["refreshToken"]["token"])
     assert status == 401
     status, _, _ = await api.call("GET", "/limits/subject")
     assert status == 200  # the access token lives on until exp
 
 
 async def test_blocked_context_ends_with_480(api: Api) -> None:
-    status, _, _ = await api.call("POST", "/testdata/context/block", json={"contextIdentifier": {"type": "Nip", "value": NIP}})
+    status, _, _ = await api.call(
+        "POST", "/testdata/context/block", json={"contextIdentifier": {"type": "Nip", "value": NIP}}
+    )
     assert status == 200
     assert await _auth_code(api, await _token_body(api, TOKEN)) == 480
     await api.call("POST", "/testdata/context/unblock", json={"contextIdentifier": {"type": "Nip", "value": NIP}})
     assert await _auth_code(api, await _token_body(api, TOKEN)) == 200
 
 
-async def _xades_login(api: Api, signer: KeyCertSigner, nip: str, subject: str = "certificateSubject") -> dict[str, Any]:
+async def _xades_login(
+    api: Api, signer: KeyCertSigner, nip: str, subject: SubjectIdentifierType = "certificateSubject"
+) -> dict[str, Any]:
     _, ch, _ = await api.call("POST", "/auth/challenge")
-    xml = build_auth_token_request(ch["challenge"], ContextIdentifier("Nip", nip), subject)  # type: ignore[arg-type]
+    xml = build_auth_token_request(ch["challenge"], ContextIdentifier("Nip", nip), subject)
     status, init, _ = await api.call(
         "POST", "/auth/xades-signature", data=signer.sign(xml), headers={"Content-Type": "application/xml"}
     )
@@ -153,14 +158,13 @@ async def test_forged_xades_signature_is_rejected(api: Api) -> None:
         build_auth_token_request(ch["challenge"], ContextIdentifier("Nip", NIP), "certificateSubject")
     )
     forged = signed.replace(NIP.encode(), b"1111111111", 1)
-    status, body, _ = await api.call("POST", "/auth/xades-signature", data=forged, headers={"Content-Type": "application/xml"})
+    status, body, _ = await api.call(
+        "POST", "/auth/xades-signature", data=forged, headers={"Content-Type": "application/xml"}
+    )
     assert (status, _code(body)) == (400, 9105)
 
 
 async def test_upo_names_the_token_used_to_log_in(api: Api, ksef_simulator: KsefSimulator) -> None:
-    from ksef_async.core.crypto import SessionKey
-    from tests.sim.conftest import invoice
-
     await api.login()
     key = SessionKey.generate()
     session = await api.open_online(key)

@@ -9,7 +9,7 @@ import sys
 import aiohttp
 import pytest
 
-from tests.sim.conftest import Api
+from .conftest import Api
 
 pytestmark = pytest.mark.anyio
 

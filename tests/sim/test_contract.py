@@ -46,11 +46,17 @@ def _status_body(**overrides: Any) -> dict[str, Any]:
 def test_response_checks() -> None:
     checker = ContractChecker()
     op = operation("get_sessions_by_reference_number")
-    assert checker.check_response(op, "GET", "/x", 200, "application/json", _status_body()) == []
-    assert checker.check_response(op, "GET", "/x", 200, "application/json", _status_body(dateCreated="yesterday"))
-    assert checker.check_response(op, "GET", "/x", 200, "application/json", {"status": {"code": 200}})
-    assert checker.check_response(op, "GET", "/x", 418, None, None)
-    assert checker.check_response(op, "GET", "/x", 200, "text/plain", None)
+    assert (
+        checker.check_response(op, "GET", "/x", status=200, content_type="application/json", body=_status_body()) == []
+    )
+    assert checker.check_response(
+        op, "GET", "/x", status=200, content_type="application/json", body=_status_body(dateCreated="yesterday")
+    )
+    assert checker.check_response(
+        op, "GET", "/x", status=200, content_type="application/json", body={"status": {"code": 200}}
+    )
+    assert checker.check_response(op, "GET", "/x", status=418, content_type=None, body=None)
+    assert checker.check_response(op, "GET", "/x", status=200, content_type="text/plain", body=None)
     assert len(checker.violations) == 4
     assert all(v.direction == "response" for v in checker.violations)
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import urllib.parse
+from typing import Any
 
-import aiohttp
 import pytest
 
-from ksef_async.core.crypto import SessionKey, b64, encrypt_cbc, sha256_b64
+from ksef_async.core.crypto import SessionKey, sha256_b64
 from ksef_async.testing.simulator import KsefSimulator
-from tests.sim.conftest import NIP, Api, batch_request, invoice, split_encrypt, zip_of
+
+from .conftest import NIP, TOKEN, Api, batch_request, invoice, split_encrypt, zip_of
 
 pytestmark = pytest.mark.anyio
 
@@ -21,10 +19,12 @@ def _code(body: object) -> int:
     return int(body["exception"]["exceptionDetailList"][0]["exceptionCode"])
 
 
-async def _batch(api: Api, key: SessionKey, parts: int = 2) -> tuple[str, list[dict[str, object]], list[bytes]]:
+async def _batch(api: Api, key: SessionKey, parts: int = 2) -> tuple[str, list[dict[str, Any]], list[bytes]]:
     archive = zip_of({f"{i}.xml": invoice(f"FA/ERR/{i}") for i in range(3)})
     encrypted = split_encrypt(key, archive, parts)
-    status, opened, _ = await api.call("POST", "/sessions/batch", json=batch_request(await api.encryption(key), archive, encrypted))
+    status, opened, _ = await api.call(
+        "POST", "/sessions/batch", json=batch_request(await api.encryption(key), archive, encrypted)
+    )
     assert status == 201, opened
     return opened["referenceNumber"], opened["partUploadRequests"], encrypted
 
@@ -57,10 +57,10 @@ async def test_upload_with_wrong_hash_or_size_is_400_and_stores_nothing(api: Api
     bad_hash = bytearray(parts[0])
     bad_hash[0] ^= 1
     for body in (bytes(bad_hash), parts[0] + b"0" * 16):
-        async with api.http.put(uploads[0]["url"], data=body, headers=uploads[0]["headers"]) as resp:  # type: ignore[arg-type]
+        async with api.http.put(uploads[0]["url"], data=body, headers=uploads[0]["headers"]) as resp:
             assert resp.status == 400
             assert "InvalidBlobContent" in await resp.text()
-    async with api.http.put(uploads[1]["url"], data=parts[1], headers=uploads[1]["headers"]) as resp:  # type: ignore[arg-type]
+    async with api.http.put(uploads[1]["url"], data=parts[1], headers=uploads[1]["headers"]) as resp:
         assert resp.status == 201
     status, body, _ = await api.call("POST", f"/sessions/batch/{ref}/close")
     assert (status, _code(body)) == (400, 21205)  # part 1 was never stored
@@ -71,7 +71,7 @@ async def test_close_with_a_missing_part_is_21205(api: Api) -> None:
     key = SessionKey.generate()
     ref, uploads, parts = await _batch(api, key, parts=3)
     for upload, data in list(zip(uploads, parts, strict=True))[:2]:
-        async with api.http.put(upload["url"], data=data, headers=upload["headers"]) as resp:  # type: ignore[arg-type]
+        async with api.http.put(upload["url"], data=data, headers=upload["headers"]) as resp:
             assert resp.status == 201
     status, body, _ = await api.call("POST", f"/sessions/batch/{ref}/close")
     assert (status, _code(body)) == (400, 21205)
@@ -87,7 +87,7 @@ async def test_chunked_upload_is_411(api: Api) -> None:
         yield parts[0][:100]
         yield parts[0][100:]
 
-    async with api.http.put(uploads[0]["url"], data=chunks(), headers=uploads[0]["headers"]) as resp:  # type: ignore[arg-type]
+    async with api.http.put(uploads[0]["url"], data=chunks(), headers=uploads[0]["headers"]) as resp:
         assert resp.request_info.headers.get("Transfer-Encoding") == "chunked"
         assert resp.status == 411
         assert "MissingContentLengthHeader" in await resp.text()
@@ -97,8 +97,8 @@ async def test_upload_with_authorization_header_is_400(api: Api) -> None:
     await api.login()
     key = SessionKey.generate()
     _, uploads, parts = await _batch(api, key)
-    headers = dict(uploads[0]["headers"]) | {"Authorization": f"Bearer {api.token}"}  # type: ignore[arg-type]
-    async with api.http.put(uploads[0]["url"], data=parts[0], headers=headers) as resp:  # type: ignore[arg-type]
+    headers = uploads[0]["headers"] | {"Authorization": f"Bearer {api.token}"}
+    async with api.http.put(uploads[0]["url"], data=parts[0], headers=headers) as resp:
         assert resp.status == 400
         assert "InvalidAuthenticationInfo" in await resp.text()
 
@@ -107,10 +107,10 @@ async def test_upload_without_blob_type_or_with_a_forged_signature_is_refused(ap
     await api.login()
     key = SessionKey.generate()
     _, uploads, parts = await _batch(api, key)
-    async with api.http.put(uploads[0]["url"], data=parts[0]) as resp:  # type: ignore[arg-type]
+    async with api.http.put(uploads[0]["url"], data=parts[0]) as resp:
         assert resp.status == 400
     url = str(uploads[0]["url"]).replace("sp=w", "sp=r")
-    async with api.http.put(url, data=parts[0], headers=uploads[0]["headers"]) as resp:  # type: ignore[arg-type]
+    async with api.http.put(url, data=parts[0], headers=uploads[0]["headers"]) as resp:
         assert resp.status == 403
 
 
@@ -118,10 +118,10 @@ async def test_expired_upload_url_is_403_and_late_close_is_21208(api: Api, ksef_
     await api.login()
     key = SessionKey.generate()
     ref, uploads, parts = await _batch(api, key, parts=2)
-    async with api.http.put(uploads[0]["url"], data=parts[0], headers=uploads[0]["headers"]) as resp:  # type: ignore[arg-type]
+    async with api.http.put(uploads[0]["url"], data=parts[0], headers=uploads[0]["headers"]) as resp:
         assert resp.status == 201
     ksef_simulator.clock.advance(2 * 20 * 60 + 1)  # the window is parts x 20 min
-    async with api.http.put(uploads[1]["url"], data=parts[1], headers=uploads[1]["headers"]) as resp:  # type: ignore[arg-type]
+    async with api.http.put(uploads[1]["url"], data=parts[1], headers=uploads[1]["headers"]) as resp:
         assert resp.status == 403
         assert "AuthenticationFailed" in await resp.text()
     await api.login()  # the access token from before has expired too
@@ -131,17 +131,11 @@ async def test_expired_upload_url_is_403_and_late_close_is_21208(api: Api, ksef_
 
 
 async def test_replayed_redeem_is_21301(api: Api) -> None:
-    ref, op_token = await api.start_token_auth(NIP, api_token())
+    _, op_token = await api.start_token_auth(NIP, TOKEN)
     status, _, _ = await api.call("POST", "/auth/token/redeem", token=op_token)
     assert status == 200
     status, body, _ = await api.call("POST", "/auth/token/redeem", token=op_token)
     assert (status, _code(body)) == (400, 21301)
-
-
-def api_token() -> str:
-    from tests.sim.conftest import TOKEN
-
-    return TOKEN
 
 
 async def test_expired_access_token_is_401_problem_json(api: Api, ksef_simulator: KsefSimulator) -> None:
@@ -159,8 +153,12 @@ async def test_missing_permission_is_403_with_reason_code(api: Api, ksef_simulat
     reader = ksef_simulator.add_context("1111111111", permissions=["InvoiceRead"])
     await api.login("1111111111", reader)
     status, body, headers = await api.call(
-        "POST", "/sessions/online", json={"formCode": {"systemCode": "FA (3)", "schemaVersion": "1-0E", "value": "FA"},
-                                          "encryption": await api.encryption(SessionKey.generate())}
+        "POST",
+        "/sessions/online",
+        json={
+            "formCode": {"systemCode": "FA (3)", "schemaVersion": "1-0E", "value": "FA"},
+            "encryption": await api.encryption(SessionKey.generate()),
+        },
     )
     assert status == 403
     assert headers["Content-Type"].startswith("application/problem+json")

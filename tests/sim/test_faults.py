@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.parse
+from typing import Any
 
-import aiohttp
 import pytest
 
 from ksef_async.core.crypto import SessionKey
 from ksef_async.errors import ConfigurationError
 from ksef_async.testing.simulator import FaultSpec, KsefSimulator
 from ksef_async.testing.simulator.faults import FaultInjector
-from tests.sim.conftest import Api, batch_request, invoice, split_encrypt, zip_of
+
+from .conftest import Api, batch_request, invoice, split_encrypt, zip_of
 
 pytestmark = pytest.mark.anyio
 
@@ -40,15 +41,18 @@ def test_same_seed_same_faults() -> None:
         dice = FaultInjector(spec, seed=42)
         runs.append([(dice.fires("upload-error"), dice.fires("api-error")) for _ in range(40)])
     assert runs[0] == runs[1]
-    assert any(a for a, _ in runs[0]) and not all(a for a, _ in runs[0])
+    assert any(a for a, _ in runs[0])
+    assert not all(a for a, _ in runs[0])
     other = FaultInjector(spec, seed=43)
     assert [(other.fires("upload-error"), other.fires("api-error")) for _ in range(40)] != runs[0]
 
 
-async def _open_batch(api: Api, key: SessionKey) -> tuple[str, list[dict[str, object]], list[bytes]]:
+async def _open_batch(api: Api, key: SessionKey) -> tuple[str, list[dict[str, Any]], list[bytes]]:
     archive = zip_of({f"{i}.xml": invoice(f"FA/FAULT/{i}") for i in range(2)})
     parts = split_encrypt(key, archive, 2)
-    status, opened, _ = await api.call("POST", "/sessions/batch", json=batch_request(await api.encryption(key), archive, parts))
+    status, opened, _ = await api.call(
+        "POST", "/sessions/batch", json=batch_request(await api.encryption(key), archive, parts)
+    )
     assert status == 201
     return opened["referenceNumber"], opened["partUploadRequests"], parts
 
@@ -71,7 +75,7 @@ async def test_close_error_once_takes_effect_then_answers_500(api: Api, ksef_sim
 async def test_upload_error_stores_nothing(api: Api, ksef_simulator: KsefSimulator) -> None:
     await api.login()
     ref, uploads, parts = await _open_batch(api, SessionKey.generate())
-    async with api.http.put(uploads[0]["url"], data=parts[0], headers=uploads[0]["headers"]) as resp:  # type: ignore[arg-type]
+    async with api.http.put(uploads[0]["url"], data=parts[0], headers=uploads[0]["headers"]) as resp:
         assert resp.status in (500, 503)
     assert ksef_simulator.state.sessions[ref].parts[1].path is None
     assert ksef_simulator.counters.faults["upload-error"] == 1
@@ -81,7 +85,12 @@ async def _raw_put(url: str, body: bytes, headers: dict[str, str]) -> bytes:
     """Send a PUT over a raw connection; return whatever comes back before the connection ends."""
     parsed = urllib.parse.urlsplit(url)
     reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
-    head = [f"PUT {parsed.path}?{parsed.query} HTTP/1.1", f"Host: {parsed.netloc}", f"Content-Length: {len(body)}", "Connection: close"]
+    head = [
+        f"PUT {parsed.path}?{parsed.query} HTTP/1.1",
+        f"Host: {parsed.netloc}",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+    ]
     head += [f"{k}: {v}" for k, v in headers.items()]
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
     try:
@@ -103,7 +112,7 @@ async def test_upload_reset_drops_the_connection_once(api: Api, ksef_simulator: 
     assert not answer.startswith(b"HTTP/"), answer[:100]
     assert ksef_simulator.state.sessions[ref].parts[1].path is None
     for upload, data in zip(uploads, parts, strict=True):
-        async with api.http.put(upload["url"], data=data, headers=upload["headers"]) as resp:  # type: ignore[arg-type]
+        async with api.http.put(upload["url"], data=data, headers=upload["headers"]) as resp:
             assert resp.status == 201
     status, _, _ = await api.call("POST", f"/sessions/batch/{ref}/close")
     assert status == 204
@@ -115,7 +124,7 @@ async def test_upload_delay(api: Api) -> None:
     await api.login()
     _, uploads, parts = await _open_batch(api, SessionKey.generate())
     started = time.monotonic()
-    async with api.http.put(uploads[0]["url"], data=parts[0], headers=uploads[0]["headers"]) as resp:  # type: ignore[arg-type]
+    async with api.http.put(uploads[0]["url"], data=parts[0], headers=uploads[0]["headers"]) as resp:
         assert resp.status == 201
     assert time.monotonic() - started >= 0.3
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ksef_async.core.crypto import SessionKey
+from ksef_async.core.crypto import SessionKey, sha256_b64
 from ksef_async.core.identifiers import is_valid_ksef_number
 from ksef_async.xml.upo import parse_upo, validate_upo
-from tests.sim.conftest import NIP, Api, batch_request, invoice, split_encrypt, zip_of
+
+from .conftest import NIP, Api, batch_request, invoice, split_encrypt, zip_of
 
 pytestmark = pytest.mark.anyio
 
@@ -55,8 +56,6 @@ async def test_online_session_numbers_statuses_and_upo(api: Api) -> None:
     async with api.http.get(page["downloadUrl"]) as resp:  # pre-signed: no token
         assert resp.status == 200
         upo = await resp.read()
-        from ksef_async.core.crypto import sha256_b64
-
         assert resp.headers["x-ms-meta-hash"] == sha256_b64(upo)
     assert validate_upo(upo) == []
     parsed = parse_upo(upo)
@@ -76,7 +75,9 @@ async def test_three_part_batch_session(api: Api) -> None:
     files["broken.xml"] = b"<Faktura>not an invoice</Faktura>"
     archive = zip_of(files)
     parts = split_encrypt(key, archive, 3)
-    status, opened, _ = await api.call("POST", "/sessions/batch", json=batch_request(await api.encryption(key), archive, parts))
+    status, opened, _ = await api.call(
+        "POST", "/sessions/batch", json=batch_request(await api.encryption(key), archive, parts)
+    )
     assert status == 201, opened
     uploads = opened["partUploadRequests"]
     assert [u["ordinalNumber"] for u in uploads] == [1, 2, 3]

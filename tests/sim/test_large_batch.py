@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
 import time
 import zipfile
 from pathlib import Path
+from typing import Self
 
 import pytest
 
 from ksef_async.core.crypto import SessionKey, b64
-from tests.sim.conftest import FA3, Api, invoice
+
+from .conftest import FA3, Api, invoice
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -22,8 +25,7 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _rss() -> int:
-    with open("/proc/self/statm", encoding="ascii") as fh:
-        return int(fh.read().split()[1]) * _PAGE
+    return int(Path("/proc/self/statm").read_text(encoding="ascii").split()[1]) * _PAGE
 
 
 class _PeakRss:
@@ -38,7 +40,7 @@ class _PeakRss:
         while not self._stop.wait(0.005):
             self.peak = max(self.peak, _rss())
 
-    def __enter__(self) -> _PeakRss:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -124,5 +126,8 @@ async def test_200_mb_batch_streams(api: Api, tmp_path: Path) -> None:
     assert final["status"]["code"] == 200, final
     assert (final["successfulInvoiceCount"], final["failedInvoiceCount"]) == (5, 1)
     growth = rss.peak - baseline
-    print(f"200 MB batch: {elapsed:.1f} s, peak RSS growth {growth / 1e6:.1f} MB (one part = {largest_part / 1e6:.1f} MB)")
+    sys.stdout.write(
+        f"200 MB batch: {elapsed:.1f} s, peak RSS growth {growth / 1e6:.1f} MB"
+        f" (one part = {largest_part / 1e6:.1f} MB)\n"
+    )
     assert growth < largest_part / 2, f"peak RSS grew by {growth:,} B; a part is {largest_part:,} B"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,8 @@ from ksef_async.core.crypto import SessionKey, b64, encrypt_cbc, sha256_b64
 from ksef_async.core.identifiers import is_valid_ksef_number
 from ksef_async.testing.invoices import InvoiceFactory
 from ksef_async.testing.simulator import KsefSimulator
-from tests.sim.conftest import FA3, Api, batch_request, split_encrypt, zip_of
+
+from .conftest import FA3, Api, batch_request, split_encrypt, zip_of
 
 pytestmark = pytest.mark.anyio
 
@@ -21,7 +23,7 @@ def _code(body: object) -> int:
     return int(body["exception"]["exceptionDetailList"][0]["exceptionCode"])
 
 
-async def _run_batch(api: Api, key: SessionKey, archive: bytes, parts: int = 1, **batch: object) -> dict[str, object]:
+async def _run_batch(api: Api, key: SessionKey, archive: bytes, parts: int = 1, **batch: Any) -> dict[str, Any]:
     encrypted = split_encrypt(key, archive, parts)
     status, opened, _ = await api.call(
         "POST", "/sessions/batch", json=batch_request(await api.encryption(key), archive, encrypted, **batch)
@@ -59,7 +61,9 @@ async def test_online_statuses_follow_the_processing_delay(
     assert (await api.session_status(session))["status"]["code"] == 200
 
 
-async def test_online_session_closed_without_invoices_is_440_and_refuses_more(api: Api, factory: InvoiceFactory) -> None:
+async def test_online_session_closed_without_invoices_is_440_and_refuses_more(
+    api: Api, factory: InvoiceFactory
+) -> None:
     await api.login()
     key = SessionKey.generate()
     session = await api.open_online(key)
@@ -122,7 +126,7 @@ async def test_batch_tar_gz_is_processed(api: Api, factory: InvoiceFactory) -> N
         (zip_of({}), {}, 440),
     ],
 )
-async def test_batch_archive_failures(api: Api, archive: bytes, batch: dict[str, object], code: int) -> None:
+async def test_batch_archive_failures(api: Api, archive: bytes, batch: dict[str, Any], code: int) -> None:
     await api.login()
     final = await _run_batch(api, SessionKey.generate(), archive, **batch)
     assert final["status"]["code"] == code
@@ -135,7 +139,7 @@ async def test_batch_whole_file_hash_mismatch_is_405(api: Api, factory: InvoiceF
     encrypted = split_encrypt(key, archive, 1)
     body = batch_request(await api.encryption(key), archive, encrypted)
     body["batchFile"]["fileHash"] = sha256_b64(b"another archive")
-    status, opened, _ = await api.call("POST", "/sessions/batch", json=body)
+    _, opened, _ = await api.call("POST", "/sessions/batch", json=body)
     upload = opened["partUploadRequests"][0]
     async with api.http.put(upload["url"], data=encrypted[0], headers=upload["headers"]) as resp:
         assert resp.status == 201
@@ -149,7 +153,7 @@ async def test_batch_parts_under_another_key_are_435(api: Api, factory: InvoiceF
     archive = zip_of(dict(factory.iter(2)))
     encrypted = [encrypt_cbc(actual, archive)]
     body = batch_request(await api.encryption(declared), archive, encrypted)
-    status, opened, _ = await api.call("POST", "/sessions/batch", json=body)
+    _, opened, _ = await api.call("POST", "/sessions/batch", json=body)
     upload = opened["partUploadRequests"][0]
     async with api.http.put(upload["url"], data=encrypted[0], headers=upload["headers"]) as resp:
         assert resp.status == 201
@@ -191,12 +195,12 @@ async def test_invoice_listing_pages_with_continuation_tokens(api: Api, factory:
     await api.login()
     final = await _run_batch(api, SessionKey.generate(), zip_of(dict(factory.iter(25))))
     assert final["successfulInvoiceCount"] == 25
-    ref = (await _latest_batch(api))
+    ref = await _latest_batch(api)
     seen: list[str] = []
     token = None
     pages = 0
     while True:
-        headers = {"x-continuation-token": token} if token else {}
+        headers: dict[str, str] = {"x-continuation-token": token} if token else {}
         status, body, _ = await api.call("GET", f"/sessions/{ref}/invoices", params={"pageSize": "10"}, headers=headers)
         assert status == 200
         seen += [i["ksefNumber"] for i in body["invoices"]]

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -165,12 +165,13 @@ def _make_route(rt: Runtime, op: Operation) -> Callable[[web.Request], Awaitable
                     )
             body = _parse_body(rt, request, op, raw)
             if handler is None:
-                response = render_failure(
-                    ApiFailure(_UNIMPLEMENTED_STATUS, 21405, f"{op.method} {op.path} is not implemented by the simulator"),
+                return render_failure(
+                    ApiFailure(
+                        _UNIMPLEMENTED_STATUS, 21405, f"{op.method} {op.path} is not implemented by the simulator"
+                    ),
                     request,
                     rt.state.clock,
                 )
-                return response
             response = await handler(rt, request, principal, body)
             if op.operation_id in _CLOSE_OPERATIONS and response.status == 204 and rt.faults.fires("close-error"):  # noqa: PLR2004
                 fault = True
@@ -203,7 +204,9 @@ def _checked(
     if rt.contract is None or fault or response.status == _UNIMPLEMENTED_STATUS:
         return response
     content_type, body = _json_of(response)
-    problems = rt.contract.check_response(op, request.method, request.path, response.status, content_type, body)
+    problems = rt.contract.check_response(
+        op, request.method, request.path, status=response.status, content_type=content_type, body=body
+    )
     if problems:
         raise ContractViolationError(f"{request.method} {request.path} -> {response.status}: {'; '.join(problems)}")
     return response
@@ -247,7 +250,7 @@ class KsefSimulator:
         config: Further settings (token lifetimes, upload window...); the delays above override its fields.
     """
 
-    def __init__(  # noqa: PLR0913
+    def __init__(
         self,
         contexts: Iterable[tuple[str, str]] = (),
         *,
@@ -289,9 +292,7 @@ class KsefSimulator:
     async def start(self) -> None:
         """Generate the keys, bind the socket and start serving."""
         loop = asyncio.get_running_loop()
-        keys = await loop.run_in_executor(
-            None, lambda: MfKeyring(bits=self._key_bits, now=self._state.clock.now_dt())
-        )
+        keys = await loop.run_in_executor(None, lambda: MfKeyring(bits=self._key_bits, now=self._state.clock.now_dt()))
         self._spool = Path(tempfile.mkdtemp(prefix="ksef-sim-", dir=self.config.spool_dir))
         rt = Runtime(
             config=self.config,
@@ -310,7 +311,7 @@ class KsefSimulator:
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
         server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
-        assert server is not None  # noqa: S101
+        assert server is not None
         sockets: Sequence[Any] = getattr(server, "sockets", ())
         host, port = sockets[0].getsockname()[:2]
         self._bound = (host, port)
@@ -329,7 +330,7 @@ class KsefSimulator:
             shutil.rmtree(self._spool, ignore_errors=True)
             self._spool = None
 
-    async def __aenter__(self) -> KsefSimulator:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

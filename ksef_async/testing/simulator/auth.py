@@ -1,5 +1,7 @@
-"""Authentication: public keys, challenge, KSeF-token and XAdES logins, status polling, token redeem and refresh,
-auth sessions, KSeF token creation, and the limits/test-data endpoints that only need a login."""
+"""Authentication endpoints: keys, challenge, KSeF-token and XAdES logins, polling, redeem, refresh, auth sessions.
+
+Also here: KSeF token creation (``POST /tokens``) and the limits and test-data endpoints that only need a login.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ksef_async.core.crypto import KEY_USAGE_TOKEN, CryptoError, b64decode, rsa_oaep_decrypt, sha256_b64
+from ksef_async.core.crypto import KEY_USAGE_TOKEN, b64decode, rsa_oaep_decrypt, sha256_b64
 from ksef_async.core.ratelimit import WindowLimits
+from ksef_async.errors import CryptoError
 from ksef_async.testing.simulator.problems import ApiFailure, forbidden
 from ksef_async.testing.simulator.ratelimits import API_GROUPS
 from ksef_async.testing.simulator.runtime import RAW_BODY, Principal, Runtime
@@ -33,11 +36,11 @@ __all__ = [
     "delete_current_session",
     "get_auth_status",
     "ksef_token_login",
+    "limits_context",
+    "limits_subject",
     "list_auth_sessions",
     "public_key_certificates",
     "rate_limits",
-    "limits_context",
-    "limits_subject",
     "redeem",
     "refresh",
     "testdata_block",
@@ -48,6 +51,7 @@ __all__ = [
     "xades_login",
 ]
 
+_SUCCESS = "Uwierzytelnianie zakończone sukcesem"
 _METHOD_INFO = {
     "Token": {"category": "Token", "code": "token", "displayName": "Token KSeF"},
     "QualifiedSignature": {
@@ -58,7 +62,9 @@ _METHOD_INFO = {
 }
 
 
-def add_token(rt: Runtime, context: ContextKey, token: str | None, permissions: frozenset[str], description: str) -> str:
+def add_token(
+    rt: Runtime, context: ContextKey, token: str | None, permissions: frozenset[str], description: str
+) -> str:
     """Register a KSeF token for ``context`` (generating one when ``token`` is None); return the token."""
     record = rt.state.contexts.get(context)
     if record is None:
@@ -77,12 +83,14 @@ def _ts(moment: float) -> str:
     return iso(dt.datetime.fromtimestamp(moment, dt.UTC))
 
 
-async def public_key_certificates(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def public_key_certificates(
+    rt: Runtime, _request: web.Request, _principal: Principal | None, _body: Any
+) -> web.Response:
     """``GET /security/public-key-certificates``."""
     return web.json_response(rt.keys.to_json())
 
 
-async def challenge(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def challenge(rt: Runtime, request: web.Request, _principal: Principal | None, _body: Any) -> web.Response:
     """``POST /auth/challenge``: a 36-character challenge valid for 10 minutes."""
     now = rt.state.clock.now()
     value = rt.reference("CR")
@@ -96,13 +104,16 @@ def _take_challenge(rt: Runtime, value: str) -> float:
     """Consume a challenge: 400 21111 when unknown, used or older than 10 minutes; return its time."""
     issued = rt.state.challenges.pop(value, None)
     if issued is None or rt.state.clock.now() - issued > rt.config.challenge_lifetime:
-        raise ApiFailure(400, 21111, "Nieprawidłowe wyzwanie autoryzacyjne.", [f"challenge {value!r} unknown or expired"])
+        raise ApiFailure(
+            400, 21111, "Nieprawidłowe wyzwanie autoryzacyjne.", [f"challenge {value!r} unknown or expired"]
+        )
     return issued
 
 
 def _start(
     rt: Runtime,
     context: ContextKey,
+    *,
     method: str,
     code: int,
     description: str,
@@ -130,7 +141,10 @@ def _start(
     rt.state.auth_operations[op.reference_number] = op
     token, valid_until = rt.issue_token("authentication", op, rt.config.authentication_token_lifetime)
     return web.json_response(
-        {"referenceNumber": op.reference_number, "authenticationToken": {"token": token, "validUntil": iso(valid_until)}},
+        {
+            "referenceNumber": op.reference_number,
+            "authenticationToken": {"token": token, "validUntil": iso(valid_until)},
+        },
         status=202,
     )
 
@@ -143,7 +157,7 @@ def _context(body: Any) -> ContextKey:
     return kind, req(ident, "value", str)
 
 
-async def ksef_token_login(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def ksef_token_login(rt: Runtime, _request: web.Request, _principal: Principal | None, body: Any) -> web.Response:
     """``POST /auth/ksef-token``: decrypt ``token|timestampMs``, check challenge, timestamp and token."""
     challenge_value = req(body, "challenge", str)
     context = _context(body)
@@ -163,24 +177,42 @@ async def ksef_token_login(rt: Runtime, request: web.Request, principal: Princip
             break
         except CryptoError:
             continue
-    bad = "Nieważny token."
     if plain is None:
-        return _start(rt, context, "Token", 450, bad, ["encryptedToken cannot be decrypted"], frozenset())
+        return _bad_token(rt, context, "encryptedToken cannot be decrypted")
     token, _, stamp = plain.decode("utf-8", "replace").rpartition("|")
     record = rt.state.tokens.get(token)
     if record is None or record.context != context:
-        return _start(rt, context, "Token", 450, bad, ["invalid token"], frozenset())
+        return _bad_token(rt, context, "invalid token")
     if record.status != "Active":
-        return _start(rt, context, "Token", 450, bad, [f"token is {record.status}"], frozenset())
+        return _bad_token(rt, context, f"token is {record.status}")
     if not stamp.isdigit() or abs(int(stamp) / 1000 - issued) > rt.config.token_timestamp_tolerance:
-        return _start(rt, context, "Token", 450, bad, ["invalid token time"], frozenset())
+        return _bad_token(rt, context, "invalid token time")
     return _start(
-        rt, context, "Token", 200, "Uwierzytelnianie zakończone sukcesem", [], record.permissions,
+        rt,
+        context,
+        method="Token",
+        code=200,
+        description=_SUCCESS,
+        details=[],
+        permissions=record.permissions,
         token_reference=record.reference_number,
-    )  # fmt: skip
+    )
 
 
-async def xades_login(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+def _bad_token(rt: Runtime, context: ContextKey, detail: str) -> web.Response:
+    """Start an operation that ends with status 450 (bad token), as KSeF reports token problems."""
+    return _start(
+        rt,
+        context,
+        method="Token",
+        code=450,
+        description="Uwierzytelnianie zakończone niepowodzeniem z powodu nieprawidłowego tokenu.",
+        details=[detail],
+        permissions=frozenset(),
+    )
+
+
+async def xades_login(rt: Runtime, request: web.Request, _principal: Principal | None, _body: Any) -> web.Response:
     """``POST /auth/xades-signature``: verify the enveloped XAdES signature; identity from the certificate."""
     from ksef_async.xml.xades import SignatureError, verify_auth_token_request  # noqa: PLC0415 - signxml is heavy
 
@@ -197,12 +229,20 @@ async def xades_login(rt: Runtime, request: web.Request, principal: Principal | 
     _take_challenge(rt, verified.challenge)
     context: ContextKey = (verified.context.type, verified.context.value)
     identity = verified.identity
-    owner = identity.type == "Nip" and context[1].split("-")[0] == identity.value and context[0] in ("Nip", "InternalId")
+    owner = (
+        identity.type == "Nip" and context[1].split("-")[0] == identity.value and context[0] in ("Nip", "InternalId")
+    )
     permissions = frozenset(ALL_PERMISSIONS) if owner else rt.state.grants.get((context, identity.type, identity.value))
     return _start(
-        rt, context, "QualifiedSignature", 200, "Uwierzytelnianie zakończone sukcesem", [], permissions or frozenset(),
+        rt,
+        context,
+        method="QualifiedSignature",
+        code=200,
+        description=_SUCCESS,
+        details=[],
+        permissions=permissions or frozenset(),
         document_hash=sha256_b64(data),
-    )  # fmt: skip
+    )
 
 
 def _op_json(op: AuthOperation) -> dict[str, Any]:
@@ -217,17 +257,17 @@ def _op_json(op: AuthOperation) -> dict[str, Any]:
     }
 
 
-async def get_auth_status(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def get_auth_status(_rt: Runtime, request: web.Request, principal: Principal | None, _body: Any) -> web.Response:
     """``GET /auth/{referenceNumber}`` (bearer: the authenticationToken of that operation)."""
-    assert principal is not None  # noqa: S101 - the app enforces the bearer token
+    assert principal is not None
     if principal.operation.reference_number != request.match_info["referenceNumber"]:
         raise ApiFailure(400, 21304, "Brak uwierzytelnienia.", ["operation not found"])
     return web.json_response(_op_json(principal.operation))
 
 
-async def redeem(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def redeem(rt: Runtime, _request: web.Request, principal: Principal | None, _body: Any) -> web.Response:
     """``POST /auth/token/redeem``: once per operation (again: 400 21301)."""
-    assert principal is not None  # noqa: S101
+    assert principal is not None
     op = principal.operation
     if op.status_code != 200 or op.redeemed:  # noqa: PLR2004
         detail = "tokens already redeemed" if op.redeemed else f"authentication status {op.status_code}"
@@ -244,9 +284,9 @@ async def redeem(rt: Runtime, request: web.Request, principal: Principal | None,
     )
 
 
-async def refresh(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def refresh(rt: Runtime, _request: web.Request, principal: Principal | None, _body: Any) -> web.Response:
     """``POST /auth/token/refresh`` (bearer: the refresh token)."""
-    assert principal is not None  # noqa: S101
+    assert principal is not None
     op = principal.operation
     if op.revoked:
         raise ApiFailure(400, 21301, "Brak autoryzacji.", ["authentication session revoked"])
@@ -259,9 +299,11 @@ async def refresh(rt: Runtime, request: web.Request, principal: Principal | None
     return web.json_response({"accessToken": {"token": access, "validUntil": iso(access_until)}})
 
 
-async def list_auth_sessions(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def list_auth_sessions(
+    rt: Runtime, request: web.Request, principal: Principal | None, _body: Any
+) -> web.Response:
     """``GET /auth/sessions``: redeemed, unrevoked logins of the caller's context."""
-    assert principal is not None  # noqa: S101
+    assert principal is not None
     now = rt.state.clock.now_dt()
     items = []
     for op in rt.state.auth_operations.values():
@@ -274,24 +316,24 @@ async def list_auth_sessions(rt: Runtime, request: web.Request, principal: Princ
             "isCurrent": op is principal.operation,
         }
         items.append(item)
-    page, token = paged(rt, request, f"auth:{principal.operation.context}", items, 10, 100)
+    page, token = paged(rt, request, f"auth:{principal.operation.context}", items, low=10, high=100)
     return web.json_response({"continuationToken": token, "items": page})
 
 
 async def delete_current_session(
-    rt: Runtime, request: web.Request, principal: Principal | None, body: Any
+    _rt: Runtime, _request: web.Request, principal: Principal | None, _body: Any
 ) -> web.Response:
     """``DELETE /auth/sessions/current``: revokes the refresh token; access tokens live on until ``exp``."""
-    assert principal is not None  # noqa: S101
+    assert principal is not None
     principal.operation.revoked = True
     return web.Response(status=204)
 
 
 async def delete_auth_session(
-    rt: Runtime, request: web.Request, principal: Principal | None, body: Any
+    rt: Runtime, request: web.Request, principal: Principal | None, _body: Any
 ) -> web.Response:
     """``DELETE /auth/sessions/{referenceNumber}``."""
-    assert principal is not None  # noqa: S101
+    assert principal is not None
     op = rt.state.auth_operations.get(request.match_info["referenceNumber"])
     if op is None or op.context != principal.operation.context:
         raise ApiFailure(400, 21304, "Brak uwierzytelnienia.", ["operation not found"])
@@ -299,9 +341,9 @@ async def delete_auth_session(
     return web.Response(status=204)
 
 
-async def create_token(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def create_token(rt: Runtime, _request: web.Request, principal: Principal | None, body: Any) -> web.Response:
     """``POST /tokens``: only after a XAdES login, in a Nip or InternalId context."""
-    assert principal is not None  # noqa: S101
+    assert principal is not None
     op = principal.operation
     if op.category != "XadesSignature":
         raise forbidden(
@@ -310,18 +352,22 @@ async def create_token(rt: Runtime, request: web.Request, principal: Principal |
             {"authenticationMethodCategory": op.category},
         )
     if op.context[0] not in ("Nip", "InternalId"):
-        raise forbidden("Niedozwolony typ kontekstu.", "context-type-not-allowed", {"contextIdentifierType": op.context[0]})
+        raise forbidden(
+            "Niedozwolony typ kontekstu.", "context-type-not-allowed", {"contextIdentifierType": op.context[0]}
+        )
     permissions = req(body, "permissions", list)
     description = req(body, "description", str)
     unknown = [p for p in permissions if p not in ALL_PERMISSIONS]
     if unknown or not 5 <= len(description) <= 256:  # noqa: PLR2004
-        raise ApiFailure(400, 21405, "Błąd walidacji danych wejściowych.", [f"bad permissions {unknown} or description"])
+        raise ApiFailure(
+            400, 21405, "Błąd walidacji danych wejściowych.", [f"bad permissions {unknown} or description"]
+        )
     token = add_token(rt, op.context, None, frozenset(permissions) & op.permissions, description)
     reference = rt.state.tokens[token].reference_number
     return web.json_response({"referenceNumber": reference, "token": token}, status=202)
 
 
-async def rate_limits(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def rate_limits(rt: Runtime, _request: web.Request, _principal: Principal | None, _body: Any) -> web.Response:
     """``GET /rate-limits``: the limits in force (``EffectiveApiRateLimits``)."""
     values = {
         group: {"perSecond": lim.per_second, "perMinute": lim.per_minute, "perHour": lim.per_hour}
@@ -330,18 +376,24 @@ async def rate_limits(rt: Runtime, request: web.Request, principal: Principal | 
     return web.json_response(values)
 
 
-async def limits_context(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def limits_context(rt: Runtime, _request: web.Request, _principal: Principal | None, _body: Any) -> web.Response:
     """``GET /limits/context``."""
-    limits = {"maxInvoiceSizeInMB": 1, "maxInvoiceWithAttachmentSizeInMB": 3, "maxInvoices": rt.config.max_invoices_per_session}
+    limits = {
+        "maxInvoiceSizeInMB": 1,
+        "maxInvoiceWithAttachmentSizeInMB": 3,
+        "maxInvoices": rt.config.max_invoices_per_session,
+    }
     return web.json_response({"onlineSession": limits, "batchSession": dict(limits)})
 
 
-async def limits_subject(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def limits_subject(_rt: Runtime, _request: web.Request, _principal: Principal | None, _body: Any) -> web.Response:
     """``GET /limits/subject``."""
     return web.json_response({"enrollment": {"maxEnrollments": 6}, "certificate": {"maxCertificates": 2}})
 
 
-async def testdata_rate_limits(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def testdata_rate_limits(
+    rt: Runtime, _request: web.Request, _principal: Principal | None, body: Any
+) -> web.Response:
     """``POST /testdata/rate-limits``: custom values for all 12 groups."""
     groups = req(body, "rateLimits", dict)
     limits = {}
@@ -356,7 +408,7 @@ async def testdata_rate_limits(rt: Runtime, request: web.Request, principal: Pri
 
 
 async def testdata_rate_limits_delete(
-    rt: Runtime, request: web.Request, principal: Principal | None, body: Any
+    rt: Runtime, _request: web.Request, _principal: Principal | None, _body: Any
 ) -> web.Response:
     """``DELETE /testdata/rate-limits``: back to the environment's defaults (the spec's values)."""
     rt.limiter.production()
@@ -364,14 +416,14 @@ async def testdata_rate_limits_delete(
 
 
 async def testdata_rate_limits_production(
-    rt: Runtime, request: web.Request, principal: Principal | None, body: Any
+    rt: Runtime, _request: web.Request, _principal: Principal | None, _body: Any
 ) -> web.Response:
     """``POST /testdata/rate-limits/production``: the production values."""
     rt.limiter.production()
     return web.Response(status=200)
 
 
-async def testdata_block(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def testdata_block(rt: Runtime, request: web.Request, _principal: Principal | None, body: Any) -> web.Response:
     """``POST /testdata/context/block`` and ``/unblock``: later logins in the context end with status 480."""
     ident = req(body, "contextIdentifier", dict)
     key: ContextKey = (req(ident, "type", str), req(ident, "value", str))
@@ -383,7 +435,9 @@ async def testdata_block(rt: Runtime, request: web.Request, principal: Principal
     return web.Response(status=200)
 
 
-async def testdata_permissions(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def testdata_permissions(
+    rt: Runtime, request: web.Request, _principal: Principal | None, body: Any
+) -> web.Response:
     """``POST /testdata/permissions`` and ``/revoke``: grant (or take) permissions of a person/entity in a context."""
     ctx = req(body, "contextIdentifier", dict)
     who = req(body, "authorizedIdentifier", dict)

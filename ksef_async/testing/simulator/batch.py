@@ -1,5 +1,7 @@
-"""Batch sessions: open with declared parts, close with the upload checks, and the processing after close
-(decrypt each part, join, check the whole file, unpack Zip/TarGz, validate and number each invoice).
+"""Batch sessions: open with declared parts, close with the upload checks, and the processing after close.
+
+Processing decrypts each part, joins them, checks the whole file, unpacks Zip/TarGz, and validates and numbers
+each invoice.
 
 Processing runs in a worker thread and streams: each part is decrypted chunk by chunk into one joined plaintext
 spool file, archive members are read one at a time, so memory stays at a few chunk buffers whatever the batch
@@ -21,10 +23,8 @@ from typing import IO, Any
 
 from aiohttp import web
 
-from ksef_async.core.crypto import CryptoError, SessionKey, b64
-from ksef_async.errors import InvoiceProblem
-from ksef_async.xml.preflight import MAX_INVOICE_SIZE_WITH_ATTACHMENT
-from ksef_async.xml.validation import ValidationResult, check_invoice
+from ksef_async.core.crypto import SessionKey, b64
+from ksef_async.errors import CryptoError, InvoiceProblem
 from ksef_async.testing.simulator.problems import ApiFailure
 from ksef_async.testing.simulator.runtime import Principal, Runtime
 from ksef_async.testing.simulator.sessions import (
@@ -37,6 +37,8 @@ from ksef_async.testing.simulator.sessions import (
     session_status,
 )
 from ksef_async.testing.simulator.state import BatchPart, Session, SessionKind, iso
+from ksef_async.xml.preflight import MAX_INVOICE_SIZE_WITH_ATTACHMENT
+from ksef_async.xml.validation import ValidationResult, check_invoice
 
 __all__ = ["MAX_FILE_SIZE", "MAX_PARTS", "MAX_PART_SIZE", "close_batch", "open_batch"]
 
@@ -53,9 +55,9 @@ def _bad(detail: str) -> ApiFailure:
     return ApiFailure(400, 21405, "Błąd walidacji danych wejściowych.", [detail])
 
 
-async def open_batch(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def open_batch(rt: Runtime, _request: web.Request, principal: Principal | None, body: Any) -> web.Response:
     """``POST /sessions/batch``: 21161 for more than 50 parts, 21157 for a part above 100 MB, 21405 otherwise."""
-    assert principal is not None  # noqa: S101 - the app enforces the bearer token
+    assert principal is not None
     form = parse_form_code(body, batch=True)
     batch_file = req(body, "batchFile", dict)
     file_size = req(batch_file, "fileSize", int)
@@ -116,9 +118,12 @@ async def open_batch(rt: Runtime, request: web.Request, principal: Principal | N
     return web.json_response({"referenceNumber": session.reference_number, "partUploadRequests": requests}, status=201)
 
 
-async def close_batch(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
-    """``POST /sessions/batch/{referenceNumber}/close``: 21208 after the upload window, 21205 for a missing part,
-    21157 for a stored part whose size differs from the declaration; then processing starts in the background."""
+async def close_batch(rt: Runtime, request: web.Request, principal: Principal | None, _body: Any) -> web.Response:
+    """``POST /sessions/batch/{referenceNumber}/close``, then processing starts in the background.
+
+    Errors: 21208 after the upload window, 21205 for a missing part, 21157 for a stored part whose size differs
+    from the declaration.
+    """
     session = find_session(rt, principal, request.match_info["referenceNumber"], SessionKind.BATCH)
     code, _ = session_status(rt, session)
     if code != 100:  # noqa: PLR2004
@@ -132,7 +137,7 @@ async def close_batch(rt: Runtime, request: web.Request, principal: Principal | 
     if missing:
         raise ApiFailure(400, 21205, "Nie przesłano zadeklarowanej części pliku.", [f"missing parts: {missing}"])
     for n, part in sorted(session.parts.items()):
-        assert part.path is not None  # noqa: S101 - checked just above
+        assert part.path is not None
         actual = part.path.stat().st_size
         if actual != part.size:
             raise ApiFailure(400, 21157, "Nieprawidłowy rozmiar części pliku.", [f"part {n}: {actual} != {part.size}"])
@@ -161,7 +166,7 @@ def _join(session: Session, key: SessionKey, joined: Path) -> None:
     with joined.open("wb") as out:
         for n in sorted(session.parts):
             part = session.parts[n]
-            assert part.path is not None  # noqa: S101 - close checked every part
+            assert part.path is not None
             decryptor = key.decryptor()
             try:
                 with part.path.open("rb") as src:
@@ -186,8 +191,11 @@ def _join(session: Session, key: SessionKey, joined: Path) -> None:
 
 
 def _members(path: Path, compression: str) -> Iterator[tuple[str, int, IO[bytes] | None]]:
-    """Yield ``("", count, None)`` first, then ``(name, size, stream)`` for each regular file of the archive;
-    430 when it cannot be read."""
+    """Yield ``("", count, None)`` first, then ``(name, size, stream)`` for each regular file of the archive.
+
+    Raises:
+        _Fail: 430 when the archive cannot be read.
+    """
     try:
         if compression == "TarGz":
             with tarfile.open(path, "r:gz") as tar:
@@ -227,7 +235,7 @@ def _read_member(stream: IO[bytes]) -> tuple[bytes | None, str, int]:
 def _process_sync(rt: Runtime, session: Session, loop: asyncio.AbstractEventLoop) -> tuple[int, str, list[str] | None]:
     """The worker-thread part of processing; returns the session's final status."""
     key = session.key
-    assert key is not None  # noqa: S101 - a 415 session cannot be closed
+    assert key is not None
     joined = rt.spool_dir / f"{session.reference_number}.joined"
     try:
         _join(session, key, joined)
@@ -243,7 +251,7 @@ def _process_sync(rt: Runtime, session: Session, loop: asyncio.AbstractEventLoop
             return 420, "Przekroczony limit faktur w sesji.", [f"{count} > {rt.config.max_invoices_per_session}"]
         ok = 0
         for name, _size, stream in members:
-            assert stream is not None  # noqa: S101 - only the first item has none
+            assert stream is not None
             try:
                 data, invoice_hash, total = _read_member(stream)
             except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error) as exc:
@@ -256,20 +264,20 @@ def _process_sync(rt: Runtime, session: Session, loop: asyncio.AbstractEventLoop
             else:
                 result = check_invoice(data, name)
             future = asyncio.run_coroutine_threadsafe(
-                _register(rt, session, result, data or b"", invoice_hash, name), loop
+                _register(rt, session, result, data=data or b"", invoice_hash=invoice_hash, name=name), loop
             )
             ok += future.result() == 200  # noqa: PLR2004
-        if ok:
-            return 200, "Sesja wsadowa przetworzona pomyślnie", None
-        return 445, "Błąd weryfikacji, brak poprawnych faktur", None
     except _Fail as fail:
         return fail.code, fail.description, fail.details
     finally:
         joined.unlink(missing_ok=True)
+    if ok:
+        return 200, "Sesja wsadowa przetworzona pomyślnie", None
+    return 445, "Błąd weryfikacji, brak poprawnych faktur", None
 
 
 async def _register(
-    rt: Runtime, session: Session, result: ValidationResult, data: bytes, invoice_hash: str, name: str
+    rt: Runtime, session: Session, result: ValidationResult, *, data: bytes, invoice_hash: str, name: str
 ) -> int:
     now = rt.state.clock.now()
     entry = register_invoice(
@@ -291,11 +299,9 @@ async def _process(rt: Runtime, session: Session) -> None:
     loop = asyncio.get_running_loop()
     try:
         code, description, details = await loop.run_in_executor(None, _process_sync, rt, session, loop)
-    except Exception:  # a bug must still end the session, as KSeF's status 500 "unknown error" does
+    except Exception:  # noqa: BLE001 - any bug must still end the session, as KSeF's 500 "unknown error" does
         _log.exception("batch session %s: processing failed", session.reference_number)
         code, description, details = 500, "Nieznany błąd.", None
     session.final_code, session.final_description, session.final_details = code, description, details
     session.processing_done = session.updated = rt.state.clock.now()
-    _log.info(
-        "batch session %s processed: %s (%s)", session.reference_number, code, iso(rt.state.clock.now_dt())
-    )
+    _log.info("batch session %s processed: %s (%s)", session.reference_number, code, iso(rt.state.clock.now_dt()))

@@ -25,6 +25,8 @@ __all__ = ["ContractChecker", "ContractViolation", "ContractViolationError", "to
 
 _log = logging.getLogger("ksef_async.testing.simulator.contract")
 _REF_PREFIX = "#/components/schemas/"
+_DROPPED = frozenset({"nullable", "example", "examples", "readOnly", "writeOnly", "deprecated", "xml"})
+_SUBSCHEMA_KEYS = frozenset({"items", "not", "allOf", "anyOf", "oneOf"})
 _INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 
 
@@ -55,28 +57,25 @@ def to_json_schema(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     if "$ref" in schema:
-        ref = schema["$ref"]
-        return {"$ref": "#/$defs/" + ref.removeprefix(_REF_PREFIX)}
+        return {"$ref": "#/$defs/" + schema["$ref"].removeprefix(_REF_PREFIX)}
     out: dict[str, Any] = {}
     for key, value in schema.items():
-        if key in ("nullable", "example", "examples", "readOnly", "writeOnly", "deprecated", "xml"):
+        if key in _DROPPED:
             continue
         if key == "properties":
             out[key] = {name: to_json_schema(sub) for name, sub in value.items()}
-        elif key in ("items", "not") or (key == "additionalProperties" and isinstance(value, dict)):
+        elif key in _SUBSCHEMA_KEYS or (key == "additionalProperties" and isinstance(value, dict)):
             out[key] = to_json_schema(value)
-        elif key in ("allOf", "anyOf", "oneOf"):
-            out[key] = [to_json_schema(sub) for sub in value]
         else:
             out[key] = value
-    if schema.get("nullable"):
-        if "type" in out and "enum" not in out:
-            out["type"] = [out["type"], "null"]
-        elif "enum" in out:
-            out = {"anyOf": [out, {"type": "null"}]}
-        else:
-            out = {"anyOf": [out, {"type": "null"}]}
-    return out
+    return _nullable(out) if schema.get("nullable") else out
+
+
+def _nullable(out: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI's ``nullable: true``: widen a plain ``type``, otherwise allow null beside the whole schema."""
+    if "type" in out and "enum" not in out and isinstance(out["type"], str):
+        return out | {"type": [out["type"], "null"]}
+    return {"anyOf": [out, {"type": "null"}]}
 
 
 @functools.cache
@@ -177,7 +176,7 @@ class ContractChecker:
         return problems
 
     def check_response(
-        self, op: Operation, method: str, path: str, status: int, content_type: str | None, body: Any
+        self, op: Operation, method: str, path: str, *, status: int, content_type: str | None, body: Any
     ) -> list[str]:
         """Check a response: the status must be documented for the operation and a JSON body must match."""
         spec_op = _spec()["paths"][op.path][op.method.lower()]

@@ -52,7 +52,9 @@ class MfKey:
             .not_valid_after(now + dt.timedelta(days=730))
             .sign(key, hashes.SHA256())
         )
-        spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        spki = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         der = cert.public_bytes(serialization.Encoding.DER)
         return cls(usage, key, cert, b64(hashlib.sha256(spki).digest()), b64(hashlib.sha256(der).digest()))
 
@@ -82,8 +84,10 @@ class MfKeyring:
         return [k for k in self.keys if k.usage == usage][-1]
 
     def candidates(self, usage: str, public_key_id: str | None) -> Sequence[MfKey] | None:
-        """Keys to try for ``usage``: the one named by ``public_key_id``, every key of the usage when it is
-        ``None``, or ``None`` when the id names no key of that usage (error 21470)."""
+        """Keys to try for ``usage``; ``None`` when ``public_key_id`` names no key of that usage (error 21470).
+
+        Without a ``public_key_id`` every key of the usage is a candidate.
+        """
         keys = [k for k in self.keys if k.usage == usage]
         if public_key_id is None:
             return keys

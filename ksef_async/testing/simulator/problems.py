@@ -1,5 +1,4 @@
-"""KSeF error bodies: ``ExceptionResponse``, the problem+json variants (400, 401, 403, 410, 429) and the exception
-handlers raise to produce them."""
+"""KSeF error bodies (``ExceptionResponse``, problem+json for 400/401/403/410/429) and the exception behind them."""
 
 from __future__ import annotations
 
@@ -78,8 +77,11 @@ def gone(detail: str) -> ApiFailure:
 
 
 def render_failure(failure: ApiFailure, request: web.Request, clock: SimClock) -> web.Response:
-    """Render ``failure`` as KSeF does: problem+json for 401/403/410 always, for 400 on request, else
-    ``ExceptionResponse``."""
+    """Render ``failure`` as KSeF does.
+
+    401, 403 and 410 are always problem+json; 400 is problem+json when the client sent
+    ``X-Error-Format: problem-details``, else ``ExceptionResponse``.
+    """
     now = iso(clock.now_dt())
     problem = request.headers.get("X-Error-Format", "").lower() == "problem-details"
     instance = request.path

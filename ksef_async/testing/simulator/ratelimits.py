@@ -69,8 +69,11 @@ class RateLimiter:
         self._states.clear()
 
     def admit(self, op: Operation, subject: str, now: float) -> float | None:
-        """Count one request of ``op`` by ``subject`` at ``now``; return ``None`` when admitted, else the number of
-        seconds after which a retry would be admitted."""
+        """Count one request of ``op`` by ``subject`` at ``now``.
+
+        Returns:
+            ``None`` when admitted, else the number of seconds after which a retry would be admitted.
+        """
         if not self.enabled:
             return None
         group = op.rate_group

@@ -1,5 +1,7 @@
-"""What every handler shares: configuration, state, keys, limiter, faults, counters, and the signing helpers
-(JWT-shaped bearer tokens, pre-signed storage URLs, continuation tokens)."""
+"""What every handler shares: configuration, state, keys, limiter, faults, counters and signing helpers.
+
+The signing helpers make JWT-shaped bearer tokens, pre-signed storage URLs and continuation tokens.
+"""
 
 from __future__ import annotations
 

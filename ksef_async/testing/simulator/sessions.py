@@ -1,5 +1,7 @@
-"""Online sessions, the invoice pipeline shared with batch (validate, deduplicate, number), session and invoice
-status, listings and UPO documents (API endpoints and pre-signed downloads)."""
+"""Online sessions, the invoice pipeline shared with batch, status, listings and UPO documents.
+
+The pipeline validates, deduplicates and numbers invoices; UPOs are served by the API and by pre-signed URLs.
+"""
 
 from __future__ import annotations
 
@@ -13,19 +15,19 @@ from lxml import etree
 
 from ksef_async.core.crypto import (
     KEY_USAGE_SYMMETRIC,
-    CryptoError,
     SessionKey,
     b64decode,
     decrypt_cbc,
     rsa_oaep_decrypt,
     sha256_b64,
 )
-from ksef_async.xml.auth_request import ContextIdentifier, safe_xml_parser
-from ksef_async.xml.upo import UpoDocument, build_session_upo_pages, build_upo
-from ksef_async.xml.validation import ValidationResult, check_invoice
+from ksef_async.errors import CryptoError
 from ksef_async.testing.simulator.problems import ApiFailure
 from ksef_async.testing.simulator.runtime import Principal, Runtime
 from ksef_async.testing.simulator.state import InvoiceEntry, Session, SessionKind, StoredInvoice, iso
+from ksef_async.xml.auth_request import ContextIdentifier, safe_xml_parser
+from ksef_async.xml.upo import UpoDocument, build_session_upo_pages, build_upo
+from ksef_async.xml.validation import ValidationResult, check_invoice
 
 __all__ = [
     "close_online",
@@ -41,10 +43,10 @@ __all__ = [
     "list_failed_invoices",
     "list_invoices",
     "list_sessions",
-    "parse_form_code",
     "open_online",
     "opt",
     "paged",
+    "parse_form_code",
     "register_invoice",
     "req",
     "send_invoice",
@@ -99,8 +101,11 @@ def parse_form_code(body: Any, *, batch: bool) -> dict[str, str]:
 
 
 def decrypt_session_key(rt: Runtime, body: Any) -> SessionKey | None:
-    """Unwrap ``encryption``: 400 21470 for an unknown ``publicKeyId``; ``None`` when the key cannot be decrypted
-    (the session then ends with status 415, as on KSeF)."""
+    """Unwrap ``encryption``; ``None`` when the key cannot be decrypted (the session then ends with status 415).
+
+    Raises:
+        ApiFailure: 400 21470 for an unknown ``publicKeyId``, 21405 for malformed fields.
+    """
     encryption = req(body, "encryption", dict)
     wrapped = _b64_field(encryption, "encryptedSymmetricKey")
     iv = _b64_field(encryption, "initializationVector")
@@ -120,6 +125,7 @@ def decrypt_session_key(rt: Runtime, body: Any) -> SessionKey | None:
 
 
 def find_session(rt: Runtime, principal: Principal | None, ref: str, kind: SessionKind | None = None) -> Session:
+    """The caller's session ``ref`` (of ``kind`` when given); 400 21173 when there is none."""
     session = rt.state.sessions.get(ref)
     if (
         session is None
@@ -151,7 +157,7 @@ def _buyer(data: bytes) -> tuple[str, str] | None:
     return None
 
 
-def register_invoice(  # noqa: PLR0913
+def register_invoice(
     rt: Runtime,
     session: Session,
     result: ValidationResult,
@@ -191,7 +197,9 @@ def register_invoice(  # noqa: PLR0913
         original = state.duplicates.get(key)
         if original is not None:
             entry.final_code, entry.final_description = 440, "Duplikat faktury."
-            entry.details = [f"Duplikat faktury. Faktura o numerze KSeF: {original[1]} została już prawidłowo przesłana."]
+            entry.details = [
+                f"Duplikat faktury. Faktura o numerze KSeF: {original[1]} została już prawidłowo przesłana."
+            ]
             entry.extensions = {"originalSessionReferenceNumber": original[0], "originalKsefNumber": original[1]}
         else:
             acquisition = dt.datetime.fromtimestamp(received + state.processing_delay, dt.UTC)
@@ -269,32 +277,33 @@ def invoice_json(rt: Runtime, session: Session, entry: InvoiceEntry) -> dict[str
 
 
 def session_status(rt: Runtime, session: Session) -> tuple[int, str]:
-    """The session's status ``(code, description)`` now (online auto-closes at ``validUntil``)."""
-    now = rt.state.clock.now()
-    delay = rt.state.processing_delay
+    """The session's status ``(code, description)`` now (sessions expire 12 h after opening)."""
     if session.key is None:
         return 415, "Błąd odszyfrowania dostarczonego klucza."
-    if session.closed is None and now > session.valid_until:
-        if session.kind is SessionKind.ONLINE:
-            session.closed = session.valid_until
-        else:
-            session.closed = session.valid_until
+    if session.closed is None and rt.state.clock.now() > session.valid_until:
+        session.closed = session.valid_until
+        if session.kind is SessionKind.BATCH:  # never closed: cancelled (state diagram, 100 -> 440 after 12 h)
             session.final_code, session.final_description = 440, "Sesja anulowana. Przekroczono czas wysyłki."
             session.processing_done = session.valid_until
     if session.closed is None:
         return 100, "Sesja interaktywna otwarta" if session.kind is SessionKind.ONLINE else "Sesja wsadowa rozpoczęta"
     if session.kind is SessionKind.ONLINE:
-        last = max([session.closed, *(e.received for e in session.invoices)])
-        if delay > 0 and now < last + delay:
-            return 170, "Sesja interaktywna zamknięta"
-        if not session.invoices:
-            return 440, "Sesja anulowana. Nie przesłano faktur."
-        if any(e.final_code == 200 for e in session.invoices):  # noqa: PLR2004
-            return 200, "Sesja interaktywna przetworzona pomyślnie"
-        return 445, "Błąd weryfikacji, brak poprawnych faktur"
-    if session.final_code is None or session.processing_done is None or now < session.processing_done + delay:
+        return _online_outcome(rt, session, session.closed)
+    done = session.processing_done
+    if session.final_code is None or done is None or rt.state.clock.now() < done + rt.state.processing_delay:
         return 150, "Trwa przetwarzanie"
     return session.final_code, session.final_description
+
+
+def _online_outcome(rt: Runtime, session: Session, closed: float) -> tuple[int, str]:
+    last = max([closed, *(e.received for e in session.invoices)])
+    if rt.state.processing_delay > 0 and rt.state.clock.now() < last + rt.state.processing_delay:
+        return 170, "Sesja interaktywna zamknięta"
+    if not session.invoices:
+        return 440, "Sesja anulowana. Nie przesłano faktur."
+    if any(e.final_code == 200 for e in session.invoices):  # noqa: PLR2004
+        return 200, "Sesja interaktywna przetworzona pomyślnie"
+    return 445, "Błąd weryfikacji, brak poprawnych faktur"
 
 
 def _counts(rt: Runtime, session: Session) -> tuple[int, int, int]:
@@ -374,9 +383,9 @@ def _xml(data: bytes) -> web.Response:
 # -- handlers: online session ------------------------------------------------------------------------------------
 
 
-async def open_online(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def open_online(rt: Runtime, _request: web.Request, principal: Principal | None, body: Any) -> web.Response:
     """``POST /sessions/online``."""
-    assert principal is not None  # noqa: S101 - the app enforces the bearer token
+    assert principal is not None
     form = parse_form_code(body, batch=False)
     key = decrypt_session_key(rt, body)
     now = rt.state.clock.now()
@@ -439,7 +448,7 @@ async def send_invoice(rt: Runtime, request: web.Request, principal: Principal |
     return web.json_response({"referenceNumber": reference}, status=202)
 
 
-async def close_online(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def close_online(rt: Runtime, request: web.Request, principal: Principal | None, _body: Any) -> web.Response:
     """``POST /sessions/online/{referenceNumber}/close``."""
     session = find_session(rt, principal, request.match_info["referenceNumber"], SessionKind.ONLINE)
     code, _ = session_status(rt, session)
@@ -453,7 +462,7 @@ async def close_online(rt: Runtime, request: web.Request, principal: Principal |
 # -- handlers: status and listings -------------------------------------------------------------------------------
 
 
-async def get_session(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def get_session(rt: Runtime, request: web.Request, principal: Principal | None, _body: Any) -> web.Response:
     """``GET /sessions/{referenceNumber}``."""
     session = find_session(rt, principal, request.match_info["referenceNumber"])
     code, description = session_status(rt, session)
@@ -498,7 +507,7 @@ def _page_size(request: web.Request, low: int, high: int) -> int:
 
 
 def paged(
-    rt: Runtime, request: web.Request, scope: str, items: list[Any], low: int, high: int
+    rt: Runtime, request: web.Request, scope: str, items: list[Any], *, low: int, high: int
 ) -> tuple[list[Any], str | None]:
     """One page of ``items`` per ``pageSize`` (``low..high``) and ``x-continuation-token``; the next token or None."""
     size = _page_size(request, low, high)
@@ -508,26 +517,26 @@ def paged(
     return page, rt.continuation(scope, offset + size) if more else None
 
 
-async def list_invoices(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def list_invoices(rt: Runtime, request: web.Request, principal: Principal | None, _body: Any) -> web.Response:
     """``GET /sessions/{referenceNumber}/invoices``."""
     session = find_session(rt, principal, request.match_info["referenceNumber"])
-    page, token = paged(rt, request, f"inv:{session.reference_number}", session.invoices, 10, 1000)
+    page, token = paged(rt, request, f"inv:{session.reference_number}", session.invoices, low=10, high=1000)
     return web.json_response({"continuationToken": token, "invoices": [invoice_json(rt, session, e) for e in page]})
 
 
 async def list_failed_invoices(
-    rt: Runtime, request: web.Request, principal: Principal | None, body: Any
+    rt: Runtime, request: web.Request, principal: Principal | None, _body: Any
 ) -> web.Response:
     """``GET /sessions/{referenceNumber}/invoices/failed``."""
     session = find_session(rt, principal, request.match_info["referenceNumber"])
     now = rt.state.clock.now()
     failed = [e for e in session.invoices if (v := _visible(rt, e, now))[2] and v[0] != 200]  # noqa: PLR2004
-    page, token = paged(rt, request, f"failed:{session.reference_number}", failed, 10, 1000)
+    page, token = paged(rt, request, f"failed:{session.reference_number}", failed, low=10, high=1000)
     return web.json_response({"continuationToken": token, "invoices": [invoice_json(rt, session, e) for e in page]})
 
 
 async def get_invoice_status(
-    rt: Runtime, request: web.Request, principal: Principal | None, body: Any
+    rt: Runtime, request: web.Request, principal: Principal | None, _body: Any
 ) -> web.Response:
     """``GET /sessions/{referenceNumber}/invoices/{invoiceReferenceNumber}``."""
     session = find_session(rt, principal, request.match_info["referenceNumber"])
@@ -551,9 +560,9 @@ def _parse_filter_date(request: web.Request, name: str) -> dt.datetime | None:
 _COMMON_STATUS = {100: "InProgress", 150: "InProgress", 170: "InProgress", 200: "Succeeded", 440: "Cancelled"}
 
 
-async def list_sessions(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def list_sessions(rt: Runtime, request: web.Request, principal: Principal | None, _body: Any) -> web.Response:
     """``GET /sessions`` with ``sessionType`` (required), date, reference and status filters."""
-    assert principal is not None  # noqa: S101
+    assert principal is not None
     kind_text = request.query.get("sessionType")
     if kind_text not in ("Online", "Batch"):
         raise ApiFailure(400, 21405, "Błąd walidacji danych wejściowych.", ["sessionType must be Online or Batch"])
@@ -597,7 +606,7 @@ async def list_sessions(rt: Runtime, request: web.Request, principal: Principal 
             }
         )
     scope = hashlib.sha256(request.query_string.encode()).hexdigest()[:16]
-    page, token = paged(rt, request, f"sessions:{scope}", items, 10, 1000)
+    page, token = paged(rt, request, f"sessions:{scope}", items, low=10, high=1000)
     return web.json_response({"continuationToken": token, "sessions": page})
 
 
@@ -613,7 +622,7 @@ def _processed(rt: Runtime, session: Session) -> None:
         raise ApiFailure(400, 21178, "Nie odnaleziono UPO.", ["the session has no UPO (yet)"])
 
 
-async def get_session_upo(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def get_session_upo(rt: Runtime, request: web.Request, principal: Principal | None, _body: Any) -> web.Response:
     """``GET /sessions/{referenceNumber}/upo/{upoReferenceNumber}``."""
     session = find_session(rt, principal, request.match_info["referenceNumber"])
     _processed(rt, session)
@@ -630,7 +639,7 @@ def _final_ok(rt: Runtime, entry: InvoiceEntry | None) -> InvoiceEntry:
     return entry
 
 
-async def get_invoice_upo(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def get_invoice_upo(rt: Runtime, request: web.Request, principal: Principal | None, _body: Any) -> web.Response:
     """``GET /sessions/{referenceNumber}/invoices/{invoiceReferenceNumber}/upo``."""
     session = find_session(rt, principal, request.match_info["referenceNumber"])
     entry = _final_ok(rt, session.by_reference.get(request.match_info["invoiceReferenceNumber"]))
@@ -638,7 +647,7 @@ async def get_invoice_upo(rt: Runtime, request: web.Request, principal: Principa
 
 
 async def get_invoice_upo_by_ksef(
-    rt: Runtime, request: web.Request, principal: Principal | None, body: Any
+    rt: Runtime, request: web.Request, principal: Principal | None, _body: Any
 ) -> web.Response:
     """``GET /sessions/{referenceNumber}/invoices/ksef/{ksefNumber}/upo``."""
     session = find_session(rt, principal, request.match_info["referenceNumber"])
@@ -649,8 +658,10 @@ async def get_invoice_upo_by_ksef(
 
 
 async def download_upo(rt: Runtime, request: web.Request) -> web.Response:
-    """Pre-signed ``GET /storage/upo/{session}/{upo}`` and ``/storage/upo/{session}/invoices/{invoice}``: no token,
-    not rate-limited; the signature and expiry are checked."""
+    """Pre-signed ``GET /storage/upo/{session}/{upo}`` and ``/storage/upo/{session}/invoices/{invoice}``.
+
+    No token and no rate limit; the signature and expiry are checked.
+    """
     refusal = rt.check_url(request.path, request.query, "r")
     if refusal is not None:
         return storage_error(403, refusal)
@@ -673,9 +684,5 @@ async def download_upo(rt: Runtime, request: web.Request) -> web.Response:
 def storage_error(status: int, message: str) -> web.Response:
     """An Azure-Blob-style XML error (``<Error><Code/><Message/></Error>``)."""
     code, _, text = message.partition(": ")
-    xml = (
-        '<?xml version="1.0" encoding="utf-8"?>'
-        f"<Error><Code>{code}</Code><Message>{text or code}</Message></Error>"
-    )
+    xml = f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code><Message>{text or code}</Message></Error>'
     return web.Response(status=status, text=xml, content_type="application/xml", headers={"x-ms-error-code": code})
-
