@@ -183,7 +183,10 @@ def _amounts(root: Any) -> tuple[Decimal, Decimal, Decimal, str]:
     if fa is not None:
         for child in fa:
             name = etree.QName(child).localname
-            value = Decimal((child.text or "0").strip() or "0")
+            try:
+                value = Decimal((child.text or "").strip())
+            except ArithmeticError:
+                continue  # not an amount (cannot happen in a valid FA); the XSD check happened at acceptance
             if name.startswith("P_13_"):
                 net += value
             elif name.startswith("P_14_") and name.endswith("W"):
@@ -286,6 +289,7 @@ class _Filters:
     end: dt.datetime
     hwm: dt.datetime | None
     body: dict[str, Any]
+    global_hwm: dt.datetime | None
 
 
 def _parse_filters(rt: Runtime, filters: Any, *, export: bool) -> _Filters:
@@ -304,10 +308,12 @@ def _parse_filters(rt: Runtime, filters: Any, *, export: bool) -> _Filters:
         raise ApiFailure(400, 21405, _BAD, ["dateRange.to is earlier than dateRange.from"])
     if not _within_three_months(start, end):
         raise ApiFailure(400, 21405, _BAD, ["dateRange is longer than 3 months"])
-    mark = hwm(rt) if date_type == "PermanentStorage" else None
+    global_mark = hwm(rt) if date_type == "PermanentStorage" else None
     restrict = opt(date_range, "restrictToPermanentStorageHwmDate", bool, default=False)
-    if restrict and mark is not None:
-        if start > mark and not export:
+    # The spec: for a recent period the HWM is the mark itself; for an older one it matches the query's bound.
+    mark = None if global_mark is None else min(global_mark, end)
+    if restrict and global_mark is not None:
+        if start > global_mark and not export:
             raise ApiFailure(
                 400,
                 21183,
@@ -315,8 +321,8 @@ def _parse_filters(rt: Runtime, filters: Any, *, export: bool) -> _Filters:
                 ["Parametr dateRange.from jest późniejszy niż PermanentStorageHwmDate przy włączonym "
                  "restrictToPermanentStorageHwmDate."],
             )
-        end = min(end, mark)
-    return _Filters(subject, date_type, start, end, mark, filters)
+        end = min(end, global_mark)
+    return _Filters(subject, date_type, start, end, mark, filters, global_mark)
 
 
 def _date_of(inv: StoredInvoice, date_type: str) -> dt.datetime:
@@ -520,7 +526,7 @@ async def start_export(rt: Runtime, request: web.Request, principal: Principal |
     restrict = bool((filters.get("dateRange") or {}).get("restrictToPermanentStorageHwmDate"))
     if key is None:
         job.failure = (415, "Błąd odszyfrowania dostarczonego klucza", None)
-    elif restrict and f.hwm is not None and f.start > f.hwm:
+    elif restrict and f.global_hwm is not None and f.start > f.global_hwm:
         job.failure = (
             420,
             "Zakres filtrowania wykracza poza dostępny zakres danych",
@@ -834,14 +840,16 @@ def seed_invoices(  # noqa: PLR0913
         msg = f"seed_invoices: role must be 'buyer' or 'seller', got {role!r}"
         raise ValueError(msg)
     step = (end - start) / max(1, count - 1)
-    factories: dict[tuple[str, dt.date], InvoiceFactory] = {}
+    # One factory per seller (building one costs ~0.1 s); each invoice is the seller's invoice ``index`` with its
+    # dates moved to its invoicing day, so P_2 stays distinct and P_1 agrees with the metadata's issueDate.
+    factories: dict[str, InvoiceFactory] = {}
     numbers: list[str] = []
     state = rt.state
     for index in range(count):
-        invoicing = start + step * index
+        invoicing = (start + step * index).astimezone(dt.UTC)
         seller = seller_nips[index % len(seller_nips)]
         day = invoicing.astimezone(WARSAW).date()
-        factory = factories.get((seller, day))
+        factory = factories.get(seller)
         if factory is None:
             factory = InvoiceFactory(
                 seller,
@@ -850,8 +858,9 @@ def seed_invoices(  # noqa: PLR0913
                 size_kb=size_kb,
                 issue_date=day,
             )
-            factories[(seller, day)] = factory
+            factories[seller] = factory
         _, content = factory.make(index)
+        content = _redate(content, factory.issue_date, day)
         number = rt.ksef_number(seller, invoicing.date())
         buyer = _buyer_of(content) if role == "seller" else ("Nip", nip)
         stored = StoredInvoice(
@@ -865,9 +874,9 @@ def seed_invoices(  # noqa: PLR0913
             invoice_type="VAT",
             form={"systemCode": "FA (3)", "schemaVersion": "1-0E", "value": "FA"},
             issue_date=day,
-            invoicing_date=invoicing.astimezone(dt.UTC),
-            acquisition_date=invoicing.astimezone(dt.UTC) + dt.timedelta(seconds=1),
-            permanent_storage_date=invoicing.astimezone(dt.UTC) + dt.timedelta(seconds=state.storage_delay),
+            invoicing_date=invoicing,
+            acquisition_date=invoicing + dt.timedelta(seconds=1),
+            permanent_storage_date=invoicing + dt.timedelta(seconds=state.storage_delay),
             invoicing_mode="Online",
             has_attachment=False,
             session_reference="seeded",
@@ -877,6 +886,16 @@ def seed_invoices(  # noqa: PLR0913
         state.duplicates[(seller, "VAT", stored.invoice_number)] = ("seeded", number)
         numbers.append(number)
     return numbers
+
+
+def _redate(content: bytes, old: dt.date, new: dt.date) -> bytes:
+    if old == new:
+        return content
+    before, after = old.isoformat().encode(), new.isoformat().encode()
+    # P_1, DataWytworzeniaFa and DataZaplaty carry the issue day; P_6 (sale date) may stay earlier or later.
+    for tag in (b"<P_1>", b"<DataWytworzeniaFa>", b"<DataZaplaty>"):
+        content = content.replace(tag + before, tag + after, 1)
+    return content
 
 
 def _buyer_of(content: bytes) -> tuple[str, str] | None:

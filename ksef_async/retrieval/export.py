@@ -1,0 +1,472 @@
+"""Invoice export: start with an own AES key, poll, download parts concurrently, check, decrypt, unpack.
+
+Memory stays bounded whatever the package size:
+
+* each part is streamed from its pre-signed URL in 1 MiB chunks; every chunk is hashed (``encryptedPartHash``),
+  decrypted, hashed again (``partHash``) and appended to that part's plaintext spool file, so neither a part nor
+  the package is ever held in memory;
+* the plaintext parts are not copied into one file: a seekable reader presents them as one archive (the parts are
+  binary cuts of it, digest §9);
+* a Zip archive needs random access (its central directory is at the end and members may carry data
+  descriptors), so it cannot be unpacked from the network stream: that is why the plaintext is spooled to disk;
+  TarGz is read as a stream. One member (at most one invoice, < 1 MB) is in memory at a time, plus the metadata of
+  the package (``_metadata.json``, about 1 kB per invoice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import json
+import shutil
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import attrs
+
+from ksef_async._logging import extras, get_logger
+from ksef_async.core.crypto import AesCbcDecryptor, SessionKey, b64, b64decode
+from ksef_async.core.polling import Backoff
+from ksef_async.errors import CryptoError, IntegrityError, KsefError, TransportError
+from ksef_async.models import (
+    CompressionType,
+    InvoiceExportStatusResponse,
+    InvoiceMetadata,
+    InvoicePackage,
+    InvoicePackagePart,
+    InvoiceQueryFilters,
+)
+from ksef_async.models.converter import structure
+from ksef_async.resources.retrieval import RetrievalResource
+
+__all__ = [
+    "METADATA_FILE",
+    "ExportPackage",
+    "ExportedInvoice",
+    "download_package",
+    "export_invoices",
+]
+
+logger = get_logger("retrieval")
+
+METADATA_FILE = "_metadata.json"
+"""The package member listing every invoice's `InvoiceMetadata` (``{"invoices": [...]}``)."""
+_READ_BATCH = 64
+
+
+@attrs.frozen
+class ExportedInvoice:
+    """One invoice of a package.
+
+    Attributes:
+        ksef_number: Its KSeF number (from ``_metadata.json``).
+        xml: The invoice XML, checked against the metadata's ``invoiceHash``; ``None`` for ``onlyMetadata``.
+        metadata: Its `InvoiceMetadata`.
+        raw_metadata: The same metadata as KSeF sent it (JSON object), e.g. for an index file.
+    """
+
+    ksef_number: str
+    xml: bytes | None = attrs.field(repr=False)
+    metadata: InvoiceMetadata = attrs.field(repr=False)
+    raw_metadata: Mapping[str, Any] = attrs.field(repr=False)
+
+
+def _digest(value: bytes | str) -> bytes:
+    # The models decode Sha256HashBase64 (format: byte) to the raw 32 bytes; accept Base64 text as well.
+    return value if isinstance(value, bytes) else b64decode(value, field="hash")
+
+
+def _text(value: bytes | str) -> str:
+    return b64(value) if isinstance(value, bytes) else value
+
+
+class _Concatenation(io.RawIOBase):
+    """A read-only, seekable view of several files as one (the decrypted parts as the whole archive)."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        super().__init__()
+        self._files: list[BinaryIO] = [p.open("rb") for p in paths]
+        self._starts: list[int] = []
+        total = 0
+        for path in paths:
+            self._starts.append(total)
+            total += path.stat().st_size
+        self._size = total
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        done = 0
+        while done < len(view) and self._pos < self._size:
+            index = max(i for i, start in enumerate(self._starts) if start <= self._pos)
+            fh = self._files[index]
+            fh.seek(self._pos - self._starts[index])
+            got = fh.readinto(view[done:])
+            if not got:
+                # Zero-length part file (or the end of one): move to the next.
+                end = self._starts[index + 1] if index + 1 < len(self._starts) else self._size
+                if self._pos >= end:
+                    break
+                continue
+            done += got
+            self._pos += got
+        return done
+
+    def close(self) -> None:
+        for fh in self._files:
+            fh.close()
+        super().close()
+
+
+@attrs.define
+class _PartResult:
+    path: Path
+    encrypted_size: int
+    encrypted_hash: str
+    plain_size: int
+    plain_hash: str
+    announced: str | None
+
+
+class ExportPackage:
+    """A finished, downloaded and verified export package, spooled (decrypted) in a temporary directory.
+
+    Iterate it with `invoices` or write it out with `write_to`; `close` (or leaving ``export_invoices``) removes
+    the spool.
+
+    Attributes:
+        reference_number: The export's reference number.
+        status: The final ``GET /invoices/exports/{ref}`` answer.
+        package: Its `InvoicePackage` (counts, ``isTruncated``, ``lastPermanentStorageDate``,
+            ``permanentStorageHwmDate``...).
+        compression: ``Zip`` or ``TarGz``.
+    """
+
+    def __init__(
+        self,
+        reference_number: str,
+        status: InvoiceExportStatusResponse,
+        compression: CompressionType | str,
+        spool: Path,
+        parts: Sequence[Path],
+    ) -> None:
+        assert status.package is not None  # noqa: S101 - callers pass finished exports only
+        self.reference_number = reference_number
+        self.status = status
+        self.package: InvoicePackage = status.package
+        self.compression = str(compression)
+        self._spool = spool
+        self._parts = list(parts)
+
+    def __repr__(self) -> str:
+        return (
+            f"ExportPackage(reference_number={self.reference_number!r}, invoices={self.package.invoice_count}, "
+            f"parts={len(self._parts)}, truncated={self.package.is_truncated})"
+        )
+
+    def close(self) -> None:
+        """Remove the spooled plaintext."""
+        shutil.rmtree(self._spool, ignore_errors=True)
+
+    # -- reading (worker thread) -------------------------------------------------------------------------------------
+
+    def _iter_sync(self) -> Iterator[ExportedInvoice]:
+        if self.compression == CompressionType.TAR_GZ:
+            yield from self._iter_tar()
+        else:
+            yield from self._iter_zip()
+
+    def _entries(self, raw: bytes) -> list[dict[str, Any]]:
+        try:
+            doc = json.loads(raw)
+            entries = doc["invoices"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"export {self.reference_number}: {METADATA_FILE} is not readable ({exc})") from None
+        if not isinstance(entries, list):
+            raise IntegrityError(f"export {self.reference_number}: {METADATA_FILE} 'invoices' is not a list")
+        return entries
+
+    def _make(self, entry: Mapping[str, Any], xml: bytes | None) -> ExportedInvoice:
+        metadata = structure(entry, InvoiceMetadata)
+        number = str(metadata.ksef_number)
+        if xml is not None:
+            actual = hashlib.sha256(xml).digest()
+            if actual != _digest(metadata.invoice_hash):
+                raise IntegrityError(
+                    f"export {self.reference_number}: {number}.xml has SHA-256 {b64(actual)}, "
+                    f"but {METADATA_FILE} says {_text(metadata.invoice_hash)}"
+                )
+        return ExportedInvoice(number, xml, metadata, entry)
+
+    def _iter_zip(self) -> Iterator[ExportedInvoice]:
+        with _Concatenation(self._parts) as raw, zipfile.ZipFile(io.BufferedReader(raw, 1 << 20)) as archive:
+            names = set(archive.namelist())
+            if METADATA_FILE not in names:
+                raise IntegrityError(f"export {self.reference_number}: the package has no {METADATA_FILE}")
+            entries = self._entries(archive.read(METADATA_FILE))
+            only_metadata = not (names - {METADATA_FILE})
+            for entry in entries:
+                number = str(entry.get("ksefNumber"))
+                if only_metadata:
+                    yield self._make(entry, None)
+                    continue
+                member = f"{number}.xml"
+                if member not in names:
+                    raise IntegrityError(f"export {self.reference_number}: {member} is listed but not in the package")
+                yield self._make(entry, archive.read(member))
+
+    def _iter_tar(self) -> Iterator[ExportedInvoice]:
+        entries: dict[str, dict[str, Any]] | None = None
+        with _Concatenation(self._parts) as raw, tarfile.open(fileobj=io.BufferedReader(raw, 1 << 20), mode="r|gz") as tar:
+            for member in tar:
+                if member.name == METADATA_FILE:
+                    fh = tar.extractfile(member)
+                    entries = {str(e.get("ksefNumber")): e for e in self._entries(fh.read() if fh else b"")}
+                    break
+        if entries is None:
+            raise IntegrityError(f"export {self.reference_number}: the package has no {METADATA_FILE}")
+        seen: set[str] = set()
+        # A second streaming pass yields the invoices; when _metadata.json comes first (it does on KSeF and in our
+        # simulator) the first pass stopped right after it, so the archive is decompressed about once.
+        with _Concatenation(self._parts) as raw, tarfile.open(fileobj=io.BufferedReader(raw, 1 << 20), mode="r|gz") as tar:
+            for member in tar:
+                name = member.name
+                if name == METADATA_FILE or not name.endswith(".xml") or not member.isfile():
+                    continue
+                number = name.rsplit("/", 1)[-1][: -len(".xml")]
+                entry = entries.get(number)
+                if entry is None:
+                    raise IntegrityError(f"export {self.reference_number}: {name} is not listed in {METADATA_FILE}")
+                fh = tar.extractfile(member)
+                seen.add(number)
+                yield self._make(entry, fh.read() if fh else b"")
+        for number, entry in entries.items():
+            if number not in seen:
+                if seen:
+                    raise IntegrityError(f"export {self.reference_number}: {number}.xml is listed but not in the package")
+                yield self._make(entry, None)  # onlyMetadata: the package holds _metadata.json alone
+
+    async def invoices(self) -> AsyncIterator[ExportedInvoice]:
+        """Yield the package's invoices (archive reading and hashing run in a worker thread, in batches).
+
+        Raises:
+            IntegrityError: A member is missing, unlisted, or its SHA-256 differs from ``invoiceHash``.
+        """
+        iterator = self._iter_sync()
+
+        def batch() -> list[ExportedInvoice]:
+            return [item for _, item in zip(range(_READ_BATCH), iterator, strict=False)]
+
+        while True:
+            items = await asyncio.to_thread(batch)
+            if not items:
+                return
+            for item in items:
+                yield item
+
+    async def write_to(self, directory: Path) -> int:
+        """Write ``{ksefNumber}.xml`` files and ``_metadata.json`` into ``directory``; return the invoice count."""
+        directory.mkdir(parents=True, exist_ok=True)
+        entries: list[Mapping[str, Any]] = []
+        async for invoice in self.invoices():
+            entries.append(invoice.raw_metadata)
+            if invoice.xml is not None:
+                await asyncio.to_thread((directory / f"{invoice.ksef_number}.xml").write_bytes, invoice.xml)
+        text = json.dumps({"invoices": entries}, ensure_ascii=False, indent=1)
+        await asyncio.to_thread((directory / METADATA_FILE).write_text, text, "utf-8")
+        return len(entries)
+
+
+class _PartSink:
+    """Decrypts and hashes one part's chunks into its plaintext spool file (called from a worker thread)."""
+
+    def __init__(self, key: SessionKey, path: Path) -> None:
+        self.path = path
+        self._fh = path.open("wb")
+        self._dec: AesCbcDecryptor = key.decryptor()
+        self._cipher = hashlib.sha256()
+        self._plain = hashlib.sha256()
+        self.cipher_size = 0
+        self.plain_size = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self._cipher.update(chunk)
+        self.cipher_size += len(chunk)
+        self._write(self._dec.update(chunk))
+
+    def _write(self, data: bytes) -> None:
+        if data:
+            self._plain.update(data)
+            self.plain_size += len(data)
+            self._fh.write(data)
+
+    def finish(self) -> tuple[str, str]:
+        try:
+            self._write(self._dec.finalize())
+        finally:
+            self._fh.close()
+        return b64(self._cipher.digest()), b64(self._plain.digest())
+
+    def abort(self) -> None:
+        self._fh.close()
+        self.path.unlink(missing_ok=True)
+
+
+async def _download_part(
+    retrieval: RetrievalResource, key: SessionKey, part: InvoicePackagePart, path: Path, reference: str
+) -> None:
+    sink = await asyncio.to_thread(_PartSink, key, path)
+    what = f"export {reference} part {part.ordinal_number}"
+    try:
+        async with retrieval.stream_part(part.url) as stream:
+            async for chunk in stream.chunks:
+                await asyncio.to_thread(sink.feed, chunk)
+            announced = stream.announced_hash
+        try:
+            encrypted_hash, plain_hash = await asyncio.to_thread(sink.finish)
+        except CryptoError as exc:
+            raise IntegrityError(f"{what}: cannot be decrypted ({exc})") from None
+    except BaseException:
+        sink.abort()
+        raise
+    problems = []
+    if sink.cipher_size != part.encrypted_part_size:
+        problems.append(f"encrypted size {sink.cipher_size} != encryptedPartSize {part.encrypted_part_size}")
+    if encrypted_hash != _text(part.encrypted_part_hash):
+        problems.append(f"encrypted SHA-256 {encrypted_hash} != encryptedPartHash {_text(part.encrypted_part_hash)}")
+    if announced is not None and announced.strip() != encrypted_hash:
+        problems.append(f"encrypted SHA-256 {encrypted_hash} != x-ms-meta-hash {announced}")
+    if sink.plain_size != part.part_size:
+        problems.append(f"size {sink.plain_size} != partSize {part.part_size}")
+    if plain_hash != _text(part.part_hash):
+        problems.append(f"SHA-256 {plain_hash} != partHash {_text(part.part_hash)}")
+    if problems:
+        path.unlink(missing_ok=True)
+        raise IntegrityError(f"{what}: {'; '.join(problems)}")
+    logger.debug("export part downloaded", extra=extras(reference_number=reference, part=part.ordinal_number))
+
+
+async def download_package(  # noqa: PLR0913
+    retrieval: RetrievalResource,
+    reference_number: str,
+    status: InvoiceExportStatusResponse,
+    key: SessionKey,
+    *,
+    compression: CompressionType | str = CompressionType.ZIP,
+    workdir: Path | None = None,
+    concurrency: int = 4,
+    attempts: int = 3,
+) -> ExportPackage:
+    """Download, check and decrypt every part of a finished export into a spool directory.
+
+    Parts download concurrently (``concurrency`` at a time); a part whose hashes or sizes do not match, or whose
+    connection fails, is downloaded again, up to ``attempts`` times.
+
+    Raises:
+        IntegrityError: A part still does not match its declaration after ``attempts`` tries.
+        TransportError: A part still cannot be downloaded.
+    """
+    if status.package is None:
+        raise IntegrityError(f"export {reference_number}: status 200 without a package")
+    spool = Path(tempfile.mkdtemp(prefix=f"ksef-export-{reference_number}-", dir=workdir))
+    parts = sorted(status.package.parts, key=lambda p: p.ordinal_number)
+    paths = [spool / f"part-{p.ordinal_number:04d}.bin" for p in parts]
+    limit = asyncio.Semaphore(max(1, concurrency))
+
+    async def fetch(part: InvoicePackagePart, path: Path) -> None:
+        async with limit:
+            for attempt in range(1, attempts + 1):
+                try:
+                    await _download_part(retrieval, key, part, path, reference_number)
+                    return
+                except (IntegrityError, TransportError) as exc:
+                    if attempt == attempts:
+                        raise
+                    logger.warning(
+                        "export part failed, downloading it again",
+                        extra=extras(reference_number=reference_number, part=part.ordinal_number, error=str(exc)),
+                    )
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for part, path in zip(parts, paths, strict=True):
+                group.create_task(fetch(part, path))
+    except BaseExceptionGroup as group_error:
+        shutil.rmtree(spool, ignore_errors=True)
+        first = group_error.exceptions[0]
+        if isinstance(first, KsefError):
+            raise first from None
+        raise
+    except BaseException:
+        shutil.rmtree(spool, ignore_errors=True)
+        raise
+    return ExportPackage(reference_number, status, compression, spool, paths)
+
+
+@contextlib.asynccontextmanager
+async def export_invoices(  # noqa: PLR0913
+    retrieval: RetrievalResource,
+    filters: InvoiceQueryFilters,
+    *,
+    only_metadata: bool = False,
+    compression: CompressionType | str = CompressionType.ZIP,
+    workdir: Path | None = None,
+    concurrency: int = 4,
+    max_wait: float | None = 3600.0,
+    backoff: Backoff | None = None,
+    on_started: Callable[[str], None] | None = None,
+) -> AsyncIterator[ExportPackage]:
+    """Run one export end to end: ``async with export_invoices(client.retrieval, filters) as package:``.
+
+    A fresh AES-256 key (wrapped under the MF ``SymmetricKeyEncryption`` key, with its ``publicKeyId``) encrypts
+    this export only. The status is polled with back-off; the parts are downloaded and verified
+    (`download_package`); the spool is removed when the block ends.
+
+    Args:
+        retrieval: ``client.retrieval``.
+        filters: What to export (naive date-times are read as Europe/Warsaw).
+        only_metadata: Ask for ``_metadata.json`` alone.
+        compression: ``Zip`` or ``TarGz``.
+        workdir: Where the spool directory goes (default: the system temp directory).
+        concurrency: Parts downloaded at once.
+        max_wait: Give up polling after this many seconds.
+        backoff: Waits between status polls.
+        on_started: Called with the reference number once KSeF accepted the export.
+
+    Raises:
+        ExportFailedError: The export ended in 210, 415, 420, 500 or 550.
+        DeadlineExceededError: Still in progress after ``max_wait``.
+        IntegrityError: A part or an invoice does not match its hash.
+    """
+    key = SessionKey.generate()
+    reference = await retrieval.start_export(filters, key, only_metadata=only_metadata, compression=compression)
+    if on_started is not None:
+        on_started(reference)
+    status = await retrieval.wait_for_export(reference, max_wait=max_wait, backoff=backoff)
+    package = await download_package(
+        retrieval, reference, status, key, compression=compression, workdir=workdir, concurrency=concurrency
+    )
+    try:
+        yield package
+    finally:
+        package.close()

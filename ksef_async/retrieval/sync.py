@@ -1,0 +1,469 @@
+"""Incremental High-Water-Mark sync: exports by PermanentStorage date into a directory, exactly once, resumable.
+
+The algorithm (api-digest §9, docs ``przyrostowe-pobieranie-faktur.md``), for each subject type:
+
+1. ``from`` = the stored checkpoint (first run: ``since``); ``to`` omitted, ``restrictToPermanentStorageHwmDate``
+   true. When ``from`` is more than 3 months back, ``to`` = ``from`` + 3 months (the range limit), and the windows
+   are walked one after the other.
+2. Export, poll, download, check, decrypt, unpack (`ksef_async.retrieval.export`).
+3. Write each invoice not yet on disk as ``{ksefNumber}.xml`` (temporary name, fsync, rename), fsync the
+   directory, append its metadata to ``index.jsonl`` (fsync); only then
+4. advance the checkpoint: ``lastPermanentStorageDate`` when the package is truncated (10,000 invoices or the size
+   limit), else ``permanentStorageHwmDate``; repeat from 1 while the package was truncated or the window ended
+   below the HWM.
+
+A crash anywhere leaves the checkpoint at or before the first invoice not durably written, so a re-run exports
+that range again and the KSeF-number check skips what is already on disk: nothing lost, nothing written twice.
+Windows share their boundary instants (inclusive ranges), which the same check absorbs. Status 420 (``from``
+after the HWM) means there is nothing new yet.
+
+Budget: every export costs one of the 20 ``invoiceExport`` calls per hour (shared by all subject types and by any
+other client of the context). The client's rate limiter makes a call wait for its window instead of running into
+429s; the report says how many exports were made and how long they waited. ``export_budget`` caps the exports of
+one run so that a scheduler can spread the hourly budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import AsyncIterable, Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import attrs
+
+from ksef_async._logging import extras, get_logger
+from ksef_async.core.polling import Backoff
+from ksef_async.errors import BadRequestError, ConfigurationError, ExportFailedError, IntegrityError
+from ksef_async.models import (
+    CompressionType,
+    InvoiceQueryDateRange,
+    InvoiceQueryDateType,
+    InvoiceQueryFilters,
+    InvoiceQuerySubjectType,
+)
+from ksef_async.resources.retrieval import RetrievalResource, aware
+from ksef_async.retrieval.export import ExportedInvoice, export_invoices
+from ksef_async.retrieval.query import add_months
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "EXPORTS_IN_PROGRESS",
+    "FROM_AFTER_HWM_STATUS",
+    "INDEX_FILE",
+    "CheckpointStore",
+    "InvoiceDirectory",
+    "JsonCheckpointStore",
+    "SubjectReport",
+    "SyncReport",
+    "sync_invoices",
+]
+
+logger = get_logger("sync")
+
+CHECKPOINT_FILE = ".ksef-sync-checkpoints.json"
+"""Default checkpoint file inside the output directory."""
+INDEX_FILE = "index.jsonl"
+"""Metadata index: one JSON object per invoice written (``ksefNumber``, ``subjectType``, ``file``, ``metadata``)."""
+FROM_AFTER_HWM_STATUS = 420
+"""Export status: ``from`` is after the HWM (nothing is final there yet)."""
+EXPORTS_IN_PROGRESS = 21182
+"""KSeF exception code: 10 exports already in progress in this context."""
+_WRITE_BATCH = 256
+_WINDOW_MARGIN = dt.timedelta(minutes=1)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes, *, fsync: bool) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        if fsync:
+            os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+class CheckpointStore(Protocol):
+    """Where the sync keeps, per subject type, the ``from`` of its next export."""
+
+    def load(self, subject_type: str) -> dt.datetime | None:
+        """The stored checkpoint of ``subject_type``, or None before the first run."""
+        ...
+
+    def save(self, subject_type: str, checkpoint: dt.datetime) -> None:
+        """Store ``checkpoint`` durably before returning."""
+        ...
+
+
+class JsonCheckpointStore:
+    """Checkpoints in one JSON file, replaced atomically (temporary file, fsync, rename, directory fsync).
+
+    Args:
+        path: The JSON file (created on the first save).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"JsonCheckpointStore({str(self.path)!r})"
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            doc = json.loads(self.path.read_text("utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"{self.path}: cannot read the checkpoint file ({exc})") from None
+        subjects = doc.get("subjects") if isinstance(doc, dict) else None
+        if not isinstance(subjects, dict):
+            raise ConfigurationError(f"{self.path}: not a checkpoint file (no 'subjects' object)")
+        return subjects
+
+    def load(self, subject_type: str) -> dt.datetime | None:
+        """The checkpoint of ``subject_type`` or None."""
+        entry = self._read().get(subject_type)
+        if entry is None:
+            return None
+        try:
+            return aware(dt.datetime.fromisoformat(entry["from"]))
+        except (KeyError, TypeError, ValueError):
+            raise ConfigurationError(f"{self.path}: subjects.{subject_type}.from is not a date-time") from None
+
+    def save(self, subject_type: str, checkpoint: dt.datetime) -> None:
+        """Replace the checkpoint of ``subject_type`` durably."""
+        subjects = self._read()
+        subjects[subject_type] = {
+            "from": aware(checkpoint).isoformat(),
+            "saved": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        data = json.dumps({"version": 1, "subjects": subjects}, indent=1, sort_keys=True).encode()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.path, data, fsync=True)
+        _fsync_dir(self.path.parent)
+
+
+class InvoiceDirectory:
+    """The output directory: ``{ksefNumber}.xml`` files and ``index.jsonl``; knows which numbers it holds.
+
+    Opening it removes temporary files a killed run left behind and cuts a torn last index line.
+
+    Args:
+        path: The directory (created if missing).
+        fsync: fsync every file and the directory (turn off only for throw-away output).
+    """
+
+    def __init__(self, path: Path, *, fsync: bool = True) -> None:
+        self.path = path
+        self.fsync = fsync
+        path.mkdir(parents=True, exist_ok=True)
+        for leftover in path.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
+        self.index_path = path / INDEX_FILE
+        self.indexed: set[str] = set()
+        self._repair_index()
+
+    def __repr__(self) -> str:
+        return f"InvoiceDirectory({str(self.path)!r}, invoices={len(self.indexed)})"
+
+    def _repair_index(self) -> None:
+        try:
+            data = self.index_path.read_bytes()
+        except FileNotFoundError:
+            return
+        keep = data if data.endswith(b"\n") or not data else data[: data.rfind(b"\n") + 1]
+        if keep != data:
+            # A kill -9 in the middle of an append: drop the torn line (its invoice gets indexed again).
+            with self.index_path.open("r+b") as fh:
+                fh.truncate(len(keep))
+                fh.flush()
+                os.fsync(fh.fileno())
+        for line in keep.splitlines():
+            if line.strip():
+                self.indexed.add(str(json.loads(line)["ksefNumber"]))
+
+    def write(self, invoices: Sequence[ExportedInvoice], subject_type: str) -> tuple[int, int]:
+        """Write the invoices not indexed yet, then index them; return ``(written, skipped as duplicates)``.
+
+        An XML file already on disk but not indexed (a run killed between the two steps) is indexed, not
+        rewritten.
+        """
+        lines: list[bytes] = []
+        written = skipped = 0
+        for invoice in invoices:
+            number = invoice.ksef_number
+            if number in self.indexed:
+                skipped += 1
+                continue
+            name = f"{number}.xml"
+            target = self.path / name
+            if invoice.xml is not None and not target.exists():
+                _atomic_write(target, invoice.xml, fsync=self.fsync)
+            entry = {
+                "ksefNumber": number,
+                "subjectType": subject_type,
+                "file": name if invoice.xml is not None else None,
+                "metadata": invoice.raw_metadata,
+            }
+            lines.append(json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+            self.indexed.add(number)
+            written += 1
+        if lines:
+            if self.fsync:
+                _fsync_dir(self.path)
+            with self.index_path.open("ab") as fh:
+                fh.write(b"".join(lines))
+                fh.flush()
+                if self.fsync:
+                    os.fsync(fh.fileno())
+        return written, skipped
+
+
+@attrs.define
+class SubjectReport:
+    """What one subject type's sync did."""
+
+    subject_type: str
+    checkpoint_before: dt.datetime | None = None
+    checkpoint_after: dt.datetime | None = None
+    exports: int = 0
+    """Export requests KSeF accepted (each spends the hourly ``invoiceExport`` budget)."""
+    truncated_packages: int = 0
+    invoices_received: int = 0
+    invoices_written: int = 0
+    duplicates_skipped: int = 0
+    waited_seconds: float = 0.0
+    """Time the export requests spent before KSeF accepted them, almost all of it waiting for the rate limiter."""
+    up_to_date: bool = False
+    """The last export found ``from`` after the HWM (420): nothing new is final yet."""
+    stopped_by_budget: bool = False
+    """``export_budget`` ran out before the HWM was reached; the next run continues from the checkpoint."""
+    reference_numbers: list[str] = attrs.field(factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        out = attrs.asdict(self)
+        for name in ("checkpoint_before", "checkpoint_after"):
+            value = out[name]
+            out[name] = value.isoformat() if value is not None else None
+        out["waited_seconds"] = round(self.waited_seconds, 3)
+        return out
+
+
+@attrs.define
+class SyncReport:
+    """What a `sync_invoices` run did, per subject type."""
+
+    subjects: list[SubjectReport] = attrs.field(factory=list)
+    elapsed_seconds: float = 0.0
+
+    @property
+    def exports(self) -> int:
+        """Exports made in total."""
+        return sum(s.exports for s in self.subjects)
+
+    @property
+    def invoices_written(self) -> int:
+        """New invoices written in total."""
+        return sum(s.invoices_written for s in self.subjects)
+
+    @property
+    def duplicates_skipped(self) -> int:
+        """Invoices received again and skipped (already on disk)."""
+        return sum(s.duplicates_skipped for s in self.subjects)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (the CLI's summary file)."""
+        return {
+            "exports": self.exports,
+            "invoicesWritten": self.invoices_written,
+            "duplicatesSkipped": self.duplicates_skipped,
+            "elapsedSeconds": round(self.elapsed_seconds, 3),
+            "subjects": [s.to_json() for s in self.subjects],
+        }
+
+
+ProgressCallback = Callable[[str, int, int], None]
+"""``(subject type, invoices written so far, invoices received so far)``."""
+
+
+async def _write_all(
+    directory: InvoiceDirectory,
+    invoices: AsyncIterable[ExportedInvoice],
+    subject: str,
+    report: SubjectReport,
+    on_progress: ProgressCallback | None,
+) -> None:
+    batch: list[ExportedInvoice] = []
+
+    async def flush() -> None:
+        written, skipped = await asyncio.to_thread(directory.write, list(batch), subject)
+        report.invoices_written += written
+        report.duplicates_skipped += skipped
+        batch.clear()
+        if on_progress is not None:
+            on_progress(subject, report.invoices_written, report.invoices_received)
+
+    async for invoice in invoices:
+        report.invoices_received += 1
+        batch.append(invoice)
+        if len(batch) >= _WRITE_BATCH:
+            await flush()
+    if batch:
+        await flush()
+
+
+async def sync_invoices(  # noqa: C901, PLR0912, PLR0913, PLR0915
+    retrieval: RetrievalResource,
+    outdir: Path,
+    *,
+    subject_types: Sequence[InvoiceQuerySubjectType | str] = (InvoiceQuerySubjectType.SUBJECT2,),
+    since: dt.datetime | None = None,
+    store: CheckpointStore | None = None,
+    export_budget: int | None = None,
+    compression: CompressionType | str = CompressionType.ZIP,
+    concurrency: int = 4,
+    workdir: Path | None = None,
+    fsync: bool = True,
+    max_wait: float | None = 3600.0,
+    backoff: Backoff | None = None,
+    busy_wait: float = 60.0,
+    on_progress: ProgressCallback | None = None,
+    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+) -> SyncReport:
+    """Bring ``outdir`` up to the High Water Mark for each subject type (see the module docstring).
+
+    Args:
+        retrieval: ``client.retrieval``.
+        outdir: Output directory: ``{ksefNumber}.xml``, ``index.jsonl`` and (by default) the checkpoint file.
+        subject_types: ``Subject1`` (sales), ``Subject2`` (purchases), ``Subject3``, ``SubjectAuthorized``.
+        since: Where a subject type without a checkpoint starts (PermanentStorage date; naive = Europe/Warsaw).
+        store: Checkpoint store (default: `JsonCheckpointStore` at ``outdir/.ksef-sync-checkpoints.json``).
+        export_budget: At most this many exports in this run (None: until the HWM).
+        compression: Package format asked for.
+        concurrency: Parts downloaded at once.
+        workdir: Where packages are spooled while unpacked (default: the system temp directory).
+        fsync: fsync invoice files (keep True unless the output is disposable).
+        max_wait: Give up an export still in progress after this many seconds.
+        backoff: Waits between export status polls.
+        busy_wait: Seconds to wait when KSeF answers 21182 (10 exports in progress) before trying again.
+        on_progress: Called after each batch of invoices is written.
+        now: Current time (decides whether a window reaches the present).
+
+    Raises:
+        ConfigurationError: A subject type has no checkpoint and no ``since`` was given.
+        ExportFailedError: An export ended in 210, 415, 500 or 550 (420 only means "nothing new").
+        IntegrityError: A part or invoice failed its hash check three times.
+    """
+    started = time.monotonic()
+    directory = await asyncio.to_thread(InvoiceDirectory, outdir, fsync=fsync)
+    checkpoints = store or JsonCheckpointStore(outdir / CHECKPOINT_FILE)
+    report = SyncReport()
+    budget = export_budget
+    for subject_value in subject_types:
+        subject = str(subject_value)
+        sub = SubjectReport(subject)
+        report.subjects.append(sub)
+        checkpoint = await asyncio.to_thread(checkpoints.load, subject)
+        if checkpoint is None:
+            if since is None:
+                raise ConfigurationError(f"{subject}: no checkpoint yet in {checkpoints!r}: give 'since' (--since)")
+            checkpoint = aware(since)
+        sub.checkpoint_before = sub.checkpoint_after = checkpoint
+        while True:
+            if budget is not None and budget <= 0:
+                sub.stopped_by_budget = True
+                logger.info("export budget spent: stopping", extra=extras(subject_type=subject))
+                break
+            window_end = add_months(checkpoint.astimezone(dt.UTC), 3) - _WINDOW_MARGIN
+            to = None if window_end >= now() else window_end
+            filters = InvoiceQueryFilters(
+                subject_type=subject,
+                date_range=InvoiceQueryDateRange(
+                    date_type=InvoiceQueryDateType.PERMANENT_STORAGE,
+                    from_=checkpoint,
+                    to=to,
+                    restrict_to_permanent_storage_hwm_date=True,
+                ),
+            )
+            asked = time.monotonic()
+            accepted: list[float] = []
+
+            def on_started(reference: str, accepted: list[float] = accepted) -> None:
+                accepted.append(time.monotonic())
+                sub.reference_numbers.append(reference)
+
+            try:
+                async with export_invoices(
+                    retrieval,
+                    filters,
+                    compression=compression,
+                    workdir=workdir,
+                    concurrency=concurrency,
+                    max_wait=max_wait,
+                    backoff=backoff,
+                    on_started=on_started,
+                ) as package:
+                    sub.exports += 1
+                    sub.waited_seconds += accepted[0] - asked
+                    await _write_all(directory, package.invoices(), subject, sub, on_progress)
+                    info = package.package
+            except ExportFailedError as exc:
+                if accepted:
+                    sub.exports += 1
+                    sub.waited_seconds += accepted[0] - asked
+                if exc.code == FROM_AFTER_HWM_STATUS:
+                    sub.up_to_date = True
+                    logger.info("nothing final after the checkpoint yet (420)", extra=extras(subject_type=subject))
+                    break
+                raise
+            except BadRequestError as exc:
+                if not exc.has_code(EXPORTS_IN_PROGRESS):
+                    raise
+                logger.warning("10 exports in progress (21182): waiting", extra=extras(wait=busy_wait))
+                await asyncio.sleep(busy_wait)
+                continue
+            finally:
+                if budget is not None and accepted:
+                    budget -= 1
+            if info.is_truncated:
+                sub.truncated_packages += 1
+                following = info.last_permanent_storage_date
+                if following is None:
+                    raise IntegrityError(f"{subject}: truncated package without lastPermanentStorageDate")
+                if aware(following) <= checkpoint:
+                    raise IntegrityError(
+                        f"{subject}: a full package shares one permanent-storage date ({following.isoformat()}): the "
+                        "checkpoint cannot advance"
+                    )
+            else:
+                following = info.permanent_storage_hwm_date
+                if following is None:
+                    raise IntegrityError(f"{subject}: package without permanentStorageHwmDate")
+            following = aware(following)
+            if following > checkpoint:
+                # Invoices are durably on disk and indexed: only now may the checkpoint move past them.
+                await asyncio.to_thread(checkpoints.save, subject, following)
+                checkpoint = following
+                sub.checkpoint_after = following
+            reached_hwm = not info.is_truncated and (to is None or following < to)
+            if reached_hwm:
+                break
+    report.elapsed_seconds = time.monotonic() - started
+    logger.info(
+        "sync finished",
+        extra=extras(exports=report.exports, written=report.invoices_written, skipped=report.duplicates_skipped),
+    )
+    return report
