@@ -36,6 +36,7 @@ from ksef_async.resources.batch import BatchResource
 from ksef_async.resources.invoices import InvoicesResource
 from ksef_async.resources.limits import LimitsResource, RateLimitsResource, window_limits
 from ksef_async.resources.online import OnlineResource
+from ksef_async.resources.retrieval import RetrievalResource
 from ksef_async.resources.security import SecurityResource
 from ksef_async.resources.sessions import SessionsResource
 from ksef_async.transport import ApiTransport, RetryPolicy, StorageTransport
@@ -208,6 +209,7 @@ class KsefClient:
         self.online = OnlineResource(api, storage, self.security)
         self.batch = BatchResource(api, storage, self.security)
         self.invoices = InvoicesResource(api, storage)
+        self.retrieval = RetrievalResource(api, storage, self.security)
         self.limits = LimitsResource(api, storage)
         self.rate_limits = RateLimitsResource(api, storage)
         if self._credentials is not None:
