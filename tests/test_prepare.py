@@ -10,6 +10,7 @@ import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import attrs
 import pytest
 from cryptography import x509
@@ -389,6 +390,25 @@ async def test_async_prepare_takes_an_async_iterable_and_awaits_on_session(tmp_p
     )  # fmt: skip
     assert seen == [1, 2]
     assert _check_spool(tmp_path, plan, 99_999_984) == dict(POOL[:6])
+
+
+@pytest.mark.anyio
+async def test_cancelling_async_prepare_stops_the_worker_and_leaves_nothing(tmp_path: Path) -> None:
+    pulled = 0
+
+    async def source() -> AsyncIterator[tuple[str, bytes]]:
+        nonlocal pulled
+        for item in POOL:
+            pulled += 1
+            if pulled == 5:
+                scope.cancel()
+            yield item
+
+    with anyio.CancelScope() as scope:
+        await prepare_batch(source(), public_key=PRIVATE.public_key(), state_dir=tmp_path, validate=False)
+    assert scope.cancelled_caught
+    assert pulled < len(POOL)
+    assert not any(tmp_path.iterdir())  # noqa: ASYNC240 - a test's check after the work is done
 
 
 def _mf_key() -> MfPublicKey:

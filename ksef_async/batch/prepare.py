@@ -355,6 +355,7 @@ def prepare_batch_sync(
     level: int = DEFAULT_LEVEL,
     on_session: Callable[[SessionPlan], object] | None = None,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    check_cancelled: Callable[[], object] | None = None,
 ) -> BatchPlan:
     """Validate, zip, split, encrypt and spool ``inputs``; write and return the plan. Blocking: use a thread.
 
@@ -373,6 +374,7 @@ def prepare_batch_sync(
         on_session: Called with each session as soon as its parts are complete (before the plan is written;
             under ``on_invalid="stop"`` a later invalid invoice still deletes them).
         clock: Current UTC time, for ``BatchPlan.created``.
+        check_cancelled: Called before each invoice; whatever it raises aborts the run (and deletes the spool).
 
     Returns:
         The plan, also saved as ``<state_dir>/plan.json``.
@@ -402,6 +404,8 @@ def prepare_batch_sync(
     )
     try:
         for item, entry, problems in _described(iter_inputs(inputs), validate, workers or _default_workers(validate)):
+            if check_cancelled is not None:
+                check_cancelled()
             run.add(item, entry, problems)
         batch = run.finish(clock())
     except BaseException:
@@ -523,7 +527,8 @@ async def prepare_batch(
     """Async form of `prepare_batch_sync`: all the work runs in a worker thread, never on the event loop.
 
     ``inputs`` may also be an async iterable (it is pulled from the worker thread). ``on_session`` may be a
-    coroutine function; it runs on the event loop.
+    coroutine function; it runs on the event loop. Cancelling the calling task stops the worker at the next
+    invoice and deletes what it spooled.
     """
     source: InputItem | Iterable[InputItem]
     source = _bridge(inputs) if isinstance(inputs, AsyncIterable) else inputs
@@ -550,6 +555,7 @@ async def prepare_batch(
             limits=limits,
             workers=workers,
             on_session=notify if on_session is not None else None,
+            check_cancelled=anyio.from_thread.check_cancelled,
         )
 
     return await anyio.to_thread.run_sync(run)
