@@ -4,7 +4,8 @@ Fixtures (async; run them under anyio or pytest-asyncio):
 
 * ``ksef_simulator``: a started `KsefSimulator` in strict contract mode with one seeded context, function-scoped.
   Configure it with the marker ``@pytest.mark.ksef_simulator(rate_limits="off", processing_delay=1.0, ...)``
-  (any `KsefSimulator` keyword). The test fails if the simulator saw a body that breaks the spec.
+  (any `KsefSimulator` keyword). The test fails if the simulator saw a body that breaks the spec, or failed
+  internally.
 * ``ksef_simulator_credentials``: the seeded ``(nip, ksef_token)`` pair.
 * ``ksef_simulator_factory``: ``await factory(**kwargs)`` starts more simulators (stopped after the test).
 
@@ -53,6 +54,9 @@ def _fail_on_violations(sim: KsefSimulator) -> None:
     if sim.contract_violations:
         lines = "\n".join(f"  - {v}" for v in sim.contract_violations)
         pytest.fail(f"the KSeF simulator saw bodies that break the OpenAPI contract:\n{lines}", pytrace=False)
+    if sim.internal_errors:
+        lines = "\n".join(f"  - {e}" for e in sim.internal_errors)
+        pytest.fail(f"the KSeF simulator failed internally (a simulator bug):\n{lines}", pytrace=False)
 
 
 @pytest.fixture

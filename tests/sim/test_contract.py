@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import aiohttp.web
 import pytest
 
 from ksef_async.operations import operation
 from ksef_async.testing.simulator import KsefSimulator
+from ksef_async.testing.simulator import app as app_module
 from ksef_async.testing.simulator.contract import ContractChecker, to_json_schema
 
 pytestmark = pytest.mark.anyio
@@ -91,3 +93,14 @@ async def test_lax_simulator_records_nothing() -> None:
         async with http.post(sim.base_url + "/auth/ksef-token", json={"challenge": "short"}) as resp:
             assert resp.status == 400
         assert sim.contract_violations == []
+
+
+async def test_a_simulator_bug_is_recorded_as_an_internal_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*_args: object) -> aiohttp.web.Response:
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(app_module._HANDLERS, "post_auth_challenge", broken)
+    async with KsefSimulator() as sim, aiohttp.ClientSession() as http:
+        async with http.post(sim.base_url + "/auth/challenge") as resp:
+            assert resp.status == 500
+        assert sim.internal_errors == ["POST /v2/auth/challenge: RuntimeError('boom')"]

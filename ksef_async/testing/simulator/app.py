@@ -212,9 +212,26 @@ def _checked(
     return response
 
 
+def _error_recorder(rt: Runtime) -> Any:
+    @web.middleware
+    async def record_internal_errors(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except (web.HTTPException, ContractViolationError):
+            raise
+        except Exception as exc:
+            # aiohttp answers 500 and logs the traceback; keep a record so tests can fail on simulator bugs.
+            rt.internal_errors.append(f"{request.method} {request.path}: {exc!r}")
+            raise
+
+    return record_internal_errors
+
+
 def build_app(rt: Runtime) -> web.Application:
     """The aiohttp application serving ``/v2/...`` and ``/storage/...`` for ``rt``."""
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[_error_recorder(rt)])
     for op in sorted(OPERATIONS, key=_specificity):
         app.router.add_route(op.method, "/v2" + op.path, _make_route(rt, op))
 
@@ -367,6 +384,11 @@ class KsefSimulator:
     def contract_violations(self) -> list[ContractViolation]:
         """Spec mismatches seen in strict mode (empty when strict mode is off)."""
         return self.runtime.contract.violations if self.runtime.contract is not None else []
+
+    @property
+    def internal_errors(self) -> list[str]:
+        """Unexpected exceptions inside the simulator (its own bugs); empty in a healthy run."""
+        return self.runtime.internal_errors
 
     @property
     def clock(self) -> SimClock:

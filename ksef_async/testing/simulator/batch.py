@@ -301,6 +301,7 @@ async def _process(rt: Runtime, session: Session) -> None:
         code, description, details = await loop.run_in_executor(None, _process_sync, rt, session, loop)
     except Exception:  # noqa: BLE001 - any bug must still end the session, as KSeF's 500 "unknown error" does
         _log.exception("batch session %s: processing failed", session.reference_number)
+        rt.internal_errors.append(f"batch processing of {session.reference_number} failed")
         code, description, details = 500, "Nieznany błąd.", None
     session.final_code, session.final_description, session.final_details = code, description, details
     session.processing_done = session.updated = rt.state.clock.now()

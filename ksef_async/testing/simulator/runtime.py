@@ -112,6 +112,8 @@ class Runtime:
         self.contract = contract
         self.spool_dir = spool_dir
         self.counters = Counters(faults=faults.injected)
+        self.internal_errors: list[str] = []
+        """Unexpected exceptions in handlers or batch processing (simulator bugs), as ``"METHOD path: error"``."""
         self.background: set[asyncio.Task[None]] = set()
         """Running batch-processing tasks (kept referenced until done)."""
         self.public_url = ""
