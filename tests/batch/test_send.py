@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ksef_async.batch.events import BatchEvent, PartProgress, PartUploaded
+from ksef_async.batch.events import BatchEvent, PartProgress, PartRetried, PartUploaded
 from ksef_async.testing.invoices import write_invoices
 from ksef_async.testing.simulator import KsefSimulator
 
@@ -28,3 +28,39 @@ async def test_send_accepts_every_invoice_once(ksef_simulator_factory, tmp_path:
     uploaded = [e for e in events if isinstance(e, PartUploaded)]
     assert len(uploaded) > 1
     assert sum(e.delta for e in events if isinstance(e, PartProgress)) == sum(e.size for e in uploaded)
+
+
+async def test_faults_every_invoice_accepted_exactly_once(ksef_simulator_factory, tmp_path: Path) -> None:
+    """10% of part uploads fail, 10% are reset mid-body, and the first close answers 500 after closing."""
+    sim: KsefSimulator = await ksef_simulator_factory(
+        contexts=[(NIP, TOKEN)],
+        seed=7,
+        rate_limits="off",
+        faults="upload-error=0.1,upload-reset=0.1,close-error=1:1",
+    )
+    paths = write_invoices(tmp_path / "in", 3000, NIP, 4, seed=11)
+    events: list[BatchEvent] = []
+    config = fast_config(part_size=200_000, concurrency=4, validate=False)
+    async with sender_for(sim, tmp_path / "state", config, events.append) as sender:
+        report = await sender.send(str(tmp_path / "in"))
+    assert sim.counters.faults["upload-error"] > 0
+    assert sim.counters.faults["upload-reset"] > 0
+    assert sim.counters.faults["close-error"] == 1
+    summary = report.to_json()["summary"]
+    assert summary == {
+        "invoices": 3000, "accepted": 3000, "duplicate": 0, "rejected": 0, "invalid": 0, "unknown": 0
+    }
+    counts = accepted_per_number(sim)
+    assert len(counts) == 3000 and set(counts.values()) == {1}
+    # Every report entry names its file, hash, KSeF number and session, and the numbers are the simulator's.
+    names = {p.name for p in paths}
+    assert {e.file for e in report.entries} == names
+    assert {e.ksef_number for e in report.entries} == set(sim.state.invoices)
+    assert all(e.sha256 and e.session_reference for e in report.entries)
+    retried = [e for e in events if isinstance(e, PartRetried)]
+    assert retried, "faults fired, so some part must have been retried"
+    # A retry rewinds progress: some delta is negative, and the net equals the bytes uploaded.
+    deltas = [e.delta for e in events if isinstance(e, PartProgress)]
+    assert sum(deltas) == sum(e.size for e in events if isinstance(e, PartUploaded))
+    # No session was closed twice: every session that reached KSeF is final and none is still open.
+    assert len({e.session_reference for e in report.entries}) == len(report.sessions) >= 2

@@ -1,0 +1,73 @@
+"""`ksef-async resume DIR`: finish a batch send from its state directory after a crash, kill or interruption."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from cyclopts import Parameter
+from rich.console import Console
+
+from ksef_async.batch.api import TransportBatchApi
+from ksef_async.batch.engine import BatchSender, SendConfig
+from ksef_async.cli._app import app
+from ksef_async.cli._connection import EXIT_USAGE, Connection, run_async
+from ksef_async.cli._progress import BatchProgress
+from ksef_async.cli.send_batch import BatchRun, finish_batch, run_interruptible
+from ksef_async.client import ClientConfig
+from ksef_async.errors import ConfigurationError
+
+__all__ = ["resume"]
+
+
+@app.command(name="resume")
+def resume(
+    state_dir: Path,
+    /,
+    *,
+    connection: Connection = Connection(),  # noqa: B008 - an immutable dataclass of options
+    report: Path | None = None,
+    upo_dir: Path | None = None,
+    concurrency: Annotated[int, Parameter(help="Parts uploaded at once.")] = 4,
+) -> int:
+    """Finish the batch send recorded in STATE_DIR: upload what is missing, close, and collect the results.
+
+    Parts still inside their upload window are uploaded to the same session; a session whose window passed
+    (or that KSeF cancelled before processing) is re-sent as a new one. A session that was closed is never
+    closed or sent again, so no invoice is sent twice. Exit codes as for ``send`` (0, 1, 2, 3).
+
+    Parameters
+    ----------
+    state_dir
+        The state directory printed by ``send`` (holds plan.json and the encrypted parts).
+    connection
+        Where and how to log in (the same context as the original send).
+    report
+        Write the JSON report (one entry per invoice) to this file.
+    upo_dir
+        Save the session UPO pages here (default: STATE_DIR/upo).
+    concurrency
+        Parts uploaded at once.
+    """
+    console = Console(stderr=True)
+    if not (state_dir / "plan.json").is_file():
+        console.print(
+            f"ksef-async resume: {state_dir} holds no plan.json: preparation never finished there, so nothing was "
+            "sent; run 'ksef-async send' again",
+            highlight=False,
+        )
+        return EXIT_USAGE
+    try:
+        config = SendConfig(concurrency=concurrency, upo_dir=upo_dir)
+    except ConfigurationError as exc:
+        console.print(f"ksef-async resume: {exc}", highlight=False)
+        return EXIT_USAGE
+
+    async def main() -> BatchRun:
+        async with connection.client(ClientConfig(storage_connections=concurrency)) as client:
+            with BatchProgress(console) as progress:
+                sender = BatchSender(TransportBatchApi.from_client(client), state_dir, config, on_event=progress.handle)
+                return await run_interruptible(sender.resume, state_dir)
+
+    hint = f"ksef-async resume {state_dir} (with the same connection options)"
+    return run_async(main, lambda run: finish_batch(run, report_path=report, console=console, resume_hint=hint))

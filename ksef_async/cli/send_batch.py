@@ -1,0 +1,148 @@
+"""The batch path of `ksef-async send` (and the runner `resume` and `demo` share): progress, report, exit code.
+
+Exit codes: 0 every invoice accepted (a KSeF duplicate counts: it was accepted earlier), 1 any rejected, invalid
+or without a final result, 2 usage or configuration, 3 interrupted by SIGINT/SIGTERM (the plan is saved; the
+message says how to resume).
+
+The state directory (``--state-dir``; by default a new directory under ``$XDG_CACHE_HOME/ksef-async``) holds the
+plan, the ciphertext spool and the signed upload URLs needed to resume (see `ksef_async.batch.resume`): those
+URLs are secrets and are kept only there (0600 files), never printed, logged or put into the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Final
+
+import attrs
+from rich.console import Console
+
+from ksef_async.batch.api import TransportBatchApi
+from ksef_async.batch.engine import BatchSender, SendConfig
+from ksef_async.batch.reconcile import BatchReport
+from ksef_async.batch.resume import default_state_dir
+from ksef_async.cli._connection import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Connection, run_async
+from ksef_async.cli._progress import BatchProgress, print_summary
+from ksef_async.client import ClientConfig
+from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE
+from ksef_async.errors import ConfigurationError
+
+__all__ = ["EXIT_INTERRUPTED", "BatchRun", "finish_batch", "run_interruptible", "send_batch"]
+
+EXIT_INTERRUPTED: Final = 3
+"""Interrupted by SIGINT/SIGTERM: the plan is saved and ``ksef-async resume DIR`` finishes the work."""
+
+
+@attrs.frozen
+class BatchRun:
+    """What a batch command produced: the report, or the fact that it was interrupted."""
+
+    state_dir: Path
+    report: BatchReport | None
+    interrupted: bool = False
+
+
+async def run_interruptible(work: Callable[[], Awaitable[BatchReport]], state_dir: Path) -> BatchRun:
+    """Run ``work``; SIGINT or SIGTERM cancel it (the engine saves the plan on the way out)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    interrupted = False
+
+    def on_signal() -> None:
+        nonlocal interrupted
+        interrupted = True
+        task.cancel()
+
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - not on the main thread / Windows
+            continue
+    try:
+        return BatchRun(state_dir, await work())
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise
+        task.uncancel()
+        return BatchRun(state_dir, None, interrupted=True)
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def finish_batch(
+    run: BatchRun,
+    *,
+    report_path: Path | None,
+    console: Console,
+    resume_hint: str,
+) -> int:
+    """Print the summary, write the report, and return the exit code."""
+    if run.interrupted or run.report is None:
+        console.print(
+            f"interrupted: the plan is saved in {run.state_dir}\nfinish the work with: {resume_hint}",
+            highlight=False,
+        )
+        return EXIT_INTERRUPTED
+    report = run.report
+    written: str | None = None
+    if report_path is not None:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        written = str(report_path)
+    print_summary(report, console, report_path=written)
+    if not report.complete:
+        console.print(f"some invoices have no final result yet; finish with: {resume_hint}", highlight=False)
+    return EXIT_OK if report.all_accepted else EXIT_REJECTED
+
+
+def _resume_hint(state_dir: Path) -> str:
+    return f"ksef-async resume {state_dir} (with the same connection options)"
+
+
+def send_batch(
+    files: list[Path],
+    connection: Connection,
+    *,
+    report: Path | None = None,
+    upo_dir: Path | None = None,
+    skip_invalid: bool = False,
+    concurrency: int = 4,
+    validate: bool = True,
+    part_size: int = MAX_PART_PLAIN_SIZE,
+    state_dir: Path | None = None,
+    console: Console | None = None,
+) -> int:
+    """Send ``files`` by batch; print progress and the summary; return the exit code (see the module docstring)."""
+    out = console or Console(stderr=True)
+    try:
+        config = SendConfig(
+            concurrency=concurrency,
+            part_size=part_size,
+            validate=validate,
+            on_invalid="skip" if skip_invalid else "stop",
+            upo_dir=upo_dir,
+        )
+    except (ConfigurationError, ValueError) as exc:
+        print(f"ksef-async send: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    directory = state_dir or default_state_dir()
+    out.print(f"state directory: {directory}", highlight=False)
+
+    async def main() -> BatchRun:
+        async with connection.client(ClientConfig(storage_connections=concurrency)) as client:
+            with BatchProgress(out) as progress:
+                sender = BatchSender(TransportBatchApi.from_client(client), directory, config, on_event=progress.handle)
+                return await run_interruptible(lambda: sender.send([str(f) for f in files]), directory)
+
+    return run_async(
+        main, lambda run: finish_batch(run, report_path=report, console=out, resume_hint=_resume_hint(directory))
+    )
