@@ -77,8 +77,10 @@ class PartStream:
 
 
 class RetrievalResource(Resource):
-    """``POST /invoices/query/metadata``, ``POST /invoices/exports``, ``GET /invoices/exports/{ref}``,
-    ``GET /invoices/ksef/{ksefNumber}`` and the pre-signed export part downloads.
+    """The retrieval operations: metadata query, export start and status, single invoice, export part downloads.
+
+    ``POST /invoices/query/metadata``, ``POST /invoices/exports``, ``GET /invoices/exports/{referenceNumber}``,
+    ``GET /invoices/ksef/{ksefNumber}`` and the pre-signed part URLs.
 
     Args:
         api: The API transport.

@@ -26,7 +26,7 @@ import tempfile
 import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import attrs
 
@@ -91,7 +91,7 @@ class _Concatenation(io.RawIOBase):
 
     def __init__(self, paths: Sequence[Path]) -> None:
         super().__init__()
-        self._files: list[BinaryIO] = [p.open("rb") for p in paths]
+        self._files: list[Any] = [p.open("rb") for p in paths]
         self._starts: list[int] = []
         total = 0
         for path in paths:
@@ -170,7 +170,7 @@ class ExportPackage:
         spool: Path,
         parts: Sequence[Path],
     ) -> None:
-        assert status.package is not None  # noqa: S101 - callers pass finished exports only
+        assert status.package is not None
         self.reference_number = reference_number
         self.status = status
         self.package: InvoicePackage = status.package
@@ -237,7 +237,10 @@ class ExportPackage:
 
     def _iter_tar(self) -> Iterator[ExportedInvoice]:
         entries: dict[str, dict[str, Any]] | None = None
-        with _Concatenation(self._parts) as raw, tarfile.open(fileobj=io.BufferedReader(raw, 1 << 20), mode="r|gz") as tar:
+        with (
+            _Concatenation(self._parts) as raw,
+            tarfile.open(fileobj=io.BufferedReader(raw, 1 << 20), mode="r|gz") as tar,
+        ):
             for member in tar:
                 if member.name == METADATA_FILE:
                     fh = tar.extractfile(member)
@@ -248,7 +251,10 @@ class ExportPackage:
         seen: set[str] = set()
         # A second streaming pass yields the invoices; when _metadata.json comes first (it does on KSeF and in our
         # simulator) the first pass stopped right after it, so the archive is decompressed about once.
-        with _Concatenation(self._parts) as raw, tarfile.open(fileobj=io.BufferedReader(raw, 1 << 20), mode="r|gz") as tar:
+        with (
+            _Concatenation(self._parts) as raw,
+            tarfile.open(fileobj=io.BufferedReader(raw, 1 << 20), mode="r|gz") as tar,
+        ):
             for member in tar:
                 name = member.name
                 if name == METADATA_FILE or not name.endswith(".xml") or not member.isfile():
@@ -263,7 +269,9 @@ class ExportPackage:
         for number, entry in entries.items():
             if number not in seen:
                 if seen:
-                    raise IntegrityError(f"export {self.reference_number}: {number}.xml is listed but not in the package")
+                    raise IntegrityError(
+                        f"export {self.reference_number}: {number}.xml is listed but not in the package"
+                    )
                 yield self._make(entry, None)  # onlyMetadata: the package holds _metadata.json alone
 
     async def invoices(self) -> AsyncIterator[ExportedInvoice]:
@@ -286,7 +294,7 @@ class ExportPackage:
 
     async def write_to(self, directory: Path) -> int:
         """Write ``{ksefNumber}.xml`` files and ``_metadata.json`` into ``directory``; return the invoice count."""
-        directory.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
         entries: list[Mapping[str, Any]] = []
         async for invoice in self.invoices():
             entries.append(invoice.raw_metadata)
@@ -361,12 +369,12 @@ async def _download_part(
     if plain_hash != _text(part.part_hash):
         problems.append(f"SHA-256 {plain_hash} != partHash {_text(part.part_hash)}")
     if problems:
-        path.unlink(missing_ok=True)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
         raise IntegrityError(f"{what}: {'; '.join(problems)}")
     logger.debug("export part downloaded", extra=extras(reference_number=reference, part=part.ordinal_number))
 
 
-async def download_package(  # noqa: PLR0913
+async def download_package(
     retrieval: RetrievalResource,
     reference_number: str,
     status: InvoiceExportStatusResponse,
@@ -398,7 +406,6 @@ async def download_package(  # noqa: PLR0913
             for attempt in range(1, attempts + 1):
                 try:
                     await _download_part(retrieval, key, part, path, reference_number)
-                    return
                 except (IntegrityError, TransportError) as exc:
                     if attempt == attempts:
                         raise
@@ -406,6 +413,8 @@ async def download_package(  # noqa: PLR0913
                         "export part failed, downloading it again",
                         extra=extras(reference_number=reference_number, part=part.ordinal_number, error=str(exc)),
                     )
+                else:
+                    return
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -424,7 +433,7 @@ async def download_package(  # noqa: PLR0913
 
 
 @contextlib.asynccontextmanager
-async def export_invoices(  # noqa: PLR0913
+async def export_invoices(
     retrieval: RetrievalResource,
     filters: InvoiceQueryFilters,
     *,
@@ -436,7 +445,9 @@ async def export_invoices(  # noqa: PLR0913
     backoff: Backoff | None = None,
     on_started: Callable[[str], None] | None = None,
 ) -> AsyncIterator[ExportPackage]:
-    """Run one export end to end: ``async with export_invoices(client.retrieval, filters) as package:``.
+    """Run one export end to end and hand over the verified, decrypted package.
+
+    Use it as ``async with export_invoices(client.retrieval, filters) as package:``.
 
     A fresh AES-256 key (wrapped under the MF ``SymmetricKeyEncryption`` key, with its ``publicKeyId``) encrypts
     this export only. The status is polled with back-off; the parts are downloaded and verified

@@ -74,7 +74,7 @@ def metadata_date(record: InvoiceMetadata, date_type: InvoiceQueryDateType | str
     return dt.datetime(day.year, day.month, day.day, tzinfo=WARSAW)
 
 
-async def iter_metadata(  # noqa: C901
+async def iter_metadata(  # noqa: C901, PLR0912
     retrieval: RetrievalResource,
     filters: InvoiceQueryFilters,
     *,
@@ -112,7 +112,8 @@ async def iter_metadata(  # noqa: C901
         windows.reverse()
     boundary_date: dt.datetime | None = None
     boundary: set[str] = set()
-    for low, high in windows:
+    for window_low, window_high in windows:
+        low, high = window_low, window_high
         offset = 0
         while True:
             query = attrs.evolve(filters, date_range=attrs.evolve(date_range, from_=low, to=high))

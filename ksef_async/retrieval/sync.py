@@ -325,7 +325,7 @@ async def _write_all(
         await flush()
 
 
-async def sync_invoices(  # noqa: C901, PLR0912, PLR0913, PLR0915
+async def sync_invoices(  # noqa: C901, PLR0912, PLR0915
     retrieval: RetrievalResource,
     outdir: Path,
     *,
@@ -401,7 +401,7 @@ async def sync_invoices(  # noqa: C901, PLR0912, PLR0913, PLR0915
             asked = time.monotonic()
             accepted: list[float] = []
 
-            def on_started(reference: str, accepted: list[float] = accepted) -> None:
+            def on_started(reference: str, accepted: list[float] = accepted, sub: SubjectReport = sub) -> None:
                 accepted.append(time.monotonic())
                 sub.reference_numbers.append(reference)
 

@@ -275,10 +275,7 @@ def _add_months(moment: dt.datetime, months: int) -> dt.datetime:
 
 def _within_three_months(start: dt.datetime, end: dt.datetime) -> bool:
     # "At most 3 months in UTC or in Europe/Warsaw": accept when either reading allows it.
-    for zone in (dt.UTC, WARSAW):
-        if end.astimezone(zone) <= _add_months(start.astimezone(zone), 3):
-            return True
-    return False
+    return any(end.astimezone(zone) <= _add_months(start.astimezone(zone), 3) for zone in (dt.UTC, WARSAW))
 
 
 @dataclass
@@ -318,8 +315,12 @@ def _parse_filters(rt: Runtime, filters: Any, *, export: bool) -> _Filters:
                 400,
                 21183,
                 "Zakres filtrowania wykracza poza dostępny zakres danych.",
-                ["Parametr dateRange.from jest późniejszy niż PermanentStorageHwmDate przy włączonym "
-                 "restrictToPermanentStorageHwmDate."],
+                [
+                    (
+                        "Parametr dateRange.from jest późniejszy niż PermanentStorageHwmDate przy włączonym "
+                        "restrictToPermanentStorageHwmDate."
+                    )
+                ],
             )
         end = min(end, global_mark)
     return _Filters(subject, date_type, start, end, mark, filters, global_mark)
@@ -383,7 +384,9 @@ def _matches(rt: Runtime, context: ContextKey, inv: StoredInvoice, f: _Filters) 
             return False
         amount = body.get("amount")
         if isinstance(amount, dict):
-            field_name = {"Brutto": "grossAmount", "Netto": "netAmount", "Vat": "vatAmount"}.get(amount.get("type"))
+            field_name = {"Brutto": "grossAmount", "Netto": "netAmount", "Vat": "vatAmount"}.get(
+                str(amount.get("type"))
+            )
             if field_name is None:
                 raise ApiFailure(400, 21405, _BAD, ["amount.type must be Brutto, Netto or Vat"])
             value_ = meta[field_name]
@@ -396,16 +399,14 @@ def _matches(rt: Runtime, context: ContextKey, inv: StoredInvoice, f: _Filters) 
 def _select(rt: Runtime, context: ContextKey, f: _Filters, *, descending: bool = False) -> list[StoredInvoice]:
     now = rt.state.clock.now_dt()
     found = [
-        inv
-        for inv in rt.state.invoices.values()
-        if inv.permanent_storage_date <= now and _matches(rt, context, inv, f)
+        inv for inv in rt.state.invoices.values() if inv.permanent_storage_date <= now and _matches(rt, context, inv, f)
     ]
     found.sort(key=lambda inv: (_date_of(inv, f.date_type), inv.ksef_number), reverse=descending)
     return found
 
 
 def _context(principal: Principal | None) -> ContextKey:
-    assert principal is not None  # noqa: S101 - the app enforces the bearer token
+    assert principal is not None
     return principal.operation.context
 
 
@@ -448,10 +449,10 @@ async def query_metadata(rt: Runtime, request: web.Request, principal: Principal
     return web.json_response(answer)
 
 
-async def get_invoice(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def get_invoice(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:  # noqa: ARG001
     """``GET /invoices/ksef/{ksefNumber}``: the XML with ``x-ms-meta-hash``; 21164 unknown, 21165 not stored yet."""
     context = _context(principal)
-    number = request.match_info["ksefNumber"]
+    number = str(request.match_info["ksefNumber"])
     inv = rt.state.invoices.get(number)
     now = rt.state.clock.now_dt()
     allowed = inv is not None and (
@@ -471,8 +472,12 @@ async def get_invoice(rt: Runtime, request: web.Request, principal: Principal | 
             400,
             21165,
             "Faktura o podanym numerze KSeF nie jest jeszcze dostępna.",
-            [f"Faktura o numerze KSeF {number} została przetworzona, ale nie jest jeszcze dostępna do pobrania. "
-             "Spróbuj ponownie później."],
+            [
+                (
+                    f"Faktura o numerze KSeF {number} została przetworzona, ale nie jest jeszcze dostępna do pobrania. "
+                    "Spróbuj ponownie później."
+                )
+            ],
         )
     return web.Response(
         body=inv.content,
@@ -487,11 +492,11 @@ def _in_progress(rt: Runtime, context: ContextKey) -> int:
     return sum(
         1
         for job in _store(rt).exports.values()
-        if job.context == context and (job.package is None and job.failure is None or now < job.ready_at)
+        if job.context == context and ((job.package is None and job.failure is None) or now < job.ready_at)
     )
 
 
-async def start_export(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def start_export(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:  # noqa: ARG001
     """``POST /invoices/exports``: 201 ``{referenceNumber}``; the package is built in the background."""
     context = _context(principal)
     store = _store(rt)
@@ -508,8 +513,12 @@ async def start_export(rt: Runtime, request: web.Request, principal: Principal |
             400,
             21182,
             "Osiągnięto limit trwających eksportów.",
-            [f"Dla uwierzytelnionego podmiotu w bieżącym kontekście osiągnięto maksymalny limit {limit} "
-             "równoczesnych eksportów faktur. Spróbuj ponownie później."],
+            [
+                (
+                    f"Dla uwierzytelnionego podmiotu w bieżącym kontekście osiągnięto maksymalny limit {limit} "
+                    "równoczesnych eksportów faktur. Spróbuj ponownie później."
+                )
+            ],
         )
     now = rt.state.clock.now()
     job = ExportJob(
@@ -530,8 +539,12 @@ async def start_export(rt: Runtime, request: web.Request, principal: Principal |
         job.failure = (
             420,
             "Zakres filtrowania wykracza poza dostępny zakres danych",
-            ["Parametr dateRange.from jest późniejszy niż PermanentStorageHwmDate przy włączonym "
-             "restrictToPermanentStorageHwmDate."],
+            [
+                (
+                    "Parametr dateRange.from jest późniejszy niż PermanentStorageHwmDate przy włączonym "
+                    "restrictToPermanentStorageHwmDate."
+                )
+            ],
         )
     else:
         # The selection is fixed now (as KSeF snapshots the query); the package is cut by the limits when built.
@@ -562,7 +575,7 @@ def _export_json(rt: Runtime, job: ExportJob) -> dict[str, Any]:
             "status": {"code": 210, "description": "Eksport faktur wygasł i nie jest już dostępny do pobrania"},
             "completedDate": completed,
         }
-    assert job.package is not None  # noqa: S101 - checked above
+    assert job.package is not None
     package = dict(job.package)
     url_expiry = min(expires, now + rt.config.download_url_lifetime)
     expiry_text = iso(dt.datetime.fromtimestamp(int(url_expiry), dt.UTC))
@@ -582,7 +595,7 @@ def _export_json(rt: Runtime, job: ExportJob) -> dict[str, Any]:
     }
 
 
-async def export_status(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def export_status(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:  # noqa: ARG001
     """``GET /invoices/exports/{referenceNumber}``."""
     context = _context(principal)
     ref = request.match_info["referenceNumber"]
@@ -669,8 +682,8 @@ class _PartWriter(io.RawIOBase):
         self._close_part()
 
 
-def _write_package(rt: Runtime, job: ExportJob, cfg: RetrievalSettings) -> None:  # noqa: C901
-    assert job.key is not None  # noqa: S101 - jobs without a key fail before building
+def _write_package(rt: Runtime, job: ExportJob, cfg: RetrievalSettings) -> None:  # noqa: C901, PLR0912
+    assert job.key is not None
     writer = _PartWriter(job.key, rt.spool_dir, f"export-{job.reference_number}", cfg.max_part_size)
     chosen: list[StoredInvoice] = []
     selection = job.selection
@@ -756,7 +769,9 @@ async def download_part(rt: Runtime, request: web.Request) -> web.StreamResponse
     if refusal is not None:
         return storage_error(403, refusal)
     if "Authorization" in request.headers:
-        return storage_error(400, "InvalidAuthenticationInfo: Authentication information is not given in the correct format.")
+        return storage_error(
+            400, "InvalidAuthenticationInfo: Authentication information is not given in the correct format."
+        )
     job = _store(rt).exports.get(request.match_info["ref"])
     try:
         ordinal = int(request.match_info["part"])
@@ -791,7 +806,7 @@ HANDLERS = {
 # -- seeding ---------------------------------------------------------------------------------------------------------
 
 
-def seed_invoices(  # noqa: PLR0913
+def seed_invoices(
     sim: Runtime | _HasRuntime,
     nip: str,
     count: int,

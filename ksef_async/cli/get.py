@@ -1,0 +1,54 @@
+"""`ksef-async get`: download one invoice by its KSeF number (hash-checked)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ksef_async.cli._app import app
+from ksef_async.cli._connection import EXIT_OK, Connection, run_async
+from ksef_async.retrieval.download import download_invoice
+
+__all__ = ["get"]
+
+
+@app.command(name="get")
+def get(
+    ksef_number: str,
+    /,
+    *,
+    output: Path | None = None,
+    wait: float = 600.0,
+    connection: Connection = Connection(),  # noqa: B008 - an immutable dataclass of options
+) -> int:
+    """Download one invoice's XML by KSeF number; its SHA-256 is checked against KSeF's x-ms-meta-hash.
+
+    An invoice not available yet (21165) is retried until WAIT seconds have passed. Only for a few invoices:
+    KSeF allows 64 downloads per hour; use ``sync`` for many.
+
+    Parameters
+    ----------
+    ksef_number
+        The invoice's KSeF number.
+    output
+        Write the XML to this file (default: standard output).
+    wait
+        Seconds to keep retrying an invoice that is not available yet.
+    connection
+        Where and how to log in.
+    """
+
+    async def main() -> bytes:
+        async with connection.client() as client:
+            return await download_invoice(client.retrieval, ksef_number, max_wait=wait)
+
+    def finish(xml: bytes) -> int:
+        if output is None:
+            sys.stdout.buffer.write(xml)
+            sys.stdout.buffer.flush()
+        else:
+            output.write_bytes(xml)
+            print(f"{ksef_number}: {len(xml)} bytes written to {output}", file=sys.stderr)
+        return EXIT_OK
+
+    return run_async(main, finish)
