@@ -374,7 +374,7 @@ async def _download_part(
     logger.debug("export part downloaded", extra=extras(reference_number=reference, part=part.ordinal_number))
 
 
-async def download_package(
+async def download_package(  # noqa: C901
     retrieval: RetrievalResource,
     reference_number: str,
     status: InvoiceExportStatusResponse,
