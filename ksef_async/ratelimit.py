@@ -215,7 +215,8 @@ class RateLimiter:
     async def acquire(self, group: str) -> float:
         """Wait until one request of ``group`` may be sent, in arrival order, and record it.
 
-        Cancelling the call gives up the place in the queue; nothing is recorded for it.
+        Cancelling the call gives up the place in the queue and records nothing (with a shared backend, a call
+        cancelled while the store is answering may still count: the safe side).
 
         Returns:
             The seconds waited (0.0 when admitted at once).
