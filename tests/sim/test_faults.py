@@ -84,7 +84,8 @@ async def test_upload_error_stores_nothing(api: Api, ksef_simulator: KsefSimulat
 async def _raw_put(url: str, body: bytes, headers: dict[str, str]) -> bytes:
     """Send a PUT over a raw connection; return whatever comes back before the connection ends."""
     parsed = urllib.parse.urlsplit(url)
-    reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
+    before = ksef_simulator.counters.bytes_received
+    _, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
     head = [
         f"PUT {parsed.path}?{parsed.query} HTTP/1.1",
         f"Host: {parsed.netloc}",
@@ -136,3 +137,24 @@ async def test_api_error_answers_503_before_taking_effect(api: Api, ksef_simulat
     assert not ksef_simulator.state.challenges
     await api.login()
     assert ksef_simulator.counters.faults["api-error"] == 1
+
+
+async def test_a_client_aborting_an_upload_leaves_nothing_behind(api: Api, ksef_simulator: KsefSimulator) -> None:
+    await api.login()
+    ref, uploads, parts = await _open_batch(api, SessionKey.generate())
+    parsed = urllib.parse.urlsplit(str(uploads[0]["url"]))
+    reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
+    head = f"PUT {parsed.path}?{parsed.query} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(parts[0])}\r\n"
+    writer.write(f"{head}x-ms-blob-type: BlockBlob\r\n\r\n".encode() + parts[0][: len(parts[0]) // 2])
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    spool = ksef_simulator.runtime.spool_dir
+    for _ in range(100):  # the server reads the half body, then notices the disconnect
+        if ksef_simulator.counters.bytes_received - before >= len(parts[0]) // 2 and not any(spool.iterdir()):
+            break
+        await asyncio.sleep(0.02)
+    assert ksef_simulator.counters.bytes_received - before >= len(parts[0]) // 2
+    assert not any(spool.iterdir())
+    assert ksef_simulator.state.sessions[ref].parts[1].path is None
+    assert ksef_simulator.internal_errors == []
