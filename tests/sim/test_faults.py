@@ -84,8 +84,7 @@ async def test_upload_error_stores_nothing(api: Api, ksef_simulator: KsefSimulat
 async def _raw_put(url: str, body: bytes, headers: dict[str, str]) -> bytes:
     """Send a PUT over a raw connection; return whatever comes back before the connection ends."""
     parsed = urllib.parse.urlsplit(url)
-    before = ksef_simulator.counters.bytes_received
-    _, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
+    reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
     head = [
         f"PUT {parsed.path}?{parsed.query} HTTP/1.1",
         f"Host: {parsed.netloc}",
@@ -143,7 +142,8 @@ async def test_a_client_aborting_an_upload_leaves_nothing_behind(api: Api, ksef_
     await api.login()
     ref, uploads, parts = await _open_batch(api, SessionKey.generate())
     parsed = urllib.parse.urlsplit(str(uploads[0]["url"]))
-    reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
+    before = ksef_simulator.counters.bytes_received
+    _, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
     head = f"PUT {parsed.path}?{parsed.query} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(parts[0])}\r\n"
     writer.write(f"{head}x-ms-blob-type: BlockBlob\r\n\r\n".encode() + parts[0][: len(parts[0]) // 2])
     await writer.drain()
