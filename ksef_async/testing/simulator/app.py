@@ -224,7 +224,7 @@ def _error_recorder(rt: Runtime) -> Any:
         except ConnectionError:
             # The client went away mid-request (e.g. an upload it aborted): nothing to answer, not a bug.
             _log.info("%s %s: client disconnected", request.method, request.path)
-            raise
+            return web.Response(status=400)  # never delivered; returning keeps aiohttp from logging an error
         except Exception as exc:
             # aiohttp answers 500 and logs the traceback; keep a record so tests can fail on simulator bugs.
             rt.internal_errors.append(f"{request.method} {request.path}: {exc!r}")
