@@ -5,7 +5,8 @@ adds Content-Length and never an ``Authorization`` header. Each attempt reopens 
 restarts from byte 0; the bytes already reported as sent are rewound with a negative `PartProgress` first.
 
 What is retried: no answer (connection reset, timeout), 5xx, 408 and 429 from the storage. What is not: other
-4xx (a 403 means the window closed or the URL is wrong; repeating it cannot help). Attempts stop when the next
+4xx. A 403 means the signed URL expired (the window closed): `UploadWindowClosedError`, so the coordinator
+re-sends the parts in a new session. Attempts stop when the next
 one would start after the part's upload deadline (20 min x the number of declared parts from the open).
 """
 
@@ -29,6 +30,7 @@ from ksef_async.errors import ApiError, KsefError, TransportError
 __all__ = ["PartRequest", "UploadWindowClosedError", "upload_part"]
 
 _RETRY_STATUSES: Final = frozenset({408, 429})
+_FORBIDDEN: Final = 403
 
 
 @attrs.frozen
@@ -183,6 +185,10 @@ async def upload_part(
         except Exception as exc:
             await asyncio.sleep(0)  # let queued progress callbacks run before the rewind
             counter.rewind()
+            if isinstance(exc, ApiError) and exc.status == _FORBIDDEN:
+                # The storage refuses a URL whose window has closed (the signed expiry passed).
+                msg = f"session {session}: the storage refused part {request.ordinal} (HTTP 403): window closed"
+                raise UploadWindowClosedError(msg) from exc
             if not _retryable(exc):
                 raise
             wait = backoff.delay(attempt - 1)

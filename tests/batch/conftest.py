@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -40,6 +41,7 @@ async def sender_for(
     state_dir: Path,
     config: SendConfig | None = None,
     on_event: Callable[[BatchEvent], None] | None = None,
+    now: Callable[[], dt.datetime] | None = None,
 ) -> AsyncIterator[BatchSender]:
     """A `BatchSender` over a client logged in to ``sim``'s seeded context."""
     cfg = config or fast_config()
@@ -47,9 +49,18 @@ async def sender_for(
     async with KsefClient(
         sim.base_url, credentials=KsefTokenCredentials(TOKEN), context=NIP, config=client_config
     ) as client:
-        yield BatchSender(TransportBatchApi.from_client(client), state_dir, cfg, on_event=on_event)
+        api = TransportBatchApi.from_client(client)
+        if now is None:
+            yield BatchSender(api, state_dir, cfg, on_event=on_event)
+        else:
+            yield BatchSender(api, state_dir, cfg, on_event=on_event, now=now)
 
 
 def accepted_per_number(sim: KsefSimulator) -> Counter[str]:
     """How many times the simulator accepted each invoice number (P_2)."""
     return Counter(inv.invoice_number for inv in sim.state.invoices.values())
+
+
+def batch_sessions(sim: KsefSimulator) -> list[Any]:
+    """The simulator's batch sessions."""
+    return [s for s in sim.state.sessions.values() if s.kind.value == "Batch"]

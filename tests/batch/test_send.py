@@ -24,7 +24,8 @@ async def test_send_accepts_every_invoice_once(ksef_simulator_factory, tmp_path:
     assert report.all_accepted, report.to_json()["summary"]
     assert len(report.entries) == 60
     counts = accepted_per_number(sim)
-    assert len(counts) == 60 and set(counts.values()) == {1}
+    assert len(counts) == 60
+    assert set(counts.values()) == {1}
     uploaded = [e for e in events if isinstance(e, PartUploaded)]
     assert len(uploaded) > 1
     assert sum(e.delta for e in events if isinstance(e, PartProgress)) == sum(e.size for e in uploaded)
@@ -47,11 +48,10 @@ async def test_faults_every_invoice_accepted_exactly_once(ksef_simulator_factory
     assert sim.counters.faults["upload-reset"] > 0
     assert sim.counters.faults["close-error"] == 1
     summary = report.to_json()["summary"]
-    assert summary == {
-        "invoices": 3000, "accepted": 3000, "duplicate": 0, "rejected": 0, "invalid": 0, "unknown": 0
-    }
+    assert summary == {"invoices": 3000, "accepted": 3000, "duplicate": 0, "rejected": 0, "invalid": 0, "unknown": 0}
     counts = accepted_per_number(sim)
-    assert len(counts) == 3000 and set(counts.values()) == {1}
+    assert len(counts) == 3000
+    assert set(counts.values()) == {1}
     # Every report entry names its file, hash, KSeF number and session, and the numbers are the simulator's.
     names = {p.name for p in paths}
     assert {e.file for e in report.entries} == names
