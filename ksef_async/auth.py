@@ -20,6 +20,7 @@ from ksef_async.core.auth_flow import AuthStatus, Token, TokenAction, TokenState
 from ksef_async.core.crypto import KEY_USAGE_TOKEN, MfPublicKey, b64decode, rsa_oaep_encrypt
 from ksef_async.core.polling import Backoff
 from ksef_async.errors import (
+    AmbiguousRequestError,
     ApiError,
     AuthenticationFailedError,
     BadRequestError,
@@ -263,6 +264,15 @@ class Authenticator:
             logger.warning("post-login hook failed", extra=extras(status=exc.status, error=str(exc)))
 
     async def _login(self) -> None:
+        try:
+            await self._login_once()
+        except AmbiguousRequestError:
+            # A login that may have started (or a redeem that may have happened) leaves nothing to clean up:
+            # starting another authentication operation is harmless, so this one step is retried once.
+            logger.warning("login step without a clear answer; logging in again", extra=extras())
+            await self._login_once()
+
+    async def _login_once(self) -> None:
         started = await self._start()
         reference = started.reference_number
         operation_token = started.authentication_token.token

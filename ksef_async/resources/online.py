@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 
 import attrs
@@ -28,7 +29,7 @@ class OnlineSession:
     """An open online session: its reference number, expiry and the AES key its invoices are encrypted with."""
 
     reference_number: str
-    valid_until: object
+    valid_until: dt.datetime
     key: SessionKey = attrs.field(repr=False)
 
 
