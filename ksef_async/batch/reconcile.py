@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
+from pathlib import PurePath
 from typing import Any, Final
 
 import attrs
@@ -116,6 +117,7 @@ class ReportEntry:
         error: ``{"code", "description", "details"}`` for a rejected or invalid invoice.
         session_reference: The batch session's reference number.
         session: The session's index in the plan.
+        source: Where the invoice came from (its path), when it was read from a file.
     """
 
     file: str
@@ -125,6 +127,7 @@ class ReportEntry:
     error: dict[str, Any] | None = None
     session_reference: str | None = None
     session: int | None = None
+    source: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the entry as a JSON object (camelCase-free, stable keys)."""
@@ -138,7 +141,14 @@ def _entry(invoice: InvoiceEntry, session: SessionPlan) -> ReportEntry:
         if session.status_code is not None and session.status_code >= 300:  # noqa: PLR2004
             error = {"code": session.status_code, "description": session.status_description, "details": []}
         return ReportEntry(
-            invoice.name, invoice.sha256, "unknown", None, error, session.reference_number, session.index
+            invoice.name,
+            invoice.sha256,
+            "unknown",
+            None,
+            error,
+            session.reference_number,
+            session.index,
+            invoice.source,
         )
     if outcome.status in {OutcomeStatus.REJECTED, OutcomeStatus.INVALID}:
         error = {"code": outcome.code, "description": outcome.description, "details": list(outcome.details)}
@@ -150,6 +160,7 @@ def _entry(invoice: InvoiceEntry, session: SessionPlan) -> ReportEntry:
         error,
         session.reference_number,
         session.index,
+        invoice.source,
     )
 
 
@@ -217,10 +228,11 @@ def build_report(
     entries = [_entry(invoice, session) for session in plan.sessions for invoice in session.invoices]
     entries.extend(
         ReportEntry(
-            problem.file,
+            PurePath(problem.file).name,
             None,
             "invalid",
             error={"code": None, "description": problem.reason, "details": [problem.rule], "line": problem.line},
+            source=problem.file,
         )
         for problem in plan.skipped
     )

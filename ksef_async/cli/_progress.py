@@ -96,7 +96,7 @@ class BatchProgress:
                 p.update(self._sessions, advance=1)
             code = f" [{event.code}]" if event.code is not None else ""
             ref = f" {event.reference_number}" if event.reference_number else ""
-            p.console.print(f"session {event.session}{ref}: {event.state}{code}", highlight=False)
+            p.console.print(f"session {event.session}{ref}: {event.state}{code}", highlight=False, soft_wrap=True)
         elif isinstance(event, ResultsFetched):
             self._accepted += event.accepted + event.duplicates
             self._rejected += event.rejected
@@ -114,7 +114,11 @@ def print_summary(report: BatchReport, console: Console, *, report_path: str | N
         if entry.outcome in {"rejected", "invalid", "unknown"}:
             error = entry.error or {}
             code = f"[{error.get('code')}] " if error.get("code") is not None else ""
-            console.print(f"  {entry.file}: {entry.outcome} {code}{error.get('description') or ''}", highlight=False)
+            console.print(
+                f"  {entry.file}: {entry.outcome} {code}{error.get('description') or ''}",
+                highlight=False,
+                soft_wrap=True,
+            )
     table = Table(title="sessions", show_edge=False)
     table.add_column("#")
     table.add_column("reference number", no_wrap=True)
@@ -139,6 +143,6 @@ def print_summary(report: BatchReport, console: Console, *, report_path: str | N
     console.print(timings)
     upo = [path for session in report.sessions for path in session["upo"]]
     if upo:
-        console.print(f"UPO: {', '.join(upo)}", highlight=False)
+        console.print(f"UPO: {', '.join(upo)}", highlight=False, soft_wrap=True)
     if report_path:
-        console.print(f"report: {report_path}", highlight=False)
+        console.print(f"report: {report_path}", highlight=False, soft_wrap=True)

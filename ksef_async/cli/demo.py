@@ -68,7 +68,7 @@ def demo(
             status_backoff=Backoff(initial=0.1, factor=1.5, maximum=1.0),
         )
     except (ConfigurationError, ValueError) as exc:
-        console.print(f"ksef-async demo: {exc}", highlight=False)
+        console.print(f"ksef-async demo: {exc}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     directory = state_dir or default_state_dir()
     report_path = directory / "report.json"
@@ -79,13 +79,15 @@ def demo(
         started = time.perf_counter()
         async with KsefSimulator(seed=seed) as sim:
             token = sim.add_context(DEMO_NIP)
-            console.print(f"simulator: {sim.base_url} (in this process)", highlight=False)
+            console.print(f"simulator: {sim.base_url} (in this process)", highlight=False, soft_wrap=True)
             factory = InvoiceFactory(DEMO_NIP, seed=seed)
             items = list(factory.iter(invoices))
             generated = time.perf_counter() - started
             size = sum(len(data) for _, data in items)
-            console.print(f"generated {invoices} FA(3) invoices ({size / 1e6:.1f} MB) in {generated:.2f} s")
-            console.print(f"state directory: {directory}", highlight=False)
+            console.print(
+                f"generated {invoices} FA(3) invoices ({size / 1e6:.1f} MB) in {generated:.2f} s", soft_wrap=True
+            )
+            console.print(f"state directory: {directory}", highlight=False, soft_wrap=True)
             client = KsefClient(
                 sim.base_url,
                 credentials=KsefTokenCredentials(token),
@@ -101,7 +103,7 @@ def demo(
         if run.report is not None:
             timings = {"generate": round(generated, 6), **run.report.timings}
             run = attrs.evolve(run, report=attrs.evolve(run.report, timings=timings))
-            console.print(f"total: {time.perf_counter() - started:.2f} s", highlight=False)
+            console.print(f"total: {time.perf_counter() - started:.2f} s", highlight=False, soft_wrap=True)
         return run
 
     hint = f"the demo's simulator is gone; run 'ksef-async demo' again ({directory} can be deleted)"

@@ -55,12 +55,13 @@ def resume(
             f"ksef-async resume: {state_dir} holds no plan.json: preparation never finished there, so nothing was "
             "sent; run 'ksef-async send' again",
             highlight=False,
+            soft_wrap=True,
         )
         return EXIT_USAGE
     try:
         config = SendConfig(concurrency=concurrency, upo_dir=upo_dir)
     except ConfigurationError as exc:
-        console.print(f"ksef-async resume: {exc}", highlight=False)
+        console.print(f"ksef-async resume: {exc}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
 
     async def main() -> BatchRun:

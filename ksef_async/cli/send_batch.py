@@ -90,6 +90,7 @@ def finish_batch(
         console.print(
             f"interrupted: the plan is saved in {run.state_dir}\nfinish the work with: {resume_hint}",
             highlight=False,
+            soft_wrap=True,
         )
         return EXIT_INTERRUPTED
     report = run.report
@@ -100,7 +101,9 @@ def finish_batch(
         written = str(report_path)
     print_summary(report, console, report_path=written)
     if not report.complete:
-        console.print(f"some invoices have no final result yet; finish with: {resume_hint}", highlight=False)
+        console.print(
+            f"some invoices have no final result yet; finish with: {resume_hint}", highlight=False, soft_wrap=True
+        )
     return EXIT_OK if report.all_accepted else EXIT_REJECTED
 
 
@@ -135,7 +138,7 @@ def send_batch(
         print(f"ksef-async send: {exc}", file=sys.stderr)
         return EXIT_USAGE
     directory = state_dir or default_state_dir()
-    out.print(f"state directory: {directory}", highlight=False)
+    out.print(f"state directory: {directory}", highlight=False, soft_wrap=True)
 
     async def main() -> BatchRun:
         async with connection.client(ClientConfig(storage_connections=concurrency)) as client:

@@ -1,0 +1,118 @@
+"""A send mixing valid, invalid, repeated and already-sent invoices: the report is right for each one, exit 1."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import pytest
+from rich.console import Console
+
+from ksef_async.cli._connection import Connection
+from ksef_async.cli.send_batch import send_batch
+from ksef_async.testing.invoices import InvoiceFactory
+from ksef_async.testing.simulator import KsefSimulator
+
+from .conftest import NIP, TOKEN, accepted_per_number, sender_for
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_mixed_set_report_and_exit_code(ksef_simulator_factory, tmp_path: Path) -> None:
+    sim: KsefSimulator = await ksef_simulator_factory(contexts=[(NIP, TOKEN)], seed=9, rate_limits="off")
+    earlier = InvoiceFactory(NIP, seed=31, size_kb=4)
+    fresh = InvoiceFactory(NIP, seed=32, size_kb=4)
+    first_dir = tmp_path / "first"
+    first_dir.mkdir()
+    for name, data in earlier.iter(3):
+        (first_dir / name).write_bytes(data)
+    async with sender_for(sim, tmp_path / "state1") as sender:
+        first = await sender.send(str(first_dir))
+    assert first.all_accepted
+    original = {e.file: e.ksef_number for e in first.entries}
+
+    inputs = tmp_path / "second"
+    inputs.mkdir()
+    valid = dict(fresh.iter(4))
+    for name, data in valid.items():
+        (inputs / name).write_bytes(data)
+    resent = dict(list(earlier.iter(3))[:2])  # sent before: KSeF answers 440 with the original number
+    for name, data in resent.items():
+        (inputs / name).write_bytes(data)
+    bad_name, bad_data = fresh.make(100)
+    broken = re.sub(rb"<P_1>[^<]*</P_1>", b"<P_1>not-a-date</P_1>", bad_data, count=1)
+    assert broken != bad_data
+    (inputs / "a-broken.xml").write_bytes(broken)
+    copy_of = min(valid)
+    (inputs / "zz-copy.xml").write_bytes(valid[copy_of])  # the same bytes twice in one send
+    del bad_name
+
+    report_path = tmp_path / "report.json"
+    files = sorted(inputs.iterdir())
+    connection = Connection(base_url=sim.base_url, nip=NIP, token=TOKEN)
+
+    def run() -> int:
+        return send_batch(
+            files,
+            connection,
+            report=report_path,
+            skip_invalid=True,
+            state_dir=tmp_path / "state2",
+            console=Console(stderr=True, width=120),
+        )
+
+    code = await anyio.to_thread.run_sync(run)
+    assert code == 1
+    report = json.loads(report_path.read_text())
+    entries = {e["file"]: e for e in report["invoices"]}
+    assert len(report["invoices"]) == 8
+    for name in valid:
+        assert entries[name]["outcome"] == "accepted"
+        assert entries[name]["ksef_number"]
+        assert entries[name]["session_reference"]
+    for name in resent:
+        assert entries[name]["outcome"] == "duplicate"
+        assert entries[name]["ksef_number"] == original[name]
+        assert entries[name]["error"] is None
+    assert entries["a-broken.xml"]["outcome"] == "invalid"
+    assert "P_1" in entries["a-broken.xml"]["error"]["description"]
+    assert entries["zz-copy.xml"]["outcome"] == "invalid"
+    assert entries["zz-copy.xml"]["error"]["details"] == ["duplicate"]
+    assert copy_of in entries["zz-copy.xml"]["error"]["description"]
+    assert report["summary"] == {
+        "invoices": 8,
+        "accepted": 4,
+        "duplicate": 2,
+        "rejected": 0,
+        "invalid": 2,
+        "unknown": 0,
+    }
+    # KSeF holds each invoice number once: the re-sent ones were not accepted again.
+    counts = accepted_per_number(sim)
+    assert len(counts) == 7
+    assert set(counts.values()) == {1}
+
+
+async def test_stop_policy_sends_nothing_and_exits_1(ksef_simulator_factory, tmp_path: Path) -> None:
+    sim: KsefSimulator = await ksef_simulator_factory(contexts=[(NIP, TOKEN)], seed=10, rate_limits="off")
+    factory = InvoiceFactory(NIP, seed=33, size_kb=4)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name, data in factory.iter(5):
+        (inputs / name).write_bytes(data)
+    (inputs / "zz-broken.xml").write_bytes(b"<Faktura>")
+    connection = Connection(base_url=sim.base_url, nip=NIP, token=TOKEN)
+
+    def run() -> int:
+        return send_batch(
+            sorted(inputs.iterdir()), connection, state_dir=tmp_path / "state", console=Console(stderr=True)
+        )
+
+    assert await anyio.to_thread.run_sync(run) == 1
+    assert not sim.state.sessions or all(s.closed is None for s in sim.state.sessions.values())
+    assert not sim.state.invoices
+    assert not list((tmp_path / "state").glob("*.aes"))
+    assert not list((tmp_path / "state").glob("s*-upload.json"))
