@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from ksef_async.core.auth_flow import AuthStatus, Token, TokenAction, TokenState, classify_auth_status
 from ksef_async.core.polling import Backoff, PollSchedule
-from ksef_async.errors import ConfigurationError
+from ksef_async.errors import ConfigurationError, DeadlineExceededError
+from ksef_async.resources._base import poll_until
 
 
 @pytest.mark.parametrize(
@@ -92,3 +93,55 @@ def test_schedule_clips_to_the_deadline_and_then_stops() -> None:
 def test_backoff_validates(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigurationError):
         Backoff(**kwargs)
+
+
+class _FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.mark.anyio
+async def test_poll_until_returns_the_final_result() -> None:
+    fake = _FakeTime()
+    results = iter([100, 150, 200])
+
+    async def fetch() -> int:
+        return next(results)
+
+    result = await poll_until(
+        fetch, lambda code: code >= 200, what="op", max_wait=60, clock=fake.clock, sleep=fake.sleep
+    )
+    assert result == 200
+    assert len(fake.sleeps) == 2
+
+
+@pytest.mark.anyio
+async def test_poll_until_stops_at_the_deadline() -> None:
+    fake = _FakeTime()
+    calls = 0
+
+    async def fetch() -> int:
+        nonlocal calls
+        calls += 1
+        return 100
+
+    with pytest.raises(DeadlineExceededError, match="session X"):
+        await poll_until(
+            fetch,
+            lambda code: code >= 200,
+            what="session X",
+            max_wait=10,
+            backoff=Backoff(initial=3, factor=1, maximum=3, jitter=0),
+            clock=fake.clock,
+            sleep=fake.sleep,
+        )
+    assert fake.now == 10  # the last poll happened exactly at the deadline
+    assert calls == 5  # at 0, 3, 6, 9 and 10
