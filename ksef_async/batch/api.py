@@ -7,10 +7,10 @@ implementation (a test double for one layer). Bodies are the spec's JSON objects
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from ksef_async.core.crypto import MfPublicKey
+from ksef_async.core.crypto import KEY_USAGE_SYMMETRIC, MfPublicKey
 from ksef_async.operations import operation
 from ksef_async.transport import ApiTransport, StorageTransport
 
@@ -71,14 +71,21 @@ class TransportBatchApi:
     Args:
         api: The authenticated API transport.
         storage: The storage transport (its own pool, no auth header).
-        public_key: The MF ``SymmetricKeyEncryption`` key, or ``None`` to fetch it from
-            ``GET /security/public-key-certificates`` once.
+        public_key: The MF ``SymmetricKeyEncryption`` key, a coroutine function returning it (e.g. the client's
+            cached ``security.public_key``), or ``None`` to fetch it from ``GET /security/public-key-certificates``
+            once.
     """
 
-    def __init__(self, api: ApiTransport, storage: StorageTransport, public_key: MfPublicKey | None = None) -> None:
+    def __init__(
+        self,
+        api: ApiTransport,
+        storage: StorageTransport,
+        public_key: MfPublicKey | Callable[[], Awaitable[MfPublicKey]] | None = None,
+    ) -> None:
         self._api = api
         self._storage = storage
-        self._key = public_key
+        self._key = public_key if isinstance(public_key, MfPublicKey) else None
+        self._key_source = None if isinstance(public_key, MfPublicKey) else public_key
 
     def __repr__(self) -> str:
         return f"TransportBatchApi({self._api!r})"
@@ -88,10 +95,16 @@ class TransportBatchApi:
         """Use the transports of an open `KsefClient` (its storage pool should match the upload concurrency)."""
         resource = client.batch
         # The client exposes its transports only through its resources; every resource shares the same pair.
-        return cls(resource._api, resource._storage)  # noqa: SLF001
+        return cls(
+            resource._api,  # noqa: SLF001
+            resource._storage,  # noqa: SLF001
+            lambda: client.security.public_key(KEY_USAGE_SYMMETRIC),
+        )
 
     async def public_key(self) -> MfPublicKey:
         """Fetch (once) and return the ``SymmetricKeyEncryption`` key."""
+        if self._key is None and self._key_source is not None:
+            self._key = await self._key_source()
         if self._key is None:
             import datetime as dt  # noqa: PLC0415 - only this path needs the clock
 
