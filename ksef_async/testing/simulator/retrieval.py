@@ -301,27 +301,28 @@ def _parse_filters(rt: Runtime, filters: Any, *, export: bool) -> _Filters:
     now = rt.state.clock.now_dt()
     raw_to = opt(date_range, "to", str)
     end = now if raw_to is None else _parse_dt(raw_to, "dateRange.to")
-    if end < start:
+    global_mark = hwm(rt) if date_type == "PermanentStorage" else None
+    restrict = opt(date_range, "restrictToPermanentStorageHwmDate", bool, default=False)
+    after_hwm = bool(restrict) and global_mark is not None and start > global_mark
+    if after_hwm and not export:  # checked first: the range itself may then be empty
+        raise ApiFailure(
+            400,
+            21183,
+            "Zakres filtrowania wykracza poza dostępny zakres danych.",
+            [
+                (
+                    "Parametr dateRange.from jest późniejszy niż PermanentStorageHwmDate przy włączonym "
+                    "restrictToPermanentStorageHwmDate."
+                )
+            ],
+        )
+    if end < start and not after_hwm:
         raise ApiFailure(400, 21405, _BAD, ["dateRange.to is earlier than dateRange.from"])
     if not _within_three_months(start, end):
         raise ApiFailure(400, 21405, _BAD, ["dateRange is longer than 3 months"])
-    global_mark = hwm(rt) if date_type == "PermanentStorage" else None
-    restrict = opt(date_range, "restrictToPermanentStorageHwmDate", bool, default=False)
     # The spec: for a recent period the HWM is the mark itself; for an older one it matches the query's bound.
     mark = None if global_mark is None else min(global_mark, end)
     if restrict and global_mark is not None:
-        if start > global_mark and not export:
-            raise ApiFailure(
-                400,
-                21183,
-                "Zakres filtrowania wykracza poza dostępny zakres danych.",
-                [
-                    (
-                        "Parametr dateRange.from jest późniejszy niż PermanentStorageHwmDate przy włączonym "
-                        "restrictToPermanentStorageHwmDate."
-                    )
-                ],
-            )
         end = min(end, global_mark)
     return _Filters(subject, date_type, start, end, mark, filters, global_mark)
 
@@ -611,8 +612,10 @@ async def export_status(rt: Runtime, request: web.Request, principal: Principal 
 class _PartWriter(io.RawIOBase):
     """A write-only stream that cuts what it receives into parts of ``limit`` bytes, each encrypted separately."""
 
-    def __init__(self, key: SessionKey, directory: Path, stem: str, limit: int) -> None:
+    def __init__(self, key: SessionKey, directory: Path, stem: str, *, limit: int, name: str, suffix: str) -> None:
         super().__init__()
+        self.export_name = name
+        self._suffix = suffix
         self._key = key
         self._dir = directory
         self._stem = stem
@@ -648,7 +651,7 @@ class _PartWriter(io.RawIOBase):
         self.parts.append(
             {
                 "ordinalNumber": self._ordinal,
-                "partName": f"{self._stem}-{self._ordinal:03d}.{self._suffix}.aes",
+                "partName": f"{self.export_name}-{self._ordinal:03d}.{self._suffix}.aes",
                 "method": "GET",
                 "partSize": self._plain_size,
                 "partHash": b64(self._plain_hash.digest()),
@@ -656,8 +659,6 @@ class _PartWriter(io.RawIOBase):
                 "encryptedPartHash": encrypted_hash,
             }
         )
-
-    _suffix = "zip"
 
     def writable(self) -> bool:
         return True
@@ -677,14 +678,20 @@ class _PartWriter(io.RawIOBase):
             view = view[len(take) :]
         return written
 
-    def finish(self, suffix: str) -> None:
-        self._suffix = suffix
+    def finish(self) -> None:
         self._close_part()
 
 
 def _write_package(rt: Runtime, job: ExportJob, cfg: RetrievalSettings) -> None:  # noqa: C901, PLR0912
     assert job.key is not None
-    writer = _PartWriter(job.key, rt.spool_dir, f"export-{job.reference_number}", cfg.max_part_size)
+    writer = _PartWriter(
+        job.key,
+        rt.spool_dir,
+        f"export-{job.reference_number}",
+        limit=cfg.max_part_size,
+        name=job.reference_number,
+        suffix="zip" if job.compression == "Zip" else "tar.gz",
+    )
     chosen: list[StoredInvoice] = []
     selection = job.selection
     if job.only_metadata:
@@ -713,15 +720,13 @@ def _write_package(rt: Runtime, job: ExportJob, cfg: RetrievalSettings) -> None:
             if not job.only_metadata:
                 for inv in chosen:
                     archive.writestr(f"{inv.ksef_number}.xml", inv.content)
-        suffix = "zip"
     else:
-        with tarfile.open(fileobj=writer, mode="w|gz", compresslevel=cfg.zip_level) as archive:
+        with tarfile.open(fileobj=writer, mode="w|gz") as archive:
             _tar_add(archive, "_metadata.json", metadata, job.created)
             if not job.only_metadata:
                 for inv in chosen:
                     _tar_add(archive, f"{inv.ksef_number}.xml", inv.content, job.created)
-        suffix = "tar.gz"
-    writer.finish(suffix)
+    writer.finish()
     truncated = len(chosen) < len(selection)
     package: dict[str, Any] = {
         "invoiceCount": len(chosen),
