@@ -34,7 +34,8 @@ from ksef_async.testing.invoices import InvoiceFactory
 from ksef_async.testing.pytest_plugin import DEFAULT_NIP, DEFAULT_TOKEN
 from ksef_async.testing.simulator import KsefSimulator
 
-SAMPLE = Path(__file__).parent.parent / "data" / "samples" / "invoices" / "fa3-invoice-sample.xml"
+SAMPLES = Path(__file__).parent.parent / "data" / "samples" / "invoices"
+SAMPLE = SAMPLES / "fa3-invoice-sample.xml"
 FA3 = {"systemCode": "FA (3)", "schemaVersion": "1-0E", "value": "FA"}
 NIP = DEFAULT_NIP
 TOKEN = DEFAULT_TOKEN

@@ -6,7 +6,7 @@ required permissions (403), check the JSON body against the spec (strict mode: a
 recorded in ``sim.contract_violations``, and the handler still answers as KSeF would, e.g. 21161 for 51 parts), run
 the handler, inject a ``close-error`` fault, and check the answer against the spec (strict mode: a mismatch is
 recorded, logged and raised as `ContractViolationError`, so the client gets a 500). Operations the simulator does not
-implement (permissions, certificates, invoice retrieval and a few test-data endpoints) answer 501 with an
+implement (permission management, certificates, Peppol and certificate-limit test data) answer 501 with an
 ``ExceptionResponse``; strict mode does not count those as violations. Storage (part uploads, UPO downloads) lives
 under ``/storage`` outside the API: no token, no rate limit.
 """
@@ -27,7 +27,7 @@ from aiohttp import web
 
 from ksef_async.errors import ConfigurationError
 from ksef_async.operations import OPERATIONS, PUBLIC_GROUP, Operation, TokenKind
-from ksef_async.testing.simulator import auth, batch, retrieval, sessions, storage
+from ksef_async.testing.simulator import auth, batch, retrieval, sessions, storage, testdata
 from ksef_async.testing.simulator.contract import ContractChecker, ContractViolation, ContractViolationError
 from ksef_async.testing.simulator.faults import FaultInjector, FaultSpec
 from ksef_async.testing.simulator.keys import MfKeyring
@@ -55,7 +55,18 @@ _HANDLERS: dict[str, Handler] = {
     "delete_auth_sessions_by_reference_number": auth.delete_auth_session,
     "post_tokens": auth.create_token,
     "get_rate_limits": auth.rate_limits,
-    "get_limits_context": auth.limits_context,
+    "get_limits_context": testdata.limits_context,
+    "post_testdata_limits_context_session": testdata.session_limits,
+    "delete_testdata_limits_context_session": testdata.session_limits_reset,
+    "post_testdata_subject": testdata.subject,
+    "post_testdata_subject_remove": testdata.subject,
+    "post_testdata_person": testdata.person,
+    "post_testdata_person_remove": testdata.person,
+    "post_testdata_attachment": testdata.attachment,
+    "post_testdata_attachment_revoke": testdata.attachment,
+    "get_tokens": auth.list_tokens,
+    "get_tokens_by_reference_number": auth.get_token,
+    "delete_tokens_by_reference_number": auth.revoke_token,
     "get_limits_subject": auth.limits_subject,
     "post_testdata_rate_limits": auth.testdata_rate_limits,
     "delete_testdata_rate_limits": auth.testdata_rate_limits_delete,

@@ -35,14 +35,16 @@ __all__ = [
     "delete_auth_session",
     "delete_current_session",
     "get_auth_status",
+    "get_token",
     "ksef_token_login",
-    "limits_context",
     "limits_subject",
     "list_auth_sessions",
+    "list_tokens",
     "public_key_certificates",
     "rate_limits",
     "redeem",
     "refresh",
+    "revoke_token",
     "testdata_block",
     "testdata_permissions",
     "testdata_rate_limits",
@@ -63,7 +65,13 @@ _METHOD_INFO = {
 
 
 def add_token(
-    rt: Runtime, context: ContextKey, token: str | None, permissions: frozenset[str], description: str
+    rt: Runtime,
+    context: ContextKey,
+    token: str | None,
+    permissions: frozenset[str],
+    description: str,
+    *,
+    author: tuple[str, str] | None = None,
 ) -> str:
     """Register a KSeF token for ``context`` (generating one when ``token`` is None); return the token."""
     record = rt.state.contexts.get(context)
@@ -73,7 +81,15 @@ def add_token(
     reference = rt.reference("EC")
     if token is None:
         token = f"{reference}|{context[0].lower()}-{context[1]}|{rt.state.rng.randbytes(32).hex()}"
-    entry = KsefTokenRecord(token, reference, context, permissions, description, rt.state.clock.now_dt())
+    entry = KsefTokenRecord(
+        token,
+        reference,
+        context,
+        permissions,
+        description,
+        rt.state.clock.now_dt(),
+        author=author or ("Nip", context[1].split("-")[0]),
+    )
     record.tokens[reference] = entry
     rt.state.tokens[token] = entry
     return token
@@ -187,6 +203,7 @@ async def ksef_token_login(rt: Runtime, _request: web.Request, _principal: Princ
         return _bad_token(rt, context, f"token is {record.status}")
     if not stamp.isdigit() or abs(int(stamp) / 1000 - issued) > rt.config.token_timestamp_tolerance:
         return _bad_token(rt, context, "invalid token time")
+    record.last_use = rt.state.clock.now_dt()
     return _start(
         rt,
         context,
@@ -229,19 +246,25 @@ async def xades_login(rt: Runtime, request: web.Request, _principal: Principal |
     _take_challenge(rt, verified.challenge)
     context: ContextKey = (verified.context.type, verified.context.value)
     identity = verified.identity
-    owner = (
-        identity.type == "Nip" and context[1].split("-")[0] == identity.value and context[0] in ("Nip", "InternalId")
+    context_nip = context[1].split("-")[0] if context[0] in ("Nip", "InternalId") else None
+    person = rt.state.persons.get(identity.value) if identity.type == "Pesel" else None
+    owner = context_nip is not None and (
+        (identity.type == "Nip" and identity.value == context_nip) or (person is not None and person.nip == context_nip)
     )
     permissions = frozenset(ALL_PERMISSIONS) if owner else rt.state.grants.get((context, identity.type, identity.value))
+    code, description, details = 200, _SUCCESS, []
+    if person is not None and person.is_deceased:
+        code, description, details = 470, "Uwierzytelnianie zakończone niepowodzeniem.", ["Osoba zmarła."]
     return _start(
         rt,
         context,
         method="QualifiedSignature",
-        code=200,
-        description=_SUCCESS,
-        details=[],
+        code=code,
+        description=description,
+        details=details,
         permissions=permissions or frozenset(),
         document_hash=sha256_b64(data),
+        identity=(identity.type, identity.value),
     )
 
 
@@ -362,9 +385,60 @@ async def create_token(rt: Runtime, _request: web.Request, principal: Principal 
         raise ApiFailure(
             400, 21405, "Błąd walidacji danych wejściowych.", [f"bad permissions {unknown} or description"]
         )
-    token = add_token(rt, op.context, None, frozenset(permissions) & op.permissions, description)
+    token = add_token(rt, op.context, None, frozenset(permissions) & op.permissions, description, author=op.identity)
     reference = rt.state.tokens[token].reference_number
     return web.json_response({"referenceNumber": reference, "token": token}, status=202)
+
+
+def _token_json(record: KsefTokenRecord) -> dict[str, Any]:
+    """``TokenStatusResponse`` / ``QueryTokensResponseItem`` of a KSeF token (never the token itself)."""
+    author = record.author or ("Nip", record.context[1])
+    return {
+        "referenceNumber": record.reference_number,
+        "authorIdentifier": {"type": author[0], "value": author[1]},
+        "contextIdentifier": {"type": record.context[0], "value": record.context[1]},
+        "description": record.description,
+        "requestedPermissions": sorted(record.permissions),
+        "dateCreated": iso(record.created),
+        "lastUseDate": iso(record.last_use) if record.last_use else None,
+        "status": record.status,
+        "statusDetails": [],
+    }
+
+
+def _own_token(rt: Runtime, principal: Principal | None, reference: str) -> KsefTokenRecord:
+    assert principal is not None
+    record = rt.state.contexts.get(principal.operation.context)
+    token = record.tokens.get(reference) if record is not None else None
+    if token is None:
+        raise ApiFailure(400, 21405, "Błąd walidacji danych wejściowych.", [f"no KSeF token {reference} here"])
+    return token
+
+
+async def list_tokens(rt: Runtime, request: web.Request, principal: Principal | None, _body: Any) -> web.Response:
+    """``GET /tokens``: the context's KSeF tokens, filtered by ``status`` (repeatable) and ``description``."""
+    assert principal is not None
+    record = rt.state.contexts.get(principal.operation.context)
+    statuses = set(request.query.getall("status", []))
+    text = request.query.get("description", "").lower()
+    items = [
+        _token_json(t)
+        for t in (record.tokens.values() if record is not None else ())
+        if (not statuses or t.status in statuses) and text in t.description.lower()
+    ]
+    page, token = paged(rt, request, f"tokens:{principal.operation.context}", items, low=10, high=100)
+    return web.json_response({"continuationToken": token, "tokens": page})
+
+
+async def get_token(rt: Runtime, request: web.Request, principal: Principal | None, _body: Any) -> web.Response:
+    """``GET /tokens/{referenceNumber}``."""
+    return web.json_response(_token_json(_own_token(rt, principal, request.match_info["referenceNumber"])))
+
+
+async def revoke_token(rt: Runtime, request: web.Request, principal: Principal | None, _body: Any) -> web.Response:
+    """``DELETE /tokens/{referenceNumber}``: later logins with it end with 450, refreshes of its sessions with 21301."""
+    _own_token(rt, principal, request.match_info["referenceNumber"]).status = "Revoked"
+    return web.Response(status=204)
 
 
 async def rate_limits(rt: Runtime, _request: web.Request, _principal: Principal | None, _body: Any) -> web.Response:
@@ -374,16 +448,6 @@ async def rate_limits(rt: Runtime, _request: web.Request, _principal: Principal 
         for group, lim in rt.limiter.effective().items()
     }
     return web.json_response(values)
-
-
-async def limits_context(rt: Runtime, _request: web.Request, _principal: Principal | None, _body: Any) -> web.Response:
-    """``GET /limits/context``."""
-    limits = {
-        "maxInvoiceSizeInMB": 1,
-        "maxInvoiceWithAttachmentSizeInMB": 3,
-        "maxInvoices": rt.config.max_invoices_per_session,
-    }
-    return web.json_response({"onlineSession": limits, "batchSession": dict(limits)})
 
 
 async def limits_subject(_rt: Runtime, _request: web.Request, _principal: Principal | None, _body: Any) -> web.Response:

@@ -247,8 +247,9 @@ def _process_sync(rt: Runtime, session: Session, loop: asyncio.AbstractEventLoop
         count = next(members)[1]
         if count == 0:
             return 440, "Sesja anulowana. Nie przesłano faktur.", ["the archive holds no files"]
-        if count > rt.config.max_invoices_per_session:
-            return 420, "Przekroczony limit faktur w sesji.", [f"{count} > {rt.config.max_invoices_per_session}"]
+        limit = rt.max_invoices(session.context, "batchSession")
+        if count > limit:
+            return 420, "Przekroczony limit faktur w sesji.", [f"{count} > {limit}"]
         ok = 0
         for name, _size, stream in members:
             assert stream is not None

@@ -119,6 +119,22 @@ class Runtime:
         self.public_url = ""
         """Scheme, host and port of the URLs handed out (set when the server is bound)."""
 
+    # -- per-context limits ---------------------------------------------------------------------------------------
+
+    def context_limits(self, context: tuple[str, str]) -> dict[str, dict[str, int]]:
+        """``EffectiveContextLimits`` of ``context``: the ``/testdata/limits/context/session`` override or defaults."""
+        default = {
+            "maxInvoiceSizeInMB": 1,
+            "maxInvoiceWithAttachmentSizeInMB": 3,
+            "maxInvoices": self.config.max_invoices_per_session,
+        }
+        override = self.state.session_limits.get(context, {})
+        return {kind: dict(override.get(kind, default)) for kind in ("onlineSession", "batchSession")}
+
+    def max_invoices(self, context: tuple[str, str], kind: str) -> int:
+        """``maxInvoices`` per session of ``kind`` (``onlineSession`` or ``batchSession``) in ``context``."""
+        return self.context_limits(context)[kind]["maxInvoices"]
+
     # -- identifiers -----------------------------------------------------------------------------------------
 
     def reference(self, kind: str) -> str:

@@ -187,7 +187,9 @@ def register_invoice(
     elif form != session.form_code:
         entry.final_code, entry.final_description = 450, "Błąd weryfikacji semantyki dokumentu faktury."
         entry.details = [f"{file_name or reference}: the document is {form}, the session declared {session.form_code}"]
-    elif inv.has_attachment and session.kind is SessionKind.ONLINE:
+    elif inv.has_attachment and (
+        session.kind is SessionKind.ONLINE or (inv.seller_nip or "") not in state.attachments_allowed
+    ):
         entry.final_code, entry.final_description = 415, "Brak możliwości wysyłania faktury z załącznikiem."
     elif session.context[0] == "Nip" and inv.seller_nip != session.context[1]:
         entry.final_code, entry.final_description = 410, "Nieprawidłowy zakres uprawnień."
@@ -411,7 +413,7 @@ async def send_invoice(rt: Runtime, request: web.Request, principal: Principal |
     code, _ = session_status(rt, session)
     if code != 100:  # noqa: PLR2004
         raise ApiFailure(400, 21180, "Status sesji nie pozwala na wykonanie operacji.", [f"session status {code}"])
-    if len(session.invoices) >= rt.config.max_invoices_per_session:
+    if len(session.invoices) >= rt.max_invoices(session.context, "onlineSession"):
         raise ApiFailure(400, 21155, "Przekroczono dozwoloną liczbę faktur w sesji.")
     invoice_hash = req(body, "invoiceHash", str)
     invoice_size = req(body, "invoiceSize", int)

@@ -44,6 +44,7 @@ __all__ = [
     "SimClock",
     "SimState",
     "StoredInvoice",
+    "TestPerson",
     "iso",
 ]
 
@@ -100,6 +101,9 @@ class KsefTokenRecord:
     description: str
     created: dt.datetime
     status: str = "Active"
+    author: tuple[str, str] | None = None
+    """Who created it (``("Nip"|"Pesel"|"Fingerprint", value)``); seeded tokens: the context's NIP."""
+    last_use: dt.datetime | None = None
 
 
 @dataclass(eq=False)
@@ -130,6 +134,8 @@ class AuthOperation:
     """Reference number of the KSeF token used, for the UPO's ``NumerReferencyjnyTokenaKSeF``."""
     document_hash: str | None = None
     """SHA-256 of the signed XML, for the UPO's ``SkrotDokumentuUwierzytelniajacego``."""
+    identity: tuple[str, str] | None = None
+    """Who logged in (XAdES: from the certificate), as ``(type, value)``."""
     redeemed: bool = False
     refresh_valid_until: dt.datetime | None = None
     last_refresh: dt.datetime | None = None
@@ -228,6 +234,18 @@ class StoredInvoice:
     context: ContextKey
 
 
+@dataclass(eq=False)
+class TestPerson:
+    """A person registered through ``/testdata/person``: owner of ``nip``, maybe a bailiff, maybe deceased."""
+
+    __test__ = False  # not a pytest test class despite the name
+
+    pesel: str
+    nip: str
+    is_bailiff: bool
+    is_deceased: bool
+
+
 class SimState:
     """All mutable simulator state, plus the random source for identifiers (seeded for reproducible runs)."""
 
@@ -246,6 +264,14 @@ class SimState:
         self.duplicates: dict[tuple[str, str, str], tuple[str, str]] = {}
         self.grants: dict[tuple[ContextKey, str, str], frozenset[str]] = {}
         """``/testdata/permissions`` grants: (context, identifier type, identifier value) -> permissions."""
+        self.subjects: dict[str, str] = {}
+        """``/testdata/subject``: NIP -> ``subjectType``."""
+        self.persons: dict[str, TestPerson] = {}
+        """``/testdata/person``: PESEL -> the person."""
+        self.attachments_allowed: set[str] = set()
+        """NIPs allowed to send invoices with attachments (``/testdata/attachment``)."""
+        self.session_limits: dict[ContextKey, dict[str, dict[str, int]]] = {}
+        """``/testdata/limits/context/session`` overrides: context -> ``{"onlineSession": {...}, ...}``."""
 
     def permanent_storage_hwm(self) -> dt.datetime:
         """The High Water Mark: every invoice with ``permanent_storage_date`` below it is already stored."""
