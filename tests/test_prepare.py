@@ -235,6 +235,19 @@ def test_validated_prepare_records_invoice_fields_and_the_default_part_size(tmp_
         {"ordinalNumber": 1, "fileSize": session.parts[0].size, "fileHash": session.parts[0].hash}
     ]
     assert body["compressionType"] == "Zip"
+    request = session.open_request()
+    assert request == {
+        "formCode": {"systemCode": "FA (3)", "schemaVersion": "1-0E", "value": "FA"},
+        "batchFile": body,
+        "encryption": {
+            "encryptedSymmetricKey": session.encryption.encrypted_symmetric_key,
+            "initializationVector": session.encryption.initialization_vector,
+            "publicKeyId": "test-key-id",
+        },
+        "offlineMode": False,
+    }
+    with pytest.raises(ValueError, match="not prepared"):
+        plan_sessions([_entry(0)])[0].open_request()
 
 
 def test_the_plan_never_holds_the_aes_key(tmp_path: Path) -> None:

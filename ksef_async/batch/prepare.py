@@ -146,10 +146,18 @@ def save_plan(state_dir: str | os.PathLike[str], plan: BatchPlan) -> Path:
     directory = Path(state_dir)
     target = directory / PLAN_FILE
     tmp = directory / f".{PLAN_FILE}.{os.getpid()}.tmp"
-    data = plan.to_json().encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), _FILE_MODE)
     try:
-        _write_all(fd, memoryview(data))
+        pending: list[bytes] = []
+        size = 0
+        for chunk in plan.json_chunks():  # one session at a time: the plan's JSON is never whole in memory
+            data = chunk.encode()
+            pending.append(data)
+            size += len(data)
+            if size >= 1 << 20:
+                _write_all(fd, memoryview(b"".join(pending)))
+                pending, size = [], 0
+        _write_all(fd, memoryview(b"".join(pending)))
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -478,6 +486,7 @@ class _Run:
     def finish(self, now: dt.datetime) -> BatchPlan:
         for plan in self.packer.finish():
             self.finish_session(plan)
+        self.seen = DuplicateCheck()  # its name and hash maps are not needed any more: free them before saving
         if not self.sessions:
             raise InvoiceError(self.skipped or [InvoiceProblem("<inputs>", "no invoices were given", None, "empty")])
         sessions = tuple(sorted(self.sessions, key=lambda s: s.index))

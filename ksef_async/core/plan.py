@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
 import attrs
@@ -242,6 +242,22 @@ class SessionPlan:
             "fileParts": [{"ordinalNumber": p.ordinal, "fileSize": p.size, "fileHash": p.hash} for p in self.parts],
         }
 
+    def open_request(self, *, offline_mode: bool = False) -> dict[str, Any]:
+        """Return the body of POST /sessions/batch (``OpenBatchSessionRequest``) for this prepared session.
+
+        Raises:
+            ValueError: The session is not prepared yet.
+        """
+        if self.encryption is None:
+            msg = f"session {self.index} is not prepared"
+            raise ValueError(msg)
+        return {
+            "formCode": self.form.to_json(),
+            "batchFile": self.batch_file(),
+            "encryption": self.encryption.to_json(),
+            "offlineMode": offline_mode,
+        }
+
 
 @attrs.frozen
 class SessionLimits:
@@ -420,10 +436,27 @@ class BatchPlan:
         """Invoices in all sessions."""
         return sum(len(s.invoices) for s in self.sessions)
 
+    def json_chunks(self) -> Iterator[str]:
+        """Serialise to JSON text piece by piece: one session at a time, so a large plan is never built twice.
+
+        The pieces joined are `to_json`; keys are sorted as ``json.dumps(..., sort_keys=True)`` sorts them.
+        """
+        head = _CONVERTER.unstructure(attrs.evolve(self, sessions=()))
+        yield "{"
+        for i, key in enumerate(sorted(head)):
+            yield f"{',' if i else ''}{_dumps(key)}:"
+            if key != "sessions":
+                yield _dumps(head[key])
+                continue
+            yield "["
+            for j, session in enumerate(self.sessions):
+                yield ("," if j else "") + _dumps(_CONVERTER.unstructure(session))
+            yield "]"
+        yield "}"
+
     def to_json(self) -> str:
         """Serialise to JSON text (stable key order)."""
-        # No indent: json's C encoder only runs without one, and a 10,000-invoice plan is rewritten often.
-        return json.dumps(_CONVERTER.unstructure(self), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return "".join(self.json_chunks())
 
     @classmethod
     def from_json(cls, text: str | bytes) -> BatchPlan:
@@ -446,6 +479,11 @@ class BatchPlan:
         except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
             msg = f"the plan file is malformed: {exc}"
             raise ConfigurationError(msg) from exc
+
+
+def _dumps(value: Any) -> str:
+    # No indent: json's C encoder only runs without one, and a 10,000-invoice plan is rewritten often.
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 _CONVERTER = make_converter()
