@@ -104,3 +104,30 @@ async def test_a_simulator_bug_is_recorded_as_an_internal_error(monkeypatch: pyt
         async with http.post(sim.base_url + "/auth/challenge") as resp:
             assert resp.status == 500
         assert sim.internal_errors == ["POST /v2/auth/challenge: RuntimeError('boom')"]
+
+
+def test_documented_headers_are_checked() -> None:
+    checker = ContractChecker()
+    op = operation("get_rate_limits")
+    body = {"status": {"code": 429, "description": "Too Many Requests", "details": ["wait"]}}
+    ok = checker.check_response(
+        op, "GET", "/x", status=429, content_type="application/json", body=body, headers={"Retry-After": "3"}
+    )
+    assert ok == []
+    missing = checker.check_response(
+        op, "GET", "/x", status=429, content_type="application/json", body=body, headers={}
+    )
+    assert missing == ["header Retry-After is missing"]
+    wrong = checker.check_response(
+        op, "GET", "/x", status=429, content_type="application/json", body=body, headers={"Retry-After": "soon"}
+    )
+    assert wrong == ["header Retry-After: 'soon' is not an integer"]
+
+
+async def test_test_system_warning_is_echoed_ascii_folded() -> None:
+    async with KsefSimulator(strict_contract=True) as sim, aiohttp.ClientSession() as http:
+        headers = {"X-Test-System-Warning": "[W1]: Uwaga, zażółć"}
+        async with http.post(sim.base_url + "/auth/challenge", headers=headers) as resp:
+            assert resp.status == 200
+            assert resp.headers["X-System-Warning"] == "[W1]: Uwaga, zazolc"
+        assert sim.contract_violations == []

@@ -15,6 +15,7 @@ import datetime as dt
 import functools
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,9 +177,21 @@ class ContractChecker:
         return problems
 
     def check_response(
-        self, op: Operation, method: str, path: str, *, status: int, content_type: str | None, body: Any
+        self,
+        op: Operation,
+        method: str,
+        path: str,
+        *,
+        status: int,
+        content_type: str | None,
+        body: Any,
+        headers: Mapping[str, str] | None = None,
     ) -> list[str]:
-        """Check a response: the status must be documented for the operation and a JSON body must match."""
+        """Check a response: the status must be documented for the operation and a JSON body must match.
+
+        With ``headers``, every header the spec documents for that status (``Retry-After``, ``x-ms-meta-hash``)
+        must be present and match its schema; ``X-System-Warning`` is optional.
+        """
         spec_op = _spec()["paths"][op.path][op.method.lower()]
         response = spec_op["responses"].get(str(status))
         if response is None:
@@ -196,8 +209,34 @@ class ContractChecker:
                     if schema is not None and content_type.endswith("json")
                     else []
                 )
+            if headers is not None:
+                problems += self._header_problems(op, status, response.get("headers") or {}, headers)
         if problems:
             self.record(ContractViolation("response", method, path, status, "; ".join(problems)))
+        return problems
+
+    def _header_problems(
+        self, op: Operation, status: int, documented: Mapping[str, Any], headers: Mapping[str, str]
+    ) -> list[str]:
+        problems: list[str] = []
+        for name, spec in documented.items():
+            if name.lower() == "x-system-warning":
+                continue
+            value = headers.get(name)
+            if value is None:
+                problems.append(f"header {name} is missing")
+                continue
+            schema = spec.get("schema") or {}
+            resolved = _defs().get(schema.get("$ref", "").removeprefix(_REF_PREFIX), schema)
+            instance: Any = value
+            if resolved.get("type") == "integer":
+                try:
+                    instance = int(value)
+                except ValueError:
+                    problems.append(f"header {name}: {value!r} is not an integer")
+                    continue
+            key = ("hdr", op.operation_id, str(status), name)
+            problems += [f"header {name}: {p}" for p in self._errors(key, schema, instance)]
         return problems
 
 
