@@ -229,3 +229,30 @@ async def test_session_list_requires_session_type(api: Api) -> None:
     status, body, _ = await api.call("GET", "/sessions", headers={"X-Error-Format": "problem-details"})
     assert status == 400
     assert body["errors"][0]["code"] == 21405
+
+
+async def test_technical_correction_of_a_rejected_offline_invoice(api: Api, factory: InvoiceFactory) -> None:
+    await api.login()
+    key = SessionKey.generate()
+    session = await api.open_online(key)
+    _, good = factory.make(1)
+    broken = good.replace(b"<P_2>", b"<P_2>X", 1).replace(b"</Fa>", b"<Unexpected/></Fa>", 1)
+    status, rejected = await api.send(session, key, broken, offlineMode=True)
+    assert status == 202
+    _, first, _ = await api.call("GET", f"/sessions/{session}/invoices/{rejected['referenceNumber']}")
+    assert (first["status"]["code"], first["invoicingMode"]) == (450, "Offline")
+    correction = {"offlineMode": True, "hashOfCorrectedInvoice": sha256_b64(broken)}
+    status, body = await api.send(session, key, good, **(correction | {"offlineMode": False}))
+    assert (status, _code(body)) == (400, 21166)  # a correction is an offline send
+    status, fixed = await api.send(session, key, good, **correction)
+    assert status == 202, fixed
+    _, second, _ = await api.call("GET", f"/sessions/{session}/invoices/{fixed['referenceNumber']}")
+    assert second["status"]["code"] == 200
+    status, body = await api.send(session, key, factory.make(2)[1], **correction)
+    assert (status, _code(body)) == (400, 21166)  # already corrected
+    accepted = factory.make(3)[1]
+    assert (await api.send(session, key, accepted, offlineMode=True))[0] == 202
+    status, body = await api.send(
+        session, key, factory.make(4)[1], offlineMode=True, hashOfCorrectedInvoice=sha256_b64(accepted)
+    )
+    assert (status, _code(body)) == (400, 21167)  # the original was accepted

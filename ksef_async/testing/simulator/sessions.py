@@ -168,13 +168,15 @@ def register_invoice(
     file_name: str | None,
     offline: bool,
     invoicing_time: float,
+    corrects: InvoiceEntry | None = None,
 ) -> InvoiceEntry:
     """Decide an invoice's outcome (on the event loop: dedup and numbering touch shared state) and record it."""
     state = rt.state
     ordinal = len(session.invoices) + 1
     invoice_hash = sha256_b64(data)
     invoicing_dt = dt.datetime.fromtimestamp(invoicing_time, dt.UTC)
-    entry = InvoiceEntry(ordinal, reference, invoice_hash, received, "Online", 450, "", file_name=file_name)
+    mode = "Offline" if offline else "Online"
+    entry = InvoiceEntry(ordinal, reference, invoice_hash, received, mode, 450, "", file_name=file_name)
     inv = result.invoice
     if inv is not None:
         entry.invoice_number = inv.invoice_number
@@ -188,7 +190,8 @@ def register_invoice(
         entry.final_code, entry.final_description = 450, "Błąd weryfikacji semantyki dokumentu faktury."
         entry.details = [f"{file_name or reference}: the document is {form}, the session declared {session.form_code}"]
     elif inv.has_attachment and (
-        session.kind is SessionKind.ONLINE or (inv.seller_nip or "") not in state.attachments_allowed
+        (session.kind is SessionKind.ONLINE and corrects is None)
+        or (inv.seller_nip or "") not in state.attachments_allowed
     ):
         entry.final_code, entry.final_description = 415, "Brak możliwości wysyłania faktury z załącznikiem."
     elif session.context[0] == "Nip" and inv.seller_nip != session.context[1]:
@@ -433,10 +436,11 @@ async def send_invoice(rt: Runtime, request: web.Request, principal: Principal |
         raise ApiFailure(400, 21402, "Nieprawidłowy rozmiar pliku.", ["invoiceSize differs from the decrypted invoice"])
     if sha256_b64(plaintext) != invoice_hash:
         raise ApiFailure(400, 21403, "Nieprawidłowy skrót pliku.", ["invoiceHash differs from the decrypted invoice"])
+    corrected = _corrected_original(rt, session, opt(body, "hashOfCorrectedInvoice", str), offline=offline)
     reference = rt.reference("EE")
     received = rt.state.clock.now()
     result = await asyncio.get_running_loop().run_in_executor(None, check_invoice, plaintext, reference)
-    register_invoice(
+    entry = register_invoice(
         rt,
         session,
         result,
@@ -446,8 +450,44 @@ async def send_invoice(rt: Runtime, request: web.Request, principal: Principal |
         file_name=None,
         offline=offline,
         invoicing_time=received,
+        corrects=corrected,
     )
+    entry.corrects = corrected
     return web.json_response({"referenceNumber": reference}, status=202)
+
+
+# Technical rejections a correction may fix (digest §11): not permission scope (410), not accepted ones (200).
+_CORRECTABLE = frozenset({415, 430, 435, 440, 450})
+
+
+def _corrected_original(
+    rt: Runtime, session: Session, corrected_hash: str | None, *, offline: bool
+) -> InvoiceEntry | None:
+    """The rejected offline invoice a technical correction refers to (21166 / 21167 when it cannot be corrected)."""
+    if corrected_hash is None:
+        return None
+    unavailable = "Korekta techniczna niedostępna."
+    if not offline:
+        raise ApiFailure(400, 21166, unavailable, ["a technical correction is sent with offlineMode true"])
+    originals = [
+        entry
+        for other in rt.state.sessions.values()
+        if other.context == session.context and other.kind is SessionKind.ONLINE
+        for entry in other.invoices
+        if entry.invoice_hash == corrected_hash and entry.corrects is None
+    ]
+    if not originals:
+        raise ApiFailure(400, 21166, unavailable, ["no invoice with hashOfCorrectedInvoice was sent in this context"])
+    original = originals[-1]
+    code, _, final = _visible(rt, original, rt.state.clock.now())
+    if not final or code not in _CORRECTABLE or original.invoicing_mode != "Offline":
+        detail = f"the original's status is {code} ({original.invoicing_mode})"
+        raise ApiFailure(400, 21167, "Status faktury nie pozwala na korektę techniczną.", [detail])
+    for other in rt.state.sessions.values():
+        for entry in other.invoices:
+            if entry.corrects is original and entry.final_code == 200:  # noqa: PLR2004
+                raise ApiFailure(400, 21166, unavailable, [f"already corrected by {entry.reference_number}"])
+    return original
 
 
 async def close_online(rt: Runtime, request: web.Request, principal: Principal | None, _body: Any) -> web.Response:

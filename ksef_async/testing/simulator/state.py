@@ -167,6 +167,8 @@ class InvoiceEntry:
     invoice_number: str | None = None
     ksef_number: str | None = None
     upo_reference: str | None = None
+    corrects: InvoiceEntry | None = field(default=None, repr=False)
+    """The rejected offline invoice this one technically corrects (``hashOfCorrectedInvoice``)."""
 
 
 @dataclass(eq=False)
