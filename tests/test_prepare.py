@@ -250,6 +250,18 @@ def test_validated_prepare_records_invoice_fields_and_the_default_part_size(tmp_
         plan_sessions([_entry(0)])[0].open_request()
 
 
+@pytest.mark.parametrize("executor", ["thread", "process"])
+def test_parallel_validation_keeps_input_order_and_finds_the_invalid_one(tmp_path: Path, executor: str) -> None:
+    inputs = [*POOL[:9], _broken(), *POOL[9:14]]
+    plan = prepare_batch_sync(
+        inputs, public_key=PRIVATE.public_key(), state_dir=tmp_path, workers=2, executor=executor,  # type: ignore[arg-type]
+        on_invalid="skip",
+    )  # fmt: skip
+    assert [e.name for e in plan.sessions[0].invoices] == [n for n, _ in POOL[:14]]
+    assert {p.file for p in plan.skipped} == {"broken.xml"}
+    assert plan.sessions[0].invoices[3].seller_nip == SELLER
+
+
 def test_the_plan_never_holds_the_aes_key(tmp_path: Path) -> None:
     plan = prepare_batch_sync(POOL[:2], public_key=PRIVATE.public_key(), state_dir=tmp_path, validate=False)
     key = _key(plan.sessions[0])

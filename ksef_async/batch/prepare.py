@@ -1,10 +1,16 @@
 """Prepare a batch send: validate invoices, group them into sessions, and spool encrypted parts plus the plan.
 
-One pass over the inputs, in bounded memory. Invoices are read lazily and validated in a thread pool (lxml
-releases the GIL while it parses and validates, and `ksef_async.xml.validation` keeps its schemas per thread;
-threads avoid pickling every invoice to a process). Each valid invoice joins its session (`SessionPacker`: one
-open session per form code) and goes straight into that session's `ZipWriter` -> `ArchivePipeline` (split,
-encrypt, hash), whose ciphertext lands in spool files. Only ciphertext reaches the disk:
+One pass over the inputs, in bounded memory. Invoices are read lazily and validated in a pool, a few ahead of the
+zip writer. Threads are the default: lxml releases the GIL while it parses and validates, and
+`ksef_async.xml.validation` keeps its schemas per thread. Measured on 2 cores (3,000 ~13 kB invoices, validation
+alone): 1 thread 19 MB/s, 2 threads 30 MB/s, 2 spawned processes 35 MB/s; with the machine loaded and
+the pipeline running too, processes fell behind threads (spawn start-up and pickling every invoice). Processes
+(``executor="process"``) also need the caller's ``if __name__ == "__main__"`` guard, so they are opt-in, for
+large batches on many cores where the GIL-held share of validation (byte checks, field extraction) limits threads.
+
+Each valid invoice joins its session (`SessionPacker`: one open session per form code) and goes straight into that
+session's `ZipWriter` -> `ArchivePipeline` (split, encrypt, hash), whose ciphertext lands in spool files. Only
+ciphertext reaches the disk:
 
 * ``<state_dir>/s{session:03d}-part-{ordinal:04d}.aes``: created with ``O_CREAT | O_EXCL`` and mode 0o600;
 * ``<state_dir>/plan.json``: the `BatchPlan`, written atomically (temporary file, fsync, rename, fsync of the
@@ -24,6 +30,7 @@ import concurrent.futures as cf
 import contextlib
 import datetime as dt
 import hashlib
+import multiprocessing
 import os
 import re
 from collections import deque
@@ -56,6 +63,7 @@ from ksef_async.xml.forms import FA2, FA3, FA_RR1, InvoiceForm, detect_form, for
 __all__ = [
     "BATCH_FORMS",
     "PLAN_FILE",
+    "Executor",
     "OnInvalid",
     "PrepareStats",
     "load_plan",
@@ -69,6 +77,7 @@ PLAN_FILE: Final = "plan.json"
 BATCH_FORMS: Final[tuple[InvoiceForm, ...]] = (FA2, FA3, FA_RR1)
 """Forms POST /sessions/batch accepts (the spec's ``formCode`` table); PEF is online-only."""
 OnInvalid = Literal["stop", "skip"]
+Executor = Literal["thread", "process"]
 _DIR_MODE: Final = 0o700
 _FILE_MODE: Final = 0o600
 _FILE_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -259,7 +268,7 @@ def _identify(data: bytes, name: str) -> InvoiceForm:
     return detect_form(data, name)
 
 
-def _describe(item: InvoiceInput, validate: bool) -> tuple[InvoiceEntry | None, tuple[InvoiceProblem, ...]]:
+def _describe(item: InvoiceInput, validate: bool) -> _Description:
     """Validate (or just identify) one invoice; runs in a worker thread."""
     if validate:
         from ksef_async.xml.validation import check_invoice  # noqa: PLC0415 - compiles schemas on first use
@@ -295,30 +304,45 @@ def _describe(item: InvoiceInput, validate: bool) -> tuple[InvoiceEntry | None, 
     return entry, ()
 
 
+_Description = tuple[InvoiceEntry | None, tuple[InvoiceProblem, ...]]
 _Described = tuple[InvoiceInput, InvoiceEntry | None, tuple[InvoiceProblem, ...]]
 
 
-def _described(items: Iterator[InvoiceInput], validate: bool, workers: int) -> Iterator[_Described]:
-    """Yield ``items`` with their description, in input order, validating up to ``2 * workers`` ahead."""
+def _describe_remote(name: str, data: bytes, source: str | None, validate: bool) -> _Description:
+    """`_describe` for a process pool: the `InvoiceInput` is rebuilt there (its bytes travel once)."""
+    return _describe(InvoiceInput(name, data, source), validate)
+
+
+def _described(items: Iterator[InvoiceInput], validate: bool, workers: int, executor: Executor) -> Iterator[_Described]:
+    """Yield ``items`` with their description, in input order, validating up to ``4 * workers`` ahead."""
     if workers <= 1:
         for item in items:
             yield (item, *_describe(item, validate))
         return
-    with cf.ThreadPoolExecutor(workers, thread_name_prefix="ksef-validate") as pool:
-        window: deque[tuple[InvoiceInput, cf.Future[tuple[InvoiceEntry | None, tuple[InvoiceProblem, ...]]]]]
-        window = deque()
+    pool: cf.Executor
+    if executor == "process":
+        # spawn, not fork: the caller may have threads (an event loop, anyio workers) that fork would copy broken.
+        pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    else:
+        pool = cf.ThreadPoolExecutor(workers, thread_name_prefix="ksef-validate")
+    with pool:
+        window: deque[tuple[InvoiceInput, cf.Future[_Description]]] = deque()
         try:
             for item in items:
-                window.append((item, pool.submit(_describe, item, validate)))
-                if len(window) >= 2 * workers:
-                    head, fut = window.popleft()
-                    yield (head, *fut.result())
+                if executor == "process":
+                    future = pool.submit(_describe_remote, item.name, item.data, item.source, validate)
+                else:
+                    future = pool.submit(_describe, item, validate)
+                window.append((item, future))
+                if len(window) >= 4 * workers:
+                    head, done = window.popleft()
+                    yield (head, *done.result())
             while window:
-                head, fut = window.popleft()
-                yield (head, *fut.result())
+                head, done = window.popleft()
+                yield (head, *done.result())
         finally:
-            for _, fut in window:
-                fut.cancel()
+            for _, pending in window:
+                pending.cancel()
 
 
 def _default_workers(validate: bool) -> int:
@@ -360,6 +384,7 @@ def prepare_batch_sync(
     on_invalid: OnInvalid = "stop",
     limits: SessionLimits | None = None,
     workers: int | None = None,
+    executor: Executor = "thread",
     level: int = DEFAULT_LEVEL,
     on_session: Callable[[SessionPlan], object] | None = None,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
@@ -377,7 +402,8 @@ def prepare_batch_sync(
         on_invalid: ``"stop"`` raises at the first invalid invoice; ``"skip"`` leaves invalid ones out.
         limits: Session limits (e.g. from ``GET /limits/context``); its ``part_size`` is replaced by
             ``part_size``.
-        workers: Validation threads (default: the CPU count, at most 8).
+        workers: Validation workers (default: the CPU count, at most 8).
+        executor: Validate in ``"thread"``s (default) or ``"process"``es (spawned; see the module docstring).
         level: Deflate level.
         on_session: Called with each session as soon as its parts are complete (before the plan is written;
             under ``on_invalid="stop"`` a later invalid invoice still deletes them).
@@ -411,7 +437,8 @@ def prepare_batch_sync(
         on_session=on_session,
     )
     try:
-        for item, entry, problems in _described(iter_inputs(inputs), validate, workers or _default_workers(validate)):
+        described = _described(iter_inputs(inputs), validate, workers or _default_workers(validate), executor)
+        for item, entry, problems in described:
             if check_cancelled is not None:
                 check_cancelled()
             run.add(item, entry, problems)
