@@ -2,8 +2,8 @@
 
 Run: ``python benchmarks/bench_online_rate.py [--duration 150] [--concurrency 8]`` (takes twice ``duration`` plus
 start-up). The strategies run one after the other, each against its own fresh simulator (so neither eats the
-other's windows), and each simulator serves from its own thread and event loop, as a remote server would: a server
-sharing the client's loop would add its own processing to the client's timing.
+other's windows) running as a child process (``ksef-async simulator``), as a remote server would: a server in the
+client's process would add its own work (and GIL hold times) to the client's timing.
 
 Both strategies log in, open one online session and then send invoices (encrypted as KSeF requires) for
 ``duration`` seconds with ``concurrency`` workers:
@@ -15,8 +15,8 @@ Both strategies log in, open one online session and then send invoices (encrypte
 
 Figures: invoices accepted for processing (202) within the duration, the most any client could get in that time
 (a greedy sender against the exact invoiceSend windows of ``GET /rate-limits``: 10/s, 30/min, 180/h), the ratio,
-and the 429s the server sent. The onlineSession group (10/s, 30/min, 120/h) carries only the open and the close
-here, so invoiceSend is the binding group.
+and the 429 answers the client received. The onlineSession group (10/s, 30/min, 120/h) carries only the open and
+the close here, so invoiceSend is the binding group.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import asyncio
 import json
 import os
 import platform
-import threading
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -40,7 +41,6 @@ from ksef_async.models.converter import unstructure
 from ksef_async.operations import RATE_LIMIT_GROUPS
 from ksef_async.resources.online import OnlineSession
 from ksef_async.testing.invoices import InvoiceFactory
-from ksef_async.testing.simulator import KsefSimulator
 
 NIP = "5265877635"
 TOKEN = "20250101-EC-0000000000-0000000000-00|nip-5265877635|" + "0" * 64
@@ -48,24 +48,31 @@ FA3 = FormCode(system_code="FA (3)", schema_version="1-0E", value="FA")
 CONFIG = ClientConfig(auth_poll_backoff=Backoff(initial=0.05, maximum=0.2))
 
 
-class ThreadedSimulator:
-    """A simulator started on its own event loop in a daemon thread."""
+class SimulatorProcess:
+    """``ksef-async simulator`` in a child process: a server that shares neither the loop nor the GIL."""
 
     def __init__(self, *, seed: int) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.sim = KsefSimulator(contexts=[(NIP, TOKEN)], seed=seed)
+        self.seed = seed
+        self.process: subprocess.Popen[str] | None = None
 
-    def __enter__(self) -> KsefSimulator:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.sim.start(), self.loop).result(120)
-        return self.sim
+    def __enter__(self) -> str:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ksef_async.cli", "simulator", "--port", "0", "--nip", NIP, "--token", TOKEN,
+             "--seed", str(self.seed)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith("http"):
+                return line.strip()
+        raise RuntimeError("the simulator did not print its base URL")
 
     def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.sim.stop(), self.loop).result(120)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+        assert self.process is not None
+        self.process.terminate()
+        self.process.wait(30)
 
 
 def greedy_bound(duration: float, windows: list[tuple[float, int]]) -> int:
@@ -95,8 +102,18 @@ def _send_body(session: OnlineSession, invoice: bytes) -> dict[str, Any]:
     return unstructure(request)  # type: ignore[no-any-return]
 
 
-async def run_ours(sim: KsefSimulator, invoices: list[bytes], duration: float, concurrency: int) -> dict[str, Any]:
-    async with KsefClient(sim.base_url, credentials=KsefTokenCredentials(TOKEN), context=NIP, config=CONFIG) as client:
+async def run_ours(base_url: str, invoices: list[bytes], duration: float, concurrency: int) -> dict[str, Any]:
+    refused = 0
+
+    async def on_end(_session: Any, _ctx: Any, params: aiohttp.TraceRequestEndParams) -> None:
+        nonlocal refused
+        refused += params.response.status == 429
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(on_end)
+    async with KsefClient(
+        base_url, credentials=KsefTokenCredentials(TOKEN), context=NIP, config=CONFIG, trace_configs=[trace]
+    ) as client:
         await client.login()
         session = await client.online.open(FA3)
         accepted: list[float] = []
@@ -114,15 +131,16 @@ async def run_ours(sim: KsefSimulator, invoices: list[bytes], duration: float, c
         except TimeoutError:
             pass
         await client.online.close(session.reference_number)
-    return {"accepted": sum(1 for t in accepted if t <= duration), "rate_limited": sim.counters.rate_limited}
+    return {"accepted": sum(1 for t in accepted if t <= duration), "rate_limited": refused}
 
 
-async def run_baseline(sim: KsefSimulator, invoices: list[bytes], duration: float, concurrency: int) -> dict[str, Any]:
-    async with KsefClient(sim.base_url, credentials=KsefTokenCredentials(TOKEN), context=NIP, config=CONFIG) as client:
+async def run_baseline(base_url: str, invoices: list[bytes], duration: float, concurrency: int) -> dict[str, Any]:
+    refused = 0
+    async with KsefClient(base_url, credentials=KsefTokenCredentials(TOKEN), context=NIP, config=CONFIG) as client:
         await client.login()
         session = await client.online.open(FA3)
         token, _ = await client.authenticator.access_token()
-        url = f"{sim.base_url}/sessions/online/{session.reference_number}/invoices"
+        url = f"{base_url}/sessions/online/{session.reference_number}/invoices"
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         accepted: list[float] = []
         queue = iter(invoices)
@@ -130,6 +148,7 @@ async def run_baseline(sim: KsefSimulator, invoices: list[bytes], duration: floa
         async with aiohttp.ClientSession() as http:
 
             async def worker() -> None:
+                nonlocal refused
                 for invoice in queue:
                     body = json.dumps(_send_body(session, invoice))
                     while True:
@@ -138,6 +157,7 @@ async def run_baseline(sim: KsefSimulator, invoices: list[bytes], duration: floa
                             if response.status != 429:
                                 response.raise_for_status()
                                 break
+                            refused += 1
                             await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
                     accepted.append(time.monotonic() - start)
 
@@ -147,7 +167,7 @@ async def run_baseline(sim: KsefSimulator, invoices: list[bytes], duration: floa
             except TimeoutError:
                 pass
         await client.online.close(session.reference_number)
-    return {"accepted": sum(1 for t in accepted if t <= duration), "rate_limited": sim.counters.rate_limited}
+    return {"accepted": sum(1 for t in accepted if t <= duration), "rate_limited": refused}
 
 
 async def main() -> None:
@@ -160,10 +180,10 @@ async def main() -> None:
     base_invoices = [data for _, data in InvoiceFactory(NIP, seed=2).iter(count)]
     limits = RATE_LIMIT_GROUPS["invoiceSend"]
     bound = greedy_bound(args.duration, [(length, limit) for length, limit in limits.windows()])
-    with ThreadedSimulator(seed=1) as sim:
-        ours = await run_ours(sim, ours_invoices, args.duration, args.concurrency)
-    with ThreadedSimulator(seed=2) as sim:
-        base = await run_baseline(sim, base_invoices, args.duration, args.concurrency)
+    with SimulatorProcess(seed=1) as base_url:
+        ours = await run_ours(base_url, ours_invoices, args.duration, args.concurrency)
+    with SimulatorProcess(seed=2) as base_url:
+        base = await run_baseline(base_url, base_invoices, args.duration, args.concurrency)
     machine = platform.processor() or platform.machine()
     print(f"machine: {machine}, nproc={os.cpu_count()}, Python {platform.python_version()}, load {os.getloadavg()}")
     print(
