@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import io
+import os
 import stat
+import subprocess
+import sys
+import threading
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -36,6 +41,7 @@ from ksef_async.core.plan import (
 from ksef_async.core.zipstream import zip_size_bound
 from ksef_async.errors import ConfigurationError, InvoiceError
 from ksef_async.testing.invoices import InvoiceFactory
+from ksef_async.testing.simulator import KsefSimulator
 
 SAMPLES = Path(__file__).parent / "data" / "samples"
 
@@ -451,3 +457,84 @@ def _mf_key() -> MfPublicKey:
     )
     der = cert.public_bytes(serialization.Encoding.DER)
     return MfPublicKey(der, now, now, ("SymmetricKeyEncryption",), "test-key-id")
+
+
+# ---- the command line ----------------------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KSEF_")}
+    return subprocess.run(
+        [sys.executable, "-m", "ksef_async.cli", "prepare", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
+def _write_inputs(directory: Path, items: list[tuple[str, bytes]]) -> None:
+    directory.mkdir()
+    for name, data in items:
+        (directory / name).write_bytes(data)
+
+
+def test_cli_prepare_with_a_certificate_file_needs_no_network(tmp_path: Path) -> None:
+    cert = _mf_key()
+    pem = tmp_path / "mf.pem"
+    pem.write_bytes(x509.load_der_x509_certificate(cert.certificate_der).public_bytes(serialization.Encoding.PEM))
+    _write_inputs(tmp_path / "in", POOL[:6])
+    out = tmp_path / "out"
+    result = _cli(str(tmp_path / "in"), "--out", str(out), "--public-key-cert", str(pem), "--part-size", "5000")
+    assert result.returncode == 0, result.stderr
+    plan = load_plan(out)
+    assert f"6 invoices, {sum(len(d) for _, d in POOL[:6]):,} bytes in" in result.stdout
+    assert f"{len(plan.sessions[0].parts)} part(s)" in result.stdout
+    assert "MB/s" in result.stdout
+    spki = PRIVATE.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert plan.sessions[0].encryption is not None
+    assert plan.sessions[0].encryption.public_key_id == b64(hashlib.sha256(spki).digest())
+    assert _check_spool(out, plan, 5000) == dict(POOL[:6])
+
+
+def test_cli_prepare_stops_on_an_invalid_invoice_and_leaves_nothing(tmp_path: Path) -> None:
+    cert = tmp_path / "mf.der"
+    cert.write_bytes(_mf_key().certificate_der)
+    _write_inputs(tmp_path / "in", [POOL[0], _broken()])
+    result = _cli(str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--public-key-cert", str(cert))
+    assert result.returncode == 1
+    assert "broken.xml" in result.stderr
+    assert not any((tmp_path / "out").iterdir())
+    usage = _cli(str(tmp_path / "in"), "--out", str(tmp_path / "out2"))
+    assert usage.returncode == 2
+    assert "--public-key-cert" in usage.stderr
+
+
+def test_cli_prepare_fetches_the_key_from_base_url(tmp_path: Path) -> None:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    sim = KsefSimulator(contexts=[(SELLER, "token-1")], seed=1)
+    asyncio.run_coroutine_threadsafe(sim.start(), loop).result(60)
+    try:
+        _write_inputs(tmp_path / "in", POOL[:3])
+        out = tmp_path / "out"
+        result = _cli(str(tmp_path / "in"), "--out", str(out), "--base-url", sim.base_url, "--no-validate")
+        assert result.returncode == 0, result.stderr
+        mf = sim.runtime.keys.current("SymmetricKeyEncryption")
+    finally:
+        asyncio.run_coroutine_threadsafe(sim.stop(), loop).result(60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+    (session,) = load_plan(out).sessions
+    assert session.encryption is not None
+    assert session.encryption.public_key_id == mf.public_key_id
+    aes = rsa_oaep_decrypt(mf.private_key, b64decode(session.encryption.encrypted_symmetric_key))
+    key = SessionKey(aes, b64decode(session.encryption.initialization_vector))
+    archive = decrypt_cbc(key, (out / session.parts[0].file).read_bytes())
+    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+        assert zf.namelist() == [n for n, _ in POOL[:3]]

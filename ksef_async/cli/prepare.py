@@ -75,8 +75,8 @@ def prepare(
 ) -> int:
     """Prepare a batch without sending it: encrypted parts and a plan in --out, then bytes in, parts and MB/s.
 
-    Only ciphertext reaches the disk. The MF key comes from --public-key-cert (no network), or from
-    GET /security/public-key-certificates of --base-url or --env. Exits 0 when prepared, 1 when an invoice is
+    Only ciphertext reaches the disk. The MF key comes from --public-key-cert (no network; it takes precedence),
+    or from GET /security/public-key-certificates of --base-url or --env. Exits 0 when prepared, 1 when an invoice is
     invalid (nothing is left in --out), 2 for usage or configuration errors.
 
     Parameters
@@ -98,9 +98,9 @@ def prepare(
     skip_invalid
         Leave invalid or duplicate invoices out (listed in the plan) instead of stopping.
     """
-    sources = [public_key_cert is not None, base_url is not None, env is not None]
-    if sum(sources) != 1:
-        print("ksef-async: give exactly one of --public-key-cert, --base-url and --env", file=sys.stderr)
+    # --public-key-cert wins over KSEF_BASE_URL / KSEF_ENV left in the environment for other commands.
+    if public_key_cert is None and (base_url is None) == (env is None):
+        print("ksef-async: give --public-key-cert, or exactly one of --base-url and --env", file=sys.stderr)
         return 2
 
     started = time.perf_counter()
