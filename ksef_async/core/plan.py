@@ -298,8 +298,11 @@ class SessionLimits:
         except (KeyError, TypeError, ValueError) as exc:
             msg = f"batchSession limits lack or mistype a field: {exc}"
             raise ConfigurationError(msg) from exc
+        if max_invoices < 1:
+            msg = f"this context's batchSession.maxInvoices is {max_invoices}: it cannot send batch invoices"
+            raise ConfigurationError(msg)
         return cls(
-            max_invoices=min(max_invoices, MAX_INVOICES) or MAX_INVOICES,
+            max_invoices=min(max_invoices, MAX_INVOICES),
             part_size=part_size,
             max_invoice_size=size_mb * _MB,
             max_invoice_with_attachment_size=with_att_mb * _MB,
