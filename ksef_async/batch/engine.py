@@ -42,7 +42,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -173,26 +173,32 @@ class _Restart(Exception):  # noqa: N818 - internal signal
 
 
 class _Stages:
-    """Wall time per stage: first start to last end over all sessions (stages of sessions overlap)."""
+    """Wall time per stage: the length of the union of its intervals over all sessions (sessions overlap)."""
 
     def __init__(self, clock: Callable[[], float], emit: EventSink) -> None:
         self._clock = clock
         self._emit = emit
-        self.spans: dict[str, list[float]] = {}
+        self.spans: dict[str, list[tuple[float, float]]] = {}
 
     @contextlib.contextmanager
-    def timed(self, stage: str) -> Any:
+    def timed(self, stage: str) -> Iterator[None]:
         start = self._clock()
-        span = self.spans.setdefault(stage, [start, start])
-        span[0] = min(span[0], start)
         try:
             yield
         finally:
-            span[1] = max(span[1], self._clock())
-            self._emit(StageFinished(stage, span[1] - span[0]))
+            self.spans.setdefault(stage, []).append((start, self._clock()))
+            self._emit(StageFinished(stage, self.seconds()[stage]))
 
     def seconds(self) -> dict[str, float]:
-        return {stage: round(end - start, 6) for stage, (start, end) in self.spans.items()}
+        out: dict[str, float] = {}
+        for stage, spans in self.spans.items():
+            total, reach = 0.0, float("-inf")
+            for start, end in sorted(spans):
+                if end > reach:
+                    total += end - max(start, reach)
+                    reach = end
+            out[stage] = round(total, 6)
+        return out
 
 
 def _utcnow() -> dt.datetime:

@@ -114,8 +114,8 @@ class UpoSaved:
 class StageFinished:
     """A stage of the send (``prepare``, ``open``, ``upload``, ``close``, ``process``, ``results``, ``upo``) ended.
 
-    Stages of several sessions overlap, so ``seconds`` is the wall time from the stage's first start to its last
-    end across sessions.
+    Stages of several sessions overlap, so ``seconds`` is the wall time during which at least one session was in
+    the stage (the union of their intervals) so far.
     """
 
     stage: str

@@ -135,3 +135,18 @@ async def test_event_stream_yields_events_in_order_until_closed() -> None:
         stream.close()
     stream.emit(StageFinished("late", 0.0))  # dropped after close, never raises
     assert seen == [PartProgress(1, 1, 10), PartProgress(1, 1, -10), StageFinished("upload", 1.0)]
+
+
+def test_stage_time_is_the_union_of_overlapping_session_intervals() -> None:
+    from ksef_async.batch.engine import _Stages  # noqa: PLC0415 - the private timer, tested directly
+
+    now = [0.0]
+    emitted: list[object] = []
+    stages = _Stages(lambda: now[0], emitted.append)
+    # Session 1 uploads from 0 to 4, session 2 from 2 to 6, session 3 from 10 to 11: busy 7 s, not 11 s.
+    for start, end in ((0.0, 4.0), (2.0, 6.0), (10.0, 11.0)):
+        now[0] = start
+        with stages.timed("upload"):
+            now[0] = end
+    assert stages.seconds() == {"upload": 7.0}
+    assert emitted[-1] == StageFinished("upload", 7.0)
