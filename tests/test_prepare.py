@@ -119,6 +119,8 @@ def test_invoices_above_the_context_size_limits_are_all_reported() -> None:
 def test_context_limits_are_checked() -> None:
     with pytest.raises(ConfigurationError, match="maxInvoices"):
         SessionLimits.from_context({"maxInvoiceSizeInMB": 1, "maxInvoiceWithAttachmentSizeInMB": 3})
+    with pytest.raises(ConfigurationError, match="cannot send batch invoices"):
+        SessionLimits.from_context({"maxInvoices": 0, "maxInvoiceSizeInMB": 1, "maxInvoiceWithAttachmentSizeInMB": 3})
     limits = SessionLimits.from_context(
         {"maxInvoices": 50_000, "maxInvoiceSizeInMB": 2, "maxInvoiceWithAttachmentSizeInMB": 5}
     )
