@@ -6,10 +6,23 @@ Output is deterministic: fixed timestamps (1980-01-01 00:00), entries in the ord
 the ZIP64 ones the sizes require. Raw deflate comes from ``isal.isal_zlib`` when the ``fast`` extra is installed,
 stdlib `zlib` otherwise.
 
-Default levels (measured on FA(3) invoice XML, one core, see benchmarks/RESULTS.md): isal level 1 compresses at
-about 460 MB/s with a ratio of 7.9; isal level 2 gives the same ratio a little slower; stdlib zlib level 1 runs at
-about 190 MB/s (ratio 7.7), and zlib level 6 at about 80 MB/s (ratio 8.4). Level 6 would make compression the
-bottleneck on any link faster than ~80 Mbit/s for a 9% smaller archive, so the zlib fallback uses level 1 too.
+Default levels, measured per CPU-second on one core (see benchmarks/RESULTS.md), on the official 13 kB FA(3)
+sample / on 13 kB `InvoiceFactory` invoices (MB/s, compression ratio):
+
+=========  ===========  ===========
+level      sample       factory
+=========  ===========  ===========
+isal 0     900, 6.6     497, 3.64
+isal 1     460, 7.9     276, 4.39
+isal 2     440, 7.9     267, 4.40
+isal 3     110, 8.0      92, 4.47
+zlib 1     190, 7.7      94, 4.30
+zlib 6      83, 8.4      54, 4.86
+=========  ===========  ===========
+
+isal level 1 is the default: level 2 compresses no better, level 3 is 3x slower for 2% smaller output, and level 0
+gives up 20% of ratio. The zlib fallback uses level 1 too: level 6 would cut throughput in half (the stdlib-based
+clients' choice, and why they are slow) for an archive 10-12% smaller.
 """
 
 from __future__ import annotations
