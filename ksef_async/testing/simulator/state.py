@@ -3,7 +3,7 @@
 Everything the HTTP handlers know lives in one `SimState`; handlers mutate it on the event loop thread only
 (batch processing computes its results in a worker thread and applies them back on the loop).
 
-State API (for the retrieval endpoints, ``/invoices/*``, to be added on top):
+State API (what the retrieval endpoints, ``/invoices/*`` in `retrieval`, read):
 
 * ``state.invoices``: ``dict[str, StoredInvoice]`` keyed by KSeF number, in acceptance order. A `StoredInvoice`
   holds the exact XML bytes (``content``), ``invoice_hash`` (Base64 SHA-256), ``size``, ``seller_nip``,
@@ -13,8 +13,7 @@ State API (for the retrieval endpoints, ``/invoices/*``, to be added on top):
   ``storage_delay``), ``invoicing_mode`` (``Online``/``Offline``), ``has_attachment``, ``session_reference``
   and ``context`` (the `ContextKey` that sent it). The dates are aware UTC datetimes; an invoice becomes
   visible once ``state.clock.now_dt() >= acquisition_date``.
-* ``state.permanent_storage_hwm()``: the High Water Mark, the instant below which every invoice already visible has
-  reached permanent storage.
+* The High Water Mark is computed by `ksef_async.testing.simulator.retrieval.hwm` (from ``state.invoices``).
 * ``state.duplicates``: the global duplicate index (seller NIP, RodzajFaktury, P_2) -> (session ref, KSeF number).
 * ``state.clock``: `SimClock`; ``advance(seconds)`` moves simulated time for every time-based rule.
 """
@@ -274,9 +273,3 @@ class SimState:
         """NIPs allowed to send invoices with attachments (``/testdata/attachment``)."""
         self.session_limits: dict[ContextKey, dict[str, dict[str, int]]] = {}
         """``/testdata/limits/context/session`` overrides: context -> ``{"onlineSession": {...}, ...}``."""
-
-    def permanent_storage_hwm(self) -> dt.datetime:
-        """The High Water Mark: every invoice with ``permanent_storage_date`` below it is already stored."""
-        now = self.clock.now_dt()
-        pending = [inv.permanent_storage_date for inv in self.invoices.values() if inv.permanent_storage_date > now]
-        return min([now, *pending])
