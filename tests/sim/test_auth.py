@@ -189,3 +189,17 @@ async def test_custom_rate_limits_and_back_to_production(api: Api) -> None:
     assert status == 200
     _, back, _ = await api.call("GET", "/rate-limits")
     assert back == prod
+
+
+async def test_auth_operation_stays_in_progress_for_the_auth_delay(api: Api, ksef_simulator: KsefSimulator) -> None:
+    ksef_simulator.config.auth_delay = 5.0
+    ref, op_token = await api.start_token_auth(NIP, TOKEN)
+    _, st, _ = await api.call("GET", f"/auth/{ref}", token=op_token)
+    assert st["status"]["code"] == 100
+    status, body, _ = await api.call("POST", "/auth/token/redeem", token=op_token)
+    assert (status, _code(body)) == (400, 21301)  # not yet authenticated
+    ksef_simulator.clock.advance(5)
+    _, st, _ = await api.call("GET", f"/auth/{ref}", token=op_token)
+    assert st["status"]["code"] == 200
+    status, _, _ = await api.call("POST", "/auth/token/redeem", token=op_token)
+    assert status == 200

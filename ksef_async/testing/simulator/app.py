@@ -285,7 +285,8 @@ class KsefSimulator:
     Args:
         contexts: ``(nip, token)`` pairs; each seeds a ``Nip`` context whose KSeF token has every permission.
         rate_limits: ``"production"`` (the spec's limits) or ``"off"``.
-        processing_delay: Seconds invoices and sessions stay in processing (simulated clock).
+        processing_delay: Seconds invoices and sessions stay in processing (simulated clock); authentication
+            operations stay at status 100 for ``config.auth_delay`` seconds (default 0).
         storage_delay: Seconds ``permanentStorageDate`` lags ``invoicingDate``.
         faults: A `FaultSpec` or its text form (see `ksef_async.testing.simulator.faults`).
         seed: Makes identifiers and faults reproducible.

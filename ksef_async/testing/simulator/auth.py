@@ -268,32 +268,41 @@ async def xades_login(rt: Runtime, request: web.Request, _principal: Principal |
     )
 
 
-def _op_json(op: AuthOperation) -> dict[str, Any]:
+def _op_status(rt: Runtime, op: AuthOperation) -> tuple[int, str, list[str] | None]:
+    """The operation's status now: 100 for ``auth_delay`` seconds, then its outcome."""
+    if rt.state.clock.now_dt() < op.started + dt.timedelta(seconds=rt.config.auth_delay):
+        return 100, "Uwierzytelnianie w toku", None
+    return op.status_code, op.status_description, op.status_details or None
+
+
+def _op_json(rt: Runtime, op: AuthOperation) -> dict[str, Any]:
+    code, description, details = _op_status(rt, op)
     return {
         "startDate": iso(op.started),
         "authenticationMethod": op.method,
         "authenticationMethodInfo": _METHOD_INFO[op.method],
-        "status": {"code": op.status_code, "description": op.status_description, "details": op.status_details or None},
+        "status": {"code": code, "description": description, "details": details},
         "isTokenRedeemed": op.redeemed,
         "lastTokenRefreshDate": iso(op.last_refresh) if op.last_refresh else None,
         "refreshTokenValidUntil": iso(op.refresh_valid_until) if op.refresh_valid_until else None,
     }
 
 
-async def get_auth_status(_rt: Runtime, request: web.Request, principal: Principal | None, _body: Any) -> web.Response:
+async def get_auth_status(rt: Runtime, request: web.Request, principal: Principal | None, _body: Any) -> web.Response:
     """``GET /auth/{referenceNumber}`` (bearer: the authenticationToken of that operation)."""
     assert principal is not None
     if principal.operation.reference_number != request.match_info["referenceNumber"]:
         raise ApiFailure(400, 21304, "Brak uwierzytelnienia.", ["operation not found"])
-    return web.json_response(_op_json(principal.operation))
+    return web.json_response(_op_json(rt, principal.operation))
 
 
 async def redeem(rt: Runtime, _request: web.Request, principal: Principal | None, _body: Any) -> web.Response:
     """``POST /auth/token/redeem``: once per operation (again: 400 21301)."""
     assert principal is not None
     op = principal.operation
-    if op.status_code != 200 or op.redeemed:  # noqa: PLR2004
-        detail = "tokens already redeemed" if op.redeemed else f"authentication status {op.status_code}"
+    code = _op_status(rt, op)[0]
+    if code != 200 or op.redeemed:  # noqa: PLR2004
+        detail = "tokens already redeemed" if op.redeemed else f"authentication status {code}"
         raise ApiFailure(400, 21301, "Brak autoryzacji.", [detail])
     op.redeemed = True
     access, access_until = rt.issue_token("access", op, rt.config.access_token_lifetime)
@@ -334,7 +343,7 @@ async def list_auth_sessions(
             continue
         if op.refresh_valid_until is not None and op.refresh_valid_until <= now:
             continue
-        item = _op_json(op) | {
+        item = _op_json(rt, op) | {
             "referenceNumber": op.reference_number,
             "isCurrent": op is principal.operation,
         }

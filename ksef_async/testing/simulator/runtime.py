@@ -50,6 +50,8 @@ class SimConfig:
 
     processing_delay: float = 0.0
     storage_delay: float = 0.0
+    auth_delay: float = 0.0
+    """Seconds an authentication operation shows status 100 before its outcome (simulated clock)."""
     access_token_lifetime: float = 900.0
     refresh_token_lifetime: float = 7 * 24 * 3600.0
     authentication_token_lifetime: float = 2700.0
