@@ -221,8 +221,10 @@ class Authenticator:
         """Revoke this login's refresh token (``DELETE /auth/sessions/current``) and forget every token."""
         async with self._lock:
             state = self._state
-            token = state.access or state.refresh
-            if token is not None and token.usable(self._clock(), 0.0):
+            now = self._clock()
+            # The endpoint takes the access or the refresh token: use whichever is still valid.
+            token = next((t for t in (state.access, state.refresh) if t is not None and t.usable(now, 0.0)), None)
+            if token is not None:
                 try:
                     await self._auth.revoke_current(token=token.value)
                 finally:

@@ -164,6 +164,23 @@ async def test_other_refresh_errors_are_raised() -> None:
         await authn.access_token()
 
 
+async def test_logout_uses_the_refresh_token_once_the_access_token_expired() -> None:
+    auth = FakeAuth()
+    revoked: list[str | None] = []
+
+    async def revoke_current(*, token: str | None = None) -> None:
+        revoked.append(token)
+
+    auth.revoke_current = revoke_current  # type: ignore[attr-defined]
+    clock = [NOW.timestamp()]
+    authn = authenticator(auth, clock)
+    await authn.login()
+    clock[0] += 3600
+    await authn.logout()
+    assert revoked == ["refresh"]
+    assert not authn.logged_in
+
+
 async def test_repr_hides_the_token() -> None:
     authn = authenticator(FakeAuth(), [NOW.timestamp()])
     await authn.login()
