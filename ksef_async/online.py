@@ -366,11 +366,12 @@ async def _send_all(
                 outcomes[item.index] = attrs.evolve(base, description=str(exc))
                 return
             except ApiError as exc:
+                # Refused at the door (HTTP 4xx): no invoice status exists, so status_code stays None; the
+                # KSeF exception codes go in details.
                 outcomes[item.index] = attrs.evolve(
                     base,
-                    status_code=exc.status,
                     description=f"refused by KSeF: {exc}",
-                    details=tuple(str(code) for code in exc.codes),
+                    details=tuple(f"exception code {code}" for code in exc.codes),
                 )
                 return
         outcomes[item.index] = attrs.evolve(
