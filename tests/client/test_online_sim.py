@@ -17,6 +17,7 @@ from ksef_async.online import send_online
 from ksef_async.testing.invoices import InvoiceFactory
 from ksef_async.testing.pytest_plugin import DEFAULT_NIP, DEFAULT_TOKEN
 from ksef_async.testing.simulator import KsefSimulator
+from ksef_async.testing.simulator.runtime import SimConfig
 from ksef_async.transport import HASH_HEADER
 
 pytestmark = pytest.mark.anyio
@@ -160,3 +161,18 @@ async def test_tampered_upo_download_fails_the_hash_check(sim: KsefSimulator) ->
                 await client.sessions.download_upo(proxy + url.removeprefix(sim.public_url))
     finally:
         await runner.cleanup()
+
+
+async def test_invoice_refused_at_send_time_reports_the_exception_code(ksef_simulator_factory: Any) -> None:
+    sim = await ksef_simulator_factory(
+        contexts=[(DEFAULT_NIP, DEFAULT_TOKEN)], config=SimConfig(max_invoices_per_session=1)
+    )
+    async with client_for(sim) as client:
+        result = await send_online(client, list(InvoiceFactory(DEFAULT_NIP, seed=9).iter(2)), concurrency=1)
+    first, second = result.outcomes
+    assert first.accepted
+    assert not second.accepted
+    assert second.status_code is None
+    assert second.reference_number is None
+    assert second.details == ("exception code 21155",)
+    assert result.sessions[0].status_code == 200
