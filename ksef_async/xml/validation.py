@@ -136,10 +136,16 @@ def _invoice_parser() -> etree.XMLParser:
     )
 
 
+_COMPILE_LOCK = threading.Lock()
+
+
 def compile_schema(form: InvoiceForm) -> etree.XMLSchema:
     """Compile the bundled XSD of ``form`` (imports resolved to bundled files, never the network)."""
-    doc = etree.parse(str(schema_path(*form.xsd)), schema_parser())
-    return etree.XMLSchema(doc)
+    # Compiling under load in several threads at once once failed to resolve an imported type: libxml2's
+    # schema parser shares state across threads. Compilation runs once per thread and form, so a lock is free.
+    with _COMPILE_LOCK:
+        doc = etree.parse(str(schema_path(*form.xsd)), schema_parser())
+        return etree.XMLSchema(doc)
 
 
 def _last_step(path: str) -> str:
