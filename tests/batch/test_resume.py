@@ -11,9 +11,11 @@ import sys
 from pathlib import Path
 
 import anyio
+import attrs
 import pytest
 
 from ksef_async.batch.events import BatchEvent, PartUploaded
+from ksef_async.batch.prepare import save_plan
 from ksef_async.core.plan import BatchPlan, SessionState
 from ksef_async.testing.invoices import write_invoices
 from ksef_async.testing.simulator import KsefSimulator
@@ -42,6 +44,14 @@ sys.exit(resume(Path(state), connection=Connection(base_url=base, nip={nip!r}, t
 """
 
 
+def _plan_records_an_open_session(state: Path) -> bool:
+    try:
+        plan = BatchPlan.from_json((state / "plan.json").read_bytes())
+    except FileNotFoundError:
+        return False
+    return any(s.state in {SessionState.OPENED, SessionState.UPLOADING} for s in plan.sessions)
+
+
 def _uploaded_parts(sim: KsefSimulator) -> int:
     return sum(1 for s in batch_sessions(sim) for p in s.parts.values() if p.path is not None)
 
@@ -62,7 +72,8 @@ async def test_kill_9_mid_upload_then_resume_sends_each_invoice_once(ksef_simula
     )
     try:
         with anyio.fail_after(40):
-            while _uploaded_parts(sim) < 2:
+            # Mid-upload, once the plan records an open session (a kill during preparation leaves no plan).
+            while _uploaded_parts(sim) < 2 or not _plan_records_an_open_session(state):
                 assert sender.returncode is None, "the sender finished before it could be killed"
                 await anyio.sleep(0.02)
         os.kill(sender.pid, signal.SIGKILL)
@@ -154,3 +165,40 @@ async def test_resume_of_a_finished_send_changes_nothing(ksef_simulator_factory,
     assert len(batch_sessions(sim)) == 1
     assert len(sim.state.invoices) == 20
     assert not list(state.glob("*.aes")), "the spool of a finished session is deleted"
+
+
+async def test_crash_after_open_before_the_plan_records_it_adopts_the_session(
+    ksef_simulator_factory, tmp_path: Path
+) -> None:
+    sim: KsefSimulator = await ksef_simulator_factory(contexts=[(NIP, TOKEN)], seed=12, rate_limits="off")
+    paths = write_invoices(tmp_path / "in", 60, NIP, 4, seed=24)
+    state = tmp_path / "state"
+    config = fast_config(part_size=20_000, concurrency=1)
+    scope = anyio.CancelScope()
+
+    def crash_at_first_part(event: BatchEvent) -> None:
+        if isinstance(event, PartUploaded):
+            scope.cancel()
+
+    async with sender_for(sim, state, config, crash_at_first_part) as sender:
+        with scope:
+            await sender.send([str(p) for p in paths])
+    # Leave the plan as a crash right after POST /sessions/batch answered would: the session only "prepared".
+    plan = BatchPlan.from_json((state / "plan.json").read_bytes())
+    (session,) = plan.sessions
+    reverted = attrs.evolve(
+        session,
+        state=SessionState.PREPARED,
+        reference_number=None,
+        upload_deadline=None,
+        status_code=None,
+        parts=tuple(attrs.evolve(p, uploaded=False) for p in session.parts),
+    )
+    save_plan(state, attrs.evolve(plan, sessions=(reverted,)))
+    assert (state / "s001-upload.json").exists()
+    async with sender_for(sim, state, config) as sender:
+        report = await sender.resume()
+    assert report.all_accepted
+    assert len(batch_sessions(sim)) == 1, "the session opened before the crash was adopted, not opened again"
+    assert {e.session_reference for e in report.entries} == {session.reference_number}
+    assert set(accepted_per_number(sim).values()) == {1}
