@@ -271,7 +271,12 @@ class BatchSender:
         cfg = self.config
         limits = SessionLimits(part_size=cfg.part_size)
         if cfg.use_context_limits:
-            raw = await self.api.batch_limits()
+            try:
+                raw = await self.api.batch_limits()
+            except ApiError as exc:
+                # KSeF's fixed limits still split the batch safely; the context's may only be lower for sizes.
+                logger.warning("GET /limits/context failed; using KSeF's fixed limits", extra=extras(status=exc.status))
+                raw = None
             if raw:
                 limits = SessionLimits.from_context(dict(raw), part_size=cfg.part_size)
         key = await self.api.public_key()

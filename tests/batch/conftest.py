@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ from ksef_async.testing.simulator import KsefSimulator
 
 NIP = DEFAULT_NIP
 TOKEN = DEFAULT_TOKEN
+SimFactory = Callable[..., Awaitable[KsefSimulator]]
+"""The plugin's ``ksef_simulator_factory`` fixture."""
 FAST = Backoff(initial=0.01, factor=1.5, maximum=0.05)
 
 

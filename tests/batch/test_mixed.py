@@ -16,12 +16,12 @@ from ksef_async.cli.send_batch import send_batch
 from ksef_async.testing.invoices import InvoiceFactory
 from ksef_async.testing.simulator import KsefSimulator
 
-from .conftest import NIP, TOKEN, accepted_per_number, sender_for
+from .conftest import NIP, TOKEN, SimFactory, accepted_per_number, sender_for
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_mixed_set_report_and_exit_code(ksef_simulator_factory, tmp_path: Path) -> None:
+async def test_mixed_set_report_and_exit_code(ksef_simulator_factory: SimFactory, tmp_path: Path) -> None:
     sim: KsefSimulator = await ksef_simulator_factory(contexts=[(NIP, TOKEN)], seed=9, rate_limits="off")
     earlier = InvoiceFactory(NIP, seed=31, size_kb=4)
     fresh = InvoiceFactory(NIP, seed=32, size_kb=4)
@@ -96,7 +96,7 @@ async def test_mixed_set_report_and_exit_code(ksef_simulator_factory, tmp_path: 
     assert set(counts.values()) == {1}
 
 
-async def test_stop_policy_sends_nothing_and_exits_1(ksef_simulator_factory, tmp_path: Path) -> None:
+async def test_stop_policy_sends_nothing_and_exits_1(ksef_simulator_factory: SimFactory, tmp_path: Path) -> None:
     sim: KsefSimulator = await ksef_simulator_factory(contexts=[(NIP, TOKEN)], seed=10, rate_limits="off")
     factory = InvoiceFactory(NIP, seed=33, size_kb=4)
     inputs = tmp_path / "in"

@@ -20,7 +20,7 @@ from ksef_async.core.plan import BatchPlan, SessionState
 from ksef_async.testing.invoices import write_invoices
 from ksef_async.testing.simulator import KsefSimulator
 
-from .conftest import NIP, TOKEN, accepted_per_number, batch_sessions, fast_config, sender_for
+from .conftest import NIP, TOKEN, SimFactory, accepted_per_number, batch_sessions, fast_config, sender_for
 
 pytestmark = pytest.mark.anyio
 
@@ -56,7 +56,9 @@ def _uploaded_parts(sim: KsefSimulator) -> int:
     return sum(1 for s in batch_sessions(sim) for p in s.parts.values() if p.path is not None)
 
 
-async def test_kill_9_mid_upload_then_resume_sends_each_invoice_once(ksef_simulator_factory, tmp_path: Path) -> None:
+async def test_kill_9_mid_upload_then_resume_sends_each_invoice_once(
+    ksef_simulator_factory: SimFactory, tmp_path: Path
+) -> None:
     sim: KsefSimulator = await ksef_simulator_factory(
         contexts=[(NIP, TOKEN)], seed=5, rate_limits="off", faults="upload-delay=0.3"
     )
@@ -112,7 +114,9 @@ async def test_kill_9_mid_upload_then_resume_sends_each_invoice_once(ksef_simula
     assert not list(state.glob("s*-upload.json")), "upload records are deleted once their session is closed"
 
 
-async def test_resume_after_the_upload_window_passed_uses_a_new_session(ksef_simulator_factory, tmp_path: Path) -> None:
+async def test_resume_after_the_upload_window_passed_uses_a_new_session(
+    ksef_simulator_factory: SimFactory, tmp_path: Path
+) -> None:
     sim: KsefSimulator = await ksef_simulator_factory(contexts=[(NIP, TOKEN)], seed=6, rate_limits="off")
     paths = write_invoices(tmp_path / "in", 120, NIP, 4, seed=22)
     state = tmp_path / "state"
@@ -151,7 +155,7 @@ async def test_resume_after_the_upload_window_passed_uses_a_new_session(ksef_sim
     assert {e.session_reference for e in report.entries} == {s.reference_number for s in sessions if s is not old}
 
 
-async def test_resume_of_a_finished_send_changes_nothing(ksef_simulator_factory, tmp_path: Path) -> None:
+async def test_resume_of_a_finished_send_changes_nothing(ksef_simulator_factory: SimFactory, tmp_path: Path) -> None:
     sim: KsefSimulator = await ksef_simulator_factory(contexts=[(NIP, TOKEN)], seed=8, rate_limits="off")
     paths = write_invoices(tmp_path / "in", 20, NIP, 4, seed=23)
     state = tmp_path / "state"
@@ -168,7 +172,7 @@ async def test_resume_of_a_finished_send_changes_nothing(ksef_simulator_factory,
 
 
 async def test_crash_after_open_before_the_plan_records_it_adopts_the_session(
-    ksef_simulator_factory, tmp_path: Path
+    ksef_simulator_factory: SimFactory, tmp_path: Path
 ) -> None:
     sim: KsefSimulator = await ksef_simulator_factory(contexts=[(NIP, TOKEN)], seed=12, rate_limits="off")
     paths = write_invoices(tmp_path / "in", 60, NIP, 4, seed=24)

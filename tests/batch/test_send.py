@@ -10,12 +10,12 @@ from ksef_async.batch.events import BatchEvent, PartProgress, PartRetried, PartU
 from ksef_async.testing.invoices import write_invoices
 from ksef_async.testing.simulator import KsefSimulator
 
-from .conftest import NIP, TOKEN, accepted_per_number, fast_config, sender_for
+from .conftest import NIP, TOKEN, SimFactory, accepted_per_number, fast_config, sender_for
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_send_accepts_every_invoice_once(ksef_simulator_factory, tmp_path: Path) -> None:
+async def test_send_accepts_every_invoice_once(ksef_simulator_factory: SimFactory, tmp_path: Path) -> None:
     sim: KsefSimulator = await ksef_simulator_factory(contexts=[(NIP, TOKEN)], seed=1, rate_limits="off")
     paths = write_invoices(tmp_path / "in", 60, NIP, 8, seed=3)
     events: list[BatchEvent] = []
@@ -31,7 +31,7 @@ async def test_send_accepts_every_invoice_once(ksef_simulator_factory, tmp_path:
     assert sum(e.delta for e in events if isinstance(e, PartProgress)) == sum(e.size for e in uploaded)
 
 
-async def test_faults_every_invoice_accepted_exactly_once(ksef_simulator_factory, tmp_path: Path) -> None:
+async def test_faults_every_invoice_accepted_exactly_once(ksef_simulator_factory: SimFactory, tmp_path: Path) -> None:
     """10% of part uploads fail, 10% are reset mid-body, and the first close answers 500 after closing."""
     sim: KsefSimulator = await ksef_simulator_factory(
         contexts=[(NIP, TOKEN)],

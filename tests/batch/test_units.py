@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import stat
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -36,7 +37,7 @@ def _status(code: int, **extra: object) -> dict[str, object]:
 
 def test_results_match_by_name_then_hash_never_by_ordinal() -> None:
     session = _session()
-    items = [
+    items: list[dict[str, Any]] = [
         # Ordinal numbers deliberately disagree with archive order (KSeF issue #267).
         {"ordinalNumber": 3, "invoiceFileName": "f0.xml", "invoiceHash": "hash0", "ksefNumber": "K0",
          "status": _status(200)},
