@@ -8,7 +8,6 @@ from typing import Self
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
@@ -48,16 +47,19 @@ class BatchProgress:
         self._progress = Progress(
             TextColumn("{task.description:<10}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("{task.fields[count]:>17}"),
             TextColumn("{task.fields[extra]}"),
             TimeElapsedColumn(),
             console=self.console,
             transient=False,
             disable=not self.console.is_terminal,
         )
-        self._invoices: TaskID = self._progress.add_task("prepared", total=None, extra="")
-        self._upload: TaskID = self._progress.add_task("uploaded", total=0, extra="bytes")
-        self._sessions: TaskID = self._progress.add_task("sessions", total=0, extra="")
+        self._invoices: TaskID = self._progress.add_task("prepared", total=None, count="0", extra="")
+        self._upload: TaskID = self._progress.add_task("uploaded", total=0, count="0.0/0.0 MB", extra="")
+        self._sessions: TaskID = self._progress.add_task("sessions", total=0, count="0/0", extra="")
+        self._prepared = 0
+        self._session_total = 0
+        self._session_done = 0
         self._uploaded = 0
         self._total_bytes = 0
         self._accepted = 0
@@ -76,16 +78,18 @@ class BatchProgress:
         """Update the bars for one event."""
         p = self._progress
         if isinstance(event, SessionPrepared):
-            p.update(self._invoices, advance=event.invoices)
+            self._prepared += event.invoices
             self._total_bytes += event.ciphertext_bytes
-            p.update(self._upload, total=self._total_bytes)
-            p.update(self._sessions, total=(p.tasks[self._sessions].total or 0) + 1)
+            self._session_total += 1
+            p.update(self._invoices, completed=self._prepared, count=f"{self._prepared:,}")
+            self._show_bytes()
+            p.update(self._sessions, total=self._session_total, count=f"{self._session_done}/{self._session_total}")
         elif isinstance(event, InvoicesValidated):
-            skipped = f", {event.skipped} left out" if event.skipped else ""
-            p.update(self._invoices, total=event.invoices, completed=event.invoices, extra=f"{skipped}")
+            skipped = f"{event.skipped} left out" if event.skipped else ""
+            p.update(self._invoices, total=event.invoices, completed=event.invoices, extra=skipped)
         elif isinstance(event, PartProgress):
-            self._uploaded += event.delta
-            p.update(self._upload, completed=self._uploaded, extra=f"{self._uploaded / 1e6:.1f} MB")
+            self._uploaded += event.delta  # negative when a retried part rewinds
+            self._show_bytes()
         elif isinstance(event, PartRetried):
             p.console.print(
                 f"[yellow]session {event.session} part {event.ordinal}: {event.error}, retry {event.attempt} "
@@ -93,14 +97,27 @@ class BatchProgress:
             )
         elif isinstance(event, SessionStatusChanged):
             if event.state in {"done", "failed"}:
-                p.update(self._sessions, advance=1)
+                self._session_done += 1
+                p.update(
+                    self._sessions,
+                    completed=self._session_done,
+                    count=f"{self._session_done}/{self._session_total}",
+                )
             code = f" [{event.code}]" if event.code is not None else ""
             ref = f" {event.reference_number}" if event.reference_number else ""
             p.console.print(f"session {event.session}{ref}: {event.state}{code}", highlight=False, soft_wrap=True)
         elif isinstance(event, ResultsFetched):
             self._accepted += event.accepted + event.duplicates
             self._rejected += event.rejected
-            p.update(self._sessions, extra=f"{self._accepted} accepted, {self._rejected} rejected")
+            p.update(self._sessions, extra=f"{self._accepted:,} accepted, {self._rejected:,} rejected")
+
+    def _show_bytes(self) -> None:
+        self._progress.update(
+            self._upload,
+            total=self._total_bytes,
+            completed=self._uploaded,
+            count=f"{self._uploaded / 1e6:.1f}/{self._total_bytes / 1e6:.1f} MB",
+        )
 
 
 def print_summary(report: BatchReport, console: Console, *, report_path: str | None = None) -> None:
