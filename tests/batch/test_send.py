@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
-from ksef_async.batch.events import BatchEvent, PartProgress, PartRetried, PartUploaded
-from ksef_async.testing.invoices import write_invoices
+from ksef_async.batch.events import (
+    BatchEvent,
+    InvoicesValidated,
+    PartProgress,
+    PartRetried,
+    PartUploaded,
+    SessionPrepared,
+)
+from ksef_async.testing.invoices import InvoiceFactory, write_invoices
 from ksef_async.testing.simulator import KsefSimulator
 
 from .conftest import NIP, TOKEN, SimFactory, accepted_per_number, fast_config, sender_for
@@ -64,3 +73,35 @@ async def test_faults_every_invoice_accepted_exactly_once(ksef_simulator_factory
     assert sum(deltas) == sum(e.size for e in events if isinstance(e, PartUploaded))
     # No session was closed twice: every session that reached KSeF is final and none is still open.
     assert len({e.session_reference for e in report.entries}) == len(report.sessions) >= 2
+
+
+async def test_first_session_uploads_while_the_next_is_prepared(
+    ksef_simulator_factory: SimFactory, tmp_path: Path
+) -> None:
+    sim: KsefSimulator = await ksef_simulator_factory(contexts=[(NIP, TOKEN)], seed=4, rate_limits="off")
+    factory = InvoiceFactory(NIP, seed=41, size_kb=4)
+    events: list[BatchEvent] = []
+    first_uploaded = anyio.Event()
+
+    def on_event(event: BatchEvent) -> None:
+        events.append(event)
+        if isinstance(event, PartUploaded) and event.session == 1:
+            first_uploaded.set()
+
+    async def invoices() -> AsyncIterator[tuple[str, bytes]]:
+        for name, data in factory.iter(200):
+            yield name, data
+            if any(isinstance(e, SessionPrepared) for e in events):
+                # Session 1 is complete; the rest of the input waits until one of its parts is uploaded.
+                with anyio.fail_after(20):
+                    await first_uploaded.wait()
+
+    # 200 invoices of ~4 kB with 10 kB parts: a session holds at most 50 x 10 kB before compression, so two.
+    config = fast_config(part_size=10_000)
+    async with sender_for(sim, tmp_path / "state", config, on_event) as sender:
+        report = await sender.send(invoices())
+    assert report.all_accepted
+    assert len(report.sessions) == 2
+    prepared_all = next(i for i, e in enumerate(events) if isinstance(e, InvoicesValidated))
+    uploaded_first = next(i for i, e in enumerate(events) if isinstance(e, PartUploaded) and e.session == 1)
+    assert uploaded_first < prepared_all
