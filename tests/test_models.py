@@ -387,3 +387,118 @@ def test_models_are_frozen_values() -> None:
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         info.code = 300  # type: ignore[misc]
     assert hash(info) == hash(m.StatusInfo(code=200, description="ok", details=("a",)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reprs never print secrets (they reach logs and tracebacks)
+
+SIG = "s3cr3tSig%2Fvalue"  # percent-encoded as a real SAS signature is
+JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlLW9mLWp3dA"
+SAS_URL = f"https://ksef.example/upo/part-1.xml?sv=2024-05-04&se=2026-01-01T00%3A00%3A00Z&sp=r&sig={SIG}"
+
+
+def _no_secret(text: str, *secrets: str) -> None:
+    for secret in secrets:
+        assert secret not in text, text
+        assert secret.replace("%2F", "/") not in text, text
+
+
+def test_pre_signed_urls_print_without_their_signature() -> None:
+    part = structure(
+        {"ordinalNumber": 1, "method": "PUT", "url": SAS_URL, "headers": {"x-ms-blob-type": "BlockBlob"}},
+        m.PartUploadRequest,
+    )
+    page = structure(
+        {"referenceNumber": "20250625-EU-2C3E6C8000-B675CF5D68-07", "downloadUrl": SAS_URL,
+         "downloadUrlExpirationDate": "2026-01-01T00:00:00+00:00"},
+        m.UpoPageResponse,
+    )  # fmt: skip
+    for model in (part, page):
+        text = repr(model)
+        _no_secret(text, SIG)
+        # The rest of the URL stays readable: which host and file, and when the link expires.
+        assert "https://ksef.example/upo/part-1.xml?" in text
+        assert "sig=REDACTED" in text
+    # Redaction is only in the repr: the value and the wire form keep the working URL.
+    assert part.url == SAS_URL
+    assert unstructure(page)["downloadUrl"] == SAS_URL
+
+
+def test_optional_url_prints_none_or_redacted() -> None:
+    base = {
+        "ordinalNumber": 1,
+        "referenceNumber": "20250625-EE-319D7EE000-B67F415CDC-2C",
+        "invoiceHash": "mkht+3m5trnfxlTYhq3QFn74LkEO69MFNlsMAkCDSPA=",
+        "invoicingDate": "2025-06-25T12:00:00+00:00",
+        "status": {"code": 200, "description": "Sukces"},
+    }
+    without = structure(base, m.SessionInvoiceStatusResponse)
+    assert "upo_download_url=None" in repr(without)
+    with_url = structure({**base, "upoDownloadUrl": SAS_URL}, m.SessionInvoiceStatusResponse)
+    _no_secret(repr(with_url), SIG)
+    assert "sig=REDACTED" in repr(with_url)
+
+
+def test_tokens_print_redacted() -> None:
+    tokens = structure(
+        {
+            "accessToken": {"token": JWT, "validUntil": "2026-01-01T00:15:00+00:00"},
+            "refreshToken": {"token": JWT + "R", "validUntil": "2026-01-08T00:00:00+00:00"},
+        },
+        m.AuthenticationTokensResponse,
+    )
+    generated = structure(
+        {
+            "referenceNumber": "20251010-EC-1DCE3E3000-12ECB5B36E-45",
+            "token": "20251010-EC-1DCE|nip-5265877635|q9Zx7wKt",
+        },
+        m.GenerateTokenResponse,
+    )
+    text = repr(tokens) + repr(generated)
+    _no_secret(text, JWT, "q9Zx7wKt", "nip-5265877635")
+    assert text.count("token=<redacted>") == 3
+    assert "valid_until=datetime.datetime(2026, 1, 8" in text  # the harmless fields still print
+    assert tokens.refresh_token.token == JWT + "R"
+
+
+def test_encrypted_credentials_print_redacted() -> None:
+    secret = b"encrypted-key-material"
+    request = m.InitTokenAuthenticationRequest(
+        challenge="20250625-CR-20F5EE4000-DA48AE4124-46",
+        context_identifier=m.AuthenticationContextIdentifier(type="Nip", value="5265877635"),
+        encrypted_token=secret,
+    )
+    info = m.EncryptionInfo(encrypted_symmetric_key=secret, initialization_vector=b"iv-iv-iv-iv-iv-i")
+    text = repr(request) + repr(info)
+    _no_secret(text, "encrypted-key-material", "ZW5jcnlwdGVk")  # raw bytes nor base64 form
+    assert "encrypted_token=<redacted>" in text
+    assert "encrypted_symmetric_key=<redacted>" in text
+
+
+def test_every_url_field_of_the_spec_has_a_redacting_repr() -> None:
+    found = []
+    for name, schema in SCHEMAS.items():
+        for wire, prop in schema.get("properties", {}).items():
+            if prop.get("format") == "uri" or wire.endswith("Url") or wire == "url":
+                field = next(f for f in attrs.fields(getattr(m, name)) if _camel(f.name) == wire)
+                assert callable(field.repr), f"{name}.{wire}"
+                found.append(f"{name}.{wire}")
+    assert {"PartUploadRequest.url", "UpoPageResponse.downloadUrl", "InvoicePackagePart.url"} <= set(found)
+
+
+def _camel(attr: str) -> str:
+    head, *rest = attr.rstrip("_").split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+def test_generator_refuses_an_unclassified_credential_looking_field() -> None:
+    generator = _load_generator()
+    schemas = {"NewThing": {"type": "object", "properties": {"apiSecret": {"type": "string"}}}}
+    with pytest.raises(generator.SpecError, match=r"NewThing\.apiSecret"):
+        generator.ModelWriter(schemas).render()
+    # A listed harmless name and a URL pass, the URL with a redacting repr.
+    schemas = {"NewThing": {"type": "object", "properties": {"continuationToken": {"type": "string"},
+                                                             "nextUrl": {"type": "string"}}}}  # fmt: skip
+    source = generator.ModelWriter(schemas).render()
+    assert "next_url: str | None = attrs.field(default=None, repr=_url_repr)" in source
+    assert "continuation_token: str | None = None" in source

@@ -20,6 +20,9 @@ integers -> ``int``, ``number`` -> ``decimal.Decimal`` (the only numbers in the 
 are summed and compared by callers; binary floats would drift), arrays -> ``tuple[T, ...]`` (models are frozen
 values), ``additionalProperties`` -> ``dict[str, T]``. Every enum-typed field is ``Enum | str`` because KSeF adds
 enum values without notice; the converter keeps an unknown value as the raw string.
+
+Reprs: pre-signed URL fields print with their signature masked and credential fields print ``<redacted>``
+(see ``SECRET_FIELDS``), because reprs reach logs and tracebacks.
 """
 
 from __future__ import annotations
@@ -52,6 +55,32 @@ PUBLIC_GROUP = "public"
 # Descriptions name the token an operation takes when it is not the access token.
 TOKEN_NOTE = re.compile(r"Sposób uwierzytelnienia: (.*)")
 TOKEN_KINDS = {"AccessToken": "access", "AuthenticationToken": "authentication", "RefreshToken": "refresh"}
+
+# Reprs end up in logs and tracebacks, so fields that grant access are printed redacted. URLs (``format: uri``
+# or a name ending in ``Url``/``url``) are pre-signed: their ``sig`` query value alone lets anyone download
+# the UPO or export part, so it is masked and the rest of the URL kept for debugging.
+URL_NAME = re.compile(r"^url$|Url$")
+# Credentials, named one by one: the JWTs (access, refresh and authentication tokens are all ``TokenInfo``),
+# the KSeF token itself, and the encrypted token and session key (encrypted, but a copy is a replayable
+# credential). Their values are printed as a fixed ``<redacted>``.
+SECRET_FIELDS = frozenset(
+    {
+        ("EncryptionInfo", "encryptedSymmetricKey"),
+        ("GenerateTokenResponse", "token"),
+        ("InitTokenAuthenticationRequest", "encryptedToken"),
+        ("TokenInfo", "token"),
+    }
+)
+# Any other scalar property whose name looks like a credential must be listed here as harmless, or the
+# generator stops: a new secret in a future spec cannot slip into reprs unnoticed.
+SECRET_LOOKING = re.compile(r"(?i)(?:token|key|secret|password)$")
+NOT_SECRET = frozenset({"continuationToken"})  # an opaque paging cursor, useless without an access token
+# Emitted into the models module: optional URL fields may be None, which ``redact_url`` does not take.
+URL_REPR_HELPER = '''
+
+def _url_repr(value: str | None) -> str:
+    """Print a pre-signed URL without its signature (the ``sig`` value alone grants access)."""
+    return repr(value if value is None else redact_url(value))'''
 
 Schema = dict[str, Any]
 
@@ -88,6 +117,20 @@ def ref_name(ref: str) -> str:
     if not ref.startswith(REF_PREFIX):
         raise SpecError(f"unsupported $ref {ref!r}")
     return ref.removeprefix(REF_PREFIX)
+
+
+def field_repr(owner: str, wire: str, prop: Schema) -> str | None:
+    """Return the name of the redacting repr function of a property, or ``None`` to print it as is."""
+    if (owner, wire) in SECRET_FIELDS:
+        return "redact_secret"
+    scalar = "$ref" not in prop and "allOf" not in prop and prop.get("type") not in {"object", "array", "boolean"}
+    if prop.get("format") == "uri" or (scalar and URL_NAME.search(wire)):
+        if prop.get("type") != "string":
+            raise SpecError(f"{owner}.{wire}: a URL field that is not a string")
+        return "_url_repr"
+    if scalar and SECRET_LOOKING.search(wire) and wire not in NOT_SECRET:
+        raise SpecError(f"{owner}.{wire}: looks like a credential; add it to SECRET_FIELDS or NOT_SECRET")
+    return None
 
 
 def docstring(text: str, indent: int) -> list[str]:
@@ -127,6 +170,7 @@ class ModelWriter:
         self.inline: dict[str, Schema] = {}
         self.uses_any = False
         self.meta_used: set[str] = set()
+        self.redactors: set[str] = set()
 
     def kind(self, name: str) -> str:
         """Return ``object``, ``enum`` or ``scalar`` for a component schema."""
@@ -253,8 +297,14 @@ class ModelWriter:
                     self.meta_used.add("KEEP_NULL")
                 annotation += " | None"
                 default = "None"
-            if metadata:
-                arguments = ([f"default={default}"] if default else []) + [f"metadata={{{', '.join(metadata)}}}"]
+            redactor = field_repr(name, wire, prop)
+            if metadata or redactor:
+                arguments = [f"default={default}"] if default else []
+                if redactor:
+                    self.redactors.add(redactor)
+                    arguments.append(f"repr={redactor}")
+                if metadata:
+                    arguments.append(f"metadata={{{', '.join(metadata)}}}")
                 line = f"    {attr}: {annotation} = attrs.field({', '.join(arguments)})"
             elif default:
                 line = f"    {attr}: {annotation} = {default}"
@@ -293,6 +343,11 @@ class ModelWriter:
         meta_import = []
         if self.meta_used:
             meta_import = [f"from ksef_async.models._meta import {', '.join(sorted(self.meta_used))}", ""]
+        redact_import = []
+        helpers = ""
+        if self.redactors:
+            redact_import = ["from ksef_async.core.redact import redact_secret, redact_url", ""]
+            helpers = URL_REPR_HELPER
         head = [
             '"""Attrs models of every component schema in ``schemas/openapi.json``.',
             "",
@@ -308,12 +363,13 @@ class ModelWriter:
             "",
             "import attrs",
             "",
+            *redact_import,
             *meta_import,
             "__all__ = [",
             *[f"    {n!r}," for n in names],
             "]",
         ]
-        out = "\n".join(head) + "\n"
+        out = "\n".join(head) + helpers + "\n"
         for name in names:
             out += "\n\n" + "\n".join(blocks[name]) + "\n"
         return out

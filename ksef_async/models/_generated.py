@@ -12,6 +12,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
+from ksef_async.core.redact import redact_secret, redact_url
 from ksef_async.models._meta import WIRE_NAME
 
 __all__ = [
@@ -306,6 +307,11 @@ __all__ = [
     "UpoPageResponse",
     "UpoResponse",
 ]
+
+
+def _url_repr(value: str | None) -> str:
+    """Print a pre-signed URL without its signature (the ``sig`` value alone grants access)."""
+    return repr(value if value is None else redact_url(value))
 
 
 @attrs.frozen(kw_only=True)
@@ -1608,7 +1614,7 @@ class EffectiveSubjectLimits:
 class EncryptionInfo:
     """The ``EncryptionInfo`` object of the spec."""
 
-    encrypted_symmetric_key: bytes
+    encrypted_symmetric_key: bytes = attrs.field(repr=redact_secret)
     """Klucz symetryczny o długości 32 bajtów, zaszyfrowany algorytmem RSA (Padding: OAEP z SHA-256),
     zakodowany w formacie Base64.
 
@@ -2617,7 +2623,7 @@ class GenerateTokenResponse:
     reference_number: ReferenceNumber
     """Numer referencyjny tokena KSeF."""
 
-    token: str
+    token: str = attrs.field(repr=redact_secret)
     """Token KSeF."""
 
 
@@ -2778,7 +2784,7 @@ class InitTokenAuthenticationRequest:
     context_identifier: AuthenticationContextIdentifier
     """Identyfikator kontekstu do którego następuje uwierzytelnienie."""
 
-    encrypted_token: bytes
+    encrypted_token: bytes = attrs.field(repr=redact_secret)
     """Zaszyfrowany token wraz z timestampem z challenge'a, w postaci `token|timestamp`, zakodowany w
     formacie Base64.
     """
@@ -3146,7 +3152,7 @@ class InvoicePackagePart:
     method: str
     """Metoda HTTP, której należy użyć przy pobieraniu pliku."""
 
-    url: str
+    url: str = attrs.field(repr=_url_repr)
     """Adres URL, pod który należy wysłać żądanie pobrania części paczki.
     Link jest generowany dynamicznie w momencie odpytania o status operacji eksportu.
     Nie podlega limitom API i nie wymaga przesyłania tokenu dostępowego przy pobraniu.
@@ -3627,7 +3633,7 @@ class PartUploadRequest:
     method: str
     """Metoda HTTP, której należy użyć przy wysyłce części pliku paczki."""
 
-    url: str
+    url: str = attrs.field(repr=_url_repr)
     """Adres pod który należy wysłać część pliku paczki."""
 
     headers: dict[str, str | None]
@@ -5071,7 +5077,7 @@ class SessionInvoiceStatusResponse:
     być jeszcze niedostępna.
     """
 
-    upo_download_url: str | None = None
+    upo_download_url: str | None = attrs.field(default=None, repr=_url_repr)
     """Adres do pobrania UPO. Link generowany jest przy każdym odpytaniu o status.
     Dostęp odbywa się metodą `HTTP GET` i <b>nie należy</b> wysyłać tokenu dostępowego.
     Link nie podlega limitom API i wygasa po określonym czasie w `UpoDownloadUrlExpirationDate`.
@@ -5904,7 +5910,7 @@ class TokenContextIdentifierTypeIdentifier:
 class TokenInfo:
     """The ``TokenInfo`` object of the spec."""
 
-    token: str
+    token: str = attrs.field(repr=redact_secret)
     """Token w formacie JWT."""
 
     valid_until: datetime.datetime
@@ -6064,7 +6070,7 @@ class UpoPageResponse:
     reference_number: ReferenceNumber
     """Numer referencyjny strony UPO."""
 
-    download_url: str
+    download_url: str = attrs.field(repr=_url_repr)
     """Adres do pobrania strony UPO. Link generowany jest przy każdym odpytaniu o status.
     Dostęp odbywa się metodą `HTTP GET` i <b>nie należy</b> wysyłać tokenu dostępowego.
     Link nie podlega limitom API i wygasa po określonym czasie w `DownloadUrlExpirationDate`.

@@ -61,9 +61,13 @@ async def test_full_flow_leaks_no_secret(sim: KsefSimulator, caplog: pytest.LogC
             await client.sessions.download_upo(page.download_url)
         session = await client.online.open(FormCode(system_code="FA (3)", schema_version="1-0E", value="FA"))
         reprs += [repr(client), repr(credentials), repr(result), repr(client.authenticator), repr(session)]
-        # Not repr(status): the generated models print pre-signed URLs whole (reported to the models' owner).
+        # The response models themselves: the status holds the UPO pages' pre-signed URLs.
+        reprs += [repr(status), *(repr(page) for page in status.upo.pages)]
         reprs += [repr(o) for o in result.outcomes] + [repr(s) for s in result.sessions]
         await client.online.close(session.reference_number)
+        refreshed = await client.auth.refresh(state.refresh.value)  # a token response model, printed whole
+        secrets.add(refreshed.access_token.token)
+        reprs.append(repr(refreshed))
         await client.logout()
     async with KsefClient(
         sim.base_url, credentials=KsefTokenCredentials("wrong-" + DEFAULT_TOKEN), context=DEFAULT_NIP, config=QUICK
