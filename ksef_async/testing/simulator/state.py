@@ -38,6 +38,8 @@ __all__ = [
     "ContextRecord",
     "InvoiceEntry",
     "KsefTokenRecord",
+    "PermissionGrant",
+    "PermissionOperation",
     "Session",
     "SessionKind",
     "SimClock",
@@ -139,6 +141,43 @@ class AuthOperation:
     refresh_valid_until: dt.datetime | None = None
     last_refresh: dt.datetime | None = None
     revoked: bool = False
+
+
+@dataclass(eq=False)
+class PermissionGrant:
+    """One permission granted through ``/permissions/*/grants`` (one record per permission type)."""
+
+    id: str
+    kind: str
+    """``person``, ``entity``, ``authorization``, ``indirect``, ``subunit``, ``euAdmin`` or ``euEntity``."""
+    grantor: ContextKey
+    """The context the grant was made in."""
+    context: ContextKey
+    """The context the permission works in (a subunit's or EU entity's context for those grants)."""
+    author: tuple[str, str]
+    subject: tuple[str, str]
+    scope: str
+    description: str
+    started: dt.datetime
+    can_delegate: bool = False
+    target: tuple[str, str | None] | None = None
+    """Indirect grants: ``("Nip"|"InternalId", value)`` or ``("AllPartners", None)``."""
+    person_details: dict[str, Any] | None = None
+    entity_details: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Kind-specific fields (``subunitName``, ``euEntityName``, ``euEntityDetails``)."""
+
+
+@dataclass(eq=False)
+class PermissionOperation:
+    """An asynchronous grant or revocation (``...-EG-...``) and its outcome."""
+
+    reference_number: str
+    context: ContextKey
+    started: float
+    code: int
+    description: str
+    details: list[str] = field(default_factory=list)
 
 
 class SessionKind(enum.StrEnum):
@@ -271,5 +310,13 @@ class SimState:
         """``/testdata/person``: PESEL -> the person."""
         self.attachments_allowed: set[str] = set()
         """NIPs allowed to send invoices with attachments (``/testdata/attachment``)."""
+        self.permission_grants: dict[str, PermissionGrant] = {}
+        """``/permissions/*/grants``: permission id -> grant (see `ksef_async.testing.simulator.permissions`)."""
+        self.permission_operations: dict[str, PermissionOperation] = {}
+        """Grant and revocation operations by reference number."""
+        self.permission_derived: set[tuple[tuple[ContextKey, str, str], str]] = set()
+        """The ``grants`` entries ((context, identifier type, value), permission) the grant records put there."""
+        self.subunits: dict[str, dict[str, str]] = {}
+        """Subordinate entities of a JST / VAT group: parent NIP -> {subunit NIP: description}."""
         self.session_limits: dict[ContextKey, dict[str, dict[str, int]]] = {}
         """``/testdata/limits/context/session`` overrides: context -> ``{"onlineSession": {...}, ...}``."""
