@@ -206,3 +206,51 @@ async def test_crash_after_open_before_the_plan_records_it_adopts_the_session(
     assert len(batch_sessions(sim)) == 1, "the session opened before the crash was adopted, not opened again"
     assert {e.session_reference for e in report.entries} == {session.reference_number}
     assert set(accepted_per_number(sim).values()) == {1}
+
+
+async def test_sigterm_mid_upload_exits_3_and_resume_finishes(
+    ksef_simulator_factory: SimFactory, tmp_path: Path
+) -> None:
+    sim: KsefSimulator = await ksef_simulator_factory(
+        contexts=[(NIP, TOKEN)], seed=13, rate_limits="off", faults="upload-delay=0.3"
+    )
+    write_invoices(tmp_path / "in", 150, NIP, 4, seed=25)
+    state = tmp_path / "state"
+    sender = await anyio.open_process(
+        [sys.executable, "-c", _SEND.format(nip=NIP, token=TOKEN), sim.base_url, str(tmp_path / "in"), str(state)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with anyio.fail_after(40):
+            while _uploaded_parts(sim) < 1 or not _plan_records_an_open_session(state):
+                assert sender.returncode is None, "the sender finished before it could be interrupted"
+                await anyio.sleep(0.02)
+        sender.send_signal(signal.SIGTERM)
+        with anyio.fail_after(30):
+            await sender.wait()
+        assert sender.stderr is not None
+        err = (await sender.stderr.receive(1 << 20)).decode()
+    finally:
+        if sender.returncode is None:
+            sender.kill()
+            await sender.wait()
+    assert sender.returncode == 3, err[-2000:]
+    assert f"ksef-async resume {state}" in err
+    assert not sim.state.invoices
+    async with sender_for(sim, state) as resumer:
+        report = await resumer.resume()
+    assert report.all_accepted
+    counts = accepted_per_number(sim)
+    assert len(counts) == 150
+    assert set(counts.values()) == {1}
+
+
+def test_resume_without_a_plan_says_nothing_was_sent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ksef_async.cli._connection import Connection  # noqa: PLC0415
+    from ksef_async.cli.resume import resume  # noqa: PLC0415
+
+    (tmp_path / "s001-part-0001.aes").write_bytes(b"x" * 16)  # a kill during preparation leaves parts, no plan
+    code = resume(tmp_path, connection=Connection(base_url="http://127.0.0.1:9/v2", nip=NIP, token=TOKEN))
+    assert code == 2
+    assert "nothing was sent" in capsys.readouterr().err
