@@ -33,12 +33,16 @@ from ksef_async.operations import RATE_LIMIT_GROUPS
 from ksef_async.ratelimit import RateLimiter, limiter_for
 from ksef_async.resources.auth import AuthResource
 from ksef_async.resources.batch import BatchResource
+from ksef_async.resources.certificates import CertificatesResource
 from ksef_async.resources.invoices import InvoicesResource
 from ksef_async.resources.limits import LimitsResource, RateLimitsResource, window_limits
 from ksef_async.resources.online import OnlineResource
+from ksef_async.resources.peppol import PeppolResource
 from ksef_async.resources.retrieval import RetrievalResource
 from ksef_async.resources.security import SecurityResource
 from ksef_async.resources.sessions import SessionsResource
+from ksef_async.resources.testdata import TestDataResource
+from ksef_async.resources.tokens import TokensResource
 from ksef_async.transport import ApiTransport, RetryPolicy, StorageTransport
 from ksef_async.xml.auth_request import AuthRequestError, ContextIdentifier
 
@@ -134,7 +138,8 @@ class KsefClient:
         trace_configs: aiohttp trace configs attached to both sessions (instrumentation, request counting).
 
     Resources: ``auth``, ``security``, ``sessions``, ``online``, ``batch``, ``invoices``, ``limits``,
-    ``rate_limits``. The login happens on the first call that needs the access token, or on `login`.
+    ``rate_limits``, ``tokens``, ``certificates``, ``peppol``, ``testdata``.
+    The login happens on the first call that needs the access token, or on `login`.
     """
 
     def __init__(
@@ -212,6 +217,10 @@ class KsefClient:
         self.retrieval = RetrievalResource(api, storage, self.security)
         self.limits = LimitsResource(api, storage)
         self.rate_limits = RateLimitsResource(api, storage)
+        self.tokens = TokensResource(api, storage)
+        self.certificates = CertificatesResource(api, storage)
+        self.peppol = PeppolResource(api, storage)
+        self.testdata = TestDataResource(api, storage)
         if self._credentials is not None:
             assert self.context is not None
             self._authenticator = Authenticator(
