@@ -357,7 +357,10 @@ def test_all_invalid_or_no_input_raises(tmp_path: Path) -> None:
 
 def test_a_state_dir_holding_a_batch_is_refused(tmp_path: Path) -> None:
     prepare_batch_sync(POOL[:1], public_key=PRIVATE.public_key(), state_dir=tmp_path, validate=False)
-    with pytest.raises(ConfigurationError, match="already holds a batch"):
+    with pytest.raises(ConfigurationError, match="already holds a batch plan"):
+        prepare_batch_sync(POOL[1:2], public_key=PRIVATE.public_key(), state_dir=tmp_path, validate=False)
+    (tmp_path / PLAN_FILE).unlink()  # as if a prepare had been killed before writing its plan
+    with pytest.raises(ConfigurationError, match="part files but no plan"):
         prepare_batch_sync(POOL[1:2], public_key=PRIVATE.public_key(), state_dir=tmp_path, validate=False)
 
 

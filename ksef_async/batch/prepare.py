@@ -386,8 +386,12 @@ def _open_state_dir(state_dir: str | os.PathLike[str]) -> Path:
     except OSError as exc:
         msg = f"{directory}: cannot create the state directory: {exc.strerror or exc}"
         raise ConfigurationError(msg) from exc
-    if (directory / PLAN_FILE).exists() or any(directory.glob("*.aes")):
-        msg = f"{directory} already holds a batch (plan or parts): resume it, or choose an empty directory"
+    if (directory / PLAN_FILE).exists():
+        msg = f"{directory} already holds a batch plan: resume it, or choose an empty directory"
+        raise ConfigurationError(msg)
+    if any(directory.glob("*.aes")):
+        # A prepare killed before it wrote its plan: the parts cannot be sent (nothing declares them).
+        msg = f"{directory} holds part files but no plan (an interrupted prepare): delete them or use another directory"
         raise ConfigurationError(msg)
     return directory
 
