@@ -1,0 +1,124 @@
+"""Close reconciliation against a scripted one-layer fake: an unclear close is checked before it is repeated."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pytest
+
+from ksef_async.batch.engine import BatchSender
+from ksef_async.core.crypto import KEY_USAGE_SYMMETRIC, MfPublicKey, b64
+from ksef_async.errors import AmbiguousRequestError, ApiErrorDetail, BadRequestError
+from ksef_async.testing.invoices import InvoiceFactory
+from ksef_async.testing.simulator.keys import MfKey
+
+from .conftest import NIP, fast_config
+
+pytestmark = pytest.mark.anyio
+
+
+class ScriptedApi:
+    """`BatchApi` whose close answers follow a script; the session is open (100) until a close takes effect."""
+
+    def __init__(self, close_script: list[str], invoices: list[tuple[str, bytes]]) -> None:
+        mf = MfKey.generate(KEY_USAGE_SYMMETRIC, bits=2048, now=dt.datetime.now(dt.UTC))
+        raw = mf.to_json()
+        self.key = MfPublicKey.from_api(
+            raw["certificate"],
+            mf.certificate.not_valid_before_utc,
+            mf.certificate.not_valid_after_utc,
+            raw["usage"],
+            raw["publicKeyId"],
+        )
+        self.script = list(close_script)
+        self.invoices = [(name, b64(hashlib.sha256(data).digest())) for name, data in invoices]
+        self.closed = False
+        self.close_calls = 0
+        self.uploads = 0
+
+    async def public_key(self) -> MfPublicKey:
+        return self.key
+
+    async def batch_limits(self) -> Mapping[str, Any] | None:
+        return None
+
+    async def open_batch(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        parts = body["batchFile"]["fileParts"]
+        return {
+            "referenceNumber": "20260101-SB-0000000000-0000000000-00",
+            "partUploadRequests": [
+                {"ordinalNumber": p["ordinalNumber"], "method": "PUT", "url": f"https://s/{p['ordinalNumber']}?sig=S",
+                 "headers": {"x-ms-blob-type": "BlockBlob"}}
+                for p in parts
+            ],
+        }  # fmt: skip
+
+    async def upload_part(
+        self, method: str, url: str, headers: Mapping[str, str | None], body: BinaryIO, size: int
+    ) -> None:
+        assert method == "PUT"
+        assert len(body.read()) == size
+        self.uploads += 1
+
+    async def close_batch(self, reference_number: str) -> None:
+        self.close_calls += 1
+        step = self.script.pop(0)
+        if step in {"ok", "lost-after"}:
+            self.closed = True
+        if step.startswith("lost"):
+            raise AmbiguousRequestError("post_sessions_batch_close: no answer from KSeF (timeout)")
+        if step == "21205":
+            raise BadRequestError(400, [ApiErrorDetail(21205, "a declared part was not uploaded")])
+
+    async def session_status(self, reference_number: str) -> Mapping[str, Any]:
+        code = 200 if self.closed else 100
+        return {"status": {"code": code, "description": f"status {code}"}, "upo": {"pages": []}}
+
+    async def session_invoices(
+        self, reference_number: str, *, failed: bool = False
+    ) -> AsyncIterator[Mapping[str, Any]]:
+        if failed or not self.closed:
+            return
+        for number, (name, sha) in enumerate(self.invoices):
+            yield {"invoiceFileName": name, "invoiceHash": sha, "ksefNumber": f"K{number}",
+                   "status": {"code": 200, "description": "ok"}}  # fmt: skip
+
+    async def download(self, url: str) -> bytes:
+        raise AssertionError("no UPO pages are listed")
+
+    async def session_upo(self, reference_number: str, upo_reference_number: str) -> bytes:
+        raise AssertionError("no UPO pages are listed")
+
+
+async def _send(tmp_path: Path, script: list[str]) -> tuple[ScriptedApi, bool]:
+    items = list(InvoiceFactory(NIP, seed=51, size_kb=4).iter(5))
+    api = ScriptedApi(script, items)
+
+    async def no_wait(_seconds: float) -> None:
+        return None
+
+    sender = BatchSender(api, tmp_path / "state", fast_config(), sleep=no_wait)
+    report = await sender.send(items)
+    return api, report.all_accepted
+
+
+async def test_close_lost_before_it_took_effect_is_repeated(tmp_path: Path) -> None:
+    api, accepted = await _send(tmp_path, ["lost-before", "ok"])
+    assert accepted
+    assert api.close_calls == 2  # the status said 100 (still open), so the close was sent again
+
+
+async def test_close_lost_after_it_took_effect_is_never_repeated(tmp_path: Path) -> None:
+    api, accepted = await _send(tmp_path, ["lost-after"])
+    assert accepted
+    assert api.close_calls == 1  # the status said it was closed: a second close could only do harm
+
+
+async def test_close_racing_the_last_part_21205_is_retried(tmp_path: Path) -> None:
+    api, accepted = await _send(tmp_path, ["21205", "ok"])
+    assert accepted
+    assert api.close_calls == 2
