@@ -34,10 +34,13 @@ __all__ = [
     "ALL_PERMISSIONS",
     "AuthOperation",
     "BatchPart",
+    "CertificateEnrollment",
     "ContextKey",
     "ContextRecord",
     "InvoiceEntry",
+    "IssuedCertificate",
     "KsefTokenRecord",
+    "PeppolProviderRecord",
     "PermissionGrant",
     "PermissionOperation",
     "Session",
@@ -141,6 +144,8 @@ class AuthOperation:
     refresh_valid_until: dt.datetime | None = None
     last_refresh: dt.datetime | None = None
     revoked: bool = False
+    certificate_der: bytes | None = field(default=None, repr=False)
+    """XAdES logins: the signer's certificate (DER), what ``GET /certificates/enrollments/data`` describes."""
 
 
 @dataclass(eq=False)
@@ -275,6 +280,51 @@ class StoredInvoice:
 
 
 @dataclass(eq=False)
+class IssuedCertificate:
+    """A KSeF certificate the simulator's CA issued (``POST /certificates/enrollments``)."""
+
+    serial_number: str
+    """``certificateSerialNumber``: 16 upper-case hex digits."""
+    name: str
+    certificate_type: str
+    """``Authentication`` or ``Offline``."""
+    der: bytes = field(repr=False)
+    fingerprint: str
+    """SHA-256 of ``der``, upper-case hex."""
+    owner: tuple[str, str]
+    """The subject identifier it was issued to (``("Nip"|"Pesel"|"Fingerprint", value)``)."""
+    common_name: str
+    valid_from: dt.datetime
+    valid_to: dt.datetime
+    request_date: dt.datetime
+    status: str = "Active"
+    last_use: dt.datetime | None = None
+
+
+@dataclass(eq=False)
+class CertificateEnrollment:
+    """A certificate request: accepted at ``requested``, final (issued or rejected) once ``ready`` has passed."""
+
+    reference_number: str
+    owner: tuple[str, str]
+    requested: dt.datetime
+    ready: dt.datetime
+    code: int
+    description: str
+    details: list[str] | None = None
+    serial_number: str | None = None
+
+
+@dataclass(eq=False)
+class PeppolProviderRecord:
+    """A registered Peppol service provider (``GET /peppol/query``)."""
+
+    provider_id: str
+    name: str
+    date_created: dt.datetime
+
+
+@dataclass(eq=False)
 class TestPerson:
     """A person registered through ``/testdata/person``: owner of ``nip``, maybe a bailiff, maybe deceased."""
 
@@ -320,3 +370,13 @@ class SimState:
         """Subordinate entities of a JST / VAT group: parent NIP -> {subunit NIP: description}."""
         self.session_limits: dict[ContextKey, dict[str, dict[str, int]]] = {}
         """``/testdata/limits/context/session`` overrides: context -> ``{"onlineSession": {...}, ...}``."""
+        self.certificates: dict[str, IssuedCertificate] = {}
+        """KSeF certificates by ``certificateSerialNumber``."""
+        self.enrollments: dict[str, CertificateEnrollment] = {}
+        """Certificate enrollments by reference number."""
+        self.certificate_limits: dict[tuple[str, str], dict[str, int]] = {}
+        """``/testdata/limits/subject/certificate`` overrides: subject -> ``{"maxEnrollments": n, ...}``."""
+        self.peppol_providers: dict[str, PeppolProviderRecord] = {}
+        """Peppol providers by ``id``."""
+        self.certificate_authority: Any = None
+        """The simulator CA (key and certificate) that signs KSeF certificates, created on first use."""
