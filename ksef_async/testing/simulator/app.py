@@ -6,7 +6,7 @@ required permissions (403), check the JSON body against the spec (strict mode: a
 recorded in ``sim.contract_violations``, and the handler still answers as KSeF would, e.g. 21161 for 51 parts), run
 the handler, inject a ``close-error`` fault, and check the answer against the spec (strict mode: a mismatch is
 recorded, logged and raised as `ContractViolationError`, so the client gets a 500). Operations the simulator does not
-implement (permission management, certificates, Peppol and certificate-limit test data) answer 501 with an
+implement (certificates, Peppol and certificate-limit test data) answer 501 with an
 ``ExceptionResponse``; strict mode does not count those as violations. Storage (part uploads, UPO downloads) lives
 under ``/storage`` outside the API: no token, no rate limit.
 """
@@ -14,6 +14,7 @@ under ``/storage`` outside the API: no token, no rate limit.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import shutil
@@ -28,7 +29,17 @@ from aiohttp import web
 
 from ksef_async.errors import ConfigurationError
 from ksef_async.operations import OPERATIONS, PUBLIC_GROUP, Operation, TokenKind
-from ksef_async.testing.simulator import auth, batch, retrieval, sessions, storage, testdata
+from ksef_async.testing.simulator import (
+    auth,
+    batch,
+    certificates,
+    peppol,
+    permissions,
+    retrieval,
+    sessions,
+    storage,
+    testdata,
+)
 from ksef_async.testing.simulator.contract import ContractChecker, ContractViolation, ContractViolationError
 from ksef_async.testing.simulator.faults import FaultInjector, FaultSpec
 from ksef_async.testing.simulator.keys import MfKeyring
@@ -68,7 +79,6 @@ _HANDLERS: dict[str, Handler] = {
     "get_tokens": auth.list_tokens,
     "get_tokens_by_reference_number": auth.get_token,
     "delete_tokens_by_reference_number": auth.revoke_token,
-    "get_limits_subject": auth.limits_subject,
     "post_testdata_rate_limits": auth.testdata_rate_limits,
     "delete_testdata_rate_limits": auth.testdata_rate_limits_delete,
     "post_testdata_rate_limits_production": auth.testdata_rate_limits_production,
@@ -90,6 +100,9 @@ _HANDLERS: dict[str, Handler] = {
     "get_sessions_invoices_upo": sessions.get_invoice_upo,
     "get_sessions_invoices_ksef_upo": sessions.get_invoice_upo_by_ksef,
     **retrieval.HANDLERS,
+    **permissions.HANDLERS,
+    **certificates.HANDLERS,
+    **peppol.HANDLERS,
 }
 _CLOSE_OPERATIONS = frozenset({"post_sessions_online_close", "post_sessions_batch_close"})
 _UNIMPLEMENTED_STATUS = 501
@@ -145,6 +158,7 @@ def _make_route(rt: Runtime, op: Operation) -> Callable[[web.Request], Awaitable
 
     async def route(request: web.Request) -> web.StreamResponse:
         rt.counters.requests[op.rate_group] += 1
+        rt.counters.operations[op.operation_id] += 1
         raw = await request.read()
         rt.counters.bytes_received += len(raw)
         request[RAW_BODY] = raw
@@ -450,6 +464,10 @@ class KsefSimulator:
             The KSeF token.
         """
         return auth.add_token(self.runtime, (context_type, nip), token, frozenset(permissions), "seeded token")
+
+    def add_peppol_provider(self, provider_id: str, name: str, date_created: dt.datetime | None = None) -> None:
+        """Register a Peppol provider for ``GET /peppol/query`` (``provider_id`` like ``PPL123456``)."""
+        peppol.add_provider(self._state, provider_id, name, date_created)
 
     async def wait_idle(self) -> None:
         """Wait until background batch processing has finished."""
