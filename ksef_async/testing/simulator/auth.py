@@ -11,10 +11,12 @@ import functools
 from typing import Any
 
 from aiohttp import web
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from ksef_async.core.crypto import KEY_USAGE_TOKEN, b64decode, rsa_oaep_decrypt, sha256_b64
 from ksef_async.core.ratelimit import WindowLimits
 from ksef_async.errors import CryptoError
+from ksef_async.testing.simulator import certificates
 from ksef_async.testing.simulator.problems import ApiFailure, forbidden
 from ksef_async.testing.simulator.ratelimits import API_GROUPS
 from ksef_async.testing.simulator.runtime import RAW_BODY, Principal, Runtime
@@ -37,7 +39,6 @@ __all__ = [
     "get_auth_status",
     "get_token",
     "ksef_token_login",
-    "limits_subject",
     "list_auth_sessions",
     "list_tokens",
     "public_key_certificates",
@@ -253,7 +254,14 @@ async def xades_login(rt: Runtime, request: web.Request, _principal: Principal |
     )
     permissions = frozenset(ALL_PERMISSIONS) if owner else rt.state.grants.get((context, identity.type, identity.value))
     code, description, details = 200, _SUCCESS, []
-    if person is not None and person.is_deceased:
+    refusal = certificates.login_refusal(rt, verified.certificate)
+    if refusal is not None:
+        code, description, details = (
+            460,
+            "Uwierzytelnianie zakończone niepowodzeniem z powodu błędu certyfikatu.",
+            [refusal],
+        )
+    elif person is not None and person.is_deceased:
         code, description, details = 470, "Uwierzytelnianie zakończone niepowodzeniem.", ["Osoba zmarła."]
     return _start(
         rt,
@@ -265,6 +273,7 @@ async def xades_login(rt: Runtime, request: web.Request, _principal: Principal |
         permissions=permissions or frozenset(),
         document_hash=sha256_b64(data),
         identity=(identity.type, identity.value),
+        certificate_der=verified.certificate.public_bytes(Encoding.DER),
     )
 
 
@@ -425,15 +434,20 @@ def _own_token(rt: Runtime, principal: Principal | None, reference: str) -> Ksef
 
 
 async def list_tokens(rt: Runtime, request: web.Request, principal: Principal | None, _body: Any) -> web.Response:
-    """``GET /tokens``: the context's KSeF tokens, filtered by ``status`` (repeatable) and ``description``."""
+    """``GET /tokens``: the context's KSeF tokens, filtered by ``status`` (repeatable), ``description`` and author."""
     assert principal is not None
     record = rt.state.contexts.get(principal.operation.context)
     statuses = set(request.query.getall("status", []))
     text = request.query.get("description", "").lower()
+    author = request.query.get("authorIdentifier", "")
+    author_type = request.query.get("authorIdentifierType")
     items = [
         _token_json(t)
         for t in (record.tokens.values() if record is not None else ())
-        if (not statuses or t.status in statuses) and text in t.description.lower()
+        if (not statuses or t.status in statuses)
+        and text in t.description.lower()
+        and (t.author is None or author in t.author[1])
+        and (author_type is None or (t.author is not None and t.author[0] == author_type))
     ]
     page, token = paged(rt, request, f"tokens:{principal.operation.context}", items, low=10, high=100)
     return web.json_response({"continuationToken": token, "tokens": page})
@@ -457,11 +471,6 @@ async def rate_limits(rt: Runtime, _request: web.Request, _principal: Principal 
         for group, lim in rt.limiter.effective().items()
     }
     return web.json_response(values)
-
-
-async def limits_subject(_rt: Runtime, _request: web.Request, _principal: Principal | None, _body: Any) -> web.Response:
-    """``GET /limits/subject``."""
-    return web.json_response({"enrollment": {"maxEnrollments": 6}, "certificate": {"maxCertificates": 2}})
 
 
 async def testdata_rate_limits(

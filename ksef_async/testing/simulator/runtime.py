@@ -75,6 +75,8 @@ class Counters:
 
     requests: Counter[str] = field(default_factory=Counter)
     """Requests per rate-limit group (``public`` for unauthenticated operations, ``storage`` for uploads/downloads)."""
+    operations: Counter[str] = field(default_factory=Counter)
+    """API requests per operation id (``post_tokens``...), whatever the answer."""
     rate_limited: int = 0
     """429 answers sent."""
     bytes_received: int = 0
