@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ksef_async.core.ratelimit as core
-from ksef_async.core.ratelimit import DEFAULT_SAFETY_MARGIN, SlidingWindowState, WindowLimits
+from ksef_async.core.ratelimit import DEFAULT_MIN_MARGIN, DEFAULT_SAFETY_MARGIN, SlidingWindowState, WindowLimits
 from ksef_async.errors import ConfigurationError
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -17,12 +17,17 @@ from ksef_async.errors import ConfigurationError
 # looks up one of them per window.
 
 
-def effective(limits: WindowLimits, margin: float) -> list[tuple[float, int]]:
-    return [(length * (1.0 + margin), limit) for length, limit in limits.windows()]
+# A margin is (fraction, floor in seconds); the floor applies to every window, and binds on the short ones.
+Margin = tuple[float, float]
+
+
+def effective(limits: WindowLimits, margin: Margin) -> list[tuple[float, int]]:
+    fraction, floor = margin
+    return [(length + max(length * fraction, floor), limit) for length, limit in limits.windows()]
 
 
 def oracle_earliest(
-    history: list[float], limits: WindowLimits, margin: float, paused_until: float, now: float
+    history: list[float], limits: WindowLimits, margin: Margin, paused_until: float, now: float
 ) -> float:
     """The earliest time >= now (and >= pause, >= last admission) at which every window has room, by counting."""
     base = max([now, paused_until, *history[-1:]])
@@ -40,7 +45,7 @@ def max_in_any_interval(admissions: list[float], length: float) -> int:
     return max((sum(1 for a in admissions if s <= a < s + length) for s in admissions), default=0)
 
 
-def room_at(history: list[float], limits: WindowLimits, margin: float, x: float) -> bool:
+def room_at(history: list[float], limits: WindowLimits, margin: Margin, x: float) -> bool:
     """Whether one more admission at x keeps every (lengthened) window within its limit."""
     return all(sum(1 for a in history if a <= x < a + t) < n for t, n in effective(limits, margin))
 
@@ -50,7 +55,7 @@ def room_at(history: list[float], limits: WindowLimits, margin: float, x: float)
 
 optional_limit = st.one_of(st.none(), st.integers(1, 6))
 limits_st = st.builds(WindowLimits, optional_limit, optional_limit, optional_limit)
-margins = st.sampled_from([0.0, 0.05, 0.3])
+margins = st.tuples(st.sampled_from([0.0, 0.05, 0.3]), st.sampled_from([0.0, 0.25, 2.0]))
 # Gaps at the three scales, so that every window fills and drains within one example.
 gaps = st.one_of(st.floats(0, 0.5), st.floats(0, 30), st.floats(0, 1500), st.just(0.0))
 events = st.lists(
@@ -64,9 +69,9 @@ events = st.lists(
 
 @given(limits=limits_st, margin=margins, script=events)
 def test_admissions_never_overfill_a_window_and_never_wait_needlessly(
-    limits: WindowLimits, margin: float, script: list[tuple[str, float]]
+    limits: WindowLimits, margin: Margin, script: list[tuple[str, float]]
 ) -> None:
-    state = SlidingWindowState(limits, margin=margin)
+    state = SlidingWindowState(limits, margin=margin[0], min_margin=margin[1])
     admitted: list[float] = []
     paused_until = -math.inf
     now = 0.0
@@ -99,9 +104,9 @@ monotone_limits = st.tuples(st.integers(1, 4), st.integers(0, 4), st.integers(0,
     script=st.lists(st.one_of(st.tuples(st.just("request"), gaps), st.tuples(st.just("limits"), monotone_limits))),
 )
 def test_replaced_limits_count_the_history(
-    first: WindowLimits, margin: float, script: list[tuple[str, float | WindowLimits]]
+    first: WindowLimits, margin: Margin, script: list[tuple[str, float | WindowLimits]]
 ) -> None:
-    state = SlidingWindowState(first, margin=margin)
+    state = SlidingWindowState(first, margin=margin[0], min_margin=margin[1])
     limits = first
     admitted: list[float] = []
     now = 0.0
@@ -131,15 +136,27 @@ def test_a_token_bucket_burst_is_refused() -> None:
     assert state.next_admission_time(1.0) == 1.0  # 4 of the first burst left the window at 1.0 too
 
 
-def test_margin_lengthens_each_window_proportionally() -> None:
+def test_default_margin_is_proportional_with_a_floor_on_the_short_window() -> None:
     state = SlidingWindowState(WindowLimits(1, 2, 3))
-    assert state.margin == DEFAULT_SAFETY_MARGIN
+    assert (state.margin, state.min_margin) == (DEFAULT_SAFETY_MARGIN, DEFAULT_MIN_MARGIN) == (0.05, 0.25)
     state.admit(0.0)
-    assert state.next_admission_time(0.0) == pytest.approx(1.05)
-    state.admit(1.05)
-    assert state.next_admission_time(1.05) == pytest.approx(63.0)  # 60 s * 1.05 after the first
+    # 5 % of 1 s is only 50 ms, below arrival-time jitter under load: the 0.25 s floor applies.
+    assert state.next_admission_time(0.0) == pytest.approx(1.25)
+    state.admit(1.25)
+    assert state.next_admission_time(1.25) == pytest.approx(63.0)  # 60 s * 1.05 after the first
     state.admit(63.0)
     assert state.next_admission_time(63.0) == pytest.approx(3780.0)  # 3600 s * 1.05 after the first
+
+
+@pytest.mark.parametrize(
+    ("margin", "min_margin", "second"),
+    [(0.0, None, 1.0), (0.05, 0.0, 1.05), (0.05, None, 1.25), (0.0, 0.5, 1.5), (0.3, 0.25, 1.3)],
+)
+def test_margin_and_floor_combine_as_the_larger(margin: float, min_margin: float | None, second: float) -> None:
+    # margin 0 means exact windows (a simulator's): the default floor is off unless asked for.
+    state = SlidingWindowState(WindowLimits(1), margin=margin, min_margin=min_margin)
+    state.admit(0.0)
+    assert state.next_admission_time(0.0) == pytest.approx(second)
 
 
 def test_limits_that_do_not_bind_never_delay() -> None:
@@ -212,6 +229,8 @@ def test_unusable_limits_are_refused(limits: WindowLimits) -> None:
 def test_unusable_margin_is_refused(margin: float) -> None:
     with pytest.raises(ConfigurationError, match="safety margin"):
         SlidingWindowState(WindowLimits(5), margin=margin)
+    with pytest.raises(ConfigurationError, match="minimum margin"):
+        SlidingWindowState(WindowLimits(5), min_margin=margin)
 
 
 def test_window_limits_pairs_shortest_first() -> None:

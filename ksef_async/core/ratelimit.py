@@ -9,6 +9,17 @@ Why a log of at most N entries is enough: admissions are recorded in non-decreas
 admission at ``x`` keeps window ``(T, N)`` within its limit iff fewer than N earlier admissions lie in
 ``(x - T, x]``, i.e. iff the N-th most recent admission is at or before ``x - T``. Older entries can never matter
 again: when an entry drops out of an N-long log, the admission that pushed it out was at least T after it.
+
+Safety margin: every window is treated as longer than KSeF's, by ``max(margin * T, min_margin)``: 5 % of T with a
+floor of 0.25 s by default (1.25 s, 63 s and 3780 s). KSeF timestamps a request when it arrives, not when we admit
+it, and the gap varies: connection-pool waits, TLS set-up of a cold burst, event-loop and GIL scheduling under load.
+When a burst's first requests reach the server late and the next burst's reach it early, two admissions that
+were a full window apart here land less than a window apart there. That jitter is absolute (tens to hundreds of
+ms, whatever the window), so a purely proportional margin is too thin on the 1 s window: 50 ms let the simulator
+refuse 2 requests of a first burst under load. The floor costs almost nothing: for every KSeF group with a
+per-minute or per-hour limit those windows bind long before the 1 s one does (invoiceSend: 10/s but 30/min), so
+sustained throughput is set by ``60 * 1.05`` and ``3600 * 1.05`` s, which the floor does not touch. Only a
+group's per-second rate in its first burst of a minute drops, from N per 1.05 s to N per 1.25 s.
 """
 
 from __future__ import annotations
@@ -20,14 +31,16 @@ import attrs
 
 from ksef_async.errors import ConfigurationError
 
-__all__ = ["DEFAULT_SAFETY_MARGIN", "SlidingWindowState", "WindowLimits"]
+__all__ = ["DEFAULT_MIN_MARGIN", "DEFAULT_SAFETY_MARGIN", "SlidingWindowState", "WindowLimits"]
 
-#: Fraction by which each window is lengthened: 50 ms on the 1 s window, 3 s on 60 s, 180 s on 3600 s.
-#: KSeF timestamps a request when it arrives, not when we send it: network jitter, a connection-pool wait or
-#: clock-rate drift can bring two requests closer together at the server than they were here. The absolute jitter
-#: matters most on the 1 s window (tens of ms); on the long windows a proportional margin costs only 5 % of
-#: sustained throughput and also covers slow sends and retried connections. Use 0 only against a simulator.
+#: Fraction by which each window is lengthened: 3 s on 60 s, 180 s on 3600 s (the 1 s window gets the floor).
+#: On the long windows a proportional margin costs only 5 % of sustained throughput and also covers slow sends,
+#: retried connections and clock-rate drift. Use 0 only against a simulator: it also turns the floor off.
 DEFAULT_SAFETY_MARGIN = 0.05
+
+#: Seconds every window is lengthened at least, when the margin is not 0: arrival-time jitter is absolute, so
+#: 5 % of the 1 s window (50 ms) is too little (see the module docstring).
+DEFAULT_MIN_MARGIN = 0.25
 
 
 @attrs.frozen
@@ -47,13 +60,13 @@ class WindowLimits:
         return tuple((length, limit) for length, limit in pairs if limit is not None)
 
 
-def _effective_windows(limits: WindowLimits, margin: float) -> tuple[tuple[float, int], ...]:
+def _effective_windows(limits: WindowLimits, margin: float, min_margin: float) -> tuple[tuple[float, int], ...]:
     """Return ``(lengthened_window, limit)`` pairs, rejecting limits that admit nothing."""
     windows = []
     for length, limit in limits.windows():
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ConfigurationError(f"rate limit for the {length:g} s window must be an integer >= 1, got {limit!r}")
-        windows.append((length * (1.0 + margin), limit))
+        windows.append((length + max(length * margin, min_margin), limit))
     return tuple(windows)
 
 
@@ -71,18 +84,27 @@ class SlidingWindowState:
     Args:
         limits: The group's limits.
         margin: Fraction by which every window is treated as longer than KSeF's (see `DEFAULT_SAFETY_MARGIN`).
+        min_margin: Seconds by which every window is lengthened at least; ``None`` means `DEFAULT_MIN_MARGIN`,
+            or 0 when ``margin`` is 0 (exact windows, as a simulator needs).
 
     Raises:
-        ConfigurationError: A limit is not a positive integer or the margin is negative or not finite.
+        ConfigurationError: A limit is not a positive integer or a margin is negative or not finite.
     """
 
-    __slots__ = ("_last", "_limits", "_log", "_margin", "_paused_until", "_windows")
+    __slots__ = ("_last", "_limits", "_log", "_margin", "_min_margin", "_paused_until", "_windows")
 
-    def __init__(self, limits: WindowLimits, *, margin: float = DEFAULT_SAFETY_MARGIN) -> None:
+    def __init__(
+        self, limits: WindowLimits, *, margin: float = DEFAULT_SAFETY_MARGIN, min_margin: float | None = None
+    ) -> None:
         if not math.isfinite(margin) or margin < 0:
             raise ConfigurationError(f"rate-limit safety margin must be a finite fraction >= 0, got {margin!r}")
+        if min_margin is None:
+            min_margin = DEFAULT_MIN_MARGIN if margin > 0 else 0.0
+        if not math.isfinite(min_margin) or min_margin < 0:
+            raise ConfigurationError(f"rate-limit minimum margin must be finite seconds >= 0, got {min_margin!r}")
         self._margin = margin
-        self._windows = _effective_windows(limits, margin)
+        self._min_margin = min_margin
+        self._windows = _effective_windows(limits, margin, min_margin)
         self._limits = limits
         self._log: deque[float] = deque(maxlen=max((n for _, n in self._windows), default=0))
         self._paused_until = -math.inf
@@ -99,12 +121,20 @@ class SlidingWindowState:
         return self._margin
 
     @property
+    def min_margin(self) -> float:
+        """The least lengthening of each window, in seconds."""
+        return self._min_margin
+
+    @property
     def paused_until(self) -> float:
         """The end of the current server-imposed pause (``-inf`` when never paused)."""
         return self._paused_until
 
     def __repr__(self) -> str:
-        return f"SlidingWindowState({self._limits!r}, margin={self._margin!r}, recorded={len(self._log)})"
+        return (
+            f"SlidingWindowState({self._limits!r}, margin={self._margin!r}, min_margin={self._min_margin!r},"
+            f" recorded={len(self._log)})"
+        )
 
     def next_admission_time(self, now: float) -> float:
         """Return the earliest time ``>= now`` at which one more admission keeps every window within its limit.
@@ -163,7 +193,7 @@ class SlidingWindowState:
         Raises:
             ConfigurationError: A limit is not a positive integer.
         """
-        self._windows = _effective_windows(limits, self._margin)
+        self._windows = _effective_windows(limits, self._margin, self._min_margin)
         self._limits = limits
         largest = max((n for _, n in self._windows), default=0)
         self._log = deque(self._log, maxlen=max(largest, len(self._log)))
