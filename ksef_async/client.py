@@ -38,6 +38,7 @@ from ksef_async.resources.invoices import InvoicesResource
 from ksef_async.resources.limits import LimitsResource, RateLimitsResource, window_limits
 from ksef_async.resources.online import OnlineResource
 from ksef_async.resources.peppol import PeppolResource
+from ksef_async.resources.permissions import PermissionsResource
 from ksef_async.resources.retrieval import RetrievalResource
 from ksef_async.resources.security import SecurityResource
 from ksef_async.resources.sessions import SessionsResource
@@ -138,7 +139,7 @@ class KsefClient:
         trace_configs: aiohttp trace configs attached to both sessions (instrumentation, request counting).
 
     Resources: ``auth``, ``security``, ``sessions``, ``online``, ``batch``, ``invoices``, ``limits``,
-    ``rate_limits``, ``tokens``, ``certificates``, ``peppol``, ``testdata``.
+    ``rate_limits``, ``permissions``, ``tokens``, ``certificates``, ``peppol``, ``testdata``.
     The login happens on the first call that needs the access token, or on `login`.
     """
 
@@ -217,6 +218,7 @@ class KsefClient:
         self.retrieval = RetrievalResource(api, storage, self.security)
         self.limits = LimitsResource(api, storage)
         self.rate_limits = RateLimitsResource(api, storage)
+        self.permissions = PermissionsResource(api, storage)
         self.tokens = TokensResource(api, storage)
         self.certificates = CertificatesResource(api, storage)
         self.peppol = PeppolResource(api, storage)
