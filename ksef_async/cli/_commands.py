@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ksef_async.cli import get as _get  # noqa: F401
 from ksef_async.cli import make_invoices as _make_invoices  # noqa: F401
+from ksef_async.cli import permissions as _permissions  # noqa: F401
 from ksef_async.cli import prepare as _prepare  # noqa: F401
 from ksef_async.cli import qr as _qr  # noqa: F401
 from ksef_async.cli import query as _query  # noqa: F401
