@@ -23,6 +23,8 @@
     │   ├── AuthenticationFailedError  GET /auth/{ref} ended with a code >= 300
     │   ├── SessionFailedError         a session ended in 4xx/5xx
     │   └── ExportFailedError          an export ended in 210/415/420/500/550
+    ├── ResponseFormatError            a KSeF success body does not match its model in the spec
+    │                                  (.operation, .problems: tuple of "$.path: reason", never values)
     ├── IntegrityError                 a hash or size from KSeF does not match the bytes received
     └── DeadlineExceededError          polling gave up at the caller's deadline
 
@@ -56,6 +58,7 @@ __all__ = [
     "NotFoundError",
     "OperationFailedError",
     "RateLimitedError",
+    "ResponseFormatError",
     "ServerError",
     "SessionFailedError",
     "TransportError",
@@ -83,6 +86,25 @@ class IntegrityError(KsefError):
 
 class DeadlineExceededError(KsefError):
     """Polling stopped at the caller's deadline before the operation finished."""
+
+
+class ResponseFormatError(KsefError):
+    """A KSeF response body does not match the model the spec gives it (KSeF changed, or a proxy answered).
+
+    The message names the operation and the JSON paths of the offending fields, never their values: a body may
+    hold tokens or pre-signed URLs.
+
+    Attributes:
+        operation: The operation id (``ksef_async.operations``) whose response failed.
+        problems: One ``"$.path: reason"`` per offending field, e.g. ``"$.status.code: expected int"``.
+    """
+
+    def __init__(self, operation: str, problems: Sequence[str]) -> None:
+        self.operation = operation
+        self.problems = tuple(problems) or ("$: does not match the model",)
+        head = "; ".join(self.problems[:5])
+        more = f" (+{len(self.problems) - 5} more)" if len(self.problems) > 5 else ""  # noqa: PLR2004
+        super().__init__(f"{operation}: unexpected response format: {head}{more}")
 
 
 @attrs.frozen

@@ -7,14 +7,17 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+import attrs
+import cattrs
+
 from ksef_async._logging import extras, get_logger
 from ksef_async.core.polling import Backoff, PollSchedule
-from ksef_async.errors import DeadlineExceededError
+from ksef_async.errors import DeadlineExceededError, ResponseFormatError
 from ksef_async.models.converter import structure
 from ksef_async.operations import operation
 from ksef_async.transport import ApiResponse, ApiTransport, StorageTransport
 
-__all__ = ["CONTINUATION_HEADER", "Resource", "poll_until"]
+__all__ = ["CONTINUATION_HEADER", "Resource", "decode_json", "poll_until", "structure_response"]
 
 T = TypeVar("T")
 P = TypeVar("P")
@@ -23,6 +26,64 @@ CONTINUATION_HEADER = "x-continuation-token"
 """Request header that asks for the page after the one whose body carried this ``continuationToken``."""
 
 logger = get_logger("polling")
+
+# What structuring raises when a hook meets a value it cannot take outside cattrs' detailed validation.
+_STRUCTURE_ERRORS = (TypeError, ValueError, KeyError, AttributeError)
+
+
+def _reason(exc: BaseException, expected: Any) -> str:
+    """Describe why one field failed without its value: exception texts may quote it, and it may be a token."""
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        return f"unexpected fields {sorted(exc.extra_fields)}"  # keys are schema names, not values
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    if expected is None:
+        return f"invalid value ({type(exc).__name__})"
+    return f"expected {getattr(expected, '__name__', None) or expected}"
+
+
+def _json_kind(value: Any) -> str:
+    """Return the JSON type name of a decoded value."""
+    kinds = ((type(None), "null"), (bool, "boolean"), (int | float, "number"), (str, "string"), (list, "array"))
+    return next((name for kind, name in kinds if isinstance(value, kind)), "object")
+
+
+def decode_json(op_id: str, response: ApiResponse) -> Any:
+    """Return the JSON body of ``response``.
+
+    Raises:
+        ResponseFormatError: The body is not JSON (the decoder's message, which quotes the body, is dropped).
+    """
+    try:
+        return response.json()
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        pass
+    # Raised outside the handler so that the decoder's error is not even kept as __context__.
+    raise ResponseFormatError(op_id, ["$: body is not JSON"])
+
+
+def structure_response(op_id: str, body: Any, model: type[T]) -> T:
+    """Return ``body`` structured as ``model``, the response of operation ``op_id``.
+
+    Raises:
+        ResponseFormatError: The body does not match the model; it lists each offending ``$.path`` (attribute
+            names, as the model spells them) and why, never a value. The cattrs error is not chained for that
+            reason: its sub-exceptions quote the values.
+    """
+    if attrs.has(model) and not isinstance(body, dict):
+        # cattrs would index a string or an array by field name and report every field instead.
+        raise ResponseFormatError(op_id, [f"$: expected {model.__name__} (an object), got {_json_kind(body)}"])
+    try:
+        return structure(body, model)
+    except cattrs.BaseValidationError as exc:
+        problems = cattrs.transform_error(exc, format_exception=_reason)
+    except _STRUCTURE_ERRORS as exc:
+        # A hook failed outside detailed validation: its message may quote the value, so only its type is kept.
+        problems = [f"invalid value ({type(exc).__name__}) @ $"]
+    # transform_error writes "reason @ $.path"; lead with the path, which is what a reader scans for.
+    raise ResponseFormatError(
+        op_id, [f"{path}: {reason}" for reason, _, path in (p.rpartition(" @ ") for p in problems)]
+    )
 
 
 class Resource:
@@ -45,7 +106,15 @@ class Resource:
 
     async def _get_model(self, op_id: str, model: type[T], **kwargs: Any) -> T:
         response = await self._send(op_id, **kwargs)
-        return structure(response.json(), model)
+        return structure_response(op_id, decode_json(op_id, response), model)
+
+    def _structure(self, op_id: str, response: ApiResponse, model: type[T]) -> T:
+        """Decode and structure the response of ``op_id`` (for resources that send through `_send` themselves).
+
+        Raises:
+            ResponseFormatError: The body is not JSON or does not match ``model``.
+        """
+        return structure_response(op_id, decode_json(op_id, response), model)
 
     async def _pages(
         self,
@@ -60,8 +129,8 @@ class Resource:
         while True:
             headers = {CONTINUATION_HEADER: token} if token else None
             response = await self._send(op_id, params=params, path_params=path_params, headers=headers)
-            body = response.json()
-            yield structure(body, model)
+            body = decode_json(op_id, response)
+            yield structure_response(op_id, body, model)
             token = body.get("continuationToken") if isinstance(body, dict) else None
             if not token:
                 return
