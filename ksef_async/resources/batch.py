@@ -12,7 +12,7 @@ from ksef_async.models import (
     OpenBatchSessionResponse,
     PartUploadRequest,
 )
-from ksef_async.models.converter import structure, unstructure
+from ksef_async.models.converter import unstructure
 from ksef_async.resources._base import Resource
 from ksef_async.resources._keys import encryption_info, with_key_rotation
 from ksef_async.resources.security import SecurityResource
@@ -45,7 +45,7 @@ class BatchResource(Resource):
                 offline_mode=offline_mode or None,
             )
             response = await self._send("post_sessions_batch", json_body=unstructure(request))
-            return structure(response.json(), OpenBatchSessionResponse)
+            return self._structure("post_sessions_batch", response, OpenBatchSessionResponse)
 
         return await with_key_rotation(self._security, KEY_USAGE_SYMMETRIC, attempt, what="post_sessions_batch")
 

@@ -15,7 +15,7 @@ from ksef_async.models import (
     SendInvoiceRequest,
     SendInvoiceResponse,
 )
-from ksef_async.models.converter import structure, unstructure
+from ksef_async.models.converter import unstructure
 from ksef_async.resources._base import Resource
 from ksef_async.resources._keys import encryption_info, with_key_rotation
 from ksef_async.resources.security import SecurityResource
@@ -51,7 +51,7 @@ class OnlineResource(Resource):
         async def attempt(public_key: MfPublicKey) -> OpenOnlineSessionResponse:
             request = OpenOnlineSessionRequest(form_code=form_code, encryption=encryption_info(session_key, public_key))
             response = await self._send("post_sessions_online", json_body=unstructure(request))
-            return structure(response.json(), OpenOnlineSessionResponse)
+            return self._structure("post_sessions_online", response, OpenOnlineSessionResponse)
 
         opened = await with_key_rotation(self._security, KEY_USAGE_SYMMETRIC, attempt, what="post_sessions_online")
         return OnlineSession(opened.reference_number, opened.valid_until, session_key)
@@ -88,7 +88,7 @@ class OnlineResource(Resource):
             json_body=unstructure(request),
             reference_number=session.reference_number,
         )
-        return structure(response.json(), SendInvoiceResponse)
+        return self._structure("post_sessions_online_invoices", response, SendInvoiceResponse)
 
     async def close(self, reference_number: str) -> None:
         """``POST /sessions/online/{referenceNumber}/close``: close the session; KSeF then prepares the UPO."""

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 from ksef_async._logging import extras, get_logger
 from ksef_async.core.crypto import MfPublicKey, b64, select_public_key
+from ksef_async.errors import ResponseFormatError
 from ksef_async.models import PublicKeyCertificate
-from ksef_async.models.converter import structure
-from ksef_async.resources._base import Resource
+from ksef_async.resources._base import Resource, decode_json, structure_response
 from ksef_async.transport import ApiTransport, StorageTransport
 
 __all__ = ["SecurityResource"]
@@ -44,8 +44,11 @@ class SecurityResource(Resource):
 
     async def public_key_certificates(self) -> list[PublicKeyCertificate]:
         """Fetch the MF public-key certificates (no cache)."""
-        response = await self._send("get_security_public_key_certificates")
-        return [structure(item, PublicKeyCertificate) for item in response.json()]
+        op_id = "get_security_public_key_certificates"
+        body = decode_json(op_id, await self._send(op_id))
+        if not isinstance(body, list):
+            raise ResponseFormatError(op_id, ["$: expected an array of PublicKeyCertificate"])
+        return [structure_response(op_id, item, PublicKeyCertificate) for item in body]
 
     async def public_keys(self, *, refresh: bool = False) -> list[MfPublicKey]:
         """Return the MF keys, from the cache unless ``refresh`` (concurrent callers share one fetch)."""
