@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -11,12 +12,14 @@ import anyio.to_thread
 import pytest
 from rich.console import Console
 
+from ksef_async.batch.events import BatchEvent, PartUploaded
 from ksef_async.cli._connection import Connection
 from ksef_async.cli.send_batch import send_batch
+from ksef_async.errors import InvoiceError
 from ksef_async.testing.invoices import InvoiceFactory
 from ksef_async.testing.simulator import KsefSimulator
 
-from .conftest import NIP, TOKEN, SimFactory, accepted_per_number, sender_for
+from .conftest import NIP, TOKEN, SimFactory, accepted_per_number, fast_config, sender_for
 
 pytestmark = pytest.mark.anyio
 
@@ -116,3 +119,37 @@ async def test_stop_policy_sends_nothing_and_exits_1(ksef_simulator_factory: Sim
     assert not sim.state.invoices
     assert not list((tmp_path / "state").glob("*.aes"))
     assert not list((tmp_path / "state").glob("s*-upload.json"))
+
+
+async def test_stop_after_a_session_was_opened_leaves_it_unclosed(
+    ksef_simulator_factory: SimFactory, tmp_path: Path
+) -> None:
+    """An invalid invoice after session 1 was opened and uploaded: session 1 is never closed, so nothing is sent."""
+    sim: KsefSimulator = await ksef_simulator_factory(contexts=[(NIP, TOKEN)], seed=14, rate_limits="off")
+    factory = InvoiceFactory(NIP, seed=34, size_kb=4)
+    opened = anyio.Event()
+
+    def on_event(event: BatchEvent) -> None:
+        if isinstance(event, PartUploaded):
+            opened.set()
+
+    async def invoices() -> AsyncIterator[tuple[str, bytes]]:
+        # Valid invoices, slowly, until session 1 is open and uploading; then the bad one.
+        for name, data in factory.iter(1000):
+            yield name, data
+            if opened.is_set():
+                break
+            await anyio.sleep(0.005)
+        yield "zz-broken.xml", b"<Faktura>"
+
+    state = tmp_path / "state"
+    async with sender_for(sim, state, fast_config(part_size=10_000), on_event) as sender:
+        with pytest.raises(InvoiceError):
+            await sender.send(invoices())
+    sessions = [s for s in sim.state.sessions.values() if s.kind.value == "Batch"]
+    assert sessions, "session 1 was opened before the invalid invoice was read"
+    assert all(s.closed is None for s in sessions)
+    assert not sim.state.invoices
+    assert not list(state.glob("*.aes"))
+    assert not list(state.glob("s*-upload.json"))
+    assert not (state / "plan.json").exists()
