@@ -426,7 +426,7 @@ class BatchSender:
                 await self._advance(index)
             except _Restart as why:
                 if reopens >= self.config.max_reopens:
-                    self._fail(index, None, f"gave up after {reopens + 1} sessions: {why}")
+                    self._fail(index, f"gave up after {reopens + 1} sessions: {why}")
                     await self._save()
                     return
                 reopens += 1
@@ -438,23 +438,16 @@ class BatchSender:
                 logger.warning(
                     "batch session failed", extra=extras(session=index, error=type(exc).__name__, status=code)
                 )
-                self._fail(index, code, f"{type(exc).__name__}: {exc}")
+                self._fail(index, f"{type(exc).__name__}: {exc}")
                 await self._save()
                 return
             else:
                 return
 
-    def _fail(self, index: int, code: int | None, description: str) -> None:
+    def _fail(self, index: int, description: str) -> None:
+        # status_code stays KSeF's session status (never an HTTP status): resume decides by it.
         session = self._sessions[index]
-        self._set(
-            attrs.evolve(
-                session,
-                state=SessionState.FAILED,
-                status_code=code if code is not None else session.status_code,
-                status_description=description,
-            ),
-            announce=True,
-        )
+        self._set(attrs.evolve(session, state=SessionState.FAILED, status_description=description), announce=True)
 
     async def _advance(self, index: int) -> None:
         if not await self._settle_failed(index):
@@ -495,8 +488,8 @@ class BatchSender:
             await self._restart(index)  # it never got a session at KSeF: try again
             return True
         if session.status_code is None or session.status_code in _NOT_FINAL:
-            # It failed on our side (e.g. polling gave up) after the close: poll again.
-            self._set(attrs.evolve(session, state=SessionState.CLOSED))
+            # It failed on our side (upload, close or polling); resume asks KSeF where it stands first.
+            self._set(attrs.evolve(session, state=SessionState.UPLOADING))
             return True
         return False  # a final failure at KSeF: its invoices carry their outcome (or the session's)
 

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import attrs
 
-from ksef_async.core.plan import BatchPlan, InvoiceEntry, InvoiceOutcome, OutcomeStatus, SessionPlan
+from ksef_async.core.plan import BatchPlan, InvoiceEntry, InvoiceOutcome, OutcomeStatus, SessionPlan, SessionState
 
 __all__ = [
     "PENDING_CODES",
@@ -138,7 +138,8 @@ def _entry(invoice: InvoiceEntry, session: SessionPlan) -> ReportEntry:
     outcome = invoice.outcome
     error: dict[str, Any] | None = None
     if outcome is None:
-        if session.status_code is not None and session.status_code >= 300:  # noqa: PLR2004
+        failed = session.state is SessionState.FAILED
+        if failed or (session.status_code is not None and session.status_code >= 300):  # noqa: PLR2004
             error = {"code": session.status_code, "description": session.status_description, "details": []}
         return ReportEntry(
             invoice.name,

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.anyio
 class ScriptedApi:
     """`BatchApi` whose close answers follow a script; the session is open (100) until a close takes effect."""
 
-    def __init__(self, close_script: list[str], invoices: list[tuple[str, bytes]]) -> None:
+    def __init__(self, close_script: list[str], invoices: list[tuple[str, bytes]], *, refuse_uploads: int = 0) -> None:
         mf = MfKey.generate(KEY_USAGE_SYMMETRIC, bits=2048, now=dt.datetime.now(dt.UTC))
         raw = mf.to_json()
         self.key = MfPublicKey.from_api(
@@ -39,6 +39,8 @@ class ScriptedApi:
         self.closed = False
         self.close_calls = 0
         self.uploads = 0
+        self.opens = 0
+        self.refuse_uploads = refuse_uploads
 
     async def public_key(self) -> MfPublicKey:
         return self.key
@@ -48,6 +50,7 @@ class ScriptedApi:
 
     async def open_batch(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
         parts = body["batchFile"]["fileParts"]
+        self.opens += 1
         return {
             "referenceNumber": "20260101-SB-0000000000-0000000000-00",
             "partUploadRequests": [
@@ -62,6 +65,9 @@ class ScriptedApi:
     ) -> None:
         assert method == "PUT"
         assert len(body.read()) == size
+        if self.refuse_uploads:
+            self.refuse_uploads -= 1
+            raise BadRequestError(400, [ApiErrorDetail(None, "InvalidHeaderValue")])
         self.uploads += 1
 
     async def close_batch(self, reference_number: str) -> None:
@@ -122,3 +128,23 @@ async def test_close_racing_the_last_part_21205_is_retried(tmp_path: Path) -> No
     api, accepted = await _send(tmp_path, ["21205", "ok"])
     assert accepted
     assert api.close_calls == 2
+
+
+async def test_a_session_failed_mid_upload_is_finished_by_resume(tmp_path: Path) -> None:
+    items = list(InvoiceFactory(NIP, seed=52, size_kb=4).iter(5))
+    api = ScriptedApi(["ok"], items, refuse_uploads=1)
+
+    async def no_wait(_seconds: float) -> None:
+        return None
+
+    first = await BatchSender(api, tmp_path / "state", fast_config(), sleep=no_wait).send(items)
+    assert not first.all_accepted
+    assert {e.outcome for e in first.entries} == {"unknown"}
+    error = first.entries[0].error
+    assert error is not None
+    assert "BadRequestError" in str(error["description"])
+    assert api.close_calls == 0  # a session with a missing part is never closed
+    again = await BatchSender(api, tmp_path / "state", fast_config(), sleep=no_wait).resume()
+    assert again.all_accepted
+    assert api.opens == 1  # the same session, still open and in its window, was finished
+    assert api.close_calls == 1
