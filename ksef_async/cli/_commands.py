@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from ksef_async.cli import demo as _demo  # noqa: F401
 from ksef_async.cli import get as _get  # noqa: F401
 from ksef_async.cli import make_invoices as _make_invoices  # noqa: F401
 from ksef_async.cli import permissions as _permissions  # noqa: F401
 from ksef_async.cli import prepare as _prepare  # noqa: F401
 from ksef_async.cli import qr as _qr  # noqa: F401
 from ksef_async.cli import query as _query  # noqa: F401
+from ksef_async.cli import resume as _resume  # noqa: F401
 from ksef_async.cli import send as _send  # noqa: F401
 from ksef_async.cli import simulator as _simulator  # noqa: F401
 from ksef_async.cli import status as _status  # noqa: F401

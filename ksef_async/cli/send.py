@@ -1,7 +1,7 @@
 """`ksef-async send`: send invoice files to KSeF and write a per-invoice report.
 
-Dispatch point: `send` validates its options and hands over to ``_send_online`` (``--online``) or ``_send_batch``
-(the default once the batch engine lands; until then the command says that batch sending needs ``--online``).
+`send` validates its options and hands over to the batch engine (the default, `ksef_async.cli.send_batch`) or to
+``_send_online`` (``--online``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from cyclopts import Parameter
 
 from ksef_async.cli._app import app
 from ksef_async.cli._connection import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Connection, run_async
+from ksef_async.cli.send_batch import send_batch
 from ksef_async.cli.validate import expand_paths
+from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE
 from ksef_async.online import OnlineSendResult, send_online
 
 __all__ = ["send"]
@@ -33,6 +35,9 @@ def send(
     concurrency: int = 8,
     wait: float = 600.0,
     upo_dir: Path | None = None,
+    no_validate: Annotated[bool, Parameter(negative="")] = False,
+    part_size: int = MAX_PART_PLAIN_SIZE,
+    state_dir: Path | None = None,
 ) -> int:
     """Send invoices to KSeF and print one line per invoice.
 
@@ -52,11 +57,20 @@ def send(
     skip_invalid
         Send the valid invoices even if some are invalid (by default nothing is sent then).
     concurrency
-        Invoices in flight at once (the rate limiter still paces the requests).
+        Online: invoices in flight at once (the rate limiter still paces the requests). Batch: parts uploaded at
+        once (the storage connection pool is sized to match).
     wait
-        Seconds to wait for KSeF to process the session after closing it.
+        Online: seconds to wait for KSeF to process the session after closing it.
     upo_dir
         Save the session UPO pages here.
+    no_validate
+        Batch: skip the local preflight and XSD validation (KSeF still validates every invoice).
+    part_size
+        Batch: the largest plaintext part in bytes (at most 99,999,984); smaller parts spread one archive over
+        several connections.
+    state_dir
+        Batch: where the plan, the encrypted parts and the resume records live (default: a new directory under
+        the user's cache directory, printed at start). ``ksef-async resume DIR`` finishes an interrupted send.
     """
     files, missing = expand_paths(paths)
     for path in missing:
@@ -66,18 +80,21 @@ def send(
             print("no invoice files found in the given paths", file=sys.stderr)
         return EXIT_USAGE
     if not online:
-        return _send_batch(files, connection)
+        return send_batch(
+            files,
+            connection,
+            report=report,
+            upo_dir=upo_dir,
+            skip_invalid=skip_invalid,
+            concurrency=concurrency,
+            validate=not no_validate,
+            part_size=part_size,
+            state_dir=state_dir,
+        )
     return run_async(
         lambda: _send_online(files, connection, skip_invalid=skip_invalid, concurrency=concurrency, wait=wait),
         lambda result: _finish(result, report=report, upo_dir=upo_dir),
     )
-
-
-def _send_batch(files: list[Path], connection: Connection) -> int:
-    """Batch sending: the batch engine plugs in here (same options, same report and exit codes)."""
-    del files, connection
-    print("ksef-async send: batch sending is not available in this build yet; add --online", file=sys.stderr)
-    return EXIT_USAGE
 
 
 async def _send_online(
