@@ -84,7 +84,7 @@ def person_cert(pesel: str = PESEL) -> TestCertificate:
     return generate_person_certificate(given_name="Jan", surname="Kowalski", pesel=pesel, algorithm="ec")
 
 
-async def test_post_permissions_persons_grants_then_query_persons_grants(sim: KsefSimulator) -> None:
+async def test_post_permissions_persons_grants_and_post_permissions_query_persons_grants(sim: KsefSimulator) -> None:
     async with owner_client(sim) as client:
         started = await client.permissions.grant_to_person(person_grant("Pesel", PESEL, "InvoiceWrite", "InvoiceRead"))
         status = await finish(client, started)
@@ -210,7 +210,7 @@ async def test_enforcement_operations_need_a_role_operation_fails_430(sim: KsefS
     assert roles == ["CourtBailiff"]
 
 
-async def test_post_permissions_entities_grants_and_query_entities_grants(sim: KsefSimulator) -> None:
+async def test_post_permissions_entities_grants_and_post_permissions_query_entities_grants(sim: KsefSimulator) -> None:
     partner = generate_nip(random.Random(21))
     async with owner_client(sim) as client:
         request = EntityPermissionsGrantRequest(
@@ -292,19 +292,22 @@ async def test_post_permissions_indirect_grants_needs_delegation(sim: KsefSimula
         await accountant.online.close(session.reference_number)
 
 
-async def test_post_permissions_authorizations_grants_query_and_delete_authorizations_grants(
-    sim: KsefSimulator,
-) -> None:
-    partner = generate_nip(random.Random(41))
-    partner_token = sim.add_context(partner)
-    request = EntityAuthorizationPermissionsGrantRequest(
+def self_invoicing(partner: str) -> EntityAuthorizationPermissionsGrantRequest:
+    return EntityAuthorizationPermissionsGrantRequest(
         subject_identifier=EntityAuthorizationPermissionsSubjectIdentifier(type="Nip", value=partner),
         permission="SelfInvoicing",
         description="Samofakturowanie dostawcy",
         subject_details=EntityDetails(full_name="Dostawca Sp. z o.o."),
     )
+
+
+async def test_post_permissions_authorizations_grants_and_post_permissions_query_authorizations_grants(
+    sim: KsefSimulator,
+) -> None:
+    partner = generate_nip(random.Random(41))
+    partner_token = sim.add_context(partner)
     async with owner_client(sim) as client:
-        await finish(client, await client.permissions.grant_authorization(request))
+        await finish(client, await client.permissions.grant_authorization(self_invoicing(partner)))
         granted = [
             g
             async for g in client.permissions.query_authorizations(
@@ -314,40 +317,62 @@ async def test_post_permissions_authorizations_grants_query_and_delete_authoriza
                 )
             )
         ]
-        assert [(str(g.authorization_scope), g.authorizing_entity_identifier.value) for g in granted] == [
-            ("SelfInvoicing", DEFAULT_NIP)
-        ]
-        async with owner_client(sim, partner, partner_token) as other:
-            received = [
-                g
-                async for g in other.permissions.query_authorizations(
-                    EntityAuthorizationPermissionsQueryRequest(
-                        query_type="Received",
-                        authorizing_identifier=EntityAuthorizationsAuthorizingEntityIdentifier(
-                            type="Nip", value=DEFAULT_NIP
-                        ),
-                        permission_types=("SelfInvoicing",),
-                    )
-                )
-            ]
-        assert [g.id for g in received] == [granted[0].id]
-        # The common revocation does not take entity authorizations...
-        wrong = await client.permissions.revoke(granted[0].id)
-        with pytest.raises(OperationFailedError) as info:
-            await client.permissions.wait_for_operation(wrong.reference_number, max_wait=10, backoff=FAST)
-        assert info.value.code == 400
-        # ...their own does.
-        await finish(client, await client.permissions.revoke_authorization(granted[0].id))
-        after = [
+        other_types = [
             g
             async for g in client.permissions.query_authorizations(
+                EntityAuthorizationPermissionsQueryRequest(query_type="Granted", permission_types=("PefInvoicing",))
+            )
+        ]
+    async with owner_client(sim, partner, partner_token) as other:
+        received = [
+            g
+            async for g in other.permissions.query_authorizations(
+                EntityAuthorizationPermissionsQueryRequest(
+                    query_type="Received",
+                    authorizing_identifier=EntityAuthorizationsAuthorizingEntityIdentifier(
+                        type="Nip", value=DEFAULT_NIP
+                    ),
+                    permission_types=("SelfInvoicing",),
+                )
+            )
+        ]
+        granted_by_partner = [
+            g
+            async for g in other.permissions.query_authorizations(
                 EntityAuthorizationPermissionsQueryRequest(query_type="Granted")
             )
         ]
+    assert [(str(g.authorization_scope), g.authorizing_entity_identifier.value) for g in granted] == [
+        ("SelfInvoicing", DEFAULT_NIP)
+    ]
+    assert granted[0].authorized_entity_identifier.value == partner
+    assert granted[0].subject_entity_details is not None
+    assert granted[0].subject_entity_details.full_name == "Dostawca Sp. z o.o."
+    assert other_types == []
+    assert [g.id for g in received] == [granted[0].id]
+    assert granted_by_partner == []
+
+
+async def test_delete_permissions_authorizations_grants_by_permission_id(sim: KsefSimulator) -> None:
+    partner = generate_nip(random.Random(42))
+    granted_query = EntityAuthorizationPermissionsQueryRequest(query_type="Granted")
+    async with owner_client(sim) as client:
+        await finish(client, await client.permissions.grant_authorization(self_invoicing(partner)))
+        [granted] = [g async for g in client.permissions.query_authorizations(granted_query)]
+        # The common revocation does not take entity authorizations...
+        wrong = await client.permissions.revoke(granted.id)
+        with pytest.raises(OperationFailedError) as info:
+            await client.permissions.wait_for_operation(wrong.reference_number, max_wait=10, backoff=FAST)
+        still = [g.id async for g in client.permissions.query_authorizations(granted_query)]
+        # ...their own does.
+        await finish(client, await client.permissions.revoke_authorization(granted.id))
+        after = [g async for g in client.permissions.query_authorizations(granted_query)]
+    assert info.value.code == 400
+    assert still == [granted.id]
     assert after == []
 
 
-async def test_post_permissions_subunits_grants_and_query_subunits_grants(sim: KsefSimulator) -> None:
+async def test_post_permissions_subunits_grants_and_post_permissions_query_subunits_grants(sim: KsefSimulator) -> None:
     rng = random.Random(51)
     unit = generate_internal_id(DEFAULT_NIP, rng)
     admin_cert = person_cert()
@@ -452,32 +477,63 @@ async def test_get_permissions_query_entities_roles_and_post_permissions_query_s
     ] == [("VatGroupSubUnit", DEFAULT_NIP)]
 
 
-async def test_post_permissions_eu_entities_administration_grants_then_eu_entities_grants_and_query(
-    sim: KsefSimulator,
-) -> None:
-    eu_context = f"{DEFAULT_NIP}-DE123456789"
-    admin = generate_person_certificate(given_name="Hans", surname="Müller", pesel=PESEL, algorithm="ec")
-    representative = generate_person_certificate(
-        given_name="Eva", surname="Schmidt", pesel="22271569167", algorithm="ec"
+EU_CONTEXT = f"{DEFAULT_NIP}-DE123456789"
+
+
+def fp_details(first: str, last: str, pesel: str) -> EuEntityPermissionSubjectDetails:
+    return EuEntityPermissionSubjectDetails(
+        subject_details_type="PersonByFingerprintWithIdentifier",
+        person_by_fp_with_id=PersonByFingerprintWithIdentifierDetails(
+            first_name=first, last_name=last, identifier=PersonIdentifier(type="Pesel", value=pesel)
+        ),
     )
-    admin_request = EuEntityAdministrationPermissionsGrantRequest(
+
+
+async def appoint_eu_admin(sim: KsefSimulator) -> TestCertificate:
+    """The owner makes Hans Müller (by certificate fingerprint) administrator of Beispiel GmbH (NIP-DE...)."""
+    admin = generate_person_certificate(given_name="Hans", surname="Müller", pesel=PESEL, algorithm="ec")
+    request = EuEntityAdministrationPermissionsGrantRequest(
         subject_identifier=EuEntityAdministrationPermissionsSubjectIdentifier(
             type="Fingerprint", value=admin.fingerprint
         ),
-        context_identifier=EuEntityAdministrationPermissionsContextIdentifier(type="NipVatUe", value=eu_context),
+        context_identifier=EuEntityAdministrationPermissionsContextIdentifier(type="NipVatUe", value=EU_CONTEXT),
         description="Administrator podmiotu unijnego",
         eu_entity_name="Beispiel GmbH",
-        subject_details=EuEntityPermissionSubjectDetails(
-            subject_details_type="PersonByFingerprintWithIdentifier",
-            person_by_fp_with_id=PersonByFingerprintWithIdentifierDetails(
-                first_name="Hans", last_name="Müller", identifier=PersonIdentifier(type="Pesel", value=PESEL)
-            ),
-        ),
+        subject_details=fp_details("Hans", "Müller", PESEL),
         eu_entity_details=EuEntityDetails(full_name="Beispiel GmbH", address="Hauptstraße 1, Berlin"),
     )
     async with owner_client(sim) as client:
-        await finish(client, await client.permissions.grant_eu_entity_admin(admin_request))
+        await finish(client, await client.permissions.grant_eu_entity_admin(request))
+    return admin
+
+
+async def test_post_permissions_eu_entities_administration_grants_and_post_permissions_query_eu_entities_grants(
+    sim: KsefSimulator,
+) -> None:
+    admin = await appoint_eu_admin(sim)
+    async with owner_client(sim) as client:
         admins = [p async for p in client.permissions.query_eu_entities()]
+        other_entity = [
+            p
+            async for p in client.permissions.query_eu_entities(
+                EuEntityPermissionsQueryRequest(vat_ue_identifier="FR12345678901")
+            )
+        ]
+        wrong_context = EuEntityAdministrationPermissionsGrantRequest(
+            subject_identifier=EuEntityAdministrationPermissionsSubjectIdentifier(
+                type="Fingerprint", value=admin.fingerprint
+            ),
+            context_identifier=EuEntityAdministrationPermissionsContextIdentifier(
+                type="NipVatUe", value="1111111111-DE123456789"
+            ),
+            description="Administrator podmiotu unijnego",
+            eu_entity_name="Beispiel GmbH",
+            subject_details=fp_details("Hans", "Müller", PESEL),
+            eu_entity_details=EuEntityDetails(full_name="Beispiel GmbH", address="Hauptstraße 1, Berlin"),
+        )
+        refused = await client.permissions.grant_eu_entity_admin(wrong_context)
+        with pytest.raises(OperationFailedError) as info:
+            await client.permissions.wait_for_operation(refused.reference_number, max_wait=10, backoff=FAST)
     assert sorted(str(p.permission_scope) for p in admins) == [
         "Introspection",
         "InvoiceRead",
@@ -487,8 +543,20 @@ async def test_post_permissions_eu_entities_administration_grants_then_eu_entiti
     assert {(p.vat_ue_identifier, p.eu_entity_name, p.authorized_fingerprint_identifier) for p in admins} == {
         ("DE123456789", "Beispiel GmbH", admin.fingerprint)
     }
+    assert admins[0].eu_entity_details is not None
+    assert admins[0].eu_entity_details.address == "Hauptstraße 1, Berlin"
+    assert other_entity == []
+    assert info.value.code == 410  # the NIP-VAT UE context must start with the granting context's NIP
+
+
+async def test_post_permissions_eu_entities_grants_by_the_administrator(sim: KsefSimulator) -> None:
+    admin = await appoint_eu_admin(sim)
+    representative = generate_person_certificate(
+        given_name="Eva", surname="Schmidt", pesel="22271569167", algorithm="ec"
+    )
+    eu_context = ContextIdentifier("NipVatUe", EU_CONTEXT)
     # The administrator logs in to the NIP-VAT UE context by fingerprint and appoints a representative.
-    async with cert_client(sim, admin, ContextIdentifier("NipVatUe", eu_context), fingerprint=True) as eu:
+    async with cert_client(sim, admin, eu_context, fingerprint=True) as eu:
         await finish(
             eu,
             await eu.permissions.grant_eu_entity(
@@ -498,14 +566,7 @@ async def test_post_permissions_eu_entities_administration_grants_then_eu_entiti
                     ),
                     permissions=("InvoiceWrite",),
                     description="Przedstawiciel podmiotu unijnego",
-                    subject_details=EuEntityPermissionSubjectDetails(
-                        subject_details_type="PersonByFingerprintWithIdentifier",
-                        person_by_fp_with_id=PersonByFingerprintWithIdentifierDetails(
-                            first_name="Eva",
-                            last_name="Schmidt",
-                            identifier=PersonIdentifier(type="Pesel", value="22271569167"),
-                        ),
-                    ),
+                    subject_details=fp_details("Eva", "Schmidt", "22271569167"),
                 )
             ),
         )
@@ -516,9 +577,10 @@ async def test_post_permissions_eu_entities_administration_grants_then_eu_entiti
                 EuEntityPermissionsQueryRequest(authorized_fingerprint_identifier=representative.fingerprint)
             )
         ]
-    assert len(everyone) == 5
+    assert len(everyone) == 5  # four administrator permissions and the representative's
     assert [(str(p.permission_scope), p.eu_entity_name) for p in representatives] == [("InvoiceWrite", "Beispiel GmbH")]
-    async with cert_client(sim, representative, ContextIdentifier("NipVatUe", eu_context), fingerprint=True) as rep:
+    # The representative issues invoices for the EU entity.
+    async with cert_client(sim, representative, eu_context, fingerprint=True) as rep:
         session = await rep.online.open(FA3)
         await rep.online.close(session.reference_number)
 
@@ -581,7 +643,7 @@ async def test_testdata_grants_are_listed_as_system_and_revocable(sim: KsefSimul
             await person.login()
 
 
-async def test_query_persons_grants_pages_by_offset(sim: KsefSimulator) -> None:
+async def test_post_permissions_query_persons_grants_pages_by_offset(sim: KsefSimulator) -> None:
     rng = random.Random(71)
     pesels = [generate_pesel(rng) for _ in range(23)]
     async with owner_client(sim) as client:
