@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ksef_async.cli import cert as _cert  # noqa: F401
 from ksef_async.cli import demo as _demo  # noqa: F401
 from ksef_async.cli import get as _get  # noqa: F401
 from ksef_async.cli import make_invoices as _make_invoices  # noqa: F401
@@ -14,6 +15,7 @@ from ksef_async.cli import send as _send  # noqa: F401
 from ksef_async.cli import simulator as _simulator  # noqa: F401
 from ksef_async.cli import status as _status  # noqa: F401
 from ksef_async.cli import sync as _sync  # noqa: F401
+from ksef_async.cli import token as _token  # noqa: F401
 from ksef_async.cli import upo as _upo  # noqa: F401
 from ksef_async.cli import validate as _validate  # noqa: F401
 from ksef_async.cli._app import app
