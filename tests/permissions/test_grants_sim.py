@@ -420,9 +420,15 @@ async def test_post_permissions_subunits_grants_and_post_permissions_query_subun
         other = generate_pesel(rng)
         await finish(admin, await admin.permissions.grant_to_person(person_grant("Pesel", other, "InvoiceWrite")))
         inside = [p async for p in admin.permissions.query_persons(IN_CONTEXT)]
-    assert [
-        (p.authorized_identifier.value, p.context_identifier.value if p.context_identifier else None) for p in inside
-    ] == [(other, unit)]
+    # In force in the subunit: its administrator and the permission the administrator granted there.
+    assert sorted(
+        (
+            p.authorized_identifier.value,
+            str(p.permission_scope),
+            p.context_identifier.value if p.context_identifier else None,
+        )
+        for p in inside
+    ) == sorted([(other, "InvoiceWrite", unit), (PESEL, "CredentialsManage", unit)])
 
 
 async def test_get_permissions_query_entities_roles_and_post_permissions_query_subordinate_entities_roles(

@@ -716,7 +716,7 @@ async def query_persons(rt: Runtime, request: web.Request, principal: Principal 
         pool = [
             g
             for g in rt.state.permission_grants.values()
-            if (g.kind in ("person", "entity") and g.context == context)
+            if (g.kind in ("person", "entity", "subunit") and g.context == context)
             or (g.kind == "indirect" and g.grantor == context)
         ] + [g for g in _testdata_grants(rt) if g.context == context]
     elif query_type == "PermissionsGrantedInCurrentContext":
