@@ -358,20 +358,42 @@ def test_schemas_compile_without_network(monkeypatch: pytest.MonkeyPatch, sample
     assert errors == []
 
 
-def test_the_remote_import_is_served_by_the_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[str | None] = []
-    original = BundledSchemaResolver.resolve
+def test_the_remote_import_is_served_from_the_bundled_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str | None] = []
 
-    def spy(self: BundledSchemaResolver, url: str | None, public_id: str | None, context: Any) -> Any:
-        seen.append(url)
-        return original(self, url, public_id, context)
+    def refuse_remote(self: BundledSchemaResolver, url: str | None, public_id: str | None, context: Any) -> Any:
+        asked.append(url)
+        if url and url.startswith("http"):
+            raise RemoteSchemaRefusedError(url)
+        return None
 
-    monkeypatch.setattr(BundledSchemaResolver, "resolve", spy)
+    # compile_schema points the crd.gov.pl import at the bundled copy, so no remote URL is ever asked for.
+    monkeypatch.setattr(BundledSchemaResolver, "resolve", refuse_remote)
     compile_schema(FA3)
-    assert next(iter(BUNDLED_URLS)) in seen
-    # Without the resolver the same import cannot load: no_network leaves no other way to reach it.
+    assert not [url for url in asked if url and url.startswith("http")]
+    assert next(iter(BUNDLED_URLS)).startswith("http://crd.gov.pl/")
+    # Without that mapping the same import cannot load: no_network leaves no other way to reach it.
     with pytest.raises(etree.XMLSchemaParseError):
         etree.XMLSchema(etree.parse(str(schema_path(*FA3.xsd)), etree.XMLParser(no_network=True)))
+
+
+def test_schema_compilation_is_safe_across_threads() -> None:
+    import threading  # noqa: PLC0415
+
+    errors: list[BaseException] = []
+
+    def compile_fa3() -> None:
+        try:
+            compile_schema(FA3)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=compile_fa3) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
 
 
 def test_unknown_remote_imports_are_refused(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from lxml import etree
 
 from ksef_async._schemas import schema_path
 from ksef_async.errors import InvoiceError, InvoiceProblem
-from ksef_async.xml._resolver import schema_parser
+from ksef_async.xml._resolver import BUNDLED_URLS, schema_parser
 from ksef_async.xml.forms import InvoiceForm, form_for_tag, unknown_form_problem
 from ksef_async.xml.preflight import MAX_INVOICE_SIZE_WITH_ATTACHMENT, preflight, size_problem, utf8_problem
 
@@ -137,14 +137,21 @@ def _invoice_parser() -> etree.XMLParser:
 
 
 _COMPILE_LOCK = threading.Lock()
+_XSD_NS = "http://www.w3.org/2001/XMLSchema"
 
 
 def compile_schema(form: InvoiceForm) -> etree.XMLSchema:
     """Compile the bundled XSD of ``form`` (imports resolved to bundled files, never the network)."""
-    # Compiling under load in several threads at once once failed to resolve an imported type: libxml2's
-    # schema parser shares state across threads. Compilation runs once per thread and form, so a lock is free.
+    # Under load, with other threads parsing, libxml2 sometimes loaded the crd.gov.pl import without consulting
+    # our resolver (which it finds through thread-implied state), so the import's types did not resolve. Pointing
+    # the import at the bundled file before compiling takes the resolver out of that path; the resolver stays to
+    # refuse any other remote URL. Compilation runs once per thread and form, so the lock costs nothing.
     with _COMPILE_LOCK:
         doc = etree.parse(str(schema_path(*form.xsd)), schema_parser())
+        for node in doc.getroot().iter(f"{{{_XSD_NS}}}import", f"{{{_XSD_NS}}}include"):
+            parts = BUNDLED_URLS.get(node.get("schemaLocation") or "")
+            if parts is not None:
+                node.set("schemaLocation", schema_path(*parts).as_uri())
         return etree.XMLSchema(doc)
 
 
