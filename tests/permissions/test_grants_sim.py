@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import random
 
+import aiohttp
 import pytest
 
 from ksef_async.core.certs import TestCertificate, generate_person_certificate, generate_seal_certificate
 from ksef_async.core.identifiers import generate_internal_id, generate_nip, generate_pesel
-from ksef_async.errors import ConfigurationError, ForbiddenError, GoneError, OperationFailedError
+from ksef_async.errors import (
+    ConfigurationError,
+    DeadlineExceededError,
+    ForbiddenError,
+    GoneError,
+    OperationFailedError,
+)
 from ksef_async.models import (
     AttachmentPermissionGrantRequest,
     EntityAuthorizationPermissionsGrantRequest,
@@ -66,7 +73,7 @@ from ksef_async.models import (
 from ksef_async.models import (
     TestDataPermissionsGrantRequest as TdGrantRequest,
 )
-from ksef_async.testing.pytest_plugin import DEFAULT_NIP
+from ksef_async.testing.pytest_plugin import DEFAULT_NIP, DEFAULT_TOKEN
 from ksef_async.testing.simulator import KsefSimulator
 from ksef_async.xml.auth_request import ContextIdentifier
 
@@ -174,7 +181,7 @@ async def test_get_permissions_operations_by_reference_number_moves_from_100_to_
     ksef_simulator_factory: object,
 ) -> None:
     sim: KsefSimulator = await ksef_simulator_factory(  # type: ignore[operator]
-        contexts=[(DEFAULT_NIP, "20250101-EC-0000000000-0000000000-00|nip-5265877635|" + "0" * 64)],
+        contexts=[(DEFAULT_NIP, DEFAULT_TOKEN)],
         rate_limits="off",
         processing_delay=0.3,
     )
@@ -666,3 +673,78 @@ async def test_post_permissions_query_persons_grants_pages_by_offset(sim: KsefSi
     # startDate descending: the newest grant first.
     assert by_ten[0].authorized_identifier.value == pesels[-1]
     assert [p.start_date for p in by_ten] == sorted((p.start_date for p in by_ten), reverse=True)
+
+
+async def test_post_permissions_indirect_grants_to_all_partners_follow_the_delegations(sim: KsefSimulator) -> None:
+    """AllPartners: the accountant works for every client that let the office pass the permission on, until the
+    client takes it back."""
+    client_nip = generate_nip(random.Random(81))
+    client_token = sim.add_context(client_nip)
+    async with owner_client(sim, client_nip, client_token) as client:
+        await finish(
+            client,
+            await client.permissions.grant_to_entity(
+                EntityPermissionsGrantRequest(
+                    subject_identifier=EntityPermissionsSubjectIdentifier(type="Nip", value=DEFAULT_NIP),
+                    permissions=(EntityPermission(type="InvoiceRead", can_delegate=True),),
+                    description="Biuro rachunkowe",
+                    subject_details=EntityDetails(full_name="Biuro Rachunkowe"),
+                )
+            ),
+        )
+        [delegation] = [p async for p in client.permissions.query_persons(IN_CONTEXT)]
+        async with owner_client(sim) as office:
+            await finish(
+                office,
+                await office.permissions.grant_indirect(
+                    IndirectPermissionsGrantRequest(
+                        subject_identifier=IndirectPermissionsSubjectIdentifier(type="Pesel", value=PESEL),
+                        target_identifier=IndirectPermissionsTargetIdentifier(type="AllPartners"),
+                        permissions=("InvoiceRead",),
+                        description="Księgowa wszystkich klientów",
+                        subject_details=PersonPermissionSubjectDetails(
+                            subject_details_type="PersonByIdentifier",
+                            person_by_id=PersonDetails(first_name="Anna", last_name="Nowak"),
+                        ),
+                    )
+                ),
+            )
+        async with cert_client(sim, person_cert(), client_nip) as accountant:
+            mine = [p async for p in accountant.permissions.query_personal()]
+        assert [(str(p.permission_scope), p.target_identifier.type if p.target_identifier else None) for p in mine] == [
+            ("InvoiceRead", "AllPartners")
+        ]
+        # The client revokes the delegation: the accountant's next login there has no permission at all (415).
+        await finish(client, await client.permissions.revoke(delegation.id))
+    async with cert_client(sim, person_cert(), client_nip) as accountant:
+        with pytest.raises(OperationFailedError) as info:
+            await accountant.login()
+    assert info.value.code == 415
+
+
+async def test_post_permissions_query_persons_grants_checks_page_parameters_on_the_server(sim: KsefSimulator) -> None:
+    async with owner_client(sim) as client, aiohttp.ClientSession() as http:
+        token, _ = await client.authenticator.access_token()
+        url = f"{sim.base_url}/permissions/query/persons/grants"
+        headers = {"Authorization": f"Bearer {token}", "X-Error-Format": "problem-details"}
+        body = {"queryType": "PermissionsInCurrentContext"}
+        statuses = []
+        for params in ({"pageSize": "5"}, {"pageSize": "101"}, {"pageOffset": "-1"}, {"pageSize": "x"}):
+            async with http.post(url, json=body, params=params, headers=headers) as response:
+                statuses.append(response.status)
+        async with http.post(url, json=body, params={"pageOffset": "7"}, headers=headers) as response:
+            beyond = await response.json()
+    assert statuses == [400, 400, 400, 400]
+    assert beyond == {"permissions": [], "hasMore": False}
+
+
+async def test_wait_for_operation_gives_up_at_its_deadline(ksef_simulator_factory: object) -> None:
+    sim: KsefSimulator = await ksef_simulator_factory(  # type: ignore[operator]
+        contexts=[(DEFAULT_NIP, DEFAULT_TOKEN)],
+        rate_limits="off",
+        processing_delay=60.0,
+    )
+    async with owner_client(sim) as client:
+        started = await client.permissions.grant_to_person(person_grant("Pesel", PESEL, "InvoiceRead"))
+        with pytest.raises(DeadlineExceededError):
+            await client.permissions.wait_for_operation(started.reference_number, max_wait=0.2, backoff=FAST)
