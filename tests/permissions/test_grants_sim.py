@@ -239,6 +239,7 @@ async def test_post_permissions_entities_grants_and_post_permissions_query_entit
     seal = generate_seal_certificate(organization_name="Biuro", nip=partner, algorithm="ec")
     async with cert_client(sim, seal, partner) as own:
         received = [p async for p in own.permissions.query_entities()]
+        own_view = [p async for p in own.permissions.query_personal()]  # the owner sees them among its own
         filtered = [
             p
             async for p in own.permissions.query_entities(
@@ -250,6 +251,8 @@ async def test_post_permissions_entities_grants_and_post_permissions_query_entit
     assert {str(p.permission_scope) for p in received} == {"InvoiceWrite", "InvoiceRead"}
     assert all(p.context_identifier.value == DEFAULT_NIP for p in received)
     assert filtered == []
+    assert {str(p.permission_scope) for p in own_view} == {"InvoiceWrite", "InvoiceRead"}
+    assert all(p.context_identifier is not None and p.context_identifier.value == DEFAULT_NIP for p in own_view)
     # ...and logs in to the granting context with the granted permissions: it can issue invoices there.
     async with cert_client(sim, seal, DEFAULT_NIP) as acting:
         session = await acting.online.open(FA3)

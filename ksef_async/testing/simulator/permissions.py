@@ -676,7 +676,10 @@ async def query_personal(rt: Runtime, request: web.Request, principal: Principal
     """``POST /permissions/query/personal/grants``: the caller's own permissions in the current context."""
     assert principal is not None
     context = _context(principal)
-    key = (context, *_who(rt, principal))
+    who = _who(rt, principal)
+    key = (context, *who)
+    person = rt.state.persons.get(who[1]) if who[0] == "Pesel" else None
+    owner = who == ("Nip", _nip(context)) or (person is not None and person.nip == _nip(context))
     types, want_context, want_target = _types_filter(body), _opt_pair(body, "contextIdentifier"), None
     target_body = opt(body, "targetIdentifier", dict)
     if target_body is not None:
@@ -688,6 +691,8 @@ async def query_personal(rt: Runtime, request: web.Request, principal: Principal
         and (
             (g.kind == "testdata" and (g.context, *g.subject) == key)
             or any(k == key for k, _ in _provides(rt.state, g))
+            # An owner also sees what other entities granted the context's entity.
+            or (owner and g.kind == "entity" and g.subject == ("Nip", _nip(context)))
         )
     ]
     items = [
