@@ -5,10 +5,11 @@ Every spec operation is routed under ``/v2`` through one pipeline, in this order
 required permissions (403), check the JSON body against the spec (strict mode: a mismatch is logged at ERROR and
 recorded in ``sim.contract_violations``, and the handler still answers as KSeF would, e.g. 21161 for 51 parts), run
 the handler, inject a ``close-error`` fault, and check the answer against the spec (strict mode: a mismatch is
-recorded, logged and raised as `ContractViolationError`, so the client gets a 500). Operations the simulator does not
-implement (certificates, Peppol and certificate-limit test data) answer 501 with an
-``ExceptionResponse``; strict mode does not count those as violations. Storage (part uploads, UPO downloads) lives
-under ``/storage`` outside the API: no token, no rate limit.
+recorded, logged and raised as `ContractViolationError`, so the client gets a 500). Every operation of the bundled
+spec has a handler (``tests/test_coverage.py`` checks it); an operation without one would answer 501 with an
+``ExceptionResponse``, which strict mode does not count as a violation. ``sim.counters.operations`` counts requests
+per operation id. Storage (part uploads, UPO downloads) lives under ``/storage`` outside the API: no token, no rate
+limit.
 """
 
 from __future__ import annotations
