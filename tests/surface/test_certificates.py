@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from ksef_async import models
 from ksef_async.core.certs import TestCertificate, generate_seal_certificate
 from ksef_async.core.csr import build_csr, enrollment_subject, generate_key
 from ksef_async.core.ratelimit import WindowLimits
@@ -88,6 +89,23 @@ async def test_enrolled_authentication_certificate_logs_in_with_xades(
         limits = await client.limits.context()
     assert limits.online_session.max_invoices > 0
     assert sim.counters.operations["post_auth_xades_signature"] == 2
+
+    # By fingerprint, the certificate itself is the identity: it needs permissions of its own.
+    fingerprint = enrolled.certificate.fingerprint(hashes.SHA256()).hex().upper()
+    async with cert_client(sim, _pem(enrolled.certificate), _key_pem(enrolled.key), fingerprint=True) as client:
+        with pytest.raises(AuthenticationFailedError) as no_permissions:
+            await client.login()
+        await client.testdata.grant_permissions(
+            models.TestDataPermissionsGrantRequest(
+                context_identifier=models.TestDataContextIdentifier(type="Nip", value=DEFAULT_NIP),
+                authorized_identifier=models.TestDataAuthorizedIdentifier(type="Fingerprint", value=fingerprint),
+                permissions=(
+                    models.TestDataPermission(permission_type="InvoiceRead", description="reader by fingerprint"),
+                ),
+            )
+        )
+        await client.login()
+    assert no_permissions.value.code == 415
 
 
 @pytest.mark.covers("post_certificates_revoke", "post_certificates_query")
