@@ -17,7 +17,13 @@ from ksef_async import models
 from ksef_async.core.certs import TestCertificate, generate_seal_certificate
 from ksef_async.core.csr import build_csr, enrollment_subject, generate_key
 from ksef_async.core.ratelimit import WindowLimits
-from ksef_async.errors import AuthenticationFailedError, BadRequestError, ConfigurationError, ForbiddenError
+from ksef_async.errors import (
+    AuthenticationFailedError,
+    BadRequestError,
+    ConfigurationError,
+    ForbiddenError,
+    GoneError,
+)
 from ksef_async.models import (
     CertificateEnrollmentDataResponse,
     CertificateListItemStatus,
@@ -243,6 +249,9 @@ async def test_enrollment_status_is_100_until_processed(
         done = await owner.certificates.enrollment_status(submitted.reference_number)
         with pytest.raises(BadRequestError) as unknown:
             await owner.certificates.enrollment_status("20250101-EH-0000000000-0000000000-00")
+        sim.clock.advance(30 * 24 * 3600)  # the status is kept for 30 days (the client logs in again meanwhile)
+        with pytest.raises(GoneError):
+            await owner.certificates.enrollment_status(submitted.reference_number)
     assert pending.status.code == 100
     assert pending.certificate_serial_number is None
     assert done.status.code == 200
