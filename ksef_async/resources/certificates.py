@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator, Iterable
 
 import attrs
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from ksef_async.core.certs import KeyAlgorithm, PrivateKey
 from ksef_async.core.csr import build_csr, generate_key
 from ksef_async.core.polling import Backoff
-from ksef_async.errors import ConfigurationError, OperationFailedError
+from ksef_async.errors import ConfigurationError, IntegrityError, OperationFailedError
 from ksef_async.models import (
     CertificateEnrollmentDataResponse,
     CertificateEnrollmentStatusResponse,
@@ -36,6 +37,8 @@ __all__ = ["CertificatesResource", "EnrolledCertificate"]
 _IN_PROGRESS = 100
 _ISSUED = 200
 _MAX_RETRIEVE = 10
+_DER = serialization.Encoding.DER
+_SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
 
 
 @attrs.frozen
@@ -135,7 +138,8 @@ class CertificatesResource(Resource):
 
         Raises:
             ConfigurationError: A key KSeF refuses.
-            OperationFailedError: The enrollment was rejected.
+            OperationFailedError: The enrollment was rejected (or the issued certificate could not be retrieved).
+            IntegrityError: The issued certificate is not for the generated key.
         """
         data = await self.enrollment_data()
         key = key if key is not None else generate_key(algorithm)
@@ -144,10 +148,20 @@ class CertificatesResource(Resource):
         )
         submitted = await self.submit_enrollment(request)
         serial = await self.wait_for_enrollment(submitted.reference_number, max_wait=max_wait, backoff=backoff)
-        (item,) = await self.retrieve([serial])
+        items = [i for i in await self.retrieve([serial]) if i.certificate_serial_number == serial]
+        if len(items) != 1:
+            raise OperationFailedError(
+                _ISSUED,
+                f"certificate {serial} was issued but POST /certificates/retrieve did not return it",
+                reference_number=submitted.reference_number,
+            )
+        (item,) = items
+        certificate = x509.load_der_x509_certificate(item.certificate)
+        if certificate.public_key().public_bytes(_DER, _SPKI) != key.public_key().public_bytes(_DER, _SPKI):
+            raise IntegrityError(f"certificate {serial} does not certify the key of the request")
         return EnrolledCertificate(
             key=key,
-            certificate=x509.load_der_x509_certificate(item.certificate),
+            certificate=certificate,
             serial_number=serial,
             reference_number=submitted.reference_number,
             certificate_type=item.certificate_type,

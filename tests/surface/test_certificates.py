@@ -23,6 +23,7 @@ from ksef_async.errors import (
     ConfigurationError,
     ForbiddenError,
     GoneError,
+    OperationFailedError,
 )
 from ksef_async.models import (
     CertificateEnrollmentDataResponse,
@@ -344,3 +345,17 @@ def test_build_csr_refuses_keys_ksef_refuses() -> None:
         build_csr(CertificateEnrollmentDataResponse(common_name="X", country_name="POL"), generate_key())
     with pytest.raises(ConfigurationError):
         generate_key("dsa")  # type: ignore[arg-type]
+
+
+@pytest.mark.covers("post_certificates_enrollments", "get_certificates_enrollments_by_reference_number")
+async def test_a_key_certified_for_another_subject_is_rejected(sim: KsefSimulator, owner_cert: TestCertificate) -> None:
+    key = generate_key("ec")
+    async with cert_client(sim, owner_cert.cert_pem, owner_cert.key_pem()) as owner:
+        await owner.certificates.enroll("First holder", key=key)
+    other_nip = "7762811692"
+    seal = generate_seal_certificate(organization_name="Inna Firma", nip=other_nip, algorithm="ec")
+    async with cert_client(sim, seal.cert_pem, seal.key_pem(), context=other_nip) as other:
+        with pytest.raises(OperationFailedError) as rejected:
+            await other.certificates.enroll("Same key elsewhere", key=key)
+    assert rejected.value.code == 400
+    assert rejected.value.details == ["Klucz publiczny został już certyfikowany przez inny podmiot."]
