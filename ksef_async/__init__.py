@@ -4,12 +4,16 @@ __version__ = "0.1.0"
 
 # The version is set before these imports: ksef_async.client reads it for the User-Agent.
 from ksef_async.auth import CertificateCredentials, KsefTokenCredentials
+from ksef_async.batch.engine import SendConfig
+from ksef_async.batch.reconcile import BatchReport
+from ksef_async.batch.send import resume_batch, send_batch
 from ksef_async.client import ClientConfig, Environment, KsefClient
 from ksef_async.online import InvoiceOutcome, OnlineSendResult, SessionOutcome, send_online
 from ksef_async.transport import KsefSystemWarning, RetryPolicy
 from ksef_async.xml.auth_request import ContextIdentifier
 
 __all__ = [
+    "BatchReport",
     "CertificateCredentials",
     "ClientConfig",
     "ContextIdentifier",
@@ -20,7 +24,10 @@ __all__ = [
     "KsefTokenCredentials",
     "OnlineSendResult",
     "RetryPolicy",
+    "SendConfig",
     "SessionOutcome",
     "__version__",
+    "resume_batch",
+    "send_batch",
     "send_online",
 ]

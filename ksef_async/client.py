@@ -173,6 +173,7 @@ class KsefClient:
         self._trace_configs = trace_configs
         self._api_session: aiohttp.ClientSession | None = None
         self._storage_session: aiohttp.ClientSession | None = None
+        self._transports: tuple[ApiTransport, StorageTransport] | None = None
         self._authenticator: Authenticator | None = None
 
     def __repr__(self) -> str:
@@ -209,6 +210,7 @@ class KsefClient:
         )
         api = ApiTransport(self.base_url, self._api_session, self.limiter, cfg.retry)
         storage = StorageTransport(self._storage_session)
+        self._transports = (api, storage)
         self.auth = AuthResource(api, storage)
         self.security = SecurityResource(api, storage)
         self.sessions = SessionsResource(api, storage)
@@ -244,6 +246,20 @@ class KsefClient:
             if session is not None:
                 await session.close()
         self._api_session = self._storage_session = None
+        self._transports = None
+
+    @property
+    def transports(self) -> tuple[ApiTransport, StorageTransport]:
+        """The API transport (auth, limiter, retries) and the storage transport (pre-signed URLs) of the open client.
+
+        For engines that drive KSeF calls themselves (the batch engine); every resource shares this pair.
+
+        Raises:
+            ConfigurationError: The client is not open.
+        """
+        if self._transports is None:
+            raise ConfigurationError("the client is not open: use 'async with KsefClient(...)'")
+        return self._transports
 
     @property
     def authenticator(self) -> Authenticator:

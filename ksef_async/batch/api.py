@@ -93,13 +93,8 @@ class TransportBatchApi:
     @classmethod
     def from_client(cls, client: KsefClient) -> TransportBatchApi:
         """Use the transports of an open `KsefClient` (its storage pool should match the upload concurrency)."""
-        resource = client.batch
-        # The client exposes its transports only through its resources; every resource shares the same pair.
-        return cls(
-            resource._api,  # noqa: SLF001
-            resource._storage,  # noqa: SLF001
-            lambda: client.security.public_key(KEY_USAGE_SYMMETRIC),
-        )
+        api, storage = client.transports
+        return cls(api, storage, lambda: client.security.public_key(KEY_USAGE_SYMMETRIC))
 
     async def public_key(self) -> MfPublicKey:
         """Fetch (once) and return the ``SymmetricKeyEncryption`` key."""
