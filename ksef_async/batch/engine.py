@@ -146,6 +146,8 @@ class SendConfig:
         upo_dir: Where session UPO pages are saved (default ``<state_dir>/upo``).
         download_upo: Whether to download the session UPO (default True).
         keep_spool: Keep the part files of a finished session (default False: deleted once it is done).
+        offline_mode: Open every session with ``offlineMode`` true (the invoices were issued in an offline mode,
+            digest §11); recorded per session in the plan, so `BatchSender.resume` keeps it.
     """
 
     concurrency: int = attrs.field(default=4, validator=_at_least_one)
@@ -166,6 +168,7 @@ class SendConfig:
     upo_dir: Path | None = None
     download_upo: bool = True
     keep_spool: bool = False
+    offline_mode: bool = False
 
 
 class _Restart(Exception):  # noqa: N818 - internal signal
@@ -285,6 +288,7 @@ class BatchSender:
             async with anyio.create_task_group() as tg:
 
                 def on_session(session: SessionPlan) -> None:
+                    session = attrs.evolve(session, offline_mode=cfg.offline_mode)
                     self._sessions[session.index] = session
                     self._emit(
                         SessionPrepared(
@@ -578,11 +582,7 @@ class BatchSender:
         if session.encryption is None:
             msg = f"session {index} has no encryption record: it was never prepared"
             raise ConfigurationError(msg)
-        body = {
-            "formCode": session.form.to_json(),
-            "batchFile": session.batch_file(),
-            "encryption": session.encryption.to_json(),
-        }
+        body = session.open_request(offline_mode=session.offline_mode or self.config.offline_mode)
         with self._stages.timed("open"):
             attempt = 0
             while True:

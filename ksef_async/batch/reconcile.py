@@ -45,15 +45,17 @@ def outcome_of(item: Mapping[str, Any]) -> InvoiceOutcome | None:
     description = status.get("description")
     details = tuple(str(d) for d in status.get("details") or ())
     reference = item.get("referenceNumber")
+    raw_mode = item.get("invoicingMode")
+    mode = raw_mode if isinstance(raw_mode, str) else None
     if code == _OK and item.get("ksefNumber"):
-        return InvoiceOutcome(OutcomeStatus.ACCEPTED, str(item["ksefNumber"]), code, description, (), reference)
+        return InvoiceOutcome(OutcomeStatus.ACCEPTED, str(item["ksefNumber"]), code, description, (), reference, mode)
     if code == _DUPLICATE:
         extensions = status.get("extensions") or {}
         original = extensions.get("originalKsefNumber") if isinstance(extensions, Mapping) else None
         return InvoiceOutcome(
-            OutcomeStatus.DUPLICATE, str(original) if original else None, code, description, details, reference
+            OutcomeStatus.DUPLICATE, str(original) if original else None, code, description, details, reference, mode
         )
-    return InvoiceOutcome(OutcomeStatus.REJECTED, None, code, description, details, reference)
+    return InvoiceOutcome(OutcomeStatus.REJECTED, None, code, description, details, reference, mode)
 
 
 @attrs.frozen
@@ -118,6 +120,7 @@ class ReportEntry:
         session_reference: The batch session's reference number.
         session: The session's index in the plan.
         source: Where the invoice came from (its path), when it was read from a file.
+        invoicing_mode: ``invoicingMode`` of KSeF's result (``Online`` or ``Offline``), when it gave one.
     """
 
     file: str
@@ -128,6 +131,7 @@ class ReportEntry:
     session_reference: str | None = None
     session: int | None = None
     source: str | None = None
+    invoicing_mode: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the entry as a JSON object (camelCase-free, stable keys)."""
@@ -162,6 +166,7 @@ def _entry(invoice: InvoiceEntry, session: SessionPlan) -> ReportEntry:
         session.reference_number,
         session.index,
         invoice.source,
+        outcome.invoicing_mode,
     )
 
 

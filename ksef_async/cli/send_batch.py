@@ -122,6 +122,7 @@ def send_batch(
     validate: bool = True,
     part_size: int = MAX_PART_PLAIN_SIZE,
     state_dir: Path | None = None,
+    offline: bool = False,
     console: Console | None = None,
 ) -> int:
     """Send ``files`` by batch; print progress and the summary; return the exit code (see the module docstring)."""
@@ -133,6 +134,7 @@ def send_batch(
             validate=validate,
             on_invalid="skip" if skip_invalid else "stop",
             upo_dir=upo_dir,
+            offline_mode=offline,
         )
     except (ConfigurationError, ValueError) as exc:
         print(f"ksef-async send: {exc}", file=sys.stderr)

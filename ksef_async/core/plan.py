@@ -105,6 +105,7 @@ class InvoiceOutcome:
     description: str | None = None
     details: tuple[str, ...] = ()
     reference_number: str | None = None  # the invoice's own reference number in the session
+    invoicing_mode: str | None = None  # ``invoicingMode`` of the result (Online | Offline), when KSeF gave it
 
 
 @attrs.frozen
@@ -193,6 +194,8 @@ class SessionPlan:
         upload_deadline: When the upload window closes (UTC), once opened.
         status_code: Last session status code seen.
         status_description: Last session status description seen.
+        offline_mode: Open the session with ``offlineMode`` true: its invoices were issued offline. Recorded in
+            the plan so that a resumed send reopens in the same mode.
     """
 
     index: int
@@ -208,6 +211,7 @@ class SessionPlan:
     upload_deadline: dt.datetime | None = None
     status_code: int | None = None
     status_description: str | None = None
+    offline_mode: bool = False
 
     def prepared(self, archive: PreparedArchive, files: Sequence[str], encryption: EncryptionRecord) -> SessionPlan:
         """Return this session with its archive, parts and encryption recorded, in state ``PREPARED``."""
@@ -242,8 +246,10 @@ class SessionPlan:
             "fileParts": [{"ordinalNumber": p.ordinal, "fileSize": p.size, "fileHash": p.hash} for p in self.parts],
         }
 
-    def open_request(self, *, offline_mode: bool = False) -> dict[str, Any]:
+    def open_request(self, *, offline_mode: bool | None = None) -> dict[str, Any]:
         """Return the body of POST /sessions/batch (``OpenBatchSessionRequest``) for this prepared session.
+
+        ``offlineMode`` is ``offline_mode`` when given, else the session's recorded `offline_mode`.
 
         Raises:
             ValueError: The session is not prepared yet.
@@ -255,7 +261,7 @@ class SessionPlan:
             "formCode": self.form.to_json(),
             "batchFile": self.batch_file(),
             "encryption": self.encryption.to_json(),
-            "offlineMode": offline_mode,
+            "offlineMode": self.offline_mode if offline_mode is None else offline_mode,
         }
 
 
