@@ -1,4 +1,4 @@
-"""Fixtures of the retrieval tests: a simulator (rate limits off unless a test says otherwise) and a logged-in client."""
+"""Fixtures of the retrieval tests: a simulator with generous custom rate limits and a logged-in client."""
 
 from __future__ import annotations
 
