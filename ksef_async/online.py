@@ -1,5 +1,7 @@
 """`send_online`: validate, encrypt and send invoices in online sessions, then report each invoice's final outcome.
 
+`send_technical_correction` sends the technical correction of a rejected offline invoice (digest §11).
+
 Steps: validate every invoice locally (nothing is sent if any is invalid, unless ``skip_invalid``); group them by
 form code (one session per form); open the session; send the invoices concurrently (the shared rate limiter paces
 them to KSeF's windows); close the session; wait until KSeF has processed it; read the per-invoice statuses from the
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
+import hashlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +24,7 @@ from ksef_async._logging import extras, get_logger
 from ksef_async.errors import (
     AmbiguousRequestError,
     ApiError,
+    BadRequestError,
     ConfigurationError,
     DeadlineExceededError,
     InvoiceError,
@@ -35,7 +40,19 @@ from ksef_async.xml.validation import ValidatedInvoice, check_invoice
 if TYPE_CHECKING:
     from ksef_async.client import KsefClient
 
-__all__ = ["DUPLICATE", "InvoiceOutcome", "OnlineSendResult", "SessionOutcome", "send_online"]
+__all__ = [
+    "CORRECTION_NOT_ALLOWED",
+    "CORRECTION_UNAVAILABLE",
+    "DUPLICATE",
+    "CorrectionNotAllowedError",
+    "CorrectionUnavailableError",
+    "InvoiceOutcome",
+    "OnlineSendResult",
+    "SessionOutcome",
+    "TechnicalCorrectionError",
+    "send_online",
+    "send_technical_correction",
+]
 
 logger = get_logger("online")
 
@@ -43,6 +60,38 @@ ACCEPTED = 200
 """Invoice status code: accepted, KSeF number assigned."""
 DUPLICATE = 440
 """Invoice status code: duplicate; ``extensions`` name the original KSeF number and session."""
+CORRECTION_UNAVAILABLE = 21166
+"""KSeF exception code: technical correction not available (e.g. a valid correction of the original exists)."""
+CORRECTION_NOT_ALLOWED = 21167
+"""KSeF exception code: the original invoice's status does not allow a technical correction."""
+
+
+class TechnicalCorrectionError(BadRequestError):
+    """KSeF refused a technical correction (HTTP 400, 21166 or 21167); ``file`` names the corrected invoice.
+
+    Nothing was accepted: the online session it was sent in is closed empty.
+    """
+
+    def __init__(self, file: str, cause: ApiError) -> None:
+        super().__init__(
+            cause.status,
+            cause.errors,
+            title=cause.title,
+            reference_number=cause.reference_number,
+            trace_id=cause.trace_id,
+            operation=cause.operation,
+            body=cause.body,
+        )
+        self.file = file
+        self.args = (f"{file}: {self.args[0]}",)
+
+
+class CorrectionUnavailableError(TechnicalCorrectionError):
+    """21166: no technical correction is possible, e.g. a valid correction of the same original already exists."""
+
+
+class CorrectionNotAllowedError(TechnicalCorrectionError):
+    """21167: the original's status forbids a technical correction (accepted, still processing, not offline...)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -62,6 +111,7 @@ class InvoiceOutcome:
         original_ksef_number: For a duplicate: the KSeF number of the invoice already in KSeF.
         original_session_reference_number: For a duplicate: the session the original was sent in.
         problems: Local validation problems (nothing was sent).
+        invoicing_mode: ``invoicingMode`` KSeF recorded (``Online`` or ``Offline``), once it has a status.
     """
 
     name: str
@@ -75,6 +125,7 @@ class InvoiceOutcome:
     original_ksef_number: str | None = None
     original_session_reference_number: str | None = None
     problems: tuple[InvoiceProblem, ...] = ()
+    invoicing_mode: str | None = None
 
     @property
     def accepted(self) -> bool:
@@ -98,6 +149,7 @@ class InvoiceOutcome:
             "reference_number": self.reference_number,
             "session_reference_number": self.session_reference_number,
             "invoice_hash": self.invoice_hash,
+            "invoicing_mode": self.invoicing_mode,
             "original_ksef_number": self.original_ksef_number,
             "original_session_reference_number": self.original_session_reference_number,
             "problems": [{"line": p.line, "rule": p.rule, "reason": p.reason} for p in self.problems],
@@ -222,6 +274,7 @@ def _outcome_from_status(name: str, session_ref: str, status: SessionInvoiceStat
         details=tuple(info.details or ()),
         original_ksef_number=ext.get("originalKsefNumber"),
         original_session_reference_number=ext.get("originalSessionReferenceNumber"),
+        invoicing_mode=None if status.invoicing_mode is None else str(status.invoicing_mode),
     )
 
 
@@ -407,3 +460,131 @@ async def _close(client: KsefClient, session: OnlineSession) -> None:
         logger.warning(
             "close of the online session is ambiguous", extra=extras(reference_number=session.reference_number)
         )
+
+
+def _corrected_hash(original: bytes | Path | None, original_hash: str | None, corrected: bytes) -> str:
+    """``hashOfCorrectedInvoice``: base64 SHA-256 of the original's exact bytes, checked locally."""
+    if (original is None) == (original_hash is None):
+        raise ConfigurationError("give exactly one of original (the rejected invoice's bytes) or original_hash")
+    if original is not None:
+        if isinstance(original, Path):
+            try:
+                data = original.read_bytes()
+            except OSError as exc:
+                msg = f"{original}: cannot read the original invoice: {exc.strerror or exc}"
+                raise ConfigurationError(msg) from exc
+        else:
+            data = bytes(original)
+        digest = hashlib.sha256(data).digest()
+    else:
+        assert original_hash is not None
+        try:
+            digest = base64.b64decode(original_hash, validate=True)
+        except (binascii.Error, ValueError):
+            digest = b""
+        if len(digest) != hashlib.sha256().digest_size:
+            raise ConfigurationError("original_hash: not the base64 of a SHA-256 digest (32 bytes)")
+    if digest == hashlib.sha256(corrected).digest():
+        raise ConfigurationError("the correction is byte-identical to the original: nothing would be corrected")
+    return base64.b64encode(digest).decode()
+
+
+async def send_technical_correction(
+    client: KsefClient,
+    corrected: bytes | Path,
+    *,
+    original: bytes | Path | None = None,
+    original_hash: str | None = None,
+    name: str | None = None,
+    max_wait: float | None = 600.0,
+    download_upo: bool = True,
+) -> OnlineSendResult:
+    """Send the technical correction of an offline invoice KSeF rejected, and return its final outcome.
+
+    The corrected invoice is validated locally, then sent alone in a new online session for its form, with
+    ``offlineMode`` true and ``hashOfCorrectedInvoice`` = base64 SHA-256 of the rejected original's exact bytes;
+    the session is closed and, once KSeF has processed it, the outcome is read from its invoice list. Unlike
+    ordinary online invoices, a correction may carry attachments (``Zalacznik``).
+
+    Args:
+        client: An open, logged-in (or credentialed) client.
+        corrected: The corrected invoice (bytes or a path), sent as exactly those bytes.
+        original: The rejected original's exact bytes (or path); or give ``original_hash``.
+        original_hash: Base64 SHA-256 of the rejected original (its ``invoiceHash``).
+        name: The corrected invoice's name in outcomes and errors (default: the path, or ``"correction"``).
+        max_wait: Seconds to wait for KSeF to process the session; None waits for ever.
+        download_upo: Download (hash-checked) and parse the session UPO.
+
+    Returns:
+        One outcome (``accepted`` when KSeF assigned a KSeF number) and the session.
+
+    Raises:
+        InvoiceError: The corrected invoice is invalid (nothing was sent).
+        ConfigurationError: Neither or both of ``original``/``original_hash``, a malformed hash, an unreadable file,
+            or a correction identical to the original.
+        CorrectionUnavailableError: KSeF answered 21166 (e.g. a valid correction of that original exists).
+        CorrectionNotAllowedError: KSeF answered 21167 (the original's status forbids a correction).
+        KsefError: Opening the session or another request failed.
+    """
+    label = name or (str(corrected) if isinstance(corrected, Path) else "correction")
+    (checked,) = await asyncio.to_thread(
+        lambda: _read([corrected if isinstance(corrected, Path) else (label, corrected)])
+    )
+    _, data, read_problem = checked
+    if data is None:
+        assert read_problem is not None
+        raise InvoiceError([read_problem])
+    result = await asyncio.to_thread(check_invoice, data, label)
+    if result.invoice is None or result.problems:
+        raise InvoiceError(result.problems)
+    corrected_hash = _corrected_hash(original, original_hash, data)
+    valid = result.invoice
+    item = _Item(0, label, data, valid)
+    form_code = valid.form.form_code
+    session = await client.online.open(_api_form_code(form_code))
+    ref = session.reference_number
+    log = extras(reference_number=ref, form=form_code.system_code)
+    logger.info("online session opened for a technical correction", extra=log)
+    outcome = InvoiceOutcome(name=label, invoice_hash=valid.sha256, session_reference_number=ref)
+    try:
+        response = await client.online.send(session, data, offline_mode=True, hash_of_corrected_invoice=corrected_hash)
+        outcome = attrs.evolve(outcome, reference_number=response.reference_number, description="sent, no final status")
+    except AmbiguousRequestError as exc:
+        # Maybe sent: the session's invoice list (matched by hash) settles it after processing.
+        outcome = attrs.evolve(outcome, description=str(exc))
+    except BadRequestError as exc:
+        if exc.has_code(CORRECTION_UNAVAILABLE):
+            raise CorrectionUnavailableError(label, exc) from exc
+        if exc.has_code(CORRECTION_NOT_ALLOWED):
+            raise CorrectionNotAllowedError(label, exc) from exc
+        raise
+    finally:
+        await _close(client, session)
+    outcomes: list[InvoiceOutcome | None] = [outcome]
+    try:
+        status = await client.sessions.wait_until_processed(ref, max_wait=max_wait)
+    except DeadlineExceededError as exc:
+        logger.warning("session not processed in time", extra=log)
+        session_outcome = SessionOutcome(
+            reference_number=ref, form_code=form_code.system_code, status_code=None, description=str(exc)
+        )
+        return OnlineSendResult((outcome,), (session_outcome,))
+    await _collect_statuses(client, ref, [item], outcomes)
+    pages: list[bytes] = []
+    if download_upo and status.upo is not None:
+        pages = [await client.sessions.download_upo(page.download_url) for page in status.upo.pages]
+    final = outcomes[0]
+    assert final is not None
+    return OnlineSendResult(
+        (final,),
+        (
+            SessionOutcome(
+                reference_number=ref,
+                form_code=form_code.system_code,
+                status_code=status.status.code,
+                description=status.status.description,
+                upo=tuple(pages),
+                parsed_upo=tuple(parse_upo(page) for page in pages),
+            ),
+        ),
+    )

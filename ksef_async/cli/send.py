@@ -1,7 +1,9 @@
 """`ksef-async send`: send invoice files to KSeF and write a per-invoice report.
 
 `send` validates its options and hands over to the batch engine (the default, `ksef_async.cli.send_batch`) or to
-``_send_online`` (``--online``).
+``_send_online`` (``--online``). ``--offline`` marks the invoices as issued in an offline mode (``offlineMode``: per
+invoice online, per session in a batch); ``--online --corrects ORIGINAL`` sends the one FILE as the technical
+correction of the rejected offline invoice ORIGINAL (`ksef_async.online.send_technical_correction`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from ksef_async.cli._connection import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Conne
 from ksef_async.cli.send_batch import send_batch
 from ksef_async.cli.validate import expand_paths
 from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE
-from ksef_async.online import OnlineSendResult, send_online
+from ksef_async.online import (
+    InvoiceOutcome,
+    OnlineSendResult,
+    TechnicalCorrectionError,
+    send_online,
+    send_technical_correction,
+)
 
 __all__ = ["send"]
 
@@ -38,6 +46,8 @@ def send(
     no_validate: Annotated[bool, Parameter(negative="")] = False,
     part_size: int = MAX_PART_PLAIN_SIZE,
     state_dir: Path | None = None,
+    offline: Annotated[bool, Parameter(negative="")] = False,
+    corrects: Path | None = None,
 ) -> int:
     """Send invoices to KSeF and print one line per invoice.
 
@@ -71,6 +81,13 @@ def send(
     state_dir
         Batch: where the plan, the encrypted parts and the resume records live (default: a new directory under
         the user's cache directory, printed at start). ``ksef-async resume DIR`` finishes an interrupted send.
+    offline
+        The invoices were issued in an offline mode (offline24, offline, emergency): send them with
+        ``offlineMode`` true (online: on every invoice; batch: on every session). KSeF marks them ``Offline``.
+    corrects
+        Online only, one invoice: send it as the technical correction of this rejected offline invoice (the
+        original's exact bytes are hashed into ``hashOfCorrectedInvoice``). Exits 1 when KSeF refuses it (21166: a
+        valid correction exists; 21167: the original's status forbids one).
     """
     files, missing = expand_paths(paths)
     for path in missing:
@@ -79,6 +96,17 @@ def send(
         if not files:
             print("no invoice files found in the given paths", file=sys.stderr)
         return EXIT_USAGE
+    if corrects is not None:
+        if not online or len(files) != 1:
+            print("--corrects needs --online and exactly one invoice file (the correction)", file=sys.stderr)
+            return EXIT_USAGE
+        if not corrects.is_file():
+            print(f"{corrects}: no such file", file=sys.stderr)
+            return EXIT_USAGE
+        return run_async(
+            lambda: _send_correction(files[0], corrects, connection, wait=wait),
+            lambda result: _finish(result, report=report, upo_dir=upo_dir),
+        )
     if not online:
         return send_batch(
             files,
@@ -90,18 +118,37 @@ def send(
             validate=not no_validate,
             part_size=part_size,
             state_dir=state_dir,
+            offline=offline,
         )
     return run_async(
-        lambda: _send_online(files, connection, skip_invalid=skip_invalid, concurrency=concurrency, wait=wait),
+        lambda: _send_online(
+            files, connection, skip_invalid=skip_invalid, concurrency=concurrency, wait=wait, offline=offline
+        ),
         lambda result: _finish(result, report=report, upo_dir=upo_dir),
     )
 
 
 async def _send_online(
-    files: list[Path], connection: Connection, *, skip_invalid: bool, concurrency: int, wait: float
+    files: list[Path], connection: Connection, *, skip_invalid: bool, concurrency: int, wait: float, offline: bool
 ) -> OnlineSendResult:
     async with connection.client() as client:
-        return await send_online(client, files, skip_invalid=skip_invalid, concurrency=concurrency, max_wait=wait)
+        return await send_online(
+            client, files, skip_invalid=skip_invalid, concurrency=concurrency, max_wait=wait, offline_mode=offline
+        )
+
+
+async def _send_correction(file: Path, original: Path, connection: Connection, *, wait: float) -> OnlineSendResult:
+    async with connection.client() as client:
+        try:
+            return await send_technical_correction(client, file, original=original, max_wait=wait)
+        except TechnicalCorrectionError as exc:
+            # A refusal is an outcome of this invoice (exit 1), not a usage error: report it like a rejection.
+            outcome = InvoiceOutcome(
+                name=str(file),
+                description=f"technical correction refused by KSeF: {exc}",
+                details=tuple(f"exception code {code}" for code in exc.codes),
+            )
+            return OnlineSendResult((outcome,), ())
 
 
 def _finish(result: OnlineSendResult, *, report: Path | None, upo_dir: Path | None) -> int:
@@ -116,8 +163,9 @@ def _finish(result: OnlineSendResult, *, report: Path | None, upo_dir: Path | No
 
 def _print_result(result: OnlineSendResult) -> None:
     for outcome in result.outcomes:
+        mode = f" ({outcome.invoicing_mode})" if outcome.invoicing_mode == "Offline" else ""
         if outcome.accepted:
-            print(f"{outcome.name}: accepted {outcome.ksef_number}")
+            print(f"{outcome.name}: accepted {outcome.ksef_number}{mode}")
         else:
             code = f"[{outcome.status_code}] " if outcome.status_code is not None else ""
             extra = f" (original {outcome.original_ksef_number})" if outcome.original_ksef_number else ""

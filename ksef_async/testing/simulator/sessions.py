@@ -472,7 +472,7 @@ def _corrected_original(
     originals = [
         entry
         for other in rt.state.sessions.values()
-        if other.context == session.context and other.kind is SessionKind.ONLINE
+        if other.context == session.context  # the original may have come in a batch session too
         for entry in other.invoices
         if entry.invoice_hash == corrected_hash and entry.corrects is None
     ]

@@ -1,0 +1,1 @@
+"""Offline mode and technical corrections against the simulator."""
