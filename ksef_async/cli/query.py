@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from cyclopts import Parameter
 
 from ksef_async.cli._app import app
-from ksef_async.cli._connection import EXIT_OK, Connection, run_async
+from ksef_async.cli._connection import EXIT_OK, EXIT_USAGE, Connection, run_async
 from ksef_async.errors import ConfigurationError
 from ksef_async.models import InvoiceQueryDateRange, InvoiceQueryFilters, InvoiceQuerySubjectType
 from ksef_async.models.converter import unstructure
@@ -98,18 +98,22 @@ def query(
     as_json
         One JSON object (InvoiceMetadata) per line.
     """
-    subjects = parse_subjects(subject)
-    filters = InvoiceQueryFilters(
-        subject_type=subjects[0],
-        date_range=InvoiceQueryDateRange(
-            date_type=date_type,
-            from_=parse_moment(date_from, "--from"),
-            to=parse_moment(date_to, "--to") if date_to is not None else None,
-        ),
-        seller_nip=seller_nip,
-        ksef_number=ksef_number,
-        invoice_number=invoice_number,
-    )
+    try:
+        subjects = parse_subjects(subject)
+        filters = InvoiceQueryFilters(
+            subject_type=subjects[0],
+            date_range=InvoiceQueryDateRange(
+                date_type=date_type,
+                from_=parse_moment(date_from, "--from"),
+                to=parse_moment(date_to, "--to") if date_to is not None else None,
+            ),
+            seller_nip=seller_nip,
+            ksef_number=ksef_number,
+            invoice_number=invoice_number,
+        )
+    except ConfigurationError as exc:
+        print(f"ksef-async: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
     async def main() -> int:
         count = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -11,8 +12,9 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ksef_async.cli._app import app
-from ksef_async.cli._connection import EXIT_OK, Connection, run_async
+from ksef_async.cli._connection import EXIT_OK, EXIT_USAGE, Connection, run_async
 from ksef_async.cli.query import parse_moment, parse_subjects
+from ksef_async.errors import ConfigurationError
 from ksef_async.models import CompressionType
 from ksef_async.retrieval.sync import SyncReport, sync_invoices
 
@@ -60,8 +62,12 @@ def sync(
     as_json
         Print the summary as JSON.
     """
-    subjects = parse_subjects(subject)
-    start = parse_moment(since, "--since") if since is not None else None
+    try:
+        subjects = parse_subjects(subject)
+        start = parse_moment(since, "--since") if since is not None else None
+    except ConfigurationError as exc:
+        print(f"ksef-async: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
     async def main() -> SyncReport:
         console = Console(stderr=True)

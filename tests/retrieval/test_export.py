@@ -83,7 +83,7 @@ async def test_a_corrupted_part_is_refused(sim: KsefSimulator, client: KsefClien
 
     async def corrupt_then_return(reference: str, **kwargs: object) -> object:
         status = await original(reference, **kwargs)  # type: ignore[arg-type]
-        job = simret._store(sim.runtime).exports[reference]  # noqa: SLF001 - reach into the simulator's spool
+        job = simret._store(sim.runtime).exports[reference]
         path, _ = job.part_paths[1]
         data = bytearray(path.read_bytes())
         data[40] ^= 0xFF  # one flipped bit in the ciphertext on the storage side
@@ -124,7 +124,9 @@ async def test_single_download_checks_the_hash_and_retries_not_yet_available(
     with pytest.raises(BadRequestError) as caught:
         await download_invoice(client.retrieval, old[:-13] + "0000000000-00", sleep=sleep)
     assert caught.value.has_code(21164) or caught.value.has_code(21405)
-    (later,) = simret.seed_invoices(sim, NIP, 1, sim.clock.now_dt() - dt.timedelta(seconds=5), sim.clock.now_dt(), seed=3)
+    (later,) = simret.seed_invoices(
+        sim, NIP, 1, sim.clock.now_dt() - dt.timedelta(seconds=5), sim.clock.now_dt(), seed=3
+    )
 
     async def no_time(seconds: float) -> None:
         waits.append(seconds)
