@@ -27,8 +27,7 @@ async def main(ready: Path, count: int, package: int) -> None:
         tmp = ready.with_suffix(".tmp")
         tmp.write_text(json.dumps(info))
         tmp.replace(ready)
-        while True:
-            await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # serve until killed
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ async def test_more_than_10000_records_are_yielded_once_across_truncation_restar
         pages.append((query.date_range.from_.isoformat(), str(kwargs["page_offset"])))
         return await original(query, **kwargs)
 
-    client.retrieval.query_metadata_page = spy  # type: ignore[method-assign]
+    client.retrieval.query_metadata_page = spy  # type: ignore[method-assign,assignment]
     got = [m.ksef_number async for m in iter_metadata(client.retrieval, filters(now - 70 * DAY))]
     assert len(got) == len(set(got)) == 10_600
     assert set(got) == set(first) | set(second)
@@ -98,7 +98,7 @@ async def test_descending_order_long_range_and_small_cap(sim: KsefSimulator, cli
         sent.append(query)
         return await original(query, **kwargs)
 
-    client.retrieval.query_metadata_page = spy  # type: ignore[method-assign]
+    client.retrieval.query_metadata_page = spy  # type: ignore[method-assign,assignment]
     got = [
         m.ksef_number
         async for m in iter_metadata(client.retrieval, filters(now - 210 * DAY, now), sort_order="Desc", page_size=10)

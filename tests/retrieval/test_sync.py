@@ -146,7 +146,7 @@ def test_checkpoint_store_round_trip_and_bad_files(tmp_path: Path) -> None:
     assert store.load("Subject2") == moment
     assert JsonCheckpointStore(tmp_path / CHECKPOINT_FILE).load("Subject1") == moment + DAY
     (tmp_path / "bad.json").write_text("[1, 2]")
-    with pytest.raises(ConfigurationError, match="bad.json"):
+    with pytest.raises(ConfigurationError, match=r"bad\.json"):
         JsonCheckpointStore(tmp_path / "bad.json").load("Subject2")
 
 
