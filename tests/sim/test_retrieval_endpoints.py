@@ -16,6 +16,7 @@ import pytest
 from ksef_async.core.crypto import SessionKey, b64, decrypt_cbc
 from ksef_async.testing.simulator import KsefSimulator
 from ksef_async.testing.simulator import retrieval as simret
+from ksef_async.testing.simulator.state import iso
 
 from .conftest import NIP, Api
 
@@ -223,7 +224,7 @@ async def test_export_parts_decrypt_join_and_unpack(
     assert package["isTruncated"] is True
     assert len(package["parts"]) >= 3
     assert package["parts"][0]["partName"] == f"{ref}-001.{'zip' if compression == 'Zip' else 'tar.gz'}.aes"
-    assert package["lastPermanentStorageDate"] == simret.iso(sim.state.invoices[numbers[11]].permanent_storage_date)
+    assert package["lastPermanentStorageDate"] == iso(sim.state.invoices[numbers[11]].permanent_storage_date)
     archive = await download_parts(http, key, package)
     if compression == "Zip":
         with zipfile.ZipFile(io.BytesIO(archive)) as zf:
