@@ -12,6 +12,9 @@
     ├── ApiError                       KSeF answered with an error status
     │   │                              (.status, .errors: list[ApiErrorDetail], .reference_number, .trace_id)
     │   ├── BadRequestError            400 (ExceptionResponse or problem+json); codes in .errors[i].code
+    │   │   └── TechnicalCorrectionError   a technical correction refused (.file)
+    │   │       ├── CorrectionUnavailableError   21166
+    │   │       └── CorrectionNotAllowedError    21167
     │   ├── UnauthorizedError          401 problem+json
     │   ├── ForbiddenError             403 problem+json (.reason_code, .security)
     │   ├── NotFoundError              404
@@ -46,6 +49,8 @@ __all__ = [
     "AuthenticationFailedError",
     "BadRequestError",
     "ConfigurationError",
+    "CorrectionNotAllowedError",
+    "CorrectionUnavailableError",
     "CryptoError",
     "DeadlineExceededError",
     "ExportFailedError",
@@ -61,6 +66,7 @@ __all__ = [
     "ResponseFormatError",
     "ServerError",
     "SessionFailedError",
+    "TechnicalCorrectionError",
     "TransportError",
     "UnauthorizedError",
     "api_error_from_response",
@@ -201,6 +207,34 @@ class ApiError(KsefError):
 
 class BadRequestError(ApiError):
     """HTTP 400."""
+
+
+class TechnicalCorrectionError(BadRequestError):
+    """KSeF refused a technical correction (HTTP 400, 21166 or 21167); ``file`` names the corrected invoice.
+
+    Nothing was accepted: the online session it was sent in is closed empty.
+    """
+
+    def __init__(self, file: str, cause: ApiError) -> None:
+        super().__init__(
+            cause.status,
+            cause.errors,
+            title=cause.title,
+            reference_number=cause.reference_number,
+            trace_id=cause.trace_id,
+            operation=cause.operation,
+            body=cause.body,
+        )
+        self.file = file
+        self.args = (f"{file}: {self.args[0]}",)
+
+
+class CorrectionUnavailableError(TechnicalCorrectionError):
+    """21166: no technical correction is possible, e.g. a valid correction of the same original already exists."""
+
+
+class CorrectionNotAllowedError(TechnicalCorrectionError):
+    """21167: the original's status forbids a technical correction (accepted, still processing, not offline...)."""
 
 
 class UnauthorizedError(ApiError):

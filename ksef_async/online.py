@@ -26,6 +26,8 @@ from ksef_async.errors import (
     ApiError,
     BadRequestError,
     ConfigurationError,
+    CorrectionNotAllowedError,
+    CorrectionUnavailableError,
     DeadlineExceededError,
     InvoiceError,
     InvoiceProblem,
@@ -44,12 +46,9 @@ __all__ = [
     "CORRECTION_NOT_ALLOWED",
     "CORRECTION_UNAVAILABLE",
     "DUPLICATE",
-    "CorrectionNotAllowedError",
-    "CorrectionUnavailableError",
     "InvoiceOutcome",
     "OnlineSendResult",
     "SessionOutcome",
-    "TechnicalCorrectionError",
     "send_online",
     "send_technical_correction",
 ]
@@ -64,34 +63,6 @@ CORRECTION_UNAVAILABLE = 21166
 """KSeF exception code: technical correction not available (e.g. a valid correction of the original exists)."""
 CORRECTION_NOT_ALLOWED = 21167
 """KSeF exception code: the original invoice's status does not allow a technical correction."""
-
-
-class TechnicalCorrectionError(BadRequestError):
-    """KSeF refused a technical correction (HTTP 400, 21166 or 21167); ``file`` names the corrected invoice.
-
-    Nothing was accepted: the online session it was sent in is closed empty.
-    """
-
-    def __init__(self, file: str, cause: ApiError) -> None:
-        super().__init__(
-            cause.status,
-            cause.errors,
-            title=cause.title,
-            reference_number=cause.reference_number,
-            trace_id=cause.trace_id,
-            operation=cause.operation,
-            body=cause.body,
-        )
-        self.file = file
-        self.args = (f"{file}: {self.args[0]}",)
-
-
-class CorrectionUnavailableError(TechnicalCorrectionError):
-    """21166: no technical correction is possible, e.g. a valid correction of the same original already exists."""
-
-
-class CorrectionNotAllowedError(TechnicalCorrectionError):
-    """21167: the original's status forbids a technical correction (accepted, still processing, not offline...)."""
 
 
 @attrs.frozen(kw_only=True)

@@ -20,10 +20,10 @@ from ksef_async.cli._connection import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Conne
 from ksef_async.cli.send_batch import send_batch
 from ksef_async.cli.validate import expand_paths
 from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE
+from ksef_async.errors import TechnicalCorrectionError
 from ksef_async.online import (
     InvoiceOutcome,
     OnlineSendResult,
-    TechnicalCorrectionError,
     send_online,
     send_technical_correction,
 )

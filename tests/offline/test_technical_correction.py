@@ -8,13 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from ksef_async.errors import BadRequestError, ConfigurationError, InvoiceError
+from ksef_async.errors import (
+    BadRequestError,
+    ConfigurationError,
+    CorrectionNotAllowedError,
+    CorrectionUnavailableError,
+    InvoiceError,
+)
 from ksef_async.models import FormCode
 from ksef_async.online import (
     CORRECTION_NOT_ALLOWED,
     CORRECTION_UNAVAILABLE,
-    CorrectionNotAllowedError,
-    CorrectionUnavailableError,
     send_online,
     send_technical_correction,
 )
