@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
@@ -49,6 +50,7 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 import attrs
+from anyio.abc import TaskGroup, TaskStatus
 
 from ksef_async._logging import extras, get_logger
 from ksef_async.batch.api import BatchApi
@@ -284,8 +286,13 @@ class BatchSender:
                 limits = SessionLimits.from_context(dict(raw), part_size=cfg.part_size)
         key = await self.api.public_key()
         failure: Exception | None = None
+        all_started = anyio.Event()
+        drivers_stopped = anyio.Event()
         try:
             async with anyio.create_task_group() as tg:
+                # The sessions run in their own group, so a failed prepare can stop them (and wait) before it
+                # deletes the parts they upload.
+                drivers: TaskGroup = await tg.start(self._run_drivers, all_started, drivers_stopped)
 
                 def on_session(session: SessionPlan) -> None:
                     session = attrs.evolve(session, offline_mode=cfg.offline_mode)
@@ -295,7 +302,7 @@ class BatchSender:
                             session.index, len(session.invoices), len(session.parts), sum(p.size for p in session.parts)
                         )
                     )
-                    tg.start_soon(self._drive, session.index)
+                    drivers.start_soon(self._drive, session.index)
 
                 try:
                     with self._stages.timed("prepare"):
@@ -309,11 +316,13 @@ class BatchSender:
                             limits=limits,
                             workers=cfg.workers,
                             on_session=on_session,
+                            on_abort=functools.partial(self._stop_drivers, drivers, drivers_stopped),
                         )
                 except Exception as exc:  # noqa: BLE001 - re-raised below, outside the task group
                     failure = exc
                     tg.cancel_scope.cancel()
                 else:
+                    all_started.set()
                     self._base = plan
                     self._persist = True
                     await self._save()
@@ -378,6 +387,27 @@ class BatchSender:
         )
 
     # -- plumbing -------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _run_drivers(
+        all_started: anyio.Event,
+        stopped: anyio.Event,
+        *,
+        task_status: TaskStatus[TaskGroup] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Host the session drivers of `send` until all were started and have ended; then set ``stopped``."""
+        try:
+            async with anyio.create_task_group() as drivers:
+                task_status.started(drivers)
+                await all_started.wait()
+        finally:
+            stopped.set()
+
+    @staticmethod
+    async def _stop_drivers(drivers: TaskGroup, stopped: anyio.Event) -> None:
+        """Cancel the session drivers of `send` and wait until none runs (none reads a spool file any more)."""
+        drivers.cancel_scope.cancel()
+        await stopped.wait()
 
     def _emit(self, event: BatchEvent) -> None:
         if self._on_event is not None:

@@ -411,6 +411,7 @@ def prepare_batch_sync(
     on_session: Callable[[SessionPlan], object] | None = None,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     check_cancelled: Callable[[], object] | None = None,
+    on_abort: Callable[[], object] | None = None,
 ) -> BatchPlan:
     """Validate, zip, split, encrypt and spool ``inputs``; write and return the plan. Blocking: use a thread.
 
@@ -431,6 +432,9 @@ def prepare_batch_sync(
             under ``on_invalid="stop"`` a later invalid invoice still deletes them).
         clock: Current UTC time, for ``BatchPlan.created``.
         check_cancelled: Called before each invoice; whatever it raises aborts the run (and deletes the spool).
+        on_abort: Called when the run fails, before the spool files are deleted: whoever reads the parts handed
+            to ``on_session`` (uploads) must have stopped when it returns. Its own failure does not stop the
+            deletion.
 
     Returns:
         The plan, also saved as ``<state_dir>/plan.json``.
@@ -466,7 +470,11 @@ def prepare_batch_sync(
             run.add(item, entry, problems)
         batch = run.finish(clock())
     except BaseException:
-        run.abort()
+        try:
+            if on_abort is not None:
+                on_abort()
+        finally:
+            run.abort()
         raise
     return batch
 
@@ -581,12 +589,15 @@ async def prepare_batch(
     limits: SessionLimits | None = None,
     workers: int | None = None,
     on_session: Callable[[SessionPlan], Awaitable[object] | object] | None = None,
+    on_abort: Callable[[], Awaitable[object]] | None = None,
 ) -> BatchPlan:
     """Async form of `prepare_batch_sync`: all the work runs in a worker thread, never on the event loop.
 
     ``inputs`` may also be an async iterable (it is pulled from the worker thread). ``on_session`` may be a
     coroutine function; it runs on the event loop. Cancelling the calling task stops the worker at the next
-    invoice and deletes what it spooled.
+    invoice and deletes what it spooled. ``on_abort`` is awaited on the event loop when the run fails, also
+    after a cancellation (anyio runs it under the worker's shielded wait), before the spool files are deleted:
+    it must stop, and wait for, every task that reads the parts ``on_session`` handed out.
     """
     source: InputItem | Iterable[InputItem]
     source = _bridge(inputs) if isinstance(inputs, AsyncIterable) else inputs
@@ -602,6 +613,15 @@ async def prepare_batch(
 
         anyio.from_thread.run(call)
 
+    def abort() -> None:
+        if on_abort is None:
+            return
+
+        async def call() -> None:
+            await on_abort()
+
+        anyio.from_thread.run(call)
+
     def run() -> BatchPlan:
         return prepare_batch_sync(
             source,
@@ -614,6 +634,7 @@ async def prepare_batch(
             workers=workers,
             on_session=notify if on_session is not None else None,
             check_cancelled=anyio.from_thread.check_cancelled,
+            on_abort=abort,
         )
 
     return await anyio.to_thread.run_sync(run)

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import anyio
 import anyio.to_thread
 import pytest
 from rich.console import Console
 
+from ksef_async.auth import KsefTokenCredentials
+from ksef_async.batch.api import TransportBatchApi
+from ksef_async.batch.engine import BatchSender
 from ksef_async.batch.events import BatchEvent, PartUploaded
 from ksef_async.cli._connection import Connection
 from ksef_async.cli.send_batch import send_batch
+from ksef_async.client import KsefClient
 from ksef_async.errors import InvoiceError
 from ksef_async.testing.invoices import InvoiceFactory
 from ksef_async.testing.simulator import KsefSimulator
@@ -153,3 +158,52 @@ async def test_stop_after_a_session_was_opened_leaves_it_unclosed(
     assert not list(state.glob("*.aes"))
     assert not list(state.glob("s*-upload.json"))
     assert not (state / "plan.json").exists()
+
+
+class _HeldUploads(TransportBatchApi):
+    """Holds every part upload until the spool files are gone (or the upload is cancelled), and records it."""
+
+    def hold(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.uploading = anyio.Event()
+        self.outlived_spool: list[str] = []
+
+    async def upload_part(
+        self, method: str, url: str, headers: Mapping[str, str | None], body: BinaryIO, size: int
+    ) -> None:
+        self.uploading.set()
+        # Polls the directory: deletion has no event to wait on.
+        while any(self.state_dir.glob("*.aes")):  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+        self.outlived_spool.append(url.split("?", maxsplit=1)[0])
+
+
+async def test_stop_cancels_uploads_before_the_spool_is_deleted(
+    ksef_simulator_factory: SimFactory, tmp_path: Path
+) -> None:
+    """Prepare deletes the parts of a stopped send only after the uploads reading them have been cancelled."""
+    sim: KsefSimulator = await ksef_simulator_factory(contexts=[(NIP, TOKEN)], seed=15, rate_limits="off")
+    factory = InvoiceFactory(NIP, seed=35, size_kb=4)
+    state = tmp_path / "state"
+    async with KsefClient(sim.base_url, credentials=KsefTokenCredentials(TOKEN), context=NIP) as client:
+        api = _HeldUploads.from_client(client)
+        assert isinstance(api, _HeldUploads)
+        api.hold(state)
+
+        async def invoices() -> AsyncIterator[tuple[str, bytes]]:
+            # Valid invoices until a part upload of session 1 is in flight; then the bad one.
+            for name, data in factory.iter(1000):
+                yield name, data
+                if api.uploading.is_set():
+                    break
+                await anyio.sleep(0.005)
+            yield "zz-broken.xml", b"<Faktura>"
+
+        sender = BatchSender(api, state, fast_config(part_size=10_000, concurrency=1))
+        with anyio.fail_after(30), pytest.raises(InvoiceError):
+            await sender.send(invoices())
+    assert api.uploading.is_set()
+    assert api.outlived_spool == [], "an upload was still running when its spool file was deleted"
+    assert not list(state.glob("*.aes"))
+    assert all(s.closed is None for s in sim.state.sessions.values())
+    assert not sim.state.invoices
