@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import io
 import json
+import re
 import shutil
 import tarfile
 import tempfile
@@ -58,6 +59,8 @@ logger = get_logger("retrieval")
 METADATA_FILE = "_metadata.json"
 """The package member listing every invoice's `InvoiceMetadata` (``{"invoices": [...]}``)."""
 _READ_BATCH = 64
+_METADATA_OPENING = re.compile(r'\s*\{\s*"invoices"\s*:\s*\[')
+_FEED = 1 << 20
 
 
 @attrs.frozen
@@ -138,14 +141,73 @@ class _Concatenation(io.RawIOBase):
         super().close()
 
 
-@attrs.define
-class _PartResult:
-    path: Path
-    encrypted_size: int
-    encrypted_hash: str
-    plain_size: int
-    plain_hash: str
-    announced: str | None
+class _MetadataIndex:
+    """``_metadata.json`` kept as text and decoded one entry at a time.
+
+    Decoded whole, 10,000 entries take tens of MB of dicts; as text they take about 12 MB, and only the entry being
+    yielded is a dict. Entries are located once (offsets by KSeF number) for archives whose members come in
+    another order (TarGz).
+    """
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._fallback = []
+        self._decoder = json.JSONDecoder()
+        self._offsets: dict[str, int] = {}
+        for start, entry in self._scan():
+            self._offsets[str(entry.get("ksefNumber"))] = start
+
+    def _scan(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        text = self._text
+        opening = _METADATA_OPENING.match(text)
+        if opening is None:  # another layout: decode it whole
+            entries = json.loads(text)["invoices"]
+            if not isinstance(entries, list):
+                raise TypeError("'invoices' is not a list")
+            for entry in entries:
+                offset = len(self._fallback)
+                self._fallback.append(entry)
+                yield -1 - offset, entry
+            return
+        pos = opening.end()
+        while True:
+            pos = _skip_space(text, pos)
+            if text.startswith("]", pos):
+                return
+            entry, end = self._decoder.raw_decode(text, pos)
+            if not isinstance(entry, dict):
+                raise TypeError("an 'invoices' item is not an object")
+            yield pos, entry
+            pos = _skip_space(text, end)
+            if text.startswith(",", pos):
+                pos += 1
+
+    _fallback: list[dict[str, Any]]
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def _at(self, offset: int) -> dict[str, Any]:
+        if offset < 0:
+            return self._fallback[-1 - offset]
+        entry, _ = self._decoder.raw_decode(self._text, offset)
+        return dict(entry)
+
+    def get(self, number: str) -> dict[str, Any] | None:
+        """The entry of ``number``, or None."""
+        offset = self._offsets.get(number)
+        return None if offset is None else self._at(offset)
+
+    def iter(self) -> Iterator[dict[str, Any]]:
+        """The entries in file order, decoded one at a time."""
+        for offset in self._offsets.values():
+            yield self._at(offset)
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
 
 
 class ExportPackage:
@@ -196,15 +258,11 @@ class ExportPackage:
         else:
             yield from self._iter_zip()
 
-    def _entries(self, raw: bytes) -> list[dict[str, Any]]:
+    def _entries(self, raw: bytes) -> _MetadataIndex:
         try:
-            doc = json.loads(raw)
-            entries = doc["invoices"]
+            return _MetadataIndex(raw.decode("utf-8"))
         except (ValueError, KeyError, TypeError) as exc:
             raise IntegrityError(f"export {self.reference_number}: {METADATA_FILE} is not readable ({exc})") from None
-        if not isinstance(entries, list):
-            raise IntegrityError(f"export {self.reference_number}: {METADATA_FILE} 'invoices' is not a list")
-        return entries
 
     def _make(self, entry: Mapping[str, Any], xml: bytes | None) -> ExportedInvoice:
         metadata = structure(entry, InvoiceMetadata)
@@ -219,13 +277,14 @@ class ExportPackage:
         return ExportedInvoice(number, xml, metadata, entry)
 
     def _iter_zip(self) -> Iterator[ExportedInvoice]:
-        with _Concatenation(self._parts) as raw, zipfile.ZipFile(io.BufferedReader(raw, 1 << 20)) as archive:
+        # A small buffer: zipfile seeks to every member, and each seek throws the buffer away.
+        with _Concatenation(self._parts) as raw, zipfile.ZipFile(io.BufferedReader(raw, 1 << 16)) as archive:
             names = set(archive.namelist())
             if METADATA_FILE not in names:
                 raise IntegrityError(f"export {self.reference_number}: the package has no {METADATA_FILE}")
             entries = self._entries(archive.read(METADATA_FILE))
             only_metadata = not (names - {METADATA_FILE})
-            for entry in entries:
+            for entry in entries.iter():
                 number = str(entry.get("ksefNumber"))
                 if only_metadata:
                     yield self._make(entry, None)
@@ -236,7 +295,7 @@ class ExportPackage:
                 yield self._make(entry, archive.read(member))
 
     def _iter_tar(self) -> Iterator[ExportedInvoice]:
-        entries: dict[str, dict[str, Any]] | None = None
+        entries: _MetadataIndex | None = None
         with (
             _Concatenation(self._parts) as raw,
             tarfile.open(fileobj=io.BufferedReader(raw, 1 << 20), mode="r|gz") as tar,
@@ -244,7 +303,7 @@ class ExportPackage:
             for member in tar:
                 if member.name == METADATA_FILE:
                     fh = tar.extractfile(member)
-                    entries = {str(e.get("ksefNumber")): e for e in self._entries(fh.read() if fh else b"")}
+                    entries = self._entries(fh.read() if fh else b"")
                     break
         if entries is None:
             raise IntegrityError(f"export {self.reference_number}: the package has no {METADATA_FILE}")
@@ -266,7 +325,8 @@ class ExportPackage:
                 fh = tar.extractfile(member)
                 seen.add(number)
                 yield self._make(entry, fh.read() if fh else b"")
-        for number, entry in entries.items():
+        for entry in entries.iter():
+            number = str(entry.get("ksefNumber"))
             if number not in seen:
                 if seen:
                     raise IntegrityError(
@@ -340,15 +400,22 @@ class _PartSink:
         self.path.unlink(missing_ok=True)
 
 
-async def _download_part(
+async def _download_part(  # noqa: C901 - one linear check list
     retrieval: RetrievalResource, key: SessionKey, part: InvoicePackagePart, path: Path, reference: str
 ) -> None:
     sink = await asyncio.to_thread(_PartSink, key, path)
     what = f"export {reference} part {part.ordinal_number}"
     try:
         async with retrieval.stream_part(part.url) as stream:
+            # Network chunks are often small; hand the worker thread about 1 MiB at a time.
+            pending = bytearray()
             async for chunk in stream.chunks:
-                await asyncio.to_thread(sink.feed, chunk)
+                pending += chunk
+                if len(pending) >= _FEED:
+                    await asyncio.to_thread(sink.feed, bytes(pending))
+                    pending.clear()
+            if pending:
+                await asyncio.to_thread(sink.feed, bytes(pending))
             announced = stream.announced_hash
         try:
             encrypted_hash, plain_hash = await asyncio.to_thread(sink.finish)
