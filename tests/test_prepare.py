@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import io
@@ -10,7 +9,6 @@ import os
 import stat
 import subprocess
 import sys
-import threading
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -41,7 +39,7 @@ from ksef_async.core.plan import (
 from ksef_async.core.zipstream import zip_size_bound
 from ksef_async.errors import ConfigurationError, InvoiceError
 from ksef_async.testing.invoices import InvoiceFactory
-from ksef_async.testing.simulator import KsefSimulator
+from ksef_async.testing.simulator import KsefSimulator, serve_in_thread
 
 SAMPLES = Path(__file__).parent / "data" / "samples"
 
@@ -519,22 +517,12 @@ def test_cli_prepare_stops_on_an_invalid_invoice_and_leaves_nothing(tmp_path: Pa
 
 
 def test_cli_prepare_fetches_the_key_from_base_url(tmp_path: Path) -> None:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    sim = KsefSimulator(contexts=[(SELLER, "token-1")], seed=1)
-    asyncio.run_coroutine_threadsafe(sim.start(), loop).result(60)
-    try:
+    with serve_in_thread(KsefSimulator(contexts=[(SELLER, "token-1")], seed=1)) as sim:
         _write_inputs(tmp_path / "in", POOL[:3])
         out = tmp_path / "out"
         result = _cli(str(tmp_path / "in"), "--out", str(out), "--base-url", sim.base_url, "--no-validate")
         assert result.returncode == 0, result.stderr
         mf = sim.runtime.keys.current("SymmetricKeyEncryption")
-    finally:
-        asyncio.run_coroutine_threadsafe(sim.stop(), loop).result(60)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
     (session,) = load_plan(out).sessions
     assert session.encryption is not None
     assert session.encryption.public_key_id == mf.public_key_id

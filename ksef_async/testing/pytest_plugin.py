@@ -9,12 +9,17 @@ Fixtures (async; run them under anyio or pytest-asyncio):
 * ``ksef_simulator_credentials``: the seeded ``(nip, ksef_token)`` pair.
 * ``ksef_simulator_factory``: ``await factory(**kwargs)`` starts more simulators (stopped after the test).
 
+One fixture is synchronous:
+
+* ``ksef_simulator_in_thread``: like ``ksef_simulator`` (same marker, same checks), but served from its own
+  event-loop thread, for code that cannot share the test's loop (a CLI run with `subprocess`, a sync client).
+
 The simulator is imported only when a fixture runs, so an import problem there never breaks pytest itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -28,6 +33,7 @@ __all__ = [
     "ksef_simulator",
     "ksef_simulator_credentials",
     "ksef_simulator_factory",
+    "ksef_simulator_in_thread",
     "pytest_configure",
 ]
 
@@ -76,6 +82,16 @@ async def ksef_simulator(request: pytest.FixtureRequest) -> AsyncIterator[KsefSi
 
     sim = KsefSimulator(**_options(request))
     async with sim:
+        yield sim
+    _fail_on_violations(sim)
+
+
+@pytest.fixture
+def ksef_simulator_in_thread(request: pytest.FixtureRequest) -> Iterator[KsefSimulator]:
+    """A started KSeF simulator served from its own event-loop thread (configured and checked as ``ksef_simulator``)."""
+    from ksef_async.testing.simulator import KsefSimulator, serve_in_thread  # noqa: PLC0415
+
+    with serve_in_thread(KsefSimulator(**_options(request))) as sim:
         yield sim
     _fail_on_violations(sim)
 

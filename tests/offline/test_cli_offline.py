@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 
 from ksef_async.testing.invoices import InvoiceFactory
 from ksef_async.testing.pytest_plugin import DEFAULT_NIP, DEFAULT_TOKEN
-from ksef_async.testing.simulator import KsefSimulator
+from ksef_async.testing.simulator import KsefSimulator, serve_in_thread
 
 from .conftest import broken
 
@@ -23,18 +21,8 @@ from .conftest import broken
 @pytest.fixture(scope="module")
 def running_sim() -> Iterator[KsefSimulator]:
     """A simulator served from its own event loop thread, so the CLI can run in a separate process."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    sim = KsefSimulator(contexts=[(DEFAULT_NIP, DEFAULT_TOKEN)], strict_contract=True, seed=5)
-    asyncio.run_coroutine_threadsafe(sim.start(), loop).result(60)
-    try:
+    with serve_in_thread(KsefSimulator(contexts=[(DEFAULT_NIP, DEFAULT_TOKEN)], strict_contract=True, seed=5)) as sim:
         yield sim
-    finally:
-        asyncio.run_coroutine_threadsafe(sim.stop(), loop).result(60)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
     assert sim.contract_violations == []
 
 

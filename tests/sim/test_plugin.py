@@ -116,3 +116,44 @@ def test_plugin_import_is_light() -> None:
     added = out.stdout.strip()
     for heavy in ("ksef_async.testing.simulator", "aiohttp.web", "jsonschema", "lxml", "signxml", "cryptography"):
         assert f"'{heavy}" not in added, added
+
+
+@pytest.mark.ksef_simulator(rate_limits="off")
+def test_thread_fixture_serves_synchronous_code(
+    ksef_simulator_in_thread: KsefSimulator, ksef_simulator_credentials: tuple[str, str]
+) -> None:
+    nip, token = ksef_simulator_credentials
+    assert ksef_simulator_in_thread.state.tokens[token].context == ("Nip", nip)
+    assert not ksef_simulator_in_thread.rate_limiter.enabled
+    code = (
+        "import urllib.request as u; "
+        f"print(u.urlopen(u.Request({ksef_simulator_in_thread.base_url!r} + '/auth/challenge', b'')).status)"
+    )
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert child.stdout.strip() == "200"
+
+
+def test_thread_fixture_fails_the_users_test_on_a_contract_violation(tmp_path: Path) -> None:
+    result = _run_pytest(
+        tmp_path,
+        "",
+        """
+        import json
+        import urllib.error
+        import urllib.request
+
+        def test_bad_body(ksef_simulator_in_thread):
+            body = json.dumps({"challenge": 1}).encode()
+            request = urllib.request.Request(
+                ksef_simulator_in_thread.base_url + "/auth/ksef-token",
+                data=body,
+                headers={"Content-Type": "application/json"},
+            )
+            try:
+                urllib.request.urlopen(request)
+            except urllib.error.HTTPError:
+                pass
+        """,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "break the OpenAPI contract" in result.stdout

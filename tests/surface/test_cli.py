@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import stat
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,24 +16,14 @@ from cryptography.hazmat.primitives import serialization
 
 from ksef_async.core.certs import generate_person_certificate
 from ksef_async.testing.pytest_plugin import DEFAULT_NIP, DEFAULT_TOKEN
-from ksef_async.testing.simulator import KsefSimulator
+from ksef_async.testing.simulator import KsefSimulator, serve_in_thread
 
 
 @pytest.fixture(scope="module")
 def running_sim() -> Iterator[KsefSimulator]:
     """A simulator served from its own event-loop thread, so the CLI can run in a separate process."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    sim = KsefSimulator(contexts=[(DEFAULT_NIP, DEFAULT_TOKEN)], strict_contract=True, seed=13)
-    asyncio.run_coroutine_threadsafe(sim.start(), loop).result(60)
-    try:
+    with serve_in_thread(KsefSimulator(contexts=[(DEFAULT_NIP, DEFAULT_TOKEN)], strict_contract=True, seed=13)) as sim:
         yield sim
-    finally:
-        asyncio.run_coroutine_threadsafe(sim.stop(), loop).result(60)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
     assert sim.contract_violations == []
     assert sim.internal_errors == []
 

@@ -7,6 +7,7 @@ from ksef_async.testing.simulator.contract import ContractViolation, ContractVio
 from ksef_async.testing.simulator.faults import FaultSpec
 from ksef_async.testing.simulator.runtime import Counters, SimConfig
 from ksef_async.testing.simulator.state import ALL_PERMISSIONS, SimClock, SimState
+from ksef_async.testing.simulator.threaded import serve_in_thread
 
 __all__ = [
     "ALL_PERMISSIONS",
@@ -20,4 +21,5 @@ __all__ = [
     "SimState",
     "build_app",
     "register_handler",
+    "serve_in_thread",
 ]
