@@ -122,6 +122,17 @@ def _describe(exc: Exception) -> str:
     return type(exc).__name__
 
 
+def _open_spool(path: Path, ordinal: int) -> io.FileIO:
+    from ksef_async.errors import ConfigurationError  # noqa: PLC0415
+
+    try:
+        return io.FileIO(path, "r")
+    except OSError as exc:
+        # Gone (or unreadable) since the size check: retrying cannot bring it back.
+        msg = f"{path}: spool file of part {ordinal} cannot be read: {exc.strerror or exc}"
+        raise ConfigurationError(msg) from exc
+
+
 async def upload_part(
     api: BatchApi,
     *,
@@ -179,8 +190,9 @@ async def upload_part(
         def on_read(n: int, counter: _Counter = counter) -> None:
             loop.call_soon_threadsafe(counter.add, n)
 
+        raw = _open_spool(path, request.ordinal)
         try:
-            with _CountingReader(io.FileIO(path, "r"), on_read) as body:
+            with _CountingReader(raw, on_read) as body:
                 await api.upload_part(request.method, request.url, request.headers, body, size)
         except Exception as exc:
             await asyncio.sleep(0)  # let queued progress callbacks run before the rewind
