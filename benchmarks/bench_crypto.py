@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from collections.abc import Callable
-from pathlib import Path
 
+from _machine import describe
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -59,17 +58,6 @@ def best_rate(fn: Callable[[SessionKey, memoryview], int], key: SessionKey, data
     return len(data) / best / 1e6
 
 
-def cpu_model() -> str:
-    try:
-        with Path("/proc/cpuinfo").open(encoding="utf-8") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mib", type=int, default=256, help="input size in MiB")
@@ -77,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     data = memoryview(os.urandom(args.mib << 20))
     key = SessionKey.generate()
-    print(f"machine: nproc {os.cpu_count()}, {cpu_model()}, Python {platform.python_version()}")
+    print(f"machine: {describe()}")
     print(f"{args.mib} MiB, best of {args.rounds}, MB/s of plaintext (process CPU time)")
     rows = {
         "ours: streaming update_into, 1 MiB chunks": best_rate(streaming, key, data, args.rounds),

@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Coroutine
 from functools import partial
-from pathlib import Path
 from typing import Any, Protocol
+
+from _machine import describe
 
 from ksef_async.core.ratelimit import WindowLimits
 from ksef_async.ratelimit import MemoryBackend, RateLimiter
@@ -60,14 +59,12 @@ class JumpClock:
         await asyncio.sleep(0)
 
 
-class TokenBucket:
-    """Per window a bucket of N tokens refilled continuously at N/T; FIFO through a lock."""
+class _LockedBaseline:
+    """What both baselines share: the FIFO lock, the clock (real or jump) and the optional store round trip."""
 
-    def __init__(self, limits: WindowLimits, clock: JumpClock | None = None, *, store_yields: bool = False) -> None:
+    def __init__(self, clock: JumpClock | None, *, store_yields: bool) -> None:
         self.clock = clock
         self.store_yields = store_yields
-        self.windows = [[float(n), n / t, float(n)] for t, n in limits.windows()]  # tokens, rate, capacity
-        self.stamp = self.now()
         self.lock = asyncio.Lock()
 
     def now(self) -> float:
@@ -75,6 +72,15 @@ class TokenBucket:
 
     async def sleep(self, seconds: float) -> None:
         await (asyncio.sleep(seconds) if self.clock is None else self.clock.sleep(seconds))
+
+
+class TokenBucket(_LockedBaseline):
+    """Per window a bucket of N tokens refilled continuously at N/T; FIFO through a lock."""
+
+    def __init__(self, limits: WindowLimits, clock: JumpClock | None = None, *, store_yields: bool = False) -> None:
+        super().__init__(clock, store_yields=store_yields)
+        self.windows = [[float(n), n / t, float(n)] for t, n in limits.windows()]  # tokens, rate, capacity
+        self.stamp = self.now()
 
     async def acquire(self, _group: str) -> None:
         async with self.lock:
@@ -94,21 +100,13 @@ class TokenBucket:
                 await self.sleep(wait)
 
 
-class ListScan:
+class ListScan(_LockedBaseline):
     """Sliding log in a plain list; every acquire counts each window's entries (O(history)); FIFO via a lock."""
 
     def __init__(self, limits: WindowLimits, clock: JumpClock | None = None, *, store_yields: bool = False) -> None:
-        self.clock = clock
-        self.store_yields = store_yields
+        super().__init__(clock, store_yields=store_yields)
         self.windows = limits.windows()
         self.log: list[float] = []
-        self.lock = asyncio.Lock()
-
-    def now(self) -> float:
-        return time.monotonic() if self.clock is None else self.clock.now()
-
-    async def sleep(self, seconds: float) -> None:
-        await (asyncio.sleep(seconds) if self.clock is None else self.clock.sleep(seconds))
 
     async def acquire(self, _group: str) -> None:
         async with self.lock:
@@ -206,24 +204,12 @@ def measure(run: Run, n: int, repeat: int) -> float:
     return min(timed(run) for _ in range(repeat)) / n * 1e6
 
 
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"nproc {os.cpu_count()}, {model}, Python {platform.python_version()} ({sys.platform})"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--uncontended", type=int, default=50_000, help="acquires in the uncontended run")
     args = parser.parse_args()
-    print(f"machine: {machine()}")
+    print(f"machine: {describe(sys.platform)}")
     print(f"best of {args.repeat} runs, microseconds per acquire\n")
     widths = (13, 16, 14, 11, 12)
     titles = ("uncontended", "10k concurrent", "10k via store", "1k queued", "10k queued")

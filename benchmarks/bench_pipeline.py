@@ -29,7 +29,6 @@ import functools
 import hashlib
 import io
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -39,6 +38,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from _machine import describe, pin_to_one_core, unpin
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -51,18 +51,6 @@ from ksef_async.core.crypto import SessionKey
 from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE, ArchivePipeline, PartInfo
 from ksef_async.core.zipstream import ZipWriter
 from ksef_async.testing.invoices import InvoiceFactory
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, nproc {os.cpu_count()}, Python {platform.python_version()}"
 
 
 class NullSink:
@@ -151,10 +139,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--xsd", action="store_true", help="also time prepare with XSD validation on all cores")
     args = parser.parse_args()
-    all_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(all_cpus)})
-    print(f"machine: {machine()}")
+    all_cpus = pin_to_one_core()
+    print(f"machine: {describe()}")
     files = list(InvoiceFactory("5265877635", seed=1, size_kb=args.size_kb).iter(args.count))
     total = sum(len(d) for _, d in files)
     print(f"input: {len(files):,} invoices, {total:,} bytes ({total / len(files):,.0f} B each)")
@@ -177,8 +163,7 @@ def main() -> int:
     for base in ("baseline: stdlib in memory (zlib L6)", "baseline: ksef-client 0.20.0"):
         print(f"ours (isal) vs {base.removeprefix('baseline: ')}: {best / results[base]:.1f}x")
     if args.xsd:
-        if hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, all_cpus)
+        unpin(all_cpus)
         n = len(all_cpus) or os.cpu_count() or 1
         print(f"prepare with XSD validation on {n} CPU(s), wall clock, one round each:")
         for label, workers, executor in [

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -32,19 +30,9 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from _machine import describe
+
 SELLER = "5265877635"
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, nproc {os.cpu_count()}, Python {platform.python_version()}"
 
 
 def peak_rss_mb() -> float:
@@ -144,7 +132,7 @@ def main() -> int:
     if args.child:
         print(json.dumps(child(args.child, args.count, args.size_kb, args.validate)))
         return 0
-    print(f"machine: {machine()}")
+    print(f"machine: {describe()}")
     rows: list[tuple[str, str, int, float]] = [
         ("python (imports only)", "python", 1, 1),
         ("ours: prepare, 1x", "ours", 1, 1),

@@ -23,13 +23,13 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import xmlschema
+from _machine import describe, pin_to_one_core
 from lxml import etree
 
 from ksef_async._schemas import schema_path
@@ -40,18 +40,6 @@ from ksef_async.xml.forms import FA3
 from ksef_async.xml.validation import compile_schema
 
 SAMPLE = Path(__file__).resolve().parents[1] / "tests" / "data" / "samples" / "invoices" / "fa3-invoice-sample.xml"
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, nproc={os.cpu_count()}, Python {platform.python_version()}, lxml {etree.__version__}"
 
 
 def rate(fn: Callable[[], object], count: int, repeat: int) -> tuple[float, float]:
@@ -77,10 +65,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--count", type=int, default=2000, help="calls per round for the fast rows")
     args = parser.parse_args()
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    print(f"machine: {machine()}; pinned to {cores} core(s)")
+    cores = len(os.sched_getaffinity(0)) if pin_to_one_core() else "?"
+    print(f"machine: {describe(f'lxml {etree.__version__}')}; pinned to {cores} core(s)")
     print(f"best of {args.repeat} rounds; invoices per CPU-second and per wall-second; load {os.getloadavg()}\n")
 
     data = SAMPLE.read_bytes()
