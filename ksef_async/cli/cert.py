@@ -12,7 +12,7 @@ from cyclopts import App, Parameter
 
 from ksef_async.cli._app import app
 from ksef_async.cli._connection import EXIT_OK, EXIT_USAGE, Connection, run_async
-from ksef_async.cli.token import write_secret
+from ksef_async.cli._files import refuse_existing, write_secret
 from ksef_async.models import CertificateListItem, QueryCertificatesRequest
 from ksef_async.resources.certificates import EnrolledCertificate
 
@@ -59,10 +59,9 @@ def enroll(
     connection
         Where and how to log in (a certificate: the new one carries the same subject).
     """
-    for path, option in ((key_out, "--key-out"), (cert_out, "--cert-out")):
-        if path.exists():  # checked before enrolling: an enrollment uses up the subject's limit
-            print(f"ksef-async: {option} {path}: the file exists (refusing to overwrite it)", file=sys.stderr)
-            return EXIT_USAGE
+    # Checked before enrolling: an enrollment uses up the subject's limit.
+    if refuse_existing((key_out, "--key-out"), (cert_out, "--cert-out")):
+        return EXIT_USAGE
     password = new_key_password.encode() if new_key_password else None
     return run_async(
         lambda: _enroll(connection, name, type_, algorithm, wait),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -12,6 +11,7 @@ from cyclopts import App, Parameter
 
 from ksef_async.cli._app import app
 from ksef_async.cli._connection import EXIT_OK, EXIT_USAGE, Connection, run_async
+from ksef_async.cli._files import refuse_existing, write_secret
 from ksef_async.errors import ConfigurationError
 from ksef_async.models import GenerateTokenResponse, QueryTokensResponseItem, TokenStatusResponse
 
@@ -30,22 +30,6 @@ Status = Literal["Pending", "Active", "Revoking", "Revoked", "Failed"]
 
 token_app = App(name="token", help="Manage KSeF tokens (creating one needs a certificate login).")
 app.command(token_app)
-
-
-def write_secret(path: Path, data: bytes, option: str) -> None:
-    """Write ``data`` to a new file readable by its owner only (0600); never overwrite.
-
-    Raises:
-        ConfigurationError: The file exists or cannot be written.
-    """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise ConfigurationError(f"{option} {path}: the file exists (refusing to overwrite it)") from None
-    except OSError as exc:
-        raise ConfigurationError(f"{option} {path}: cannot create the file ({exc.strerror or exc})") from None
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
 
 
 @token_app.command(name="create")
@@ -69,8 +53,7 @@ def create(
     connection
         Where and how to log in (a certificate: KSeF creates tokens only after a signature login).
     """
-    if out is not None and out.exists():  # checked first: KSeF shows the secret only once
-        print(f"ksef-async: --out {out}: the file exists (refusing to overwrite it)", file=sys.stderr)
+    if refuse_existing((out, "--out")):  # checked first: KSeF shows the secret only once
         return EXIT_USAGE
     return run_async(lambda: _create(connection, permission, description), lambda created: _show(created, out))
 
