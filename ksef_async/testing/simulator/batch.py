@@ -30,6 +30,7 @@ from ksef_async.testing.simulator.runtime import Principal, Runtime
 from ksef_async.testing.simulator.sessions import (
     decrypt_session_key,
     find_session,
+    open_session,
     opt,
     parse_form_code,
     register_invoice,
@@ -88,24 +89,17 @@ async def open_batch(rt: Runtime, _request: web.Request, principal: Principal | 
         declared[ordinal] = BatchPart(ordinal, size, part_hash)
     if sorted(declared) != list(range(1, len(declared) + 1)):
         raise _bad("fileParts ordinalNumber values must be 1..n")
-    key = decrypt_session_key(rt, body)
-    now = rt.state.clock.now()
-    session = Session(
-        reference_number=rt.reference("SB"),
-        kind=SessionKind.BATCH,
-        context=principal.operation.context,
-        auth_reference=principal.operation.reference_number,
-        created=now,
-        valid_until=now + rt.config.online_session_lifetime,
+    session = open_session(
+        rt,
+        principal,
+        SessionKind.BATCH,
         form_code=form,
-        key=key,
+        key=decrypt_session_key(rt, body),
         offline_mode=opt(body, "offlineMode", bool, default=False),
-        updated=now,
-        batch_file={"fileSize": file_size, "fileHash": file_hash, "compressionType": compression},
-        parts=declared,
-        upload_deadline=now + len(declared) * rt.config.part_upload_window,
     )
-    rt.state.sessions[session.reference_number] = session
+    session.batch_file = {"fileSize": file_size, "fileHash": file_hash, "compressionType": compression}
+    session.parts = declared
+    session.upload_deadline = session.created + len(declared) * rt.config.part_upload_window
     requests = [
         {
             "ordinalNumber": n,

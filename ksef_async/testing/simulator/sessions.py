@@ -44,6 +44,7 @@ __all__ = [
     "list_invoices",
     "list_sessions",
     "open_online",
+    "open_session",
     "opt",
     "paged",
     "parse_form_code",
@@ -122,6 +123,36 @@ def decrypt_session_key(rt: Runtime, body: Any) -> SessionKey | None:
         except CryptoError:
             continue
     return None
+
+
+def open_session(
+    rt: Runtime,
+    principal: Principal,
+    kind: SessionKind,
+    *,
+    form_code: dict[str, str],
+    key: SessionKey | None,
+    offline_mode: bool = False,
+) -> Session:
+    """A new session of ``kind`` in the principal's context, valid for ``online_session_lifetime``, kept in the state.
+
+    The caller sets what only a batch session has (declared parts, upload deadline).
+    """
+    now = rt.state.clock.now()
+    session = Session(
+        reference_number=rt.reference("SO" if kind is SessionKind.ONLINE else "SB"),
+        kind=kind,
+        context=principal.operation.context,
+        auth_reference=principal.operation.reference_number,
+        created=now,
+        valid_until=now + rt.config.online_session_lifetime,
+        form_code=form_code,
+        key=key,
+        offline_mode=offline_mode,
+        updated=now,
+    )
+    rt.state.sessions[session.reference_number] = session
+    return session
 
 
 def find_session(rt: Runtime, principal: Principal | None, ref: str, kind: SessionKind | None = None) -> Session:
@@ -392,20 +423,7 @@ async def open_online(rt: Runtime, _request: web.Request, principal: Principal |
     """``POST /sessions/online``."""
     assert principal is not None
     form = parse_form_code(body, batch=False)
-    key = decrypt_session_key(rt, body)
-    now = rt.state.clock.now()
-    session = Session(
-        reference_number=rt.reference("SO"),
-        kind=SessionKind.ONLINE,
-        context=principal.operation.context,
-        auth_reference=principal.operation.reference_number,
-        created=now,
-        valid_until=now + rt.config.online_session_lifetime,
-        form_code=form,
-        key=key,
-        updated=now,
-    )
-    rt.state.sessions[session.reference_number] = session
+    session = open_session(rt, principal, SessionKind.ONLINE, form_code=form, key=decrypt_session_key(rt, body))
     valid_until = dt.datetime.fromtimestamp(session.valid_until, dt.UTC)
     return web.json_response({"referenceNumber": session.reference_number, "validUntil": iso(valid_until)}, status=201)
 
