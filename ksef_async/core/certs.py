@@ -10,6 +10,7 @@ import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, CertificatePublicKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
@@ -20,6 +21,7 @@ __all__ = [
     "certificate_fingerprint",
     "generate_person_certificate",
     "generate_seal_certificate",
+    "signing_certificate",
 ]
 
 KeyAlgorithm = Literal["rsa", "ec"]
@@ -86,35 +88,63 @@ def _new_key(algorithm: KeyAlgorithm) -> PrivateKey:
     return factory()
 
 
+def signing_certificate(
+    *,
+    subject: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    issuer: x509.Name,
+    issuer_key: CertificateIssuerPrivateKeyTypes,
+    serial: int,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    digital_signature: bool,
+    content_commitment: bool,
+) -> x509.Certificate:
+    """Sign (SHA-256) an end-entity certificate whose only key usages are signing ones, both marked critical.
+
+    ``digital_signature`` is what a login (XAdES) signature needs, ``content_commitment`` (non-repudiation) what
+    KSeF's offline certificates carry; ``issuer == subject`` with the subject's own key makes it self-signed.
+    """
+    usage = x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=content_commitment,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .sign(issuer_key, hashes.SHA256())
+    )
+
+
 def _self_signed(
     name: x509.Name, algorithm: KeyAlgorithm, not_before: dt.datetime | None, days: int
 ) -> TestCertificate:
     key = _new_key(algorithm)
     start = (not_before or dt.datetime.now(dt.UTC)) - dt.timedelta(minutes=5)  # tolerate small clock skew
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=True,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
+    cert = signing_certificate(
+        subject=name,
+        public_key=key.public_key(),
+        issuer=name,
+        issuer_key=key,
+        serial=x509.random_serial_number(),
+        not_before=start,
+        not_after=start + dt.timedelta(days=days),
+        digital_signature=True,
+        content_commitment=True,
     )
     return TestCertificate(key=key, certificate=cert)
 

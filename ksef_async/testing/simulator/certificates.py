@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from ksef_async.core.certs import signing_certificate
 from ksef_async.testing.simulator.problems import ApiFailure, forbidden, gone
 from ksef_async.testing.simulator.runtime import Principal, Runtime
 from ksef_async.testing.simulator.sessions import opt, req
@@ -281,30 +282,16 @@ def _issue(
 ) -> x509.Certificate:
     ca_key, ca_cert = _ca(rt)
     offline = certificate_type == "Offline"
-    return (
-        x509.CertificateBuilder()
-        .subject_name(csr.subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(csr.public_key())
-        .serial_number(serial)
-        .not_valid_before(valid_from)
-        .not_valid_after(valid_from + _VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=not offline,
-                content_commitment=offline,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
+    return signing_certificate(
+        subject=csr.subject,
+        public_key=csr.public_key(),
+        issuer=ca_cert.subject,
+        issuer_key=ca_key,
+        serial=serial,
+        not_before=valid_from,
+        not_after=valid_from + _VALIDITY,
+        digital_signature=not offline,
+        content_commitment=offline,
     )
 
 
