@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ksef_async.client import KsefClient
+from ksef_async.core.polling import Backoff
 from ksef_async.core.ratelimit import WindowLimits
 from ksef_async.errors import ConfigurationError
 from ksef_async.resources.limits import window_limits
@@ -28,6 +29,8 @@ from ksef_async.testing.simulator import retrieval as simret
 from .conftest import GENEROUS, NIP
 
 DAY = dt.timedelta(days=1)
+FAST_POLL = Backoff(initial=0.05, factor=1.5, maximum=0.5)
+"""The simulator finishes an export in a second or two; the default back-off is tuned for KSeF's minutes."""
 
 
 def on_disk(outdir: Path) -> list[str]:
@@ -59,7 +62,7 @@ async def test_repeated_runs_keep_exactly_the_final_invoices_on_disk_each_once(
     simret.seed_invoices(sim, NIP, 50, now - dt.timedelta(seconds=500), now - dt.timedelta(seconds=2), seed=2)
     out = tmp_path / "invoices"
 
-    first = await sync_invoices(client.retrieval, out, since=since)
+    first = await sync_invoices(client.retrieval, out, since=since, backoff=FAST_POLL)
     expected = final_below(sim, first)
     assert 24_950 <= len(expected) < 25_000  # the lagging ones are not final yet
     assert on_disk(out) == expected
@@ -75,19 +78,19 @@ async def test_repeated_runs_keep_exactly_the_final_invoices_on_disk_each_once(
     sim.clock.advance(400)
     t = sim.clock.now_dt()
     simret.seed_invoices(sim, NIP, 30, t - dt.timedelta(seconds=1), t, seed=3)
-    second = await sync_invoices(client.retrieval, out)
+    second = await sync_invoices(client.retrieval, out, backoff=FAST_POLL)
     after_second = on_disk(out)
     assert after_second == final_below(sim, second)
     assert second.invoices_written == len(after_second) - len(expected)
     assert second.exports == 1
 
     sim.clock.advance(1_000)
-    third = await sync_invoices(client.retrieval, out)
+    third = await sync_invoices(client.retrieval, out, backoff=FAST_POLL)
     assert on_disk(out) == sorted(sim.state.invoices) == final_below(sim, third)
     assert len(on_disk(out)) == 25_030
     assert third.invoices_written == 25_030 - len(after_second)
     # Nothing new: the export answers 420 (from after the HWM) or an empty package; nothing is written twice.
-    fourth = await sync_invoices(client.retrieval, out)
+    fourth = await sync_invoices(client.retrieval, out, backoff=FAST_POLL)
     assert fourth.invoices_written == 0
     assert len(on_disk(out)) == 25_030
 
@@ -112,12 +115,12 @@ async def test_a_crash_between_writing_and_checkpointing_loses_and_duplicates_no
 
     monkeypatch.setattr(JsonCheckpointStore, "save", crash_on_second_save)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        await sync_invoices(client.retrieval, out, since=now - 21 * DAY)
+        await sync_invoices(client.retrieval, out, since=now - 21 * DAY, backoff=FAST_POLL)
     # Two packages written, one checkpoint saved; the second package began with the first one's last invoice
     # (ranges are inclusive), which was skipped.
     assert len(on_disk(out)) == 79
     monkeypatch.setattr(JsonCheckpointStore, "save", original_save)
-    report = await sync_invoices(client.retrieval, out)
+    report = await sync_invoices(client.retrieval, out, backoff=FAST_POLL)
     assert on_disk(out) == final_below(sim, report)
     assert report.duplicates_skipped >= 40  # the second package came again and was skipped
 
@@ -157,8 +160,8 @@ async def test_budget_pacing_and_first_run_needs_since(sim: KsefSimulator, clien
     simret.seed_invoices(sim, NIP, 45, now - 10 * DAY, now - DAY)
     out = tmp_path / "out"
     with pytest.raises(ConfigurationError, match="since"):
-        await sync_invoices(client.retrieval, out)
-    partial = await sync_invoices(client.retrieval, out, since=now - 11 * DAY, export_budget=2)
+        await sync_invoices(client.retrieval, out, backoff=FAST_POLL)
+    partial = await sync_invoices(client.retrieval, out, since=now - 11 * DAY, export_budget=2, backoff=FAST_POLL)
     assert partial.subjects[0].stopped_by_budget is True
     assert partial.exports == 2
     assert len(on_disk(out)) == 19  # 10 + 10, the boundary invoice shared by the two packages once
@@ -166,7 +169,7 @@ async def test_budget_pacing_and_first_run_needs_since(sim: KsefSimulator, clien
     # the 3 remaining exports instead of running into 429s.
     sim.rate_limiter.set_limits({"invoiceExport": WindowLimits(1, 100, 100)} | {"invoiceMetadata": GENEROUS})
     client.limiter.update_limits(window_limits(await client.rate_limits.get()))  # what a new login does
-    rest = await sync_invoices(client.retrieval, out)
+    rest = await sync_invoices(client.retrieval, out, backoff=FAST_POLL)
     assert on_disk(out) == final_below(sim, rest)
     assert rest.exports >= 3
     assert sim.counters.rate_limited == 0

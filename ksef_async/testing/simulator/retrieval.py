@@ -702,10 +702,16 @@ def _write_package(rt: Runtime, job: ExportJob, cfg: RetrievalSettings) -> None:
         # member, as Zip does); TarGz compresses across members, so the estimate is an upper bound there.
         import zlib  # noqa: PLC0415
 
+        head = selection[: cfg.max_package_invoices]
+        # Compression never makes a member much larger than its plaintext, so when the plaintext fits, all of it does.
+        generous = sum(inv.size + 200 for inv in head) <= cfg.max_package_bytes
         used = 0
         for inv in selection:
             if len(chosen) >= cfg.max_package_invoices:
                 break
+            if generous:
+                chosen.append(inv)
+                continue
             cost = len(zlib.compress(inv.content, cfg.zip_level)) + 100 + len(inv.ksef_number) * 2
             if chosen and used + cost > cfg.max_package_bytes:
                 break
