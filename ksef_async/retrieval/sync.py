@@ -6,8 +6,9 @@ The algorithm (api-digest §9, docs ``przyrostowe-pobieranie-faktur.md``), for e
    true. When ``from`` is more than 3 months back, ``to`` = ``from`` + 3 months (the range limit), and the windows
    are walked one after the other.
 2. Export, poll, download, check, decrypt, unpack (`ksef_async.retrieval.export`).
-3. Write each invoice not yet on disk as ``{ksefNumber}.xml`` (temporary name, fsync, rename), fsync the
-   directory, append its metadata to ``index.jsonl`` (fsync); only then
+3. Write each invoice not yet on disk as ``{ksefNumber}.xml`` (temporary name, rename), make each batch durable
+   with one barrier (`os.sync`; per-file and directory fsync where it does not exist), append the batch's metadata
+   to ``index.jsonl`` (fsync); only then
 4. advance the checkpoint: ``lastPermanentStorageDate`` when the package is truncated (10,000 invoices or the size
    limit), else ``permanentStorageHwmDate``; repeat from 1 while the package was truncated or the window ended
    below the HWM.
@@ -195,22 +196,28 @@ class InvoiceDirectory:
                 self.indexed.add(str(json.loads(line)["ksefNumber"]))
 
     def write(self, invoices: Sequence[ExportedInvoice], subject_type: str) -> tuple[int, int]:
-        """Write the invoices not indexed yet, then index them; return ``(written, skipped as duplicates)``.
+        """Write the invoices not indexed yet, make them durable, then index them; return ``(written, skipped)``.
 
-        An XML file already on disk but not indexed (a run killed between the two steps) is indexed, not
-        rewritten.
+        Each XML goes to a temporary name and is renamed into place; one barrier then makes the whole batch durable
+        (`os.sync` where it exists: one journal commit per batch instead of one fsync per file, which costs ~3 ms
+        each on a busy disk), and only then are the index lines appended (and fsynced). An XML file already on disk
+        but not indexed (a run killed before indexing) is kept when its bytes are the invoice's, rewritten otherwise
+        (e.g. a file left empty by a power loss before the barrier).
         """
         lines: list[bytes] = []
         written = skipped = 0
+        per_file_fsync = self.fsync and not hasattr(os, "sync")
+        batch: set[str] = set()
         for invoice in invoices:
             number = invoice.ksef_number
-            if number in self.indexed:
+            if number in self.indexed or number in batch:
                 skipped += 1
                 continue
+            batch.add(number)
             name = f"{number}.xml"
             target = self.path / name
-            if invoice.xml is not None and not target.exists():
-                _atomic_write(target, invoice.xml, fsync=self.fsync)
+            if invoice.xml is not None and not _same_content(target, invoice.xml):
+                _atomic_write(target, invoice.xml, fsync=per_file_fsync)
             entry = {
                 "ksefNumber": number,
                 "subjectType": subject_type,
@@ -218,17 +225,29 @@ class InvoiceDirectory:
                 "metadata": invoice.raw_metadata,
             }
             lines.append(json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
-            self.indexed.add(number)
             written += 1
         if lines:
             if self.fsync:
-                _fsync_dir(self.path)
+                if per_file_fsync:
+                    _fsync_dir(self.path)
+                else:
+                    os.sync()
             with self.index_path.open("ab") as fh:
                 fh.write(b"".join(lines))
                 fh.flush()
                 if self.fsync:
                     os.fsync(fh.fileno())
+            self.indexed |= batch
         return written, skipped
+
+
+def _same_content(path: Path, data: bytes) -> bool:
+    try:
+        if path.stat().st_size != len(data):
+            return False
+        return path.read_bytes() == data
+    except FileNotFoundError:
+        return False
 
 
 @attrs.define
