@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AbstractAsyncContextManager
 
-import aiohttp
 import attrs
 
 from ksef_async._logging import extras, get_logger
 from ksef_async.core.crypto import KEY_USAGE_SYMMETRIC, MfPublicKey, SessionKey
 from ksef_async.core.polling import Backoff
-from ksef_async.core.redact import redact_url
-from ksef_async.errors import ExportFailedError, TransportError, api_error_from_response
+from ksef_async.errors import ExportFailedError
 from ksef_async.models import (
     CompressionType,
     ExportInvoicesResponse,
@@ -30,13 +26,12 @@ from ksef_async.resources._base import Resource, poll_until
 from ksef_async.resources._keys import encryption_info, with_key_rotation
 from ksef_async.resources.security import SecurityResource
 from ksef_async.transport import ApiTransport, StorageTransport
-from ksef_async.transport._storage import HASH_HEADER, check_hash
+from ksef_async.transport._storage import HASH_HEADER, StorageStream, check_hash
 
 __all__ = [
     "EXPORT_FAILURE_CODES",
     "EXPORT_PENDING_CODE",
     "WARSAW",
-    "PartStream",
     "RetrievalResource",
     "aware",
 ]
@@ -66,14 +61,6 @@ def _explicit_offsets(filters: InvoiceQueryFilters) -> InvoiceQueryFilters:
         to=None if date_range.to is None else aware(date_range.to),
     )
     return attrs.evolve(filters, date_range=fixed)
-
-
-@attrs.frozen
-class PartStream:
-    """An open download of one export part: its chunks and the ``x-ms-meta-hash`` the storage announced."""
-
-    announced_hash: str | None
-    chunks: AsyncIterator[bytes]
 
 
 class RetrievalResource(Resource):
@@ -189,36 +176,11 @@ class RetrievalResource(Resource):
         check_hash(response.body, response.headers.get(HASH_HEADER), f"invoice {ksef_number}")
         return response.body
 
-    @asynccontextmanager
-    async def stream_part(self, url: str, *, chunk_size: int = 1 << 20) -> AsyncIterator[PartStream]:
+    def stream_part(self, url: str, *, chunk_size: int = 1 << 20) -> AbstractAsyncContextManager[StorageStream]:
         """Open a pre-signed export part URL (storage session: no token, not rate-limited) for streaming.
 
         Raises:
             ApiError: The storage answered with an error status (e.g. 403 once the link expired).
             TransportError: The connection failed.
         """
-        session = _storage_session(self._storage)
-        safe_url = redact_url(url)
-        try:
-            async with session.get(url) as response:
-                if not 200 <= response.status < 300:  # noqa: PLR2004
-                    raise api_error_from_response(response.status, await response.read(), operation="download")
-                yield PartStream(response.headers.get(HASH_HEADER), _chunks(response, chunk_size, safe_url))
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransportError(f"download from {safe_url} failed: {type(exc).__name__}") from None
-
-
-async def _chunks(response: aiohttp.ClientResponse, size: int, safe_url: str) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in response.content.iter_chunked(size):
-            yield chunk
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise TransportError(f"download from {safe_url} failed: {type(exc).__name__}") from None
-
-
-def _storage_session(storage: StorageTransport) -> aiohttp.ClientSession:
-    # StorageTransport.download reads whole bodies; export parts are up to 50 MB each, so we stream on its session.
-    session: Any = getattr(storage, "_session", None)
-    if not isinstance(session, aiohttp.ClientSession):
-        raise TransportError("the storage transport has no aiohttp session to stream from")
-    return session
+        return self._storage.stream(url, chunk_size=chunk_size)

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import BinaryIO
 
 import aiohttp
+import attrs
 
 from ksef_async._logging import extras, get_logger
 from ksef_async.core.redact import redact_url
 from ksef_async.errors import IntegrityError, TransportError, api_error_from_response
 
-__all__ = ["HASH_HEADER", "StorageTransport", "check_hash"]
+__all__ = ["HASH_HEADER", "StorageStream", "StorageTransport", "check_hash"]
 
 logger = get_logger("storage")
 
@@ -22,6 +24,14 @@ HASH_HEADER = "x-ms-meta-hash"
 
 # Headers a pre-signed request must not carry: the URL itself is the credential.
 _FORBIDDEN = frozenset({"authorization", "transfer-encoding"})
+
+
+@attrs.frozen
+class StorageStream:
+    """An open download from a pre-signed URL: its body in chunks and the ``x-ms-meta-hash`` it announced."""
+
+    announced_hash: str | None
+    chunks: AsyncIterator[bytes]
 
 
 class StorageTransport:
@@ -97,6 +107,35 @@ class StorageTransport:
         if verify_hash:
             check_hash(body, announced, safe_url)
         return body
+
+    @asynccontextmanager
+    async def stream(self, url: str, *, chunk_size: int = 1 << 20) -> AsyncIterator[StorageStream]:
+        """GET a pre-signed URL and stream its body (large export parts), without holding it in memory.
+
+        The caller checks the hash over the chunks it consumes (`StorageStream.announced_hash`).
+
+        Raises:
+            ApiError: The storage answered with an error status (e.g. 403 once the link expired).
+            TransportError: The connection failed or timed out, before or while streaming.
+        """
+        safe_url = redact_url(url)
+        try:
+            async with self._session.get(url) as response:
+                if not 200 <= response.status < 300:  # noqa: PLR2004
+                    raise api_error_from_response(response.status, await response.read(), operation="download")
+                logger.debug("download stream", extra=extras(url=safe_url, status=response.status))
+                yield StorageStream(response.headers.get(HASH_HEADER), _chunks(response, chunk_size, safe_url))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            logger.warning("download failed", extra=extras(url=safe_url, error=type(exc).__name__))
+            raise TransportError(f"download from {safe_url} failed: {type(exc).__name__}") from None
+
+
+async def _chunks(response: aiohttp.ClientResponse, size: int, safe_url: str) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in response.content.iter_chunked(size):
+            yield chunk
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise TransportError(f"download from {safe_url} failed: {type(exc).__name__}") from None
 
 
 def check_hash(body: bytes, announced: str | None, source: str) -> None:
