@@ -517,12 +517,13 @@ def test_cli_prepare_stops_on_an_invalid_invoice_and_leaves_nothing(tmp_path: Pa
 
 
 def test_cli_prepare_fetches_the_key_from_base_url(tmp_path: Path) -> None:
-    with serve_in_thread(KsefSimulator(contexts=[(SELLER, "token-1")], seed=1)) as sim:
+    with serve_in_thread(KsefSimulator(contexts=[(SELLER, "token-1")], seed=1, strict_contract=True)) as sim:
         _write_inputs(tmp_path / "in", POOL[:3])
         out = tmp_path / "out"
         result = _cli(str(tmp_path / "in"), "--out", str(out), "--base-url", sim.base_url, "--no-validate")
         assert result.returncode == 0, result.stderr
         mf = sim.runtime.keys.current("SymmetricKeyEncryption")
+        assert sim.contract_violations == []
     (session,) = load_plan(out).sessions
     assert session.encryption is not None
     assert session.encryption.public_key_id == mf.public_key_id
