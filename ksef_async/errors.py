@@ -12,6 +12,13 @@
     ├── ApiError                       KSeF answered with an error status
     │   │                              (.status, .errors: list[ApiErrorDetail], .reference_number, .trace_id)
     │   ├── BadRequestError            400 (ExceptionResponse or problem+json); codes in .errors[i].code
+    │   │   ├── UnreadableContentError     21001 the body could not be read (malformed JSON, bad encoding)
+    │   │   ├── SessionTemporarilyUnavailableError  21184 maintenance on the online session: retry or reopen
+    │   │   ├── CollectiveIdentifierError  a collective identifier refused (.ksef_numbers named by KSeF)
+    │   │   │   ├── InvoiceNotFoundError               71001 a KSeF number is unknown
+    │   │   │   ├── CollectiveIdentifierCapError       71002 an invoice is in the maximum number of identifiers
+    │   │   │   ├── DifferentSellersError              71004 the invoices have different sellers
+    │   │   │   └── DuplicateKsefNumberError           71005 a KSeF number is repeated in the request
     │   │   └── TechnicalCorrectionError   a technical correction refused (.file)
     │   │       ├── CorrectionUnavailableError   21166
     │   │       └── CorrectionNotAllowedError    21167
@@ -48,16 +55,21 @@ __all__ = [
     "ApiErrorDetail",
     "AuthenticationFailedError",
     "BadRequestError",
+    "CollectiveIdentifierCapError",
+    "CollectiveIdentifierError",
     "ConfigurationError",
     "CorrectionNotAllowedError",
     "CorrectionUnavailableError",
     "CryptoError",
     "DeadlineExceededError",
+    "DifferentSellersError",
+    "DuplicateKsefNumberError",
     "ExportFailedError",
     "ForbiddenError",
     "GoneError",
     "IntegrityError",
     "InvoiceError",
+    "InvoiceNotFoundError",
     "InvoiceProblem",
     "KsefError",
     "NotFoundError",
@@ -66,9 +78,11 @@ __all__ = [
     "ResponseFormatError",
     "ServerError",
     "SessionFailedError",
+    "SessionTemporarilyUnavailableError",
     "TechnicalCorrectionError",
     "TransportError",
     "UnauthorizedError",
+    "UnreadableContentError",
     "api_error_from_response",
     "parse_retry_after",
 ]
@@ -209,6 +223,53 @@ class BadRequestError(ApiError):
     """HTTP 400."""
 
 
+class UnreadableContentError(BadRequestError):
+    """21001: KSeF could not read the request body (malformed JSON, wrong encoding); sending it again won't help."""
+
+
+class SessionTemporarilyUnavailableError(BadRequestError):
+    """21184: maintenance on the online session; retry later or open a new session for the remaining invoices."""
+
+
+class CollectiveIdentifierError(BadRequestError):
+    """KSeF refused to generate a collective identifier (71001-71005).
+
+    ``ksef_numbers`` lists the KSeF numbers KSeF named in the error details (empty when it named none).
+    """
+
+    @property
+    def ksef_numbers(self) -> list[str]:
+        """KSeF numbers named in the error details."""
+        return [
+            word.rstrip(".,;")
+            for error in self.errors
+            for detail in error.details
+            for word in detail.split()
+            if _looks_like_ksef_number(word.rstrip(".,;"))
+        ]
+
+
+class InvoiceNotFoundError(CollectiveIdentifierError):
+    """71001: a KSeF number in the request names no invoice."""
+
+
+class CollectiveIdentifierCapError(CollectiveIdentifierError):
+    """71002: an invoice already belongs to the maximum number of collective identifiers (132 per context)."""
+
+
+class DifferentSellersError(CollectiveIdentifierError):
+    """71004: the invoices of one collective identifier must all have the same seller."""
+
+
+class DuplicateKsefNumberError(CollectiveIdentifierError):
+    """71005: a KSeF number appears more than once in the request."""
+
+
+def _looks_like_ksef_number(word: str) -> bool:
+    # KsefNumber: 10-digit NIP, date, 12 hex digits and a 2-hex-digit checksum joined by hyphens (35 characters).
+    return len(word) == 35 and word.count("-") == 3  # noqa: PLR2004
+
+
 class TechnicalCorrectionError(BadRequestError):
     """KSeF refused a technical correction (HTTP 400, 21166 or 21167); ``file`` names the corrected invoice.
 
@@ -319,6 +380,18 @@ _STATUS_CLASSES: dict[int, type[ApiError]] = {
 }
 
 
+# 400s whose exception code has its own class (first match in the body wins). The technical-correction codes are
+# not here: they need the file name, which only the caller knows.
+_CODE_CLASSES: dict[int, type[BadRequestError]] = {
+    21001: UnreadableContentError,
+    21184: SessionTemporarilyUnavailableError,
+    71001: InvoiceNotFoundError,
+    71002: CollectiveIdentifierCapError,
+    71004: DifferentSellersError,
+    71005: DuplicateKsefNumberError,
+}
+
+
 def _str_list(value: Any) -> tuple[str, ...]:
     if isinstance(value, list):
         return tuple(str(v) for v in value if v is not None)
@@ -421,6 +494,8 @@ def api_error_from_response(
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
         errors = [ApiErrorDetail(None, text[:500])]
     cls = _STATUS_CLASSES.get(status, ServerError if status >= 500 else ApiError)  # noqa: PLR2004
+    if cls is BadRequestError:
+        cls = next((_CODE_CLASSES[e.code] for e in errors if e.code in _CODE_CLASSES), cls)
     kwargs: dict[str, Any] = {
         "title": title,
         "reference_number": reference,

@@ -33,10 +33,10 @@ def _op(method: str, path: str) -> Any:
 
 
 def test_table_lists_every_operation_of_every_path() -> None:
-    assert len(SPEC["paths"]) == 73
-    assert len(OPERATIONS) == 78
+    assert len(OPERATIONS) == len(SPEC_OPS)
     assert {(op.method, op.path) for op in OPERATIONS} == set(SPEC_OPS)
-    assert len({op.operation_id for op in OPERATIONS}) == 78
+    assert len({op.operation_id for op in OPERATIONS}) == len(SPEC_OPS)
+    assert {op.path for op in OPERATIONS} == set(SPEC["paths"])
 
 
 def test_summary_tag_and_permissions_come_from_the_spec() -> None:
@@ -65,12 +65,17 @@ def test_limits_come_from_x_rate_limits_and_the_group_from_the_429_table() -> No
         assert RATE_LIMIT_GROUPS[op.rate_group] == op.limits
 
 
-def test_batch_session_group() -> None:
-    for path in ("/sessions/batch", "/sessions/batch/{referenceNumber}/close"):
-        op = _op("POST", path)
-        assert op.rate_group == "batchSession"
-        assert op.limits == WindowLimits(per_second=10, per_minute=20, per_hour=60)
+def test_session_open_and_close_have_their_own_groups() -> None:
+    # 2.8: closing a session no longer shares the opening group's counter.
+    assert _op("POST", "/sessions/batch").rate_group == "batchSession"
+    assert _op("POST", "/sessions/batch/{referenceNumber}/close").rate_group == "batchSessionClose"
+    assert _op("POST", "/sessions/online").rate_group == "onlineSession"
+    assert _op("POST", "/sessions/online/{referenceNumber}/close").rate_group == "onlineSessionClose"
     assert RATE_LIMIT_GROUPS["batchSession"] == WindowLimits(10, 20, 60)
+    assert RATE_LIMIT_GROUPS["batchSessionClose"] == WindowLimits(20, 40, 120)
+    assert RATE_LIMIT_GROUPS["onlineSession"] == WindowLimits(10, 30, 120)
+    assert RATE_LIMIT_GROUPS["onlineSessionClose"] == WindowLimits(20, 60, 240)
+    assert RATE_LIMIT_GROUPS["collectiveIdentifier"] == WindowLimits(20, 120, 240)
 
 
 def test_public_operations_share_one_group() -> None:
@@ -84,9 +89,11 @@ def test_public_operations_share_one_group() -> None:
 
 def test_named_groups_are_the_ones_get_rate_limits_reports() -> None:
     # GET /rate-limits returns one entry per named group: the table must know exactly those.
+    # `anonymous` (the public operations) and `global` (every operation, per IP) are reported but name no
+    # operation's 429 table.
     reported = {m.wire_name(f) for f in attrs.fields(m.EffectiveApiRateLimits)}
-    assert set(RATE_LIMIT_GROUPS) - {PUBLIC_GROUP} == reported
-    assert len(reported) == 12
+    assert set(RATE_LIMIT_GROUPS) - {PUBLIC_GROUP} == reported - {"anonymous", "global"}
+    assert set(SPEC["components"]["schemas"]["EffectiveApiRateLimits"]["required"]) == reported
 
 
 def test_bearer_token_kinds() -> None:
@@ -99,8 +106,10 @@ def test_bearer_token_kinds() -> None:
     assert _op("POST", "/sessions/batch").tokens == (TokenKind.ACCESS,)
     for op in OPERATIONS:
         assert op.needs_bearer == bool(SPEC_OPS[op.method, op.path].get("security"))
-    assert sum(op.needs_bearer for op in OPERATIONS) == 63
-    assert sum(op.tokens == (TokenKind.ACCESS,) for op in OPERATIONS) == 59
+    # The five operations added since 2.6.0 (four collective-identifier ones, PUT /testdata/certificates/{n})
+    # all take the access token.
+    assert sum(op.needs_bearer for op in OPERATIONS) == 68
+    assert sum(op.tokens == (TokenKind.ACCESS,) for op in OPERATIONS) == 64
 
 
 def test_body_schemas_name_real_models() -> None:

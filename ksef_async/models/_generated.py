@@ -57,6 +57,19 @@ __all__ = [
     "CertificateSubjectLimitsOverride",
     "Challenge",
     "CheckAttachmentPermissionStatusResponse",
+    "CollectiveIdentifierContextLimitsOverride",
+    "CollectiveIdentifierEffectiveContextLimits",
+    "CollectiveIdentifierInvoice",
+    "CollectiveIdentifierInvoicePayment",
+    "CollectiveIdentifierInvoicesQueryRequest",
+    "CollectiveIdentifierInvoicesQueryResponse",
+    "CollectiveIdentifierInvoicesQueryResponseItem",
+    "CollectiveIdentifierInvoicesQueryResponseItemPayment",
+    "CollectiveIdentifiersByKsefNumberQueryResponse",
+    "CollectiveIdentifiersByKsefNumberQueryResponseItem",
+    "CollectiveIdentifiersQueryRequest",
+    "CollectiveIdentifiersQueryResponse",
+    "CollectiveIdentifiersQueryResponseItem",
     "CommonSessionStatus",
     "CompressionType",
     "CurrencyCode",
@@ -125,6 +138,8 @@ __all__ = [
     "ExportInvoicesResponse",
     "ForbiddenProblemDetails",
     "FormCode",
+    "GenerateCollectiveIdentifierRequest",
+    "GenerateCollectiveIdentifierResponse",
     "GenerateTokenRequest",
     "GenerateTokenResponse",
     "GoneProblemDetails",
@@ -169,6 +184,7 @@ __all__ = [
     "OpenBatchSessionResponse",
     "OpenOnlineSessionRequest",
     "OpenOnlineSessionResponse",
+    "OwnerPermissionScope",
     "PartUploadRequest",
     "PeppolId",
     "PeppolProvider",
@@ -291,6 +307,7 @@ __all__ = [
     "TestDataPermissionType",
     "TestDataPermissionsGrantRequest",
     "TestDataPermissionsRevokeRequest",
+    "TestDataUpdateCertificateRequest",
     "ThirdSubjectIdentifierType",
     "TokenAuthorIdentifierType",
     "TokenAuthorIdentifierTypeIdentifier",
@@ -375,10 +392,10 @@ class ApiRateLimitsOverride:
     """The ``ApiRateLimitsOverride`` object of the spec."""
 
     online_session: ApiRateLimitValuesOverride
-    """Limity dla otwierania/zamykania sesji interaktywnych."""
+    """Limity dla otwierania sesji interaktywnych."""
 
     batch_session: ApiRateLimitValuesOverride
-    """Limity dla otwierania/zamykania sesji wsadowych."""
+    """Limity dla otwierania sesji wsadowych."""
 
     invoice_send: ApiRateLimitValuesOverride
     """Limity dla wysyłki faktur."""
@@ -406,6 +423,9 @@ class ApiRateLimitsOverride:
 
     invoice_download: ApiRateLimitValuesOverride
     """Limity dla pobierania faktur po numerze KSeF."""
+
+    collective_identifier: ApiRateLimitValuesOverride
+    """Limity dla identyfikatorów zbiorczych."""
 
     other: ApiRateLimitValuesOverride
     """Limity dla pozostałych operacji API."""
@@ -534,6 +554,9 @@ class AuthenticationListItem:
     | 450 | Uwierzytelnianie zakończone niepowodzeniem z powodu błędnego tokenu | Nieprawidłowy czas tokena |
     | 450 | Uwierzytelnianie zakończone niepowodzeniem z powodu błędnego tokenu | Token unieważniony |
     | 450 | Uwierzytelnianie zakończone niepowodzeniem z powodu błędnego tokenu | Token nieaktywny |
+    | 450 | Uwierzytelnianie zakończone niepowodzeniem z powodu błędnego tokenu | Nieprawidłowe szyfrowanie tokena |
+    | 450 | Uwierzytelnianie zakończone niepowodzeniem z powodu błędnego tokenu | Nieprawidłowe kodowanie tokena |
+    | 450 | Uwierzytelnianie zakończone niepowodzeniem z powodu błędnego tokenu | Token nie może być użyty w kontekście {contextIdentifier} |
     | 460 | Uwierzytelnianie zakończone niepowodzeniem z powodu błędu certyfikatu | Nieważny certyfikat |
     | 460 | Uwierzytelnianie zakończone niepowodzeniem z powodu błędu certyfikatu | Błąd weryfikacji łańcucha certyfikatów |
     | 460 | Uwierzytelnianie zakończone niepowodzeniem z powodu błędu certyfikatu | Niezaufany łańcuch certyfikatów |
@@ -688,6 +711,9 @@ class AuthenticationOperationStatusResponse:
     | 450 | Uwierzytelnianie zakończone niepowodzeniem z powodu błędnego tokenu | Nieprawidłowy czas tokena |
     | 450 | Uwierzytelnianie zakończone niepowodzeniem z powodu błędnego tokenu | Token unieważniony |
     | 450 | Uwierzytelnianie zakończone niepowodzeniem z powodu błędnego tokenu | Token nieaktywny |
+    | 450 | Uwierzytelnianie zakończone niepowodzeniem z powodu błędnego tokenu | Nieprawidłowe szyfrowanie tokena |
+    | 450 | Uwierzytelnianie zakończone niepowodzeniem z powodu błędnego tokenu | Nieprawidłowe kodowanie tokena |
+    | 450 | Uwierzytelnianie zakończone niepowodzeniem z powodu błędnego tokenu | Token nie może być użyty w kontekście {contextIdentifier} |
     | 460 | Uwierzytelnianie zakończone niepowodzeniem z powodu błędu certyfikatu | Nieważny certyfikat |
     | 460 | Uwierzytelnianie zakończone niepowodzeniem z powodu błędu certyfikatu | Błąd weryfikacji łańcucha certyfikatów |
     | 460 | Uwierzytelnianie zakończone niepowodzeniem z powodu błędu certyfikatu | Niezaufany łańcuch certyfikatów |
@@ -758,7 +784,7 @@ class AuthenticationTokensResponse:
     """Token umożliwiający odświeżenie tokenu dostępu.
     > Więcej informacji:
     > - [Odświeżanie
-    tokena](https://github.com/CIRFMF/ksef-docs/blob/main/uwierzytelnianie.md#5-od%C5%9Bwie%C5%BCenie-tokena-dost%C4%99powego-accesstoken)
+    tokena](https://github.com/CIRFMF/ksef-api/blob/main/uwierzytelnianie.md#5-od%C5%9Bwie%C5%BCenie-tokena-dost%C4%99powego-accesstoken)
     """
 
 
@@ -1124,6 +1150,192 @@ class CheckAttachmentPermissionStatusResponse:
     """Data i czas zakończenia możliwość dodawania przez Podmiot Załączników do Faktur.
     Brak podanej daty oznacza bezterminową możliwość dodawania Załączników do Faktur
     """
+
+
+@attrs.frozen(kw_only=True)
+class CollectiveIdentifierContextLimitsOverride:
+    """The ``CollectiveIdentifierContextLimitsOverride`` object of the spec."""
+
+    max_invoices: int
+    """Maksymalna ilość faktur które można przesłać w pojedynczym identyfikatorze zbiorczym."""
+
+
+@attrs.frozen(kw_only=True)
+class CollectiveIdentifierEffectiveContextLimits:
+    """The ``CollectiveIdentifierEffectiveContextLimits`` object of the spec."""
+
+    max_invoices: int
+    """Maksymalna ilość faktur które można przesłać w pojedynczym identyfikatorze zbiorczym."""
+
+
+@attrs.frozen(kw_only=True)
+class CollectiveIdentifierInvoice:
+    """The ``CollectiveIdentifierInvoice`` object of the spec."""
+
+    ksef_number: KsefNumber
+    """Numer ksef faktury.
+
+    Jedna faktura może zostać przypisana do maksymalnie 132 identyfikatorów zbiorczych w ramach
+    jednego kontekstu.
+    """
+
+    payment: CollectiveIdentifierInvoicePayment | None = None
+    """Dane o płatności za fakturę"""
+
+    description: str | None = None
+    """Opis"""
+
+
+@attrs.frozen(kw_only=True)
+class CollectiveIdentifierInvoicePayment:
+    """The ``CollectiveIdentifierInvoicePayment`` object of the spec."""
+
+    amount: decimal.Decimal
+    """Kwota płatności za fakturę."""
+
+    currency: CurrencyCode | str
+    """Kod waluty."""
+
+
+@attrs.frozen(kw_only=True)
+class CollectiveIdentifierInvoicesQueryRequest:
+    """The ``CollectiveIdentifierInvoicesQueryRequest`` object of the spec.
+
+    Request body of ``POST /collective-identifiers/invoices``.
+    """
+
+    collective_identifier_numbers: tuple[str, ...]
+    """Numery identyfikatorów zbiorczych. Maksymalna liczba to 10."""
+
+
+@attrs.frozen(kw_only=True)
+class CollectiveIdentifierInvoicesQueryResponse:
+    """The ``CollectiveIdentifierInvoicesQueryResponse`` object of the spec.
+
+    Response 200 of ``POST /collective-identifiers/invoices``.
+    """
+
+    continuation_token: str | None = None
+    """Token służący do pobrania kolejnej strony wyników. Jeśli jest pusty, to nie ma kolejnych stron."""
+
+    invoices: tuple[CollectiveIdentifierInvoicesQueryResponseItem, ...]
+    """Lista faktur."""
+
+
+@attrs.frozen(kw_only=True)
+class CollectiveIdentifierInvoicesQueryResponseItem:
+    """The ``CollectiveIdentifierInvoicesQueryResponseItem`` object of the spec."""
+
+    ksef_number: KsefNumber
+    """Numer ksef faktury."""
+
+    collective_identifier_number: str
+    """Numer identyfikatora zbiorczego."""
+
+    payment: CollectiveIdentifierInvoicesQueryResponseItemPayment | None = None
+    """Dane o płatności za fakturę"""
+
+    description: str | None = None
+    """Opis"""
+
+    details_hidden: bool
+    """Określa czy informacje o szczegółach zostały ukryte z powodu braku dostępu do faktury."""
+
+
+@attrs.frozen(kw_only=True)
+class CollectiveIdentifierInvoicesQueryResponseItemPayment:
+    """The ``CollectiveIdentifierInvoicesQueryResponseItemPayment`` object of the spec."""
+
+    amount: decimal.Decimal
+    """Kwota płatności za fakturę."""
+
+    currency: str
+    """Kod waluty."""
+
+
+@attrs.frozen(kw_only=True)
+class CollectiveIdentifiersByKsefNumberQueryResponse:
+    """The ``CollectiveIdentifiersByKsefNumberQueryResponse`` object of the spec.
+
+    Response 200 of ``GET /collective-identifiers/ksef/{ksefNumber}``.
+    """
+
+    continuation_token: str | None = None
+    """Token służący do pobrania kolejnej strony wyników. Jeśli jest pusty, to nie ma kolejnych stron."""
+
+    collective_identifiers: tuple[CollectiveIdentifiersByKsefNumberQueryResponseItem, ...]
+    """Lista identyfikatorów zbiorczych."""
+
+
+@attrs.frozen(kw_only=True)
+class CollectiveIdentifiersByKsefNumberQueryResponseItem:
+    """The ``CollectiveIdentifiersByKsefNumberQueryResponseItem`` object of the spec."""
+
+    collective_identifier_number: str
+    """Numer identyfikatora zbiorczego."""
+
+    created_in_current_context: bool
+    """Określa czy identyfikator zbiorczy został wygenerowany w bieżącym kontekście."""
+
+    date_created: datetime.datetime
+    """Data utworzenia identyfikatora zbiorczego."""
+
+
+@attrs.frozen(kw_only=True)
+class CollectiveIdentifiersQueryRequest:
+    """The ``CollectiveIdentifiersQueryRequest`` object of the spec.
+
+    Request body of ``POST /collective-identifiers/query``.
+    """
+
+    collective_identifier_number: str | None = None
+    """Numer identyfikatora zbiorczego."""
+
+    date_created_from: datetime.datetime
+    """Data utworzenia identyfikatora zbiorczego (od), maksymalny przedział czasu to 100 dni."""
+
+    date_created_to: datetime.datetime
+    """Data utworzenia identyfikatora zbiorczego (do)."""
+
+    invoice_count_from: int | None = None
+    """Liczba faktur w identyfikatorze zbiorczym (od)."""
+
+    invoice_count_to: int | None = None
+    """Liczba faktur w identyfikatorze zbiorczym (do)."""
+
+    created_in_current_context: bool | None = None
+    """Określa czy identyfikator zbiorczy został wygenerowany w bieżącym kontekście."""
+
+
+@attrs.frozen(kw_only=True)
+class CollectiveIdentifiersQueryResponse:
+    """The ``CollectiveIdentifiersQueryResponse`` object of the spec.
+
+    Response 200 of ``POST /collective-identifiers/query``.
+    """
+
+    continuation_token: str | None = None
+    """Token służący do pobrania kolejnej strony wyników. Jeśli jest pusty, to nie ma kolejnych stron."""
+
+    collective_identifiers: tuple[CollectiveIdentifiersQueryResponseItem, ...]
+    """Lista identyfikatorów zbiorczych."""
+
+
+@attrs.frozen(kw_only=True)
+class CollectiveIdentifiersQueryResponseItem:
+    """The ``CollectiveIdentifiersQueryResponseItem`` object of the spec."""
+
+    collective_identifier_number: str
+    """Numer identyfikatora zbiorczego."""
+
+    date_created: datetime.datetime
+    """Data utworzenia identyfikatora zbiorczego."""
+
+    invoice_count: int
+    """Liczba faktura składająca się na identyfikator zbiorczy."""
+
+    created_in_current_context: bool
+    """Określa czy identyfikator zbiorczy został wygenerowany w bieżącym kontekście."""
 
 
 class CommonSessionStatus(enum.StrEnum):
@@ -1523,6 +1735,16 @@ class CurrencyCode(enum.StrEnum):
 
     ZWL = "ZWL"
 
+    CNH = "CNH"
+
+    VED = "VED"
+
+    XTS = "XTS"
+
+    ZWG = "ZWG"
+
+    SLE = "SLE"
+
 
 @attrs.frozen(kw_only=True)
 class EffectiveApiRateLimitValues:
@@ -1546,10 +1768,16 @@ class EffectiveApiRateLimits:
     """
 
     online_session: EffectiveApiRateLimitValues
-    """Limity dla otwierania/zamykania sesji interaktywnych."""
+    """Limity dla otwierania sesji interaktywnych."""
+
+    online_session_close: EffectiveApiRateLimitValues
+    """Limity dla zamykania sesji interaktywnych."""
 
     batch_session: EffectiveApiRateLimitValues
-    """Limity dla otwierania/zamykania sesji wsadowych."""
+    """Limity dla otwierania sesji wsadowych."""
+
+    batch_session_close: EffectiveApiRateLimitValues
+    """Limity dla zamykania sesji wsadowych."""
 
     invoice_send: EffectiveApiRateLimitValues
     """Limity dla wysyłki faktur."""
@@ -1578,8 +1806,17 @@ class EffectiveApiRateLimits:
     invoice_download: EffectiveApiRateLimitValues
     """Limity dla pobierania faktur po numerze KSeF."""
 
+    collective_identifier: EffectiveApiRateLimitValues
+    """Limity dla identyfikatorów zbiorczych"""
+
     other: EffectiveApiRateLimitValues
     """Limity dla pozostałych operacji API."""
+
+    anonymous: EffectiveApiRateLimitValues
+    """Limity dla anonimowych operacji API (nieuwierzytelnionych)."""
+
+    global_: EffectiveApiRateLimitValues
+    """Limity globalne dla wszystkich operacji API (per adres IP)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -1594,6 +1831,9 @@ class EffectiveContextLimits:
 
     batch_session: BatchSessionEffectiveContextLimits
     """Limity dla sesji wsadowych."""
+
+    collective_identifier: CollectiveIdentifierEffectiveContextLimits
+    """Limity dla identyfikatorów zbiorczych."""
 
 
 @attrs.frozen(kw_only=True)
@@ -1976,6 +2216,8 @@ class EntityPermissionItemScope(enum.StrEnum):
 
     INVOICE_READ = "InvoiceRead"
 
+    COLLECTIVE_IDENTIFIER_MANAGE = "CollectiveIdentifierManage"
+
 
 class EntityPermissionType(enum.StrEnum):
     """The ``EntityPermissionType`` enumeration of the spec."""
@@ -1983,6 +2225,8 @@ class EntityPermissionType(enum.StrEnum):
     INVOICE_WRITE = "InvoiceWrite"
 
     INVOICE_READ = "InvoiceRead"
+
+    COLLECTIVE_IDENTIFIER_MANAGE = "CollectiveIdentifierManage"
 
 
 @attrs.frozen(kw_only=True)
@@ -2581,7 +2825,7 @@ class ForbiddenProblemDetails:
     trace_id: str | None = None
     """Identyfikator śledzenia błędu."""
 
-    timestamp: datetime.datetime
+    timestamp: datetime.datetime | None = None
     """Data i czas wystąpienia błędu w UTC."""
 
 
@@ -2597,6 +2841,49 @@ class FormCode:
 
     value: str
     """Wartość"""
+
+
+@attrs.frozen(kw_only=True)
+class GenerateCollectiveIdentifierRequest:
+    """The ``GenerateCollectiveIdentifierRequest`` object of the spec.
+
+    Request body of ``POST /collective-identifiers``.
+    """
+
+    invoices: tuple[CollectiveIdentifierInvoice, ...]
+    """Lista faktur wchodząca w skład identyfikatora zbiorczego. Domyślny
+    [limit](https://github.com/CIRFMF/ksef-api/blob/main/limity/limity.md) faktur wynosi 500.
+    """
+
+
+@attrs.frozen(kw_only=True)
+class GenerateCollectiveIdentifierResponse:
+    """The ``GenerateCollectiveIdentifierResponse`` object of the spec.
+
+    Response 201 of ``POST /collective-identifiers``.
+    """
+
+    collective_identifier_number: str
+    """Wygenerowany identyfikator zbiorczy
+
+    Identyfikator zbiorczy ma format:
+    `9999999999-IZRRRRMM-FFFFFFFFFFFF-FF`, gdzie:
+    - `9999999999` – 10-cyfrowy NIP sprzedawcy,
+    - `IZ` – stały prefiks,
+    - `RRRRMM` – rok i miesiąc utworzenia,
+    - `FFFFFFFFFFFF` –  część techniczna składająca się z 12 znaków w zapisie szesnastkowym, tylko
+    [0–9 A–F], wielkie litery,
+    - `FF` –  suma kontrolna CRC-8 - 2 znaki w zapisie szesnastkowym, tylko [0–9 A–F], wielkie
+    litery.
+
+    Do obliczenia sumy kontrolnej stosowany jest algorytm CRC-8 z parametrami:
+    - Polinom: 0x07
+    - Wartość początkowa: 0x00
+    - Format wyniku: 2-znakowy zapis szesnastkowy(HEX, wielkie litery)
+
+    Przykład:
+    `1111111111-IZ202607-65ED02180000-E7`.
+    """
 
 
 @attrs.frozen(kw_only=True)
@@ -2672,6 +2959,8 @@ class IndirectPermissionType(enum.StrEnum):
     INVOICE_READ = "InvoiceRead"
 
     INVOICE_WRITE = "InvoiceWrite"
+
+    COLLECTIVE_IDENTIFIER_MANAGE = "CollectiveIdentifierManage"
 
 
 @attrs.frozen(kw_only=True)
@@ -2925,11 +3214,11 @@ class InvoiceMetadata:
 
     | SystemCode | SchemaVersion | Value |
     | --- | --- | --- |
-    | [FA (2)](https://github.com/CIRFMF/ksef-docs/blob/main/faktury/schemy/FA/schemat_FA(2)_v1-0E.xsd) | 1-0E | FA |
-    | [FA (3)](https://github.com/CIRFMF/ksef-docs/blob/main/faktury/schemy/FA/schemat_FA(3)_v1-0E.xsd) | 1-0E | FA |
-    | [PEF (3)](https://github.com/CIRFMF/ksef-docs/blob/main/faktury/schemy/PEF/Schemat_PEF(3)_v2-1.xsd) | 2-1 | PEF |
-    | [PEF_KOR (3)](https://github.com/CIRFMF/ksef-docs/blob/main/faktury/schemy/PEF/Schemat_PEF_KOR(3)_v2-1.xsd) | 2-1 | PEF |
-    | [FA_RR (1)](https://github.com/CIRFMF/ksef-docs/blob/main/faktury/schemy/RR/schemat_FA_RR(1)_v1-1E.xsd) | 1-1E | FA_RR |
+    | [FA (2)](https://github.com/CIRFMF/ksef-api/blob/main/faktury/schemy/FA/schemat_FA(2)_v1-0E.xsd) | 1-0E | FA |
+    | [FA (3)](https://github.com/CIRFMF/ksef-api/blob/main/faktury/schemy/FA/schemat_FA(3)_v1-0E.xsd) | 1-0E | FA |
+    | [PEF (3)](https://github.com/CIRFMF/ksef-api/blob/main/faktury/schemy/PEF/Schemat_PEF(3)_v2-1.xsd) | 2-1 | PEF |
+    | [PEF_KOR (3)](https://github.com/CIRFMF/ksef-api/blob/main/faktury/schemy/PEF/Schemat_PEF_KOR(3)_v2-1.xsd) | 2-1 | PEF |
+    | [FA_RR (1)](https://github.com/CIRFMF/ksef-api/blob/main/faktury/schemy/RR/schemat_FA_RR(1)_v1-1E.xsd) | 1-1E | FA_RR |
     """
 
     is_self_invoicing: bool
@@ -3138,6 +3427,9 @@ class InvoicePackage:
     Dla dateType = Issue lub Invoicing – null.
     """
 
+    compression_type: CompressionType | str
+    """Wire name ``compressionType``."""
+
 
 @attrs.frozen(kw_only=True)
 class InvoicePackagePart:
@@ -3291,14 +3583,13 @@ class InvoiceQueryFilters:
 
     date_range: InvoiceQueryDateRange
     """Typ i zakres dat, według którego filtrowane są faktury.
-    Maksymalny dozwolony okres wynosi 3 miesiące w strefie UTC lub w strefie Europe/Warsaw (WAW).
+    Maksymalny dozwolony okres wynosi 100 dni w strefie UTC
 
     Format daty:
     * Daty muszą być przekazane w formacie ISO 8601, np. `yyyy-MM-ddTHH:mm:ss`.
     * Dopuszczalne są następujące warianty:
     - z sufiksem `Z` (czas UTC),
-    - z jawnym offsetem, np. `+01:00`, `+03:00`,
-    - bez offsetu (interpretowane jako czas lokalny strefy Europe/Warsaw).
+    - z jawnym offsetem, np. `+01:00`, `+03:00`
     """
 
     ksef_number: KsefNumber | None = None
@@ -3475,7 +3766,7 @@ class KsefCertificateType(enum.StrEnum):
 
 
 KsefNumber: TypeAlias = str
-"""Numer KSeF o długości 36 znaków jest akceptowany, by zachować kompatybilność wsteczna z KSeF 1.0. W
+"""Numer KSeF o długości 36 znaków jest akceptowany, by zachować kompatybilność wsteczną z KSeF 1.0. W
 KSeF 2.0 numery są generowane wyłącznie w formacie 35-znakowym.
 """
 
@@ -3532,9 +3823,9 @@ class OpenBatchSessionRequest:
 
     | SystemCode | SchemaVersion | Value |
     | --- | --- | --- |
-    | [FA (2)](https://github.com/CIRFMF/ksef-docs/blob/main/faktury/schemy/FA/schemat_FA(2)_v1-0E.xsd) | 1-0E | FA |
-    | [FA (3)](https://github.com/CIRFMF/ksef-docs/blob/main/faktury/schemy/FA/schemat_FA(3)_v1-0E.xsd) | 1-0E | FA |
-    | [FA_RR (1)](https://github.com/CIRFMF/ksef-docs/blob/main/faktury/schemy/RR/schemat_FA_RR(1)_v1-1E.xsd) | 1-1E | FA_RR |
+    | [FA (2)](https://github.com/CIRFMF/ksef-api/blob/main/faktury/schemy/FA/schemat_FA(2)_v1-0E.xsd) | 1-0E | FA |
+    | [FA (3)](https://github.com/CIRFMF/ksef-api/blob/main/faktury/schemy/FA/schemat_FA(3)_v1-0E.xsd) | 1-0E | FA |
+    | [FA_RR (1)](https://github.com/CIRFMF/ksef-api/blob/main/faktury/schemy/RR/schemat_FA_RR(1)_v1-1E.xsd) | 1-1E | FA_RR |
     """
 
     batch_file: BatchFileInfo
@@ -3598,11 +3889,11 @@ class OpenOnlineSessionRequest:
 
     | SystemCode | SchemaVersion | Value |
     | --- | --- | --- |
-    | [FA (2)](https://github.com/CIRFMF/ksef-docs/blob/main/faktury/schemy/FA/schemat_FA(2)_v1-0E.xsd) | 1-0E | FA |
-    | [FA (3)](https://github.com/CIRFMF/ksef-docs/blob/main/faktury/schemy/FA/schemat_FA(3)_v1-0E.xsd) | 1-0E | FA |
-    | [PEF (3)](https://github.com/CIRFMF/ksef-docs/blob/main/faktury/schemy/PEF/Schemat_PEF(3)_v2-1.xsd) | 2-1 | PEF |
-    | [PEF_KOR (3)](https://github.com/CIRFMF/ksef-docs/blob/main/faktury/schemy/PEF/Schemat_PEF_KOR(3)_v2-1.xsd) | 2-1 | PEF |
-    | [FA_RR (1)](https://github.com/CIRFMF/ksef-docs/blob/main/faktury/schemy/RR/schemat_FA_RR(1)_v1-1E.xsd) | 1-1E | FA_RR |
+    | [FA (2)](https://github.com/CIRFMF/ksef-api/blob/main/faktury/schemy/FA/schemat_FA(2)_v1-0E.xsd) | 1-0E | FA |
+    | [FA (3)](https://github.com/CIRFMF/ksef-api/blob/main/faktury/schemy/FA/schemat_FA(3)_v1-0E.xsd) | 1-0E | FA |
+    | [PEF (3)](https://github.com/CIRFMF/ksef-api/blob/main/faktury/schemy/PEF/Schemat_PEF(3)_v2-1.xsd) | 2-1 | PEF |
+    | [PEF_KOR (3)](https://github.com/CIRFMF/ksef-api/blob/main/faktury/schemy/PEF/Schemat_PEF_KOR(3)_v2-1.xsd) | 2-1 | PEF |
+    | [FA_RR (1)](https://github.com/CIRFMF/ksef-api/blob/main/faktury/schemy/RR/schemat_FA_RR(1)_v1-1E.xsd) | 1-1E | FA_RR |
     """
 
     encryption: EncryptionInfo
@@ -3621,6 +3912,26 @@ class OpenOnlineSessionResponse:
 
     valid_until: datetime.datetime
     """Termin ważności sesji. Po jego upływie sesja zostanie automatycznie zamknięta."""
+
+
+class OwnerPermissionScope(enum.StrEnum):
+    """The ``OwnerPermissionScope`` enumeration of the spec."""
+
+    CREDENTIALS_MANAGE = "CredentialsManage"
+
+    CREDENTIALS_READ = "CredentialsRead"
+
+    INVOICE_WRITE = "InvoiceWrite"
+
+    INVOICE_READ = "InvoiceRead"
+
+    INTROSPECTION = "Introspection"
+
+    SUBUNIT_MANAGE = "SubunitManage"
+
+    ENFORCEMENT_OPERATIONS = "EnforcementOperations"
+
+    COLLECTIVE_IDENTIFIER_MANAGE = "CollectiveIdentifierManage"
 
 
 @attrs.frozen(kw_only=True)
@@ -4015,6 +4326,8 @@ class PersonPermissionScope(enum.StrEnum):
 
     ENFORCEMENT_OPERATIONS = "EnforcementOperations"
 
+    COLLECTIVE_IDENTIFIER_MANAGE = "CollectiveIdentifierManage"
+
 
 @attrs.frozen(kw_only=True)
 class PersonPermissionSubjectDetails:
@@ -4081,6 +4394,8 @@ class PersonPermissionType(enum.StrEnum):
     SUBUNIT_MANAGE = "SubunitManage"
 
     ENFORCEMENT_OPERATIONS = "EnforcementOperations"
+
+    COLLECTIVE_IDENTIFIER_MANAGE = "CollectiveIdentifierManage"
 
 
 @attrs.frozen(kw_only=True)
@@ -4453,6 +4768,8 @@ class PersonalPermissionScope(enum.StrEnum):
 
     VAT_UE_MANAGE = "VatUeManage"
 
+    COLLECTIVE_IDENTIFIER_MANAGE = "CollectiveIdentifierManage"
+
 
 class PersonalPermissionType(enum.StrEnum):
     """The ``PersonalPermissionType`` enumeration of the spec."""
@@ -4472,6 +4789,8 @@ class PersonalPermissionType(enum.StrEnum):
     ENFORCEMENT_OPERATIONS = "EnforcementOperations"
 
     VAT_UE_MANAGE = "VatUeManage"
+
+    COLLECTIVE_IDENTIFIER_MANAGE = "CollectiveIdentifierManage"
 
 
 @attrs.frozen(kw_only=True)
@@ -4824,6 +5143,9 @@ class QueryPersonalPermissionsResponse:
 
     permissions: tuple[PersonalPermission, ...]
     """Lista odczytanych uprawnień."""
+
+    owner_permissions: tuple[OwnerPermissionScope | str, ...] | None = None
+    """Lista uprawnień właścicielskich."""
 
     has_more: bool
     """Flaga informująca o dostępności kolejnej strony wyników."""
@@ -5269,6 +5591,9 @@ class SetSessionLimitsRequest:
     batch_session: BatchSessionContextLimitsOverride
     """Limity dla sesji wsadowych."""
 
+    collective_identifier: CollectiveIdentifierContextLimitsOverride
+    """Limity dla identyfikatorów zbiorczych."""
+
 
 @attrs.frozen(kw_only=True)
 class SetSubjectLimitsRequest:
@@ -5695,8 +6020,8 @@ Format:
 `[code]: message | [code]: message`
 
 Regex pojedynczego ostrzeżenia: `\\[(?<code>[^\\]]+)\\]: (?<message>[^|]+)`<br/><br/>
-Generowanie ostrzeżeń można wymusić przekazując nagłówek:
-`X-Test-System-Warning`, którego treść zostanie zwrócona w odpowiedzi.
+W celu przetestowania obsługi ostrzeżeń można przekazać nagłówek `X-Test-System-Warning`. Jego treść
+zostanie zwrócona w odpowiedzi jako `X-System-Warning`.
 """
 
 
@@ -5789,6 +6114,8 @@ class TestDataPermissionType(enum.StrEnum):
 
     SUBUNIT_MANAGE = "SubunitManage"
 
+    COLLECTIVE_IDENTIFIER_MANAGE = "CollectiveIdentifierManage"
+
 
 @attrs.frozen(kw_only=True)
 class TestDataPermissionsGrantRequest:
@@ -5819,6 +6146,17 @@ class TestDataPermissionsRevokeRequest:
 
     authorized_identifier: TestDataAuthorizedIdentifier
     """Wire name ``authorizedIdentifier``."""
+
+
+@attrs.frozen(kw_only=True)
+class TestDataUpdateCertificateRequest:
+    """The ``TestDataUpdateCertificateRequest`` object of the spec.
+
+    Request body of ``PUT /testdata/certificates/{serialNumber}``.
+    """
+
+    valid_to: datetime.datetime
+    """Nowa data ważności certyfikatu, nie może być późniejsza niż obecna."""
 
 
 class ThirdSubjectIdentifierType(enum.StrEnum):
@@ -5933,6 +6271,8 @@ class TokenPermissionType(enum.StrEnum):
     ENFORCEMENT_OPERATIONS = "EnforcementOperations"
 
     INTROSPECTION = "Introspection"
+
+    COLLECTIVE_IDENTIFIER_MANAGE = "CollectiveIdentifierManage"
 
 
 @attrs.frozen(kw_only=True)

@@ -37,5 +37,12 @@ def window_limits(limits: EffectiveApiRateLimits) -> dict[str, WindowLimits]:
     out: dict[str, WindowLimits] = {}
     for field in attrs.fields(type(limits)):
         value = getattr(limits, field.name)
-        out[wire_name(field)] = WindowLimits(value.per_second, value.per_minute, value.per_hour)
+        out[wire_name(field)] = WindowLimits(
+            _limited(value.per_second), _limited(value.per_minute), _limited(value.per_hour)
+        )
     return out
+
+
+def _limited(value: int) -> int | None:
+    """A window's limit from ``EffectiveApiRateLimitValues``: -1 means the window is not limited."""
+    return None if value < 0 else value

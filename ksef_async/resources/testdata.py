@@ -94,7 +94,7 @@ class TestDataResource(Resource):
         await self._send("delete_testdata_limits_subject_certificate")
 
     async def set_rate_limits(self, request: SetRateLimitsRequest) -> None:
-        """``POST /testdata/rate-limits``: custom API rate limits for the context (all 12 groups)."""
+        """``POST /testdata/rate-limits``: custom API rate limits (the 13 groups of ``ApiRateLimitsOverride``)."""
         await self._post("post_testdata_rate_limits", request)
 
     async def reset_rate_limits(self) -> None:

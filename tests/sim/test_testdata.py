@@ -101,11 +101,14 @@ async def test_session_limits_override(api: Api, factory: InvoiceFactory) -> Non
     await api.login()
     limits = {"maxInvoiceSizeInMB": 1, "maxInvoiceWithAttachmentSizeInMB": 3, "maxInvoices": 1}
     status, _, _ = await api.call(
-        "POST", "/testdata/limits/context/session", json={"onlineSession": limits, "batchSession": limits}
+        "POST",
+        "/testdata/limits/context/session",
+        json={"onlineSession": limits, "batchSession": limits, "collectiveIdentifier": {"maxInvoices": 7}},
     )
     assert status == 200
     _, effective, _ = await api.call("GET", "/limits/context")
     assert effective["onlineSession"]["maxInvoices"] == 1
+    assert effective["collectiveIdentifier"] == {"maxInvoices": 7}
     key = SessionKey.generate()
     session = await api.open_online(key)
     assert (await api.send(session, key, factory.make(1)[1]))[0] == 202
@@ -114,6 +117,7 @@ async def test_session_limits_override(api: Api, factory: InvoiceFactory) -> Non
     assert (await api.call("DELETE", "/testdata/limits/context/session"))[0] == 200
     _, effective, _ = await api.call("GET", "/limits/context")
     assert effective["batchSession"]["maxInvoices"] == 10_000
+    assert effective["collectiveIdentifier"] == {"maxInvoices": 500}
 
 
 async def test_tokens_are_listed_without_secrets_and_can_be_revoked(api: Api, ksef_simulator: KsefSimulator) -> None:

@@ -15,6 +15,7 @@ from ksef_async.models import (
     AttachmentPermissionRevokeRequest,
     BatchSessionContextLimitsOverride,
     BlockContextAuthenticationRequest,
+    CollectiveIdentifierContextLimitsOverride,
     OnlineSessionContextLimitsOverride,
     PersonCreateRequest,
     PersonRemoveRequest,
@@ -145,12 +146,15 @@ async def test_session_limits_set_and_reset(sim: KsefSimulator) -> None:
                 batch_session=BatchSessionContextLimitsOverride(
                     max_invoice_size_in_mb=1, max_invoice_with_attachment_size_in_mb=2, max_invoices=9
                 ),
+                collective_identifier=CollectiveIdentifierContextLimitsOverride(max_invoices=11),
             )
         )
         changed = await client.limits.context()
         await client.testdata.reset_session_limits()
         reset = await client.limits.context()
     assert (changed.online_session.max_invoices, changed.batch_session.max_invoices) == (7, 9)
+    assert changed.collective_identifier.max_invoices == 11
+    assert defaults.collective_identifier.max_invoices == 500
     assert reset == defaults
 
 

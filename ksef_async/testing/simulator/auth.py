@@ -18,7 +18,7 @@ from ksef_async.core.ratelimit import WindowLimits
 from ksef_async.errors import CryptoError
 from ksef_async.testing.simulator import certificates
 from ksef_async.testing.simulator.problems import ApiFailure, forbidden
-from ksef_async.testing.simulator.ratelimits import API_GROUPS
+from ksef_async.testing.simulator.ratelimits import OVERRIDABLE_GROUPS
 from ksef_async.testing.simulator.runtime import RAW_BODY, Principal, Runtime
 from ksef_async.testing.simulator.sessions import opt, paged, req
 from ksef_async.testing.simulator.state import (
@@ -467,19 +467,24 @@ async def revoke_token(rt: Runtime, request: web.Request, principal: Principal |
 async def rate_limits(rt: Runtime, _request: web.Request, _principal: Principal | None, _body: Any) -> web.Response:
     """``GET /rate-limits``: the limits in force (``EffectiveApiRateLimits``)."""
     values = {
-        group: {"perSecond": lim.per_second, "perMinute": lim.per_minute, "perHour": lim.per_hour}
+        group: {"perSecond": _wire(lim.per_second), "perMinute": _wire(lim.per_minute), "perHour": _wire(lim.per_hour)}
         for group, lim in rt.limiter.effective().items()
     }
     return web.json_response(values)
 
 
+def _wire(limit: int | None) -> int:
+    """A window's limit as ``EffectiveApiRateLimitValues`` carries it: -1 for a window that is not limited."""
+    return -1 if limit is None else limit
+
+
 async def testdata_rate_limits(
     rt: Runtime, _request: web.Request, _principal: Principal | None, body: Any
 ) -> web.Response:
-    """``POST /testdata/rate-limits``: custom values for all 12 groups."""
+    """``POST /testdata/rate-limits``: custom values for the 13 groups of ``ApiRateLimitsOverride``."""
     groups = req(body, "rateLimits", dict)
     limits = {}
-    for group in API_GROUPS:
+    for group in OVERRIDABLE_GROUPS:
         value = req(groups, group, dict)
         numbers = [req(value, name, int) for name in ("perSecond", "perMinute", "perHour")]
         if any(n < 1 for n in numbers):

@@ -16,9 +16,30 @@ from ksef_async.core.ratelimit import SlidingWindowState, WindowLimits
 from ksef_async.errors import ConfigurationError
 from ksef_async.operations import PUBLIC_GROUP, RATE_LIMIT_GROUPS, Operation
 
-__all__ = ["API_GROUPS", "RateLimiter"]
+__all__ = ["ANONYMOUS_GROUP", "API_GROUPS", "GLOBAL_GROUP", "GLOBAL_LIMITS", "OVERRIDABLE_GROUPS", "RateLimiter"]
 
 API_GROUPS: tuple[str, ...] = (
+    "onlineSession",
+    "onlineSessionClose",
+    "batchSession",
+    "batchSessionClose",
+    "invoiceSend",
+    "invoiceStatus",
+    "sessionList",
+    "sessionInvoiceList",
+    "sessionMisc",
+    "invoiceMetadata",
+    "invoiceExport",
+    "invoiceExportStatus",
+    "invoiceDownload",
+    "collectiveIdentifier",
+    "other",
+    "anonymous",
+    "global",
+)
+"""The seventeen groups of ``EffectiveApiRateLimits``, in the spec's order."""
+
+OVERRIDABLE_GROUPS: tuple[str, ...] = (
     "onlineSession",
     "batchSession",
     "invoiceSend",
@@ -30,9 +51,25 @@ API_GROUPS: tuple[str, ...] = (
     "invoiceExport",
     "invoiceExportStatus",
     "invoiceDownload",
+    "collectiveIdentifier",
     "other",
 )
-"""The twelve groups of ``EffectiveApiRateLimits``, in the spec's order."""
+"""The thirteen groups of ``ApiRateLimitsOverride`` (``POST /testdata/rate-limits``): the close, anonymous and
+global groups cannot be overridden."""
+
+ANONYMOUS_GROUP = "anonymous"
+"""``EffectiveApiRateLimits.anonymous``: the unauthenticated operations (the operation table's ``public``)."""
+GLOBAL_GROUP = "global"
+"""``EffectiveApiRateLimits.global``: every operation, counted per client IP address."""
+GLOBAL_LIMITS = WindowLimits(75)
+"""The spec's example value of ``global`` (75/-1/-1; -1 means not limited)."""
+
+
+def _production_limits() -> dict[str, WindowLimits]:
+    limits = dict(RATE_LIMIT_GROUPS)
+    limits[ANONYMOUS_GROUP] = limits.pop(PUBLIC_GROUP)
+    limits[GLOBAL_GROUP] = GLOBAL_LIMITS
+    return limits
 
 
 class RateLimiter:
@@ -46,7 +83,7 @@ class RateLimiter:
         if profile not in ("production", "off"):
             raise ConfigurationError(f"rate-limit profile must be 'production' or 'off', got {profile!r}")
         self.enabled = profile == "production"
-        self._limits: dict[str, WindowLimits] = dict(RATE_LIMIT_GROUPS)
+        self._limits: dict[str, WindowLimits] = _production_limits()
         self._states: dict[tuple[str, str], SlidingWindowState] = {}
 
     def effective(self) -> dict[str, WindowLimits]:
@@ -55,7 +92,8 @@ class RateLimiter:
 
     def set_limits(self, limits: Mapping[str, WindowLimits]) -> None:
         """Put custom limits in force for the given groups and switch limiting on."""
-        for group, value in limits.items():
+        for name, value in limits.items():
+            group = ANONYMOUS_GROUP if name == PUBLIC_GROUP else name
             if group not in self._limits:
                 raise ConfigurationError(f"unknown rate-limit group {group!r}")
             self._limits[group] = value
@@ -64,7 +102,7 @@ class RateLimiter:
 
     def production(self) -> None:
         """Restore the spec's limits and switch limiting on."""
-        self._limits = dict(RATE_LIMIT_GROUPS)
+        self._limits = _production_limits()
         self.enabled = True
         self._states.clear()
 
@@ -80,7 +118,7 @@ class RateLimiter:
         counter = f"{group}:{op.operation_id}" if group == "other" else group
         key = (subject, counter)
         state = self._states.get(key)
-        limits = self._limits.get(group, op.limits) if group != PUBLIC_GROUP else op.limits
+        limits = self._limits.get(ANONYMOUS_GROUP if group == PUBLIC_GROUP else group, op.limits)
         if state is None or state.limits != limits:
             state = SlidingWindowState(limits, margin=0.0)
             self._states[key] = state

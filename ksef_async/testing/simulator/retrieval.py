@@ -735,6 +735,7 @@ def _write_package(rt: Runtime, job: ExportJob, cfg: RetrievalSettings) -> None:
     writer.finish()
     truncated = len(chosen) < len(selection)
     package: dict[str, Any] = {
+        "compressionType": job.compression,
         "invoiceCount": len(chosen),
         "size": writer.total,
         "parts": writer.parts,

@@ -94,6 +94,10 @@ class Principal:
     operation: AuthOperation
 
 
+DEFAULT_COLLECTIVE_MAX_INVOICES = 500
+"""Default ``collectiveIdentifier.maxInvoices`` of a context (``GET /limits/context``'s example value)."""
+
+
 class Runtime:
     """Shared services of one simulator instance."""
 
@@ -127,16 +131,21 @@ class Runtime:
 
     def context_limits(self, context: tuple[str, str]) -> dict[str, dict[str, int]]:
         """``EffectiveContextLimits`` of ``context``: the ``/testdata/limits/context/session`` override or defaults."""
-        default = {
+        session_default = {
             "maxInvoiceSizeInMB": 1,
             "maxInvoiceWithAttachmentSizeInMB": 3,
             "maxInvoices": self.config.max_invoices_per_session,
         }
+        defaults = {
+            "onlineSession": session_default,
+            "batchSession": session_default,
+            "collectiveIdentifier": {"maxInvoices": DEFAULT_COLLECTIVE_MAX_INVOICES},
+        }
         override = self.state.session_limits.get(context, {})
-        return {kind: dict(override.get(kind, default)) for kind in ("onlineSession", "batchSession")}
+        return {kind: dict(override.get(kind, default)) for kind, default in defaults.items()}
 
     def max_invoices(self, context: tuple[str, str], kind: str) -> int:
-        """``maxInvoices`` per session of ``kind`` (``onlineSession`` or ``batchSession``) in ``context``."""
+        """``maxInvoices`` of ``kind`` (``onlineSession``, ``batchSession`` or ``collectiveIdentifier``)."""
         return self.context_limits(context)[kind]["maxInvoices"]
 
     # -- identifiers -----------------------------------------------------------------------------------------

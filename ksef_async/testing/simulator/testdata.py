@@ -97,6 +97,12 @@ async def session_limits(rt: Runtime, _request: web.Request, principal: Principa
         }
         if any(v < 0 for v in limits[kind].values()):
             raise ApiFailure(400, 21405, "Błąd walidacji danych wejściowych.", [f"{kind}: limits must be >= 0"])
+    collective = req(req(body, "collectiveIdentifier", dict), "maxInvoices", int)
+    if not 2 <= collective <= 5000:  # noqa: PLR2004 - CollectiveIdentifierContextLimitsOverride's bounds
+        raise ApiFailure(
+            400, 21405, "Błąd walidacji danych wejściowych.", ["collectiveIdentifier.maxInvoices must be 2..5000"]
+        )
+    limits["collectiveIdentifier"] = {"maxInvoices": collective}
     rt.state.session_limits[principal.operation.context] = limits
     return web.Response(status=200)
 
