@@ -5,7 +5,10 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-__all__ = ["schema_path", "schemas_dir"]
+__all__ = ["API_VERSION", "schema_path", "schemas_dir"]
+
+API_VERSION = "2.9.0"
+"""The KSeF API release of the bundled ``openapi.json`` (its ``info.description``; ``info.version`` is only "v2")."""
 
 
 @functools.cache

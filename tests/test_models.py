@@ -51,7 +51,6 @@ def test_checked_in_output_matches_a_fresh_generation() -> None:
 
 
 def test_every_component_schema_has_a_python_definition() -> None:
-    assert SPEC["info"]["description"].count("2.9.0") >= 1
     for name, schema in SCHEMAS.items():
         obj = getattr(m, name)
         if "enum" in schema:

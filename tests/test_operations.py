@@ -193,3 +193,9 @@ def test_expand_fills_and_encodes_path_parameters() -> None:
         op.expand(referenceNumber=REF, invoiceReferenceNumber="x", ksefNumber="y")
     with pytest.raises(TypeError, match="empty"):
         op.expand(referenceNumber="", invoiceReferenceNumber="x")
+
+
+def test_the_bundled_spec_is_the_release_the_package_names() -> None:
+    from ksef_async._schemas import API_VERSION  # noqa: PLC0415
+
+    assert SPEC["info"]["description"].startswith(f"**Wersja API:** {API_VERSION} (build ")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from cyclopts import App
 
 from ksef_async import __version__
+from ksef_async._schemas import API_VERSION
 
 app = App(
     name="ksef-async",
-    version=__version__,
-    help="Asyncio client for KSeF 2.x: batch and online sending, retrieval, and a local KSeF simulator.",
+    version=f"{__version__} (KSeF API {API_VERSION})",
+    help="Asyncio client for KSeF API 2.9.0: batch and online sending, retrieval, and a local KSeF simulator.",
 )
