@@ -33,6 +33,7 @@ PermissionName = Literal[
     "Introspection",
     "SubunitManage",
     "EnforcementOperations",
+    "CollectiveIdentifierManage",
 ]
 """The spec's ``PersonPermissionType`` values."""
 
