@@ -121,6 +121,7 @@ def query(
     connection
         Where and how to log in.
     """
+
     async def main() -> list[CollectiveIdentifiersQueryResponseItem]:
         start, end = _aware(date_from, "--from"), _aware(date_to, "--to")
         async with connection.client() as client:
