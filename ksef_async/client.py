@@ -34,6 +34,7 @@ from ksef_async.ratelimit import RateLimiter, limiter_for
 from ksef_async.resources.auth import AuthResource
 from ksef_async.resources.batch import BatchResource
 from ksef_async.resources.certificates import CertificatesResource
+from ksef_async.resources.collective import CollectiveIdentifiersResource
 from ksef_async.resources.invoices import InvoicesResource
 from ksef_async.resources.limits import LimitsResource, RateLimitsResource, window_limits
 from ksef_async.resources.online import OnlineResource
@@ -225,6 +226,7 @@ class KsefClient:
         self.certificates = CertificatesResource(api, storage)
         self.peppol = PeppolResource(api, storage)
         self.testdata = TestDataResource(api, storage)
+        self.collective_identifiers = CollectiveIdentifiersResource(api, storage)
         if self._credentials is not None:
             assert self.context is not None
             self._authenticator = Authenticator(

@@ -111,6 +111,11 @@ CLIENT_METHODS: dict[str, str] = {
     "post_permissions_query_subordinate_entities_roles": "permissions.subordinate_entity_roles",
     "post_permissions_query_authorizations_grants": "permissions.query_authorizations",
     "post_permissions_query_eu_entities_grants": "permissions.query_eu_entities",
+    "post_collective_identifiers": "collective_identifiers.create",
+    "post_collective_identifiers_query": "collective_identifiers.query_pages",
+    "post_collective_identifiers_invoices": "collective_identifiers.invoice_pages",
+    "get_collective_identifiers_ksef_by_ksef_number": "collective_identifiers.by_ksef_number_pages",
+    "put_testdata_certificates_by_serial_number": "testdata.update_certificate",
 }
 """Operation id -> the ``KsefClient`` attribute path of the method that calls it."""
 

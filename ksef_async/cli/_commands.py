@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ksef_async.cli import cert as _cert  # noqa: F401
+from ksef_async.cli import collective as _collective  # noqa: F401
 from ksef_async.cli import demo as _demo  # noqa: F401
 from ksef_async.cli import get as _get  # noqa: F401
 from ksef_async.cli import make_invoices as _make_invoices  # noqa: F401

@@ -33,6 +33,7 @@ PermissionName = Literal[
     "Introspection",
     "SubunitManage",
     "EnforcementOperations",
+    "CollectiveIdentifierManage",
 ]
 """The spec's ``PersonPermissionType`` values."""
 
@@ -165,7 +166,7 @@ def grant(
     ----------
     permission_types
         One or more of InvoiceWrite, InvoiceRead, CredentialsManage, CredentialsRead, Introspection, SubunitManage,
-        EnforcementOperations.
+        EnforcementOperations, CollectiveIdentifierManage.
     first_name
         The person's first name.
     last_name

@@ -25,6 +25,7 @@ Permission = Literal[
     "SubunitManage",
     "EnforcementOperations",
     "Introspection",
+    "CollectiveIdentifierManage",
 ]
 Status = Literal["Pending", "Active", "Revoking", "Revoked", "Failed"]
 

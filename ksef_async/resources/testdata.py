@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Any
 
+from ksef_async.errors import ConfigurationError
 from ksef_async.models import (
     AttachmentPermissionGrantRequest,
     AttachmentPermissionRevokeRequest,
@@ -17,12 +20,15 @@ from ksef_async.models import (
     SubjectRemoveRequest,
     TestDataPermissionsGrantRequest,
     TestDataPermissionsRevokeRequest,
+    TestDataUpdateCertificateRequest,
     UnblockContextAuthenticationRequest,
 )
 from ksef_async.models.converter import unstructure
 from ksef_async.resources._base import Resource
 
 __all__ = ["TestDataResource"]
+
+_SERIAL_RE = re.compile(r"^[0-9A-F]{16}$")
 
 
 class TestDataResource(Resource):
@@ -104,3 +110,28 @@ class TestDataResource(Resource):
     async def production_rate_limits(self) -> None:
         """``POST /testdata/rate-limits/production``: apply the production rate limits."""
         await self._send("post_testdata_rate_limits_production")
+
+    async def update_certificate(self, serial_number: str, valid_to: dt.datetime) -> None:
+        """``PUT /testdata/certificates/{serialNumber}``: shorten a KSeF certificate's ``validTo`` (simulate expiry).
+
+        Args:
+            serial_number: ``certificateSerialNumber``, 16 upper-case hex digits.
+            valid_to: The new end of validity, timezone-aware; KSeF refuses one later than the current.
+
+        Raises:
+            ConfigurationError: A malformed serial number or a naive ``valid_to``, before anything is sent.
+        """
+        if not isinstance(serial_number, str) or not _SERIAL_RE.fullmatch(serial_number):
+            raise ConfigurationError(f"serialNumber: 16 upper-case hex digits expected, got {serial_number!r}")
+        if not isinstance(valid_to, dt.datetime) or valid_to.tzinfo is None or valid_to.utcoffset() is None:
+            raise ConfigurationError("validTo: a timezone-aware datetime.datetime is required")
+        request = TestDataUpdateCertificateRequest(valid_to=valid_to)
+        await self._send(
+            "put_testdata_certificates_by_serial_number",
+            path_params={"serialNumber": serial_number},
+            json_body=unstructure(request),
+        )
+
+    async def expire_certificate(self, serial_number: str, at: dt.datetime) -> None:
+        """Alias of `update_certificate`: the certificate expires at ``at``."""
+        await self.update_certificate(serial_number, at)

@@ -34,6 +34,7 @@ from ksef_async.testing.simulator import (
     auth,
     batch,
     certificates,
+    collective,
     peppol,
     permissions,
     retrieval,
@@ -104,6 +105,7 @@ _HANDLERS: dict[str, Handler] = {
     **permissions.HANDLERS,
     **certificates.HANDLERS,
     **peppol.HANDLERS,
+    **collective.HANDLERS,
 }
 _CLOSE_OPERATIONS = frozenset({"post_sessions_online_close", "post_sessions_batch_close"})
 _UNIMPLEMENTED_STATUS = 501

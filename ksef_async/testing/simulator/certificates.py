@@ -510,6 +510,28 @@ async def revoke(rt: Runtime, request: web.Request, principal: Principal | None,
     return web.Response(status=204)
 
 
+async def update_certificate(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+    """``PUT /testdata/certificates/{serialNumber}``: shorten the validity of one of the subject's certificates.
+
+    25008 for a serial number the subject has no certificate under; a ``validTo`` later than the current one is
+    refused (21405). An earlier date ends the certificate then (status ``Expired`` once it has passed).
+    """
+    serial = request.match_info["serialNumber"]
+    if not _SERIAL_RE.fullmatch(serial):
+        raise ApiFailure(400, 21405, _INVALID, [f"serialNumber {serial!r}: 16 upper-case hex digits"])
+    valid_to = _parse_time(req(body, "validTo", str), "validTo")
+    assert valid_to is not None
+    certificate = {c.serial_number: c for c in _visible(rt, principal)}.get(serial)
+    if certificate is None:
+        raise ApiFailure(400, 25008, "Certyfikat o podanym numerze seryjnym nie istnieje.", [serial])
+    if valid_to > certificate.valid_to:
+        raise ApiFailure(
+            400, 21405, _INVALID, [f"'validTo' may not be later than the current validTo {iso(certificate.valid_to)}"]
+        )
+    certificate.valid_to = max(valid_to, certificate.valid_from)
+    return web.Response(status=200)
+
+
 HANDLERS = {
     "get_certificates_limits": get_limits,
     "get_certificates_enrollments_data": get_enrollment_data,
@@ -521,5 +543,6 @@ HANDLERS = {
     "get_limits_subject": limits_subject,
     "post_testdata_limits_subject_certificate": set_limits,
     "delete_testdata_limits_subject_certificate": reset_limits,
+    "put_testdata_certificates_by_serial_number": update_certificate,
 }
 """Operation id -> handler, merged into the application's routing table."""

@@ -49,9 +49,11 @@ _PERSON_SCOPES = frozenset(
         "Introspection",
         "SubunitManage",
         "EnforcementOperations",
+        "CollectiveIdentifierManage",
     }
 )
-_INVOICE_SCOPES = frozenset({"InvoiceWrite", "InvoiceRead"})
+_INVOICE_SCOPES = frozenset({"InvoiceWrite", "InvoiceRead", "CollectiveIdentifierManage"})
+_EU_INVOICE_SCOPES = frozenset({"InvoiceWrite", "InvoiceRead"})  # EuEntityPermissionType has no CI permission
 _AUTHORIZATION_SCOPES = frozenset({"SelfInvoicing", "RRInvoicing", "TaxRepresentative", "PefInvoicing"})
 _EU_ADMIN_SCOPES = ("VatUeManage", "InvoiceWrite", "InvoiceRead", "Introspection")
 _ROLE_OF_SUBJECT = {
@@ -527,7 +529,7 @@ def _grant_eu_entity(rt: Runtime, principal: Principal | None, body: Any) -> Non
     permissions = req(body, "permissions", list)
     description = _description(body)
     subject_details = req(body, "subjectDetails", dict)
-    if not permissions or any(p not in _INVOICE_SCOPES for p in permissions):
+    if not permissions or any(p not in _EU_INVOICE_SCOPES for p in permissions):
         raise _invalid(f"permissions {permissions!r}")
     context = _context(principal)
     _require_context(context, ("NipVatUe",))

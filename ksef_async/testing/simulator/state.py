@@ -60,6 +60,7 @@ ALL_PERMISSIONS: tuple[str, ...] = (
     "SubunitManage",
     "EnforcementOperations",
     "Introspection",
+    "CollectiveIdentifierManage",
 )
 """The spec's ``TokenPermissionType`` values: what a seeded context's KSeF token may do."""
 
