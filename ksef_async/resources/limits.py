@@ -16,9 +16,6 @@ from ksef_async.resources._base import Resource, decode_json
 
 __all__ = ["LimitsResource", "RateLimitsResource", "window_limits"]
 
-_OP = "get_rate_limits"
-
-
 class LimitsResource(Resource):
     """``GET /limits/context`` and ``GET /limits/subject``."""
 
@@ -43,7 +40,7 @@ class RateLimitsResource(Resource):
         Raises:
             ResponseFormatError: The body does not match ``EffectiveApiRateLimits``.
         """
-        return await self._get_model(_OP, EffectiveApiRateLimits)
+        return await self._get_model("get_rate_limits", EffectiveApiRateLimits)
 
     async def report(self) -> RateLimitsReport:
         """The API rate limits in force, read group by group (what the client puts in its limiter after login).
@@ -54,9 +51,9 @@ class RateLimitsResource(Resource):
         Raises:
             ResponseFormatError: The body is not a JSON object.
         """
-        body = decode_json(_OP, await self._send(_OP))
+        body = decode_json("get_rate_limits", await self._send("get_rate_limits"))
         if not isinstance(body, Mapping):
-            raise ResponseFormatError(_OP, ["$: expected EffectiveApiRateLimits (an object)"])
+            raise ResponseFormatError("get_rate_limits", ["$: expected EffectiveApiRateLimits (an object)"])
         return parse_rate_limits(body)
 
 
