@@ -16,6 +16,7 @@ from ksef_async.resources._base import Resource, decode_json
 
 __all__ = ["LimitsResource", "RateLimitsResource", "window_limits"]
 
+
 class LimitsResource(Resource):
     """``GET /limits/context`` and ``GET /limits/subject``."""
 
