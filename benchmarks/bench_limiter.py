@@ -22,6 +22,9 @@ Baselines (same FIFO: an ``asyncio.Lock`` in front of each):
   2N in one window), so it is the floor a correct limiter should be compared with.
 - ``list scan``: a sliding log kept as a list of every admission, each acquire counting the entries in each
   window: correct, but O(history).
+
+``ksef_async + global`` is the same limiter with a second group, ``global``, that every acquire also passes (as
+every KSeF request does since API 2.8; the limits there never bind): the cost of the per-IP group on the hot path.
 """
 
 from __future__ import annotations
@@ -154,14 +157,25 @@ class YieldingBackend:
         await asyncio.sleep(0)
         await self.inner.pause(group, until)
 
+    async def next_admission(self, group: str, limits: WindowLimits, now: float) -> float:
+        await asyncio.sleep(0)
+        return await self.inner.next_admission(group, limits, now)
+
 
 def ours(limits: WindowLimits, clock: JumpClock | None, *, store_yields: bool) -> Acquirer:
     backend = YieldingBackend() if store_yields else MemoryBackend(margin=0.0)
     return RateLimiter({"g": limits}, backend=backend, clock=clock)
 
 
+def ours_with_global(limits: WindowLimits, clock: JumpClock | None, *, store_yields: bool) -> Acquirer:
+    # What a KsefClient's limiter does since 2.8: every acquire of "g" also passes "global" (here never binding).
+    backend = YieldingBackend() if store_yields else MemoryBackend(margin=0.0)
+    return RateLimiter({"g": limits, "global": WIDE}, backend=backend, clock=clock)
+
+
 FACTORIES: dict[str, Factory] = {
     "ksef_async RateLimiter": ours,
+    "ksef_async + global": ours_with_global,
     "baseline: token bucket": TokenBucket,
     "baseline: list scan": ListScan,
     "null (no limiter)": lambda _limits, _clock, *, store_yields: Null(),  # noqa: ARG005

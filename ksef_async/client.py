@@ -29,14 +29,14 @@ from ksef_async._logging import extras, get_logger
 from ksef_async.auth import Authenticator, Credentials
 from ksef_async.core.polling import Backoff
 from ksef_async.errors import ConfigurationError
-from ksef_async.operations import RATE_LIMIT_GROUPS
+from ksef_async.operations import API_RATE_LIMITS
 from ksef_async.ratelimit import RateLimiter, limiter_for
 from ksef_async.resources.auth import AuthResource
 from ksef_async.resources.batch import BatchResource
 from ksef_async.resources.certificates import CertificatesResource
 from ksef_async.resources.collective import CollectiveIdentifiersResource
 from ksef_async.resources.invoices import InvoicesResource
-from ksef_async.resources.limits import LimitsResource, RateLimitsResource, window_limits
+from ksef_async.resources.limits import LimitsResource, RateLimitsResource
 from ksef_async.resources.online import OnlineResource
 from ksef_async.resources.peppol import PeppolResource
 from ksef_async.resources.permissions import PermissionsResource
@@ -135,7 +135,8 @@ class KsefClient:
         context: The context to log in to: a NIP string or a `ksef_async.xml.auth_request.ContextIdentifier`.
         config: Tunables (`ClientConfig`).
         limiter: The rate limiter to use; by default the process-wide one of (base URL, context), shared by every
-            client of that pair (`ksef_async.ratelimit.limiter_for`).
+            client of that pair, whose per-IP groups (``global``, ``anonymous``) are shared by every context of
+            the base URL (`ksef_async.ratelimit.limiter_for`).
         clock: Wall-clock Unix time for token expiry (tests inject a fake).
         trace_configs: aiohttp trace configs attached to both sessions (instrumentation, request counting).
 
@@ -168,7 +169,7 @@ class KsefClient:
             raise ConfigurationError("credentials need a context (e.g. context='1234567890' for a NIP)")
         self.config = config or ClientConfig()
         context_key = "-" if self.context is None else f"{self.context.type}:{self.context.value}"
-        self.limiter = limiter or limiter_for(self.base_url, context_key, RATE_LIMIT_GROUPS)
+        self.limiter = limiter or limiter_for(self.base_url, context_key, API_RATE_LIMITS)
         self._credentials = credentials
         self._clock = clock
         self._trace_configs = trace_configs
@@ -283,6 +284,8 @@ class KsefClient:
         await self.authenticator.logout()
 
     async def _sync_rate_limits(self) -> None:
-        limits = window_limits(await self.rate_limits.get())
-        self.limiter.update_limits(limits)
-        logger.info("rate limits read from KSeF", extra=extras(groups=len(limits)))
+        report = await self.rate_limits.report()
+        if report.problems:
+            logger.warning("GET /rate-limits: entries skipped", extra=extras(problems=list(report.problems)))
+        self.limiter.update_limits(report.limits)
+        logger.info("rate limits read from KSeF", extra=extras(groups=len(report.limits)))

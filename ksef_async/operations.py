@@ -8,7 +8,10 @@ Facts taken from the spec:
 
 * limits come from ``x-rate-limits``; the group name from the last column of the table in the 429 response's
   description (``| **Limity liczby żądań** | 10 | 20 | 60 | batchSession``);
-* the 16 public operations carry only ``perSecond: 60`` and no group name: they share the group ``public``;
+* the 16 public operations carry only ``perSecond: 60`` and no group name: they share the group ``anonymous``
+  (``EffectiveApiRateLimits.anonymous``, counted per IP address);
+* every operation also counts in ``global`` (per IP address), which no 429 table names: `API_RATE_LIMITS` adds
+  it to the groups of the operations (see `ksef_async.core.ratelimit_groups`);
 * ``security: [{"Bearer": []}]`` means a bearer token; the description names the token when it is not (only)
   the access token: ``AuthenticationToken`` for ``GET /auth/{referenceNumber}`` and ``POST /auth/token/redeem``,
   ``RefreshToken`` for ``POST /auth/token/refresh``, ``RefreshToken`` or ``AccessToken`` for
@@ -28,9 +31,15 @@ import attrs
 
 from ksef_async._operations_table import ROWS
 from ksef_async.core.ratelimit import WindowLimits
+from ksef_async.core.ratelimit_groups import ANONYMOUS_GROUP, GLOBAL_GROUP, GLOBAL_LIMITS, PER_IP_GROUPS
 
 __all__ = [
+    "ANONYMOUS_GROUP",
+    "API_RATE_LIMITS",
+    "GLOBAL_GROUP",
+    "GLOBAL_LIMITS",
     "OPERATIONS",
+    "PER_IP_GROUPS",
     "PUBLIC_GROUP",
     "RATE_LIMIT_GROUPS",
     "Operation",
@@ -39,8 +48,8 @@ __all__ = [
     "operation",
 ]
 
-PUBLIC_GROUP = "public"
-"""The group shared by the unauthenticated operations the spec limits to 60 requests per second."""
+PUBLIC_GROUP = ANONYMOUS_GROUP
+"""The group shared by the unauthenticated operations the spec limits to 60 requests per second (``anonymous``)."""
 
 
 class TokenKind(enum.StrEnum):
@@ -141,7 +150,10 @@ _BY_ID: Mapping[str, Operation] = types.MappingProxyType({op.operation_id: op fo
 
 # The generator refuses a group whose operations disagree on limits, so any member speaks for the group.
 RATE_LIMIT_GROUPS: Mapping[str, WindowLimits] = types.MappingProxyType({op.rate_group: op.limits for op in OPERATIONS})
-"""Limits of each rate-limit group, from the spec (read ``GET /rate-limits`` for the live values)."""
+"""Limits of each rate-limit group an operation names, from the spec (read ``GET /rate-limits`` for the live values)."""
+
+API_RATE_LIMITS: Mapping[str, WindowLimits] = types.MappingProxyType({**RATE_LIMIT_GROUPS, GLOBAL_GROUP: GLOBAL_LIMITS})
+"""Every group of ``EffectiveApiRateLimits`` with the spec's values: `RATE_LIMIT_GROUPS` plus ``global``."""
 
 _BY_METHOD: Mapping[str, tuple[tuple[tuple[str, ...], Operation], ...]] = types.MappingProxyType(
     {

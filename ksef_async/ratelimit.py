@@ -22,6 +22,21 @@ Design:
   cancelled waiter would have to be undone, in every backend, and undoing it in a bounded log is not possible
   without keeping evicted history. ``try_admit`` maps onto one atomic script in a shared store (e.g. a Redis
   sorted set per group: trim, count, add), where waiters of several processes simply retry at the named time.
+
+Per-IP groups (KSeF 2.8+): every request also counts in ``global``, and the unauthenticated operations count in
+``anonymous``; KSeF counts both per IP address, not per context. `limiter_for` therefore gives every context
+limiter of one environment the same *per-IP limiter*, which holds those two groups; `RateLimiter.acquire`,
+`RateLimiter.on_rate_limited`, `RateLimiter.update_limits` and `RateLimiter.queued` route them there.
+
+How a request passes both its group and ``global``: the group's head waits until its group would admit (a
+read-only `Backend.next_admission`), then queues for ``global`` (FIFO, among all groups and contexts), and only
+then records its group admission, at the time it is sent. So no request holds a ``global`` admission while it
+waits (perhaps hours) for its group, and the group's log holds send times: recording the group first and then
+waiting for ``global`` would let a delayed request and the next one reach KSeF closer together than the group
+allows. The group's queue stays behind its head meanwhile, which costs nothing (its turn comes after the head's
+anyway). If the group refuses after ``global`` admitted (a 429 paused it meanwhile, or another process sharing
+the store took the slot), the head waits and queues for ``global`` again: the spent ``global`` admission is on
+the safe side. A limiter that knows no ``global`` limits skips that step (one dict lookup).
 """
 
 from __future__ import annotations
@@ -35,6 +50,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from ksef_async.core.ratelimit import DEFAULT_SAFETY_MARGIN, SlidingWindowState, WindowLimits
+from ksef_async.core.ratelimit_groups import GLOBAL_GROUP, PER_IP_GROUPS
 from ksef_async.errors import ConfigurationError
 
 __all__ = [
@@ -45,6 +61,7 @@ __all__ = [
     "MemoryBackend",
     "RateLimiter",
     "limiter_for",
+    "per_ip_limiter_for",
 ]
 
 logger = logging.getLogger("ksef_async.ratelimit")
@@ -100,6 +117,13 @@ class Backend(Protocol):
         """Admit nothing in ``group`` before ``until``; a shorter pause never shortens a longer one."""
         ...
 
+    async def next_admission(self, group: str, limits: WindowLimits, now: float) -> float:
+        """Return the earliest time (``>= now``) at which ``try_admit`` would admit; record nothing.
+
+        Asked only for groups whose requests must also pass ``global`` (see the module docstring).
+        """
+        ...
+
 
 class MemoryBackend:
     """Admission logs in this process: one `SlidingWindowState` per group.
@@ -128,6 +152,10 @@ class MemoryBackend:
         """Record an admission at ``now`` if allowed; else return the earliest time worth asking again."""
         return self._state(group, limits).try_admit(now)
 
+    async def next_admission(self, group: str, limits: WindowLimits, now: float) -> float:
+        """Return the earliest time (``>= now``) at which an admission would be allowed; record nothing."""
+        return self._state(group, limits).next_admission_time(now)
+
     async def pause(self, group: str, until: float) -> None:
         """Admit nothing in ``group`` before ``until``."""
         state = self._states.get(group)
@@ -155,11 +183,17 @@ class RateLimiter:
     One instance serves one (environment, context) pair; share it between clients with `limiter_for`. It may be
     used from one event loop at a time (no thread safety).
 
+    Every acquire of a group other than ``global`` also passes ``global`` when the limiter (or its per-IP
+    limiter) has limits for it. Without ``per_ip`` the limiter holds every group itself, ``global`` included.
+
     Args:
-        limits: Limit group name -> its limits (by default the operation table's values).
+        limits: Limit group name -> its limits (e.g. `ksef_async.operations.API_RATE_LIMITS`). With ``per_ip``,
+            the values of the per-IP groups only fill in groups the per-IP limiter does not know yet.
         backend: Where admission logs live; default a new `MemoryBackend`.
         clock: Time source; default `LoopClock`.
         default_retry_after: Pause after a 429 that carried no usable ``Retry-After``.
+        per_ip: The limiter of the groups KSeF counts per IP address (``anonymous``, ``global``), shared by the
+            limiters of every context of the environment (`per_ip_limiter_for`).
     """
 
     def __init__(
@@ -169,42 +203,68 @@ class RateLimiter:
         backend: Backend | None = None,
         clock: Clock | None = None,
         default_retry_after: float = DEFAULT_RETRY_AFTER,
+        per_ip: RateLimiter | None = None,
     ) -> None:
         if not math.isfinite(default_retry_after) or default_retry_after < 0:
             raise ConfigurationError(f"default_retry_after must be finite and >= 0, got {default_retry_after!r}")
+        if per_ip is not None and per_ip.per_ip is not None:
+            raise ConfigurationError("a per-IP limiter cannot have a per-IP limiter of its own")
         self._backend: Backend = MemoryBackend() if backend is None else backend
         self._clock: Clock = LoopClock() if clock is None else clock
         self._default_retry_after = default_retry_after
         self._groups: dict[str, _Group] = {}
-        self.update_limits(limits)
+        self._per_ip = per_ip
+        _validate(limits)
+        if per_ip is not None:
+            known = per_ip.limits
+            per_ip.update_limits({k: v for k, v in limits.items() if k in PER_IP_GROUPS and k not in known})
+        self._set_limits({k: v for k, v in limits.items() if per_ip is None or k not in PER_IP_GROUPS})
 
     def __repr__(self) -> str:
-        return f"RateLimiter(groups={sorted(self._groups)!r}, backend={self._backend!r})"
+        shared = "" if self._per_ip is None else f", per_ip={sorted(self._per_ip.limits)!r}"
+        return f"RateLimiter(groups={sorted(self._groups)!r}{shared}, backend={self._backend!r})"
+
+    @property
+    def per_ip(self) -> RateLimiter | None:
+        """The limiter of the per-IP groups this one routes them to (None: it holds them itself)."""
+        return self._per_ip
 
     @property
     def limits(self) -> dict[str, WindowLimits]:
-        """A copy of the limits in force, by group."""
-        return {name: group.limits for name, group in self._groups.items()}
+        """A copy of the limits in force, by group (the per-IP limiter's groups included)."""
+        own = {name: group.limits for name, group in self._groups.items()}
+        return own if self._per_ip is None else own | self._per_ip.limits
+
+    def _owner(self, group: str) -> RateLimiter:
+        """Return the limiter that holds ``group``: the per-IP one for ``anonymous`` and ``global``, else self."""
+        per_ip = self._per_ip
+        return per_ip if per_ip is not None and group in PER_IP_GROUPS else self
 
     def queued(self, group: str) -> int:
         """Return how many acquires of ``group`` wait behind the active one, cancelled ones excluded (O(n))."""
-        state = self._groups.get(group)
+        state = self._owner(group)._groups.get(group)  # noqa: SLF001 - same class
         return 0 if state is None else sum(1 for future in state.waiters if not future.done())
 
     def update_limits(self, limits: Mapping[str, WindowLimits]) -> None:
         """Put new limits in force for the groups named (e.g. from ``GET /rate-limits``); others keep theirs.
 
         Recorded admissions keep counting against the new limits. A head already asleep keeps its wake-up time and
-        re-checks then: a raised limit takes effect at that point, a lowered one is never broken.
+        re-checks then: a raised limit takes effect at that point, a lowered one is never broken. Groups the
+        operation table does not name are kept too (KSeF may report more groups than this client knows). The
+        per-IP groups go to the per-IP limiter, so they change for every context of the environment.
 
         Raises:
             ConfigurationError: A value is not a `WindowLimits` or holds a limit below 1.
         """
-        for name, value in limits.items():
-            if not isinstance(value, WindowLimits):
-                raise ConfigurationError(f"rate limits for group {name!r} must be WindowLimits, got {value!r}")
-            # Validate before anything changes, so a bad value never half-applies.
-            SlidingWindowState(value, margin=0.0)
+        _validate(limits)
+        per_ip = self._per_ip
+        if per_ip is None:
+            self._set_limits(limits)
+            return
+        per_ip.update_limits({k: v for k, v in limits.items() if k in PER_IP_GROUPS})
+        self._set_limits({k: v for k, v in limits.items() if k not in PER_IP_GROUPS})
+
+    def _set_limits(self, limits: Mapping[str, WindowLimits]) -> None:
         for name, value in limits.items():
             group = self._groups.get(name)
             if group is None:
@@ -218,15 +278,29 @@ class RateLimiter:
         Cancelling the call gives up the place in the queue and records nothing (with a shared backend, a call
         cancelled while the store is answering may still count: the safe side).
 
+        A group other than ``global`` is admitted only together with ``global`` when ``global`` has limits here
+        or in the per-IP limiter (see the module docstring for the order).
+
         Returns:
             The seconds waited (0.0 when admitted at once).
 
         Raises:
             ConfigurationError: ``group`` has no limits.
         """
-        state = self._groups.get(group)
+        owner = self._owner(group)
+        state = owner._groups.get(group)  # noqa: SLF001 - same class
         if state is None:
             raise ConfigurationError(f"no rate limits known for group {group!r}")
+        then: tuple[RateLimiter, _Group] | None = None
+        if group != GLOBAL_GROUP:
+            holder = self._per_ip or self
+            global_state = holder._groups.get(GLOBAL_GROUP)  # noqa: SLF001 - same class
+            if global_state is not None:
+                then = (holder, global_state)
+        return await owner._acquire(group, state, then)  # noqa: SLF001 - same class
+
+    async def _acquire(self, group: str, state: _Group, then: tuple[RateLimiter, _Group] | None) -> float:
+        """Queue for ``group`` of this limiter and, as its head, get admitted (after ``then``'s group, if given)."""
         clock = self._clock
         start = now = clock.now()
         if state.busy:
@@ -245,12 +319,7 @@ class RateLimiter:
         else:
             state.busy = True
         try:
-            while True:
-                allowed = await self._backend.try_admit(group, state.limits, now)
-                if allowed <= now:
-                    break
-                await clock.sleep(allowed - now)
-                now = clock.now()
+            now = await self._admit_as_head(group, state, then, now)
         finally:
             self._hand_over(state)
         waited = now - start
@@ -258,18 +327,47 @@ class RateLimiter:
             logger.debug("rate limit wait", extra={"group": group, "waited": waited})
         return waited
 
+    async def _admit_as_head(
+        self, group: str, state: _Group, then: tuple[RateLimiter, _Group] | None, now: float
+    ) -> float:
+        """As the head of ``group``, wait until it (and ``then``'s group) admit; return the admission time."""
+        clock = self._clock
+        backend = self._backend
+        while True:
+            if then is None:
+                allowed = await backend.try_admit(group, state.limits, now)
+                if allowed <= now:
+                    return now
+            else:
+                allowed = await backend.next_admission(group, state.limits, now)
+                if allowed <= now:
+                    # Our group would admit now: queue for global, then record the group at the send time.
+                    holder, global_state = then
+                    await holder._acquire(GLOBAL_GROUP, global_state, None)  # noqa: SLF001 - same class
+                    now = clock.now()
+                    allowed = await backend.try_admit(group, state.limits, now)
+                    if allowed <= now:
+                        return now
+            await clock.sleep(allowed - now)
+            now = clock.now()
+
     async def on_rate_limited(self, group: str, retry_after: float | None) -> None:
         """Pause ``group`` after a 429: every waiter of the group waits until the pause ends; other groups do not.
 
+        A pause of ``global`` (or ``anonymous``) goes to the per-IP limiter: every context of the environment
+        waits it out.
+
         Args:
-            group: The limit group of the refused request.
+            group: The limit group of the refused request, or the group the 429 named
+                (`ksef_async.core.ratelimit_groups.rate_limited_group`).
             retry_after: Seconds from the ``Retry-After`` header (`ksef_async.errors.parse_retry_after`), or None
                 to use ``default_retry_after``.
         """
         pause = self._default_retry_after if retry_after is None or not math.isfinite(retry_after) else retry_after
         pause = max(0.0, pause)
         logger.info("rate limited by KSeF", extra={"group": group, "retry_after": pause})
-        await self._backend.pause(group, self._clock.now() + pause)
+        owner = self._owner(group)
+        await owner._backend.pause(group, owner._clock.now() + pause)  # noqa: SLF001 - same class
 
     def _hand_over(self, state: _Group) -> None:
         """Give the turn to the oldest live waiter, or mark the group idle."""
@@ -295,16 +393,52 @@ class RateLimiter:
             state.dead = 0
 
 
+def _validate(limits: Mapping[str, WindowLimits]) -> None:
+    """Raise `ConfigurationError` unless every value is a `WindowLimits` of positive limits (before any change)."""
+    for name, value in limits.items():
+        if not isinstance(value, WindowLimits):
+            raise ConfigurationError(f"rate limits for group {name!r} must be WindowLimits, got {value!r}")
+        SlidingWindowState(value, margin=0.0)
+
+
 _registry: dict[tuple[str, str], RateLimiter] = {}
+_per_ip_registry: dict[str, RateLimiter] = {}
 _registry_lock = threading.Lock()
+
+
+def _per_ip_limiter(environment_key: str, limits: Mapping[str, WindowLimits]) -> RateLimiter:
+    """`per_ip_limiter_for` without the lock (the caller holds it)."""
+    wanted = {k: v for k, v in limits.items() if k in PER_IP_GROUPS}
+    limiter = _per_ip_registry.get(environment_key)
+    if limiter is None:
+        return _per_ip_registry.setdefault(environment_key, RateLimiter(wanted))
+    known = limiter.limits
+    missing = {k: v for k, v in wanted.items() if k not in known}
+    if missing:
+        limiter.update_limits(missing)
+    return limiter
+
+
+def per_ip_limiter_for(environment_key: str, limits: Mapping[str, WindowLimits]) -> RateLimiter:
+    """Return the process-wide limiter of the per-IP groups (``anonymous``, ``global``) of one environment.
+
+    Every context limiter `limiter_for` returns for ``environment_key`` routes those groups to it, so all the
+    clients of the process count against one ``global`` window, as KSeF counts them (per IP address; a process
+    is assumed to leave through one address). Of ``limits`` only the per-IP groups are used, and only for groups
+    the limiter does not know yet; later changes go through `RateLimiter.update_limits`.
+    """
+    with _registry_lock:
+        return _per_ip_limiter(environment_key, limits)
 
 
 def limiter_for(environment_key: str, context_key: str, limits: Mapping[str, WindowLimits]) -> RateLimiter:
     """Return the process-wide limiter of one (environment, context) pair, creating it with ``limits`` if new.
 
     Every client object of the process that talks to the same environment for the same context shares the
-    returned instance, so their requests count against one set of windows, as KSeF counts them. ``limits`` is
-    used only on creation; later changes go through `RateLimiter.update_limits`.
+    returned instance, so their requests count against one set of windows, as KSeF counts them. The per-IP groups
+    (``anonymous``, ``global``) live in the environment's `per_ip_limiter_for`, shared by every context.
+    ``limits`` is used only on creation (per-IP groups: only where still unknown); later changes go through
+    `RateLimiter.update_limits`.
 
     The registry is a plain dict, not a weak one: a limiter outliving its last client keeps its admission log,
     so a client created a moment later cannot burst past what the previous one already sent. Each entry costs a
@@ -314,5 +448,6 @@ def limiter_for(environment_key: str, context_key: str, limits: Mapping[str, Win
     with _registry_lock:
         limiter = _registry.get(key)
         if limiter is None:
-            limiter = _registry[key] = RateLimiter(limits)
+            per_ip = _per_ip_limiter(environment_key, limits)
+            limiter = _registry[key] = RateLimiter(limits, per_ip=per_ip)
         return limiter

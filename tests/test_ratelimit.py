@@ -371,3 +371,139 @@ def test_all_is_sorted_and_complete() -> None:
     assert rl.__all__ == sorted(rl.__all__, key=lambda n: (not n.isupper(), not n[0].isupper(), n))
     for name in rl.__all__:
         assert hasattr(rl, name)
+
+
+# -- per-IP groups (2.8+): global for every request, anonymous and global shared by every context --------------
+
+
+def contexts(**global_and_groups: WindowLimits) -> tuple[RateLimiter, RateLimiter, RateLimiter]:
+    """Two context limiters over one per-IP limiter, all without safety margin (exact virtual times)."""
+    per_ip_limits = {k: v for k, v in global_and_groups.items() if k in ("global", "anonymous")}
+    own = {k: v for k, v in global_and_groups.items() if k not in per_ip_limits}
+    per_ip = RateLimiter(per_ip_limits, backend=MemoryBackend(margin=0.0))
+    first = RateLimiter(own, backend=MemoryBackend(margin=0.0), per_ip=per_ip)
+    second = RateLimiter(own, backend=MemoryBackend(margin=0.0), per_ip=per_ip)
+    return first, second, per_ip
+
+
+def test_global_is_shared_by_two_contexts_and_each_keeps_its_own_groups() -> None:
+    async def main() -> list[float]:
+        a, b, _ = contexts(**{"global": WindowLimits(3), "g": WindowLimits(10)})
+        waits = [await a.acquire("g"), await b.acquire("g"), await a.acquire("g")]
+        waits.append(await b.acquire("g"))  # the fourth request of the IP in this second
+        return waits
+
+    assert run(main) == [0.0, 0.0, 0.0, 1.0]
+
+
+def test_without_a_shared_per_ip_limiter_two_contexts_would_exceed_global() -> None:
+    # The control of the test above: separate limiters each allow 3, so the IP sends 6 in one second.
+    async def main() -> list[float]:
+        a = RateLimiter({"global": WindowLimits(3), "g": WindowLimits(10)}, backend=MemoryBackend(margin=0.0))
+        b = RateLimiter({"global": WindowLimits(3), "g": WindowLimits(10)}, backend=MemoryBackend(margin=0.0))
+        return [await lim.acquire("g") for lim in (a, b, a, b, a, b)]
+
+    assert run(main) == [0.0] * 6
+
+
+def test_anonymous_is_per_ip_too() -> None:
+    async def main() -> list[float]:
+        a, b, per_ip = contexts(anonymous=WindowLimits(2))
+        waits = [await a.acquire("anonymous"), await b.acquire("anonymous"), await a.acquire("anonymous")]
+        assert per_ip.limits == {"anonymous": WindowLimits(2)}
+        assert "anonymous" not in a._groups  # routed, not copied
+        return waits
+
+    assert run(main) == [0.0, 0.0, 1.0]
+
+
+def test_a_request_waiting_for_its_group_holds_no_global_admission() -> None:
+    # Context a's second request in group "slow" (1/min) waits a minute; meanwhile context b's requests must get
+    # every global slot (1/s) from t=1 on. Taking global first would give one of them to the waiting request.
+    async def main() -> tuple[float, list[float]]:
+        a, b, _ = contexts(**{"global": WindowLimits(1), "slow": WindowLimits(5, 1), "fast": WindowLimits(10)})
+        await a.acquire("slow")  # t=0
+        waiting = asyncio.create_task(a.acquire("slow"))
+        b_times = []
+        for _ in range(3):
+            await b.acquire("fast")
+            b_times.append(now())
+        return await waiting, b_times
+
+    slow_wait, b_times = run(main)
+    assert b_times == [1.0, 2.0, 3.0]
+    assert slow_wait == 60.0
+
+
+def test_group_admissions_are_recorded_when_global_lets_the_request_go() -> None:
+    # global 2/s is full at t=0 (context b); group g of context a allows 1/s. a's first request leaves at 1.0
+    # (global), so its second may not leave before 2.0: recording g at 0.0, when g alone would have admitted it,
+    # would let both leave within [1.0, 2.0).
+    async def main() -> list[float]:
+        a, b, _ = contexts(**{"global": WindowLimits(2), "g": WindowLimits(1), "h": WindowLimits(10)})
+        await b.acquire("h")
+        await b.acquire("h")
+        times: list[float] = []
+
+        async def request() -> None:
+            await a.acquire("g")
+            times.append(now())
+
+        await asyncio.gather(request(), request())
+        return times
+
+    assert run(main) == [1.0, 2.0]
+
+
+def test_global_acquired_directly_counts_once() -> None:
+    async def main() -> list[float]:
+        lim = RateLimiter({"global": WindowLimits(2)}, backend=MemoryBackend(margin=0.0))
+        return [await lim.acquire("global") for _ in range(3)]
+
+    assert run(main) == [0.0, 0.0, 1.0]
+
+
+def test_a_429_naming_global_pauses_every_context() -> None:
+    async def main() -> list[float]:
+        a, b, _ = contexts(**{"global": WindowLimits(100), "g": WindowLimits(100), "h": WindowLimits(100)})
+        await a.on_rate_limited("global", 4.0)
+        return [await b.acquire("h"), await a.acquire("g"), await b.acquire("global")]
+
+    assert run(main) == [4.0, 0.0, 0.0]
+
+
+def test_head_cancelled_while_queued_for_global_records_nothing_in_its_group() -> None:
+    async def main() -> tuple[float, int]:
+        a, b, per_ip = contexts(**{"global": WindowLimits(1), "g": WindowLimits(1), "h": WindowLimits(10)})
+        await b.acquire("h")  # global full until 1.0
+        head = asyncio.create_task(a.acquire("g"))  # g would admit; queued for global
+        await asyncio.sleep(0.5)
+        head.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await head
+        waited = await a.acquire("g")  # g recorded nothing: only global (until 1.0) holds it back
+        return waited, per_ip.queued("global")
+
+    assert run(main) == (0.5, 0)
+
+
+def test_update_limits_routes_per_ip_groups_to_the_shared_limiter() -> None:
+    a, b, per_ip = contexts(**{"global": WindowLimits(75), "g": WindowLimits(10)})
+    a.update_limits({"global": WindowLimits(5), "g": WindowLimits(3), "newGroup": WindowLimits(7)})
+    assert per_ip.limits == {"global": WindowLimits(5)}
+    assert b.limits == {"g": WindowLimits(10), "global": WindowLimits(5)}
+    assert a.limits == {"g": WindowLimits(3), "newGroup": WindowLimits(7), "global": WindowLimits(5)}
+    with pytest.raises(ConfigurationError, match="per-IP limiter"):
+        RateLimiter({}, per_ip=a)
+
+
+def test_limiter_for_shares_the_per_ip_limiter_of_an_environment() -> None:
+    env = f"test-{uuid.uuid4()}"
+    first = limiter_for(env, "nip:5265877635", {"g": WindowLimits(1)})  # knows no global yet
+    second = limiter_for(env, "nip:1111111111", {"g": WindowLimits(1), "global": WindowLimits(75)})
+    assert first.per_ip is second.per_ip is rl.per_ip_limiter_for(env, {})
+    assert first.limits["global"] == WindowLimits(75)  # a later client filled in the missing group
+    assert limiter_for(f"{env}-other", "nip:5265877635", {}).per_ip is not first.per_ip
+    second.update_limits({"global": WindowLimits(5)})
+    third = limiter_for(env, "nip:2222222222", {"global": WindowLimits(75)})
+    assert third.limits["global"] == WindowLimits(5)  # a learnt value is not reset by a new client

@@ -51,7 +51,9 @@ HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 REF_PREFIX = "#/components/schemas/"
 # The generated files are read by people: keep docstring lines well inside ruff's 110 columns.
 DOC_WIDTH = 100
-PUBLIC_GROUP = "public"
+# The operations whose 429 table names no group (60/s, unauthenticated) count in the group GET /rate-limits
+# calls `anonymous` ("Limity dla anonimowych operacji API (nieuwierzytelnionych)", 60/-1/-1 in its example).
+PUBLIC_GROUP = "anonymous"
 # Descriptions name the token an operation takes when it is not the access token.
 TOKEN_NOTE = re.compile(r"Sposób uwierzytelnienia: (.*)")
 TOKEN_KINDS = {"AccessToken": "access", "AuthenticationToken": "authentication", "RefreshToken": "refresh"}

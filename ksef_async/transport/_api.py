@@ -2,11 +2,13 @@
 
 Every request goes through `ApiTransport.request`, in this order:
 
-1. wait for the operation's rate-limit group on the shared limiter (once per attempt: KSeF counts every attempt);
+1. wait for the operation's rate-limit group on the shared limiter (once per attempt: KSeF counts every attempt),
+   and for ``global`` (per IP address) after it;
 2. attach ``Authorization`` (the access token from the `TokenSource`, or the explicit token the caller passes for
    operations that take the authentication or refresh token) and ``X-Error-Format: problem-details``;
 3. send; convert aiohttp's exceptions to `ksef_async.errors` here, at one boundary;
-4. on 429: pause the group for ``Retry-After`` and try again, up to ``max_rate_limit_retries``;
+4. on 429: pause the group for ``Retry-After`` (the group the body names, e.g. ``global``, else the operation's)
+   and try again, up to ``max_rate_limit_retries``;
 5. on 401 with an access token: let the token source refresh once, and try once more;
 6. on a connection error, timeout or 5xx: an idempotent call is retried with jittered exponential back-off
    (stamina); a call that may have taken effect raises `AmbiguousRequestError` instead. A failure to connect is
@@ -31,6 +33,7 @@ import stamina
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ksef_async._logging import extras, get_logger
+from ksef_async.core.ratelimit_groups import rate_limited_group
 from ksef_async.errors import (
     AmbiguousRequestError,
     ApiError,
@@ -259,7 +262,9 @@ class ApiTransport:
                 # retryable for them; their other failures raise AmbiguousRequestError, which is not.
                 return await self._send_retrying(call)
             except RateLimitedError as exc:
-                await self.limiter.on_rate_limited(op.rate_group, exc.retry_after)
+                texts = [text for e in exc.errors for text in (e.description, *e.details)]
+                group = rate_limited_group(op.rate_group, texts, self.limiter.limits)
+                await self.limiter.on_rate_limited(group, exc.retry_after)
                 if rate_retries >= self.retry.max_rate_limit_retries:
                     raise
                 rate_retries += 1
@@ -267,7 +272,7 @@ class ApiTransport:
                     "429 from KSeF, retrying after the pause",
                     extra=extras(
                         operation=op.operation_id,
-                        group=op.rate_group,
+                        group=group,
                         retry_after=exc.retry_after,
                         attempt=rate_retries,
                         reference_number=reference_number,

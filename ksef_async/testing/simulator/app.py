@@ -21,13 +21,14 @@ import logging
 import shutil
 import tempfile
 import unicodedata
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from aiohttp import web
 
+from ksef_async.core.ratelimit import WindowLimits
 from ksef_async.errors import ConfigurationError
 from ksef_async.operations import OPERATIONS, PUBLIC_GROUP, Operation, TokenKind
 from ksef_async.testing.simulator import (
@@ -176,11 +177,11 @@ def _make_route(rt: Runtime, op: Operation) -> Callable[[web.Request], Awaitable
                 if principal is not None and op.rate_group != PUBLIC_GROUP
                 else f"ip:{request.remote}"
             )
-            wait = rt.limiter.admit(op, subject, rt.state.clock.now())
-            if wait is not None:
+            refusal = rt.limiter.admit_request(op, subject, rt.state.clock.now(), ip=request.remote)
+            if refusal is not None:
                 rt.counters.rate_limited += 1
                 response: web.StreamResponse = too_many_requests(
-                    request, rt.state.clock, op.rate_group, rt.limiter.retry_after_seconds(wait)
+                    request, rt.state.clock, refusal.group, rt.limiter.retry_after_seconds(refusal.wait)
                 )
                 return _checked(rt, request, op, response, fault=False)
             if op.required_permissions and principal is not None:
@@ -302,6 +303,9 @@ class KsefSimulator:
     Args:
         contexts: ``(nip, token)`` pairs; each seeds a ``Nip`` context whose KSeF token has every permission.
         rate_limits: ``"production"`` (the spec's limits) or ``"off"``.
+        rate_limit_overrides: Group -> `WindowLimits` of this environment where it differs from the spec (any of
+            the 17 groups of ``GET /rate-limits``, e.g. ``{"global": WindowLimits(5)}``); kept by the production
+            profile (see `ksef_async.testing.simulator.ratelimits.RateLimiter`).
         processing_delay: Seconds invoices and sessions stay in processing (simulated clock); authentication
             operations stay at status 100 for ``config.auth_delay`` seconds (default 0).
         storage_delay: Seconds ``permanentStorageDate`` lags ``invoicingDate``.
@@ -320,6 +324,7 @@ class KsefSimulator:
         contexts: Iterable[tuple[str, str]] = (),
         *,
         rate_limits: str = "production",
+        rate_limit_overrides: Mapping[str, WindowLimits] | None = None,
         processing_delay: float = 0.0,
         storage_delay: float = 0.0,
         faults: FaultSpec | str | None = None,
@@ -349,7 +354,7 @@ class KsefSimulator:
         self._runner: web.AppRunner | None = None
         self._spool: Path | None = None
         self._rt: Runtime | None = None
-        self._limiter = RateLimiter(rate_limits)
+        self._limiter = RateLimiter(rate_limits, overrides=rate_limit_overrides)
         self._state = SimState(seed=seed, processing_delay=processing_delay, storage_delay=storage_delay)
 
     # -- lifecycle -----------------------------------------------------------------------------------------------

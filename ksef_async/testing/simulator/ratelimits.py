@@ -1,9 +1,14 @@
-"""Server-side rate limiting: KSeF's three sliding windows per (context, group), with switchable profiles.
+"""Server-side rate limiting: KSeF's three sliding windows per (context, group) and per IP, switchable profiles.
 
-Counting rules (digest §10): requests are counted per context (the bearer token's context; the client IP for the
-public operations) in the last 1 s, 60 s and 3600 s. Operations of a named group share one counter; the ``other``
-group has "its own counter per endpoint", so there the counter key includes the operation. A rejected request is
-not counted. Profiles: ``production`` (the spec's ``x-rate-limits``), ``off``, or custom values set through
+Counting rules (digest §10, spec 2.9.0): requests are counted per context (the bearer token's context; the client
+IP for the ``anonymous`` operations, which have no context) in the last 1 s, 60 s and 3600 s. Operations of a
+named group share one counter (session close has its own groups, ``onlineSessionClose`` and
+``batchSessionClose``); the ``other`` group has "its own counter per endpoint", so there the counter key includes
+the operation. Every API operation also counts in ``global``, per client IP address across all contexts and
+connections ("Limity globalne dla wszystkich operacji API (per adres IP)"). A request is admitted only when its
+group and ``global`` both allow it, and a refused request is counted in neither; the 429 names the group that
+refused (the one with the longer wait when both do). Profiles: ``production`` (the spec's values, plus any
+environment overrides given to the constructor), ``off``, or custom values for the 13 groups of
 ``POST /testdata/rate-limits``.
 """
 
@@ -12,11 +17,21 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import attrs
+
 from ksef_async.core.ratelimit import SlidingWindowState, WindowLimits
 from ksef_async.errors import ConfigurationError
-from ksef_async.operations import PUBLIC_GROUP, RATE_LIMIT_GROUPS, Operation
+from ksef_async.operations import ANONYMOUS_GROUP, API_RATE_LIMITS, GLOBAL_GROUP, GLOBAL_LIMITS, Operation
 
-__all__ = ["ANONYMOUS_GROUP", "API_GROUPS", "GLOBAL_GROUP", "GLOBAL_LIMITS", "OVERRIDABLE_GROUPS", "RateLimiter"]
+__all__ = [
+    "ANONYMOUS_GROUP",
+    "API_GROUPS",
+    "GLOBAL_GROUP",
+    "GLOBAL_LIMITS",
+    "OVERRIDABLE_GROUPS",
+    "RateLimiter",
+    "Refusal",
+]
 
 API_GROUPS: tuple[str, ...] = (
     "onlineSession",
@@ -57,18 +72,21 @@ OVERRIDABLE_GROUPS: tuple[str, ...] = (
 """The thirteen groups of ``ApiRateLimitsOverride`` (``POST /testdata/rate-limits``): the close, anonymous and
 global groups cannot be overridden."""
 
-ANONYMOUS_GROUP = "anonymous"
-"""``EffectiveApiRateLimits.anonymous``: the unauthenticated operations (the operation table's ``public``)."""
-GLOBAL_GROUP = "global"
-"""``EffectiveApiRateLimits.global``: every operation, counted per client IP address."""
-GLOBAL_LIMITS = WindowLimits(75)
-"""The spec's example value of ``global`` (75/-1/-1; -1 means not limited)."""
+# The operation table called the anonymous group ``public`` before 2.9.0; `RateLimiter.set_limits` still takes it.
+_OLD_PUBLIC_NAME = "public"
 
 
-def _production_limits() -> dict[str, WindowLimits]:
-    limits = dict(RATE_LIMIT_GROUPS)
-    limits[ANONYMOUS_GROUP] = limits.pop(PUBLIC_GROUP)
-    limits[GLOBAL_GROUP] = GLOBAL_LIMITS
+@attrs.frozen
+class Refusal:
+    """Why a request was refused: the group whose limit it would break and the seconds until it would pass."""
+
+    group: str
+    wait: float
+
+
+def _production_limits(overrides: Mapping[str, WindowLimits]) -> dict[str, WindowLimits]:
+    limits = {group: API_RATE_LIMITS[group] for group in API_GROUPS}
+    limits.update(overrides)
     return limits
 
 
@@ -77,13 +95,23 @@ class RateLimiter:
 
     Args:
         profile: ``"production"`` (the spec's limits) or ``"off"`` (nothing is limited).
+        overrides: Values of this simulated environment that differ from the spec's, for any of the 17 groups
+            (e.g. a low ``global`` for a test); part of the production profile, so ``DELETE /testdata/rate-limits``
+            and ``POST /testdata/rate-limits/production`` restore them too.
     """
 
-    def __init__(self, profile: str = "production") -> None:
+    def __init__(self, profile: str = "production", *, overrides: Mapping[str, WindowLimits] | None = None) -> None:
         if profile not in ("production", "off"):
             raise ConfigurationError(f"rate-limit profile must be 'production' or 'off', got {profile!r}")
+        self._overrides = dict(overrides or {})
+        for name, value in self._overrides.items():
+            if name not in API_GROUPS:
+                raise ConfigurationError(f"unknown rate-limit group {name!r}: expected one of {list(API_GROUPS)}")
+            if not isinstance(value, WindowLimits):
+                raise ConfigurationError(f"rate limits for group {name!r} must be WindowLimits, got {value!r}")
+            SlidingWindowState(value, margin=0.0)  # rejects limits below 1
         self.enabled = profile == "production"
-        self._limits: dict[str, WindowLimits] = _production_limits()
+        self._limits: dict[str, WindowLimits] = _production_limits(self._overrides)
         self._states: dict[tuple[str, str], SlidingWindowState] = {}
 
     def effective(self) -> dict[str, WindowLimits]:
@@ -93,7 +121,7 @@ class RateLimiter:
     def set_limits(self, limits: Mapping[str, WindowLimits]) -> None:
         """Put custom limits in force for the given groups and switch limiting on."""
         for name, value in limits.items():
-            group = ANONYMOUS_GROUP if name == PUBLIC_GROUP else name
+            group = ANONYMOUS_GROUP if name == _OLD_PUBLIC_NAME else name
             if group not in self._limits:
                 raise ConfigurationError(f"unknown rate-limit group {group!r}")
             self._limits[group] = value
@@ -101,31 +129,49 @@ class RateLimiter:
         self._states.clear()
 
     def production(self) -> None:
-        """Restore the spec's limits and switch limiting on."""
-        self._limits = _production_limits()
+        """Restore the spec's limits (with the constructor's overrides) and switch limiting on."""
+        self._limits = _production_limits(self._overrides)
         self.enabled = True
         self._states.clear()
 
-    def admit(self, op: Operation, subject: str, now: float) -> float | None:
-        """Count one request of ``op`` by ``subject`` at ``now``.
+    def _state(self, key: tuple[str, str], limits: WindowLimits) -> SlidingWindowState:
+        state = self._states.get(key)
+        if state is None or state.limits != limits:
+            state = SlidingWindowState(limits, margin=0.0)
+            self._states[key] = state
+        return state
+
+    def admit_request(self, op: Operation, subject: str, now: float, *, ip: str | None = None) -> Refusal | None:
+        """Count one request of ``op`` by ``subject`` (and, for ``global``, by the client address ``ip``) at ``now``.
+
+        Args:
+            op: The operation.
+            subject: Who the group's counter belongs to: ``"<context type>:<value>"``, or ``"ip:<address>"`` for
+                the ``anonymous`` operations.
+            now: The (simulated) time.
+            ip: The client's IP address; None counts nothing in ``global`` (no address known).
 
         Returns:
-            ``None`` when admitted, else the number of seconds after which a retry would be admitted.
+            None when admitted (counted in its group and ``global``), else the refusal (counted nowhere).
         """
         if not self.enabled:
             return None
         group = op.rate_group
         counter = f"{group}:{op.operation_id}" if group == "other" else group
-        key = (subject, counter)
-        state = self._states.get(key)
-        limits = self._limits.get(ANONYMOUS_GROUP if group == PUBLIC_GROUP else group, op.limits)
-        if state is None or state.limits != limits:
-            state = SlidingWindowState(limits, margin=0.0)
-            self._states[key] = state
-        allowed = state.try_admit(now)
-        if allowed <= now:
-            return None
-        return allowed - now
+        checks = [(group, self._state((subject, counter), self._limits.get(group, op.limits)))]
+        if ip is not None and group != GLOBAL_GROUP:
+            checks.append((GLOBAL_GROUP, self._state((f"ip:{ip}", GLOBAL_GROUP), self._limits[GLOBAL_GROUP])))
+        refusals = [Refusal(name, wait) for name, state in checks if (wait := state.next_admission_time(now) - now) > 0]
+        if refusals:
+            return max(refusals, key=lambda refusal: refusal.wait)
+        for _, state in checks:
+            state.admit(now)
+        return None
+
+    def admit(self, op: Operation, subject: str, now: float, *, ip: str | None = None) -> float | None:
+        """`admit_request` answering only the wait: ``None`` when admitted, else the seconds until a retry passes."""
+        refusal = self.admit_request(op, subject, now, ip=ip)
+        return None if refusal is None else refusal.wait
 
     @staticmethod
     def retry_after_seconds(wait: float) -> int:

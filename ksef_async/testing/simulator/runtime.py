@@ -74,7 +74,7 @@ class Counters:
     """What the simulator has seen, readable in tests as ``sim.counters``."""
 
     requests: Counter[str] = field(default_factory=Counter)
-    """Requests per rate-limit group (``public`` for unauthenticated operations, ``storage`` for uploads/downloads)."""
+    """Requests per rate-limit group (``anonymous``: unauthenticated operations; ``storage``: uploads/downloads)."""
     operations: Counter[str] = field(default_factory=Counter)
     """API requests per operation id (``post_tokens``...), whatever the answer."""
     rate_limited: int = 0
