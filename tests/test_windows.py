@@ -58,7 +58,7 @@ def test_exact_boundaries_250_days_in_three_windows_and_100_days_in_one() -> Non
         (start + dt.timedelta(days=200), start + dt.timedelta(days=250)),
     ]
     assert split_windows(start, start + MAX_WINDOW) == [(start, start + MAX_WINDOW)]
-    assert len(split_windows(start, start + MAX_WINDOW + dt.timedelta(microseconds=1))) == 2  # noqa: PLR2004
+    assert len(split_windows(start, start + MAX_WINDOW + dt.timedelta(microseconds=1))) == 2
 
 
 def test_days_are_counted_in_utc_across_a_dst_change() -> None:
@@ -68,7 +68,7 @@ def test_days_are_counted_in_utc_across_a_dst_change() -> None:
     (window,) = split_windows(start, end)
     assert window == (start.astimezone(dt.UTC), end.astimezone(dt.UTC))
     assert window[1] - window[0] == MAX_WINDOW - dt.timedelta(hours=1)
-    assert len(split_windows(start, end + dt.timedelta(hours=2))) == 2  # noqa: PLR2004
+    assert len(split_windows(start, end + dt.timedelta(hours=2))) == 2
 
 
 def test_naive_values_are_refused_naming_the_field() -> None:
@@ -97,3 +97,17 @@ def test_reversed_too_long_and_bad_spans_are_configuration_errors() -> None:
     check_window(start, None)
     assert window_end(start.astimezone(WARSAW)) == start + MAX_WINDOW
     assert split_windows(start, start) == [(start, start)]
+
+
+def test_cli_dates_without_offset_are_warsaw_time_with_an_explicit_offset() -> None:
+    from ksef_async.cli.query import parse_moment  # noqa: PLC0415 - the CLI layer, only for this test
+
+    winter, summer = parse_moment("2026-01-15", "--from"), parse_moment("2026-07-01T12:00", "--to")
+    assert winter.utcoffset() == dt.timedelta(hours=1)
+    assert summer.utcoffset() == dt.timedelta(hours=2)
+    assert isinstance(summer.tzinfo, dt.timezone)  # a fixed offset, sent as +02:00
+    assert summer.astimezone(dt.UTC) == dt.datetime(2026, 7, 1, 10, 0, tzinfo=dt.UTC)
+    assert summer.isoformat().endswith("+02:00")
+    assert parse_moment("2026-07-01T12:00Z", "--to") == dt.datetime(2026, 7, 1, 12, 0, tzinfo=dt.UTC)
+    with pytest.raises(ConfigurationError, match="--from"):
+        parse_moment("yesterday", "--from")

@@ -76,6 +76,9 @@ EXPORTS_IN_PROGRESS = 21182
 """KSeF exception code: 10 exports already in progress in this context."""
 _WRITE_BATCH = 256
 _WINDOW_MARGIN = dt.timedelta(minutes=1)
+_HWM_PRECISION = dt.timedelta(seconds=1)
+"""KSeF (and the simulator) report dates to the millisecond: a package HWM this close to the window's ``to`` is
+that ``to`` (the window is done, the next one follows), not the global mark."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -410,6 +413,7 @@ async def sync_invoices(  # noqa: C901, PLR0912, PLR0915
                 logger.info("export budget spent: stopping", extra=extras(subject_type=subject))
                 break
             end = window_end(checkpoint) - _WINDOW_MARGIN
+            end = end.replace(microsecond=end.microsecond // 1000 * 1000)  # KSeF's precision: the HWM comes back equal
             to = None if end >= now() else end
             filters = InvoiceQueryFilters(
                 subject_type=subject,
@@ -480,7 +484,7 @@ async def sync_invoices(  # noqa: C901, PLR0912, PLR0915
                 await asyncio.to_thread(checkpoints.save, subject, following)
                 checkpoint = following
                 sub.checkpoint_after = following
-            reached_hwm = not info.is_truncated and (to is None or following < to)
+            reached_hwm = not info.is_truncated and (to is None or following < to - _HWM_PRECISION)
             if reached_hwm:
                 break
     report.elapsed_seconds = time.monotonic() - started
