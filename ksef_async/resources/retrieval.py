@@ -41,7 +41,7 @@ __all__ = [
 logger = get_logger("retrieval")
 
 WARSAW = zoneinfo.ZoneInfo("Europe/Warsaw")
-"""KSeF reads a date-time without an offset as Europe/Warsaw local time."""
+"""Europe/Warsaw: the zone of KSeF's offset-less response dates and of the CLI's offset-less input."""
 
 EXPORT_PENDING_CODE = 100
 """Export status: in progress."""
@@ -50,7 +50,10 @@ EXPORT_FAILURE_CODES = frozenset({210, 415, 420, 500, 550})
 
 
 def aware(moment: dt.datetime) -> dt.datetime:
-    """Return ``moment`` with an explicit offset: a naive value is read as Europe/Warsaw, as KSeF reads it."""
+    """Return a date-time *received from KSeF* with an explicit offset (a naive one is read as Europe/Warsaw).
+
+    Never for caller input: request date-times without an offset are refused (`ksef_async.core.windows`).
+    """
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=WARSAW)
 
 
