@@ -4,6 +4,7 @@
 
     KsefError                          base of everything this package raises on purpose
     ├── ConfigurationError             bad options, missing credentials, unusable files (CLI exit 2)
+    │   └── NaiveDateTimeError         a date-time without a UTC offset where KSeF needs one (.field)
     ├── InvoiceError                   one or more invoices are invalid before anything is sent
     │                                  (.problems: list[InvoiceProblem] each with file, line, reason)
     ├── CryptoError                    a key, certificate or ciphertext cannot be used
@@ -13,6 +14,7 @@
     │   │                              (.status, .errors: list[ApiErrorDetail], .reference_number, .trace_id)
     │   ├── BadRequestError            400 (ExceptionResponse or problem+json); codes in .errors[i].code
     │   │   ├── UnreadableContentError     21001 the body could not be read (malformed JSON, bad encoding)
+    │   │   ├── DateRangeRefusedError      21405 on dateRange (.rule: 100 days in UTC, explicit offsets)
     │   │   ├── SessionTemporarilyUnavailableError  21184 maintenance on the online session: retry or reopen
     │   │   ├── CollectiveIdentifierError  a collective identifier refused (.ksef_numbers named by KSeF)
     │   │   │   ├── InvoiceNotFoundError               71001 a KSeF number is unknown
@@ -61,6 +63,7 @@ __all__ = [
     "CorrectionNotAllowedError",
     "CorrectionUnavailableError",
     "CryptoError",
+    "DateRangeRefusedError",
     "DeadlineExceededError",
     "DifferentSellersError",
     "DuplicateKsefNumberError",
@@ -72,6 +75,7 @@ __all__ = [
     "InvoiceNotFoundError",
     "InvoiceProblem",
     "KsefError",
+    "NaiveDateTimeError",
     "NotFoundError",
     "OperationFailedError",
     "RateLimitedError",
@@ -94,6 +98,18 @@ class KsefError(Exception):
 
 class ConfigurationError(KsefError):
     """Options, credentials or files given to the library cannot be used."""
+
+
+class NaiveDateTimeError(ConfigurationError):
+    """A date-time without a UTC offset was given where KSeF requires ``Z`` or an explicit offset.
+
+    Attributes:
+        field: The field it was given for, e.g. ``"dateRange.from"``.
+    """
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: a date-time without a UTC offset; give 'Z' or an explicit offset such as +01:00")
 
 
 class CryptoError(KsefError):
@@ -225,6 +241,16 @@ class BadRequestError(ApiError):
 
 class UnreadableContentError(BadRequestError):
     """21001: KSeF could not read the request body (malformed JSON, wrong encoding); sending it again won't help."""
+
+
+class DateRangeRefusedError(BadRequestError):
+    """21405 naming ``dateRange``: KSeF refused the range (metadata query or export) although the client split it."""
+
+    rule = "dateRange: at most 100 days counted in UTC; date-times with 'Z' or an explicit offset"
+    """The API 2.9.0 rule the range broke (``InvoiceQueryFilters.dateRange``)."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()} [rule: {self.rule}]"
 
 
 class SessionTemporarilyUnavailableError(BadRequestError):

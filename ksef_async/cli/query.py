@@ -21,7 +21,11 @@ __all__ = ["parse_moment", "parse_subjects", "query"]
 
 
 def parse_moment(text: str, option: str) -> dt.datetime:
-    """Read ``2025-01-31`` or an ISO 8601 date-time; without an offset it is Europe/Warsaw time (as in KSeF).
+    """Read ``2025-01-31`` or an ISO 8601 date-time into an aware datetime with an explicit UTC offset.
+
+    A value without an offset is Europe/Warsaw local time on the command line (a date alone is its midnight);
+    it is fixed to the offset Warsaw has at that moment (``+01:00`` or ``+02:00``; for the repeated autumn hour,
+    the first) so the request always carries an explicit offset: API 2.9.0 no longer reads offset-less values.
 
     Raises:
         ConfigurationError: Not a date or date-time.
@@ -30,7 +34,12 @@ def parse_moment(text: str, option: str) -> dt.datetime:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
         raise ConfigurationError(f"{option}: {text!r} is not an ISO 8601 date or date-time") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=WARSAW)
+    if moment.tzinfo is not None:
+        return moment
+    local = moment.replace(tzinfo=WARSAW)
+    offset = local.utcoffset()
+    assert offset is not None  # a ZoneInfo always gives one
+    return local.astimezone(dt.timezone(offset))
 
 
 def parse_subjects(text: str) -> list[InvoiceQuerySubjectType]:
@@ -69,7 +78,7 @@ def query(
     connection: Connection = Connection(),  # noqa: B008 - an immutable dataclass of options
     as_json: Annotated[bool, Parameter(name="--json", negative="")] = False,
 ) -> int:
-    """Print the metadata of matching invoices; ranges longer than 3 months are split automatically.
+    """Print the metadata of matching invoices; ranges longer than 100 days (in UTC) are split automatically.
 
     Every page costs one of KSeF's 20 metadata queries per hour (250 records each).
 
@@ -78,9 +87,9 @@ def query(
     subject
         Subject type: Subject1 (issued), Subject2 (received), Subject3 or SubjectAuthorized.
     date_from
-        Range start (date or date-time; without an offset: Europe/Warsaw).
+        Range start (date or date-time; without an offset: Europe/Warsaw local time, sent with its offset).
     date_to
-        Range end (default: now).
+        Range end (default: now; same reading as --from).
     date_type
         Which date the range applies to.
     seller_nip

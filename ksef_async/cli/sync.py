@@ -50,7 +50,8 @@ def sync(
     subject
         Comma-separated subject types: Subject1 (issued), Subject2 (received), Subject3, SubjectAuthorized.
     since
-        Start (permanent-storage date) for a subject type without a checkpoint, e.g. 2025-02-01.
+        Start (permanent-storage date) for a subject type without a checkpoint, e.g. 2025-02-01 (without an
+        offset: Europe/Warsaw local time, sent with its offset); exports walk 100-day windows (in UTC).
     budget
         At most this many exports in this run (KSeF allows 20 per hour per context).
     tar

@@ -11,7 +11,8 @@ import attrs
 from ksef_async._logging import extras, get_logger
 from ksef_async.core.crypto import KEY_USAGE_SYMMETRIC, MfPublicKey, SessionKey
 from ksef_async.core.polling import Backoff
-from ksef_async.errors import ExportFailedError
+from ksef_async.core.windows import require_aware
+from ksef_async.errors import BadRequestError, DateRangeRefusedError, ExportFailedError
 from ksef_async.models import (
     CompressionType,
     ExportInvoicesResponse,
@@ -31,6 +32,7 @@ from ksef_async.transport._storage import HASH_HEADER, StorageStream, check_hash
 __all__ = [
     "EXPORT_FAILURE_CODES",
     "EXPORT_PENDING_CODE",
+    "VALIDATION_CODE",
     "WARSAW",
     "RetrievalResource",
     "aware",
@@ -39,7 +41,7 @@ __all__ = [
 logger = get_logger("retrieval")
 
 WARSAW = zoneinfo.ZoneInfo("Europe/Warsaw")
-"""KSeF reads a date-time without an offset as Europe/Warsaw local time."""
+"""Europe/Warsaw: the zone of KSeF's offset-less response dates and of the CLI's offset-less input."""
 
 EXPORT_PENDING_CODE = 100
 """Export status: in progress."""
@@ -48,19 +50,42 @@ EXPORT_FAILURE_CODES = frozenset({210, 415, 420, 500, 550})
 
 
 def aware(moment: dt.datetime) -> dt.datetime:
-    """Return ``moment`` with an explicit offset: a naive value is read as Europe/Warsaw, as KSeF reads it."""
+    """Return a date-time *received from KSeF* with an explicit offset (a naive one is read as Europe/Warsaw).
+
+    Never for caller input: request date-times without an offset are refused (`ksef_async.core.windows`).
+    """
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=WARSAW)
 
 
+VALIDATION_CODE = 21405
+"""KSeF exception code: input validation failed (the details name the field and the rule)."""
+
+
 def _explicit_offsets(filters: InvoiceQueryFilters) -> InvoiceQueryFilters:
-    # Never send a date-time without an offset: KSeF would read it in Warsaw time, silently shifting the window.
+    # Never send a date-time without an offset (2.9.0 accepts only 'Z' or an explicit one), and never guess the
+    # zone of a naive value: refuse it, naming the field, before anything is sent.
     date_range = filters.date_range
     fixed = attrs.evolve(
         date_range,
-        from_=aware(date_range.from_),
-        to=None if date_range.to is None else aware(date_range.to),
+        from_=require_aware(date_range.from_, "dateRange.from"),
+        to=None if date_range.to is None else require_aware(date_range.to, "dateRange.to"),
     )
     return attrs.evolve(filters, date_range=fixed)
+
+
+def _date_range_refusal(exc: BadRequestError) -> BadRequestError:
+    """``exc`` as a `DateRangeRefusedError` when it is a 21405 whose details name ``dateRange``, else ``exc``."""
+    if any(e.code == VALIDATION_CODE and any("dateRange" in d for d in e.details) for e in exc.errors):
+        return DateRangeRefusedError(
+            exc.status,
+            exc.errors,
+            title=exc.title,
+            reference_number=exc.reference_number,
+            trace_id=exc.trace_id,
+            operation=exc.operation,
+            body=exc.body,
+        )
+    return exc
 
 
 class RetrievalResource(Resource):
@@ -93,9 +118,11 @@ class RetrievalResource(Resource):
             "pageOffset": page_offset,
             "pageSize": page_size,
         }
-        response = await self._send(
-            "post_invoices_query_metadata", params=params, json_body=unstructure(_explicit_offsets(filters))
-        )
+        body = unstructure(_explicit_offsets(filters))
+        try:
+            response = await self._send("post_invoices_query_metadata", params=params, json_body=body)
+        except BadRequestError as exc:
+            raise _date_range_refusal(exc) from None
         return structure(response.json(), QueryInvoicesMetadataResponse)
 
     async def start_export(
@@ -119,7 +146,10 @@ class RetrievalResource(Resource):
                 only_metadata=only_metadata,
                 compression_type=compression,
             )
-            response = await self._send("post_invoices_exports", json_body=unstructure(request))
+            try:
+                response = await self._send("post_invoices_exports", json_body=unstructure(request))
+            except BadRequestError as exc:
+                raise _date_range_refusal(exc) from None
             return structure(response.json(), ExportInvoicesResponse).reference_number
 
         reference = await with_key_rotation(self._security, KEY_USAGE_SYMMETRIC, call, what="invoice export")

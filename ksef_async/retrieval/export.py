@@ -34,7 +34,8 @@ import attrs
 from ksef_async._logging import extras, get_logger
 from ksef_async.core.crypto import AesCbcDecryptor, SessionKey, b64, b64decode
 from ksef_async.core.polling import Backoff
-from ksef_async.errors import CryptoError, IntegrityError, KsefError, TransportError
+from ksef_async.core.windows import check_window
+from ksef_async.errors import CryptoError, IntegrityError, KsefError, ResponseFormatError, TransportError
 from ksef_async.models import (
     CompressionType,
     InvoiceExportStatusResponse,
@@ -52,6 +53,7 @@ __all__ = [
     "ExportedInvoice",
     "download_package",
     "export_invoices",
+    "package_compression",
 ]
 
 logger = get_logger("retrieval")
@@ -61,6 +63,22 @@ METADATA_FILE = "_metadata.json"
 _READ_BATCH = 64
 _METADATA_OPENING = re.compile(r'\s*\{\s*"invoices"\s*:\s*\[')
 _FEED = 1 << 20
+
+
+def package_compression(package: InvoicePackage) -> CompressionType:
+    """The format the package's parts are in: the status's ``package.compressionType`` (never guessed).
+
+    Raises:
+        ResponseFormatError: ``compressionType`` is neither ``Zip`` nor ``TarGz`` (the value is named, cut short).
+    """
+    value = str(package.compression_type)
+    try:
+        return CompressionType(value)
+    except ValueError:
+        raise ResponseFormatError(
+            "get_invoices_exports_by_reference_number",
+            [f"$.package.compressionType: unknown value {value[:32]!r} (expected 'Zip' or 'TarGz')"],
+        ) from None
 
 
 @attrs.frozen
@@ -221,7 +239,9 @@ class ExportPackage:
         status: The final ``GET /invoices/exports/{ref}`` answer.
         package: Its `InvoicePackage` (counts, ``isTruncated``, ``lastPermanentStorageDate``,
             ``permanentStorageHwmDate``...).
-        compression: ``Zip`` or ``TarGz``.
+        compression: ``Zip`` or ``TarGz``: the status's ``package.compressionType``, which decides how the parts are
+            unpacked (not what was asked for, not the bytes).
+        requested_compression: What the export request asked for.
     """
 
     def __init__(
@@ -236,7 +256,8 @@ class ExportPackage:
         self.reference_number = reference_number
         self.status = status
         self.package: InvoicePackage = status.package
-        self.compression = str(compression)
+        self.compression: str = package_compression(status.package)
+        self.requested_compression = str(compression)
         self._spool = spool
         self._parts = list(parts)
 
@@ -463,6 +484,7 @@ async def download_package(  # noqa: C901
     """
     if status.package is None:
         raise IntegrityError(f"export {reference_number}: status 200 without a package")
+    package_compression(status.package)  # an unknown format fails before anything is downloaded
     spool = Path(tempfile.mkdtemp(prefix=f"ksef-export-{reference_number}-", dir=workdir))
     parts = sorted(status.package.parts, key=lambda p: p.ordinal_number)
     paths = [spool / f"part-{p.ordinal_number:04d}.bin" for p in parts]
@@ -522,9 +544,9 @@ async def export_invoices(
 
     Args:
         retrieval: ``client.retrieval``.
-        filters: What to export (naive date-times are read as Europe/Warsaw).
+        filters: What to export (date-times must carry a UTC offset; at most 100 days counted in UTC).
         only_metadata: Ask for ``_metadata.json`` alone.
-        compression: ``Zip`` or ``TarGz``.
+        compression: ``Zip`` or ``TarGz`` asked for (the package is unpacked by what the status reports).
         workdir: Where the spool directory goes (default: the system temp directory).
         concurrency: Parts downloaded at once.
         max_wait: Give up polling after this many seconds.
@@ -535,7 +557,12 @@ async def export_invoices(
         ExportFailedError: The export ended in 210, 415, 420, 500 or 550.
         DeadlineExceededError: Still in progress after ``max_wait``.
         IntegrityError: A part or an invoice does not match its hash.
+        NaiveDateTimeError: A ``dateRange`` date-time has no UTC offset (nothing is sent).
+        ConfigurationError: ``dateRange`` spans more than 100 days in UTC (one export is one window: split it with
+            `ksef_async.core.windows.split_windows`); nothing is sent.
+        DateRangeRefusedError: KSeF refused the range anyway (21405 naming ``dateRange``).
     """
+    check_window(filters.date_range.from_, filters.date_range.to)
     key = SessionKey.generate()
     reference = await retrieval.start_export(filters, key, only_metadata=only_metadata, compression=compression)
     if on_started is not None:

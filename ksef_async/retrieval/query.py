@@ -1,14 +1,14 @@
-"""Metadata query as an async iterator: legal 3-month windows, paging, truncation restarts, each record once."""
+"""Metadata query as an async iterator: legal 100-day UTC windows, paging, truncation restarts, each record once."""
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
 
 import attrs
 
 from ksef_async._logging import extras, get_logger
+from ksef_async.core.windows import MAX_WINDOW, require_aware, split_windows
 from ksef_async.errors import BadRequestError, ConfigurationError
 from ksef_async.models import (
     InvoiceMetadata,
@@ -21,8 +21,8 @@ from ksef_async.resources.retrieval import WARSAW, RetrievalResource, aware
 __all__ = [
     "FROM_AFTER_HWM",
     "MAX_PAGE_SIZE",
+    "MAX_WINDOW",
     "MIN_PAGE_SIZE",
-    "add_months",
     "iter_metadata",
     "metadata_date",
     "split_windows",
@@ -34,33 +34,6 @@ MIN_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 250
 FROM_AFTER_HWM = 21183
 """KSeF exception code: ``dateRange.from`` is after the HWM while ``restrictToPermanentStorageHwmDate`` is set."""
-
-
-def add_months(moment: dt.datetime, months: int) -> dt.datetime:
-    """``moment`` plus calendar months, the day clamped to the target month's length (31 Jan + 1 -> 28/29 Feb)."""
-    month0 = moment.month - 1 + months
-    year, month = moment.year + month0 // 12, month0 % 12 + 1
-    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
-
-
-def split_windows(start: dt.datetime, end: dt.datetime, *, months: int = 3) -> list[tuple[dt.datetime, dt.datetime]]:
-    """Cut ``[start, end]`` into consecutive windows of at most ``months`` calendar months (in UTC).
-
-    Consecutive windows share their boundary instant (KSeF's ranges are inclusive), so nothing between them is
-    lost; the iterator skips the records it already yielded at a shared boundary.
-    """
-    start, end = aware(start).astimezone(dt.UTC), aware(end).astimezone(dt.UTC)
-    if end < start:
-        raise ConfigurationError(f"dateRange: 'to' ({end.isoformat()}) is before 'from' ({start.isoformat()})")
-    windows: list[tuple[dt.datetime, dt.datetime]] = []
-    low = start
-    while True:
-        high = add_months(low, months)
-        if high >= end:
-            windows.append((low, end))
-            return windows
-        windows.append((low, high))
-        low = high
 
 
 def metadata_date(record: InvoiceMetadata, date_type: InvoiceQueryDateType | str) -> dt.datetime:
@@ -84,7 +57,8 @@ async def iter_metadata(  # noqa: C901, PLR0912
 ) -> AsyncIterator[InvoiceMetadata]:
     """Yield every `InvoiceMetadata` matching ``filters``, each exactly once.
 
-    * A range longer than 3 months is cut into legal windows (`split_windows`); a missing ``to`` becomes now.
+    * A range longer than 100 days (counted in UTC) is cut into legal windows (`split_windows`: consecutive,
+      inclusive, sharing their boundary instants); a missing ``to`` becomes now.
     * Pages are requested with explicit ``pageOffset``; ``hasMore`` false ends a window.
     * On ``isTruncated`` (10,000 records per filter set) the range is narrowed to the last record's date
       (``from`` when ascending, ``to`` when descending) and paging restarts at offset 0. The records at that
@@ -93,21 +67,26 @@ async def iter_metadata(  # noqa: C901, PLR0912
 
     Args:
         retrieval: ``client.retrieval``.
-        filters: The query; naive date-times are read as Europe/Warsaw and sent with their offset.
+        filters: The query; its date-times must carry a UTC offset (sent as UTC with ``Z``-equivalent ``+00:00``).
         sort_order: ``Asc`` (use it for incremental work) or ``Desc``.
         page_size: 10 to 250.
         now: Current time, for a missing ``to``.
 
     Raises:
+        NaiveDateTimeError: ``dateRange.from`` or ``dateRange.to`` has no UTC offset (nothing is sent).
         ConfigurationError: ``page_size`` out of range, ``to`` before ``from``, or more than 10,000 records
             share one date (narrowing cannot make progress: add filters).
+        DateRangeRefusedError: KSeF refused a window anyway (21405 naming ``dateRange``).
     """
     if not MIN_PAGE_SIZE <= page_size <= MAX_PAGE_SIZE:
         raise ConfigurationError(f"page_size: {page_size} is outside {MIN_PAGE_SIZE} to {MAX_PAGE_SIZE}")
+    require_aware(filters.date_range.from_, "dateRange.from")
+    if filters.date_range.to is not None:
+        require_aware(filters.date_range.to, "dateRange.to")
     descending = str(sort_order) == SortOrder.DESC
     date_range = filters.date_range
     date_type = date_range.date_type
-    windows = split_windows(date_range.from_, date_range.to if date_range.to is not None else now())
+    windows = split_windows(date_range.from_, date_range.to if date_range.to is not None else now(), span=MAX_WINDOW)
     if descending:
         windows.reverse()
     boundary_date: dt.datetime | None = None

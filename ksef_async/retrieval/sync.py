@@ -3,8 +3,8 @@
 The algorithm (api-digest §9, docs ``przyrostowe-pobieranie-faktur.md``), for each subject type:
 
 1. ``from`` = the stored checkpoint (first run: ``since``); ``to`` omitted, ``restrictToPermanentStorageHwmDate``
-   true. When ``from`` is more than 3 months back, ``to`` = ``from`` + 3 months (the range limit), and the windows
-   are walked one after the other.
+   true. When ``from`` is more than 100 days back, ``to`` = ``from`` + 100 days in UTC minus a minute (the 2.9.0
+   range limit, `ksef_async.core.windows`), and the windows are walked one after the other.
 2. Export, poll, download, check, decrypt, unpack (`ksef_async.retrieval.export`).
 3. Write each invoice not yet on disk as ``{ksefNumber}.xml`` (temporary name, rename), make each batch durable
    with one barrier (`os.sync`; per-file and directory fsync where it does not exist), append the batch's metadata
@@ -39,6 +39,7 @@ import attrs
 
 from ksef_async._logging import extras, get_logger
 from ksef_async.core.polling import Backoff
+from ksef_async.core.windows import require_aware, window_end
 from ksef_async.errors import BadRequestError, ConfigurationError, ExportFailedError, IntegrityError
 from ksef_async.models import (
     CompressionType,
@@ -49,7 +50,6 @@ from ksef_async.models import (
 )
 from ksef_async.resources.retrieval import RetrievalResource, aware
 from ksef_async.retrieval.export import ExportedInvoice, export_invoices
-from ksef_async.retrieval.query import add_months
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -76,6 +76,9 @@ EXPORTS_IN_PROGRESS = 21182
 """KSeF exception code: 10 exports already in progress in this context."""
 _WRITE_BATCH = 256
 _WINDOW_MARGIN = dt.timedelta(minutes=1)
+_HWM_PRECISION = dt.timedelta(seconds=1)
+"""KSeF (and the simulator) report dates to the millisecond: a package HWM this close to the window's ``to`` is
+that ``to`` (the window is done, the next one follows), not the global mark."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -368,7 +371,7 @@ async def sync_invoices(  # noqa: C901, PLR0912, PLR0915
         retrieval: ``client.retrieval``.
         outdir: Output directory: ``{ksefNumber}.xml``, ``index.jsonl`` and (by default) the checkpoint file.
         subject_types: ``Subject1`` (sales), ``Subject2`` (purchases), ``Subject3``, ``SubjectAuthorized``.
-        since: Where a subject type without a checkpoint starts (PermanentStorage date; naive = Europe/Warsaw).
+        since: Where a subject type without a checkpoint starts (PermanentStorage date; must carry a UTC offset).
         store: Checkpoint store (default: `JsonCheckpointStore` at ``outdir/.ksef-sync-checkpoints.json``).
         export_budget: At most this many exports in this run (None: until the HWM).
         compression: Package format asked for.
@@ -382,10 +385,13 @@ async def sync_invoices(  # noqa: C901, PLR0912, PLR0915
         now: Current time (decides whether a window reaches the present).
 
     Raises:
+        NaiveDateTimeError: ``since`` has no UTC offset (checked before anything is sent).
         ConfigurationError: A subject type has no checkpoint and no ``since`` was given.
         ExportFailedError: An export ended in 210, 415, 500 or 550 (420 only means "nothing new").
         IntegrityError: A part or invoice failed its hash check three times.
     """
+    if since is not None:
+        since = require_aware(since, "since")
     started = time.monotonic()
     directory = await asyncio.to_thread(InvoiceDirectory, outdir, fsync=fsync)
     checkpoints = store or JsonCheckpointStore(outdir / CHECKPOINT_FILE)
@@ -399,15 +405,16 @@ async def sync_invoices(  # noqa: C901, PLR0912, PLR0915
         if checkpoint is None:
             if since is None:
                 raise ConfigurationError(f"{subject}: no checkpoint yet in {checkpoints!r}: give 'since' (--since)")
-            checkpoint = aware(since)
+            checkpoint = since
         sub.checkpoint_before = sub.checkpoint_after = checkpoint
         while True:
             if budget is not None and budget <= 0:
                 sub.stopped_by_budget = True
                 logger.info("export budget spent: stopping", extra=extras(subject_type=subject))
                 break
-            window_end = add_months(checkpoint.astimezone(dt.UTC), 3) - _WINDOW_MARGIN
-            to = None if window_end >= now() else window_end
+            end = window_end(checkpoint) - _WINDOW_MARGIN
+            end = end.replace(microsecond=end.microsecond // 1000 * 1000)  # KSeF's precision: the HWM comes back equal
+            to = None if end >= now() else end
             filters = InvoiceQueryFilters(
                 subject_type=subject,
                 date_range=InvoiceQueryDateRange(
@@ -477,7 +484,7 @@ async def sync_invoices(  # noqa: C901, PLR0912, PLR0915
                 await asyncio.to_thread(checkpoints.save, subject, following)
                 checkpoint = following
                 sub.checkpoint_after = following
-            reached_hwm = not info.is_truncated and (to is None or following < to)
+            reached_hwm = not info.is_truncated and (to is None or following < to - _HWM_PRECISION)
             if reached_hwm:
                 break
     report.elapsed_seconds = time.monotonic() - started

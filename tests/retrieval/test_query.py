@@ -3,52 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from ksef_async.client import KsefClient
 from ksef_async.errors import ConfigurationError
 from ksef_async.models import InvoiceQueryDateRange, InvoiceQueryFilters
-from ksef_async.retrieval.query import add_months, iter_metadata, split_windows
+from ksef_async.retrieval.query import MAX_WINDOW, iter_metadata
 from ksef_async.testing.simulator import KsefSimulator
 from ksef_async.testing.simulator import retrieval as simret
 
 from .conftest import NIP
 
 DAY = dt.timedelta(days=1)
-
-
-@given(
-    # hypothesis wants naive bounds and adds the zone itself
-    start=st.datetimes(
-        min_value=dt.datetime(2024, 1, 1),  # noqa: DTZ001
-        max_value=dt.datetime(2027, 1, 1),  # noqa: DTZ001
-        timezones=st.just(dt.UTC),
-    ),
-    length=st.timedeltas(min_value=dt.timedelta(0), max_value=dt.timedelta(days=800)),
-)
-def test_split_windows_cover_the_range_contiguously_within_three_months(
-    start: dt.datetime, length: dt.timedelta
-) -> None:
-    end = start + length
-    windows = split_windows(start, end)
-    assert windows[0][0] == start
-    assert windows[-1][1] == end
-    for (_, high), (next_low, _) in itertools.pairwise(windows):
-        assert high == next_low  # shared boundary: nothing between windows is lost
-    for low, high in windows:
-        assert low <= high <= add_months(low, 3)
-
-
-def test_split_windows_reads_naive_dates_as_warsaw_and_rejects_reversed_ranges() -> None:
-    (window,) = split_windows(dt.datetime(2026, 7, 1, 12, 0), dt.datetime(2026, 7, 2, 12, 0))  # noqa: DTZ001
-    assert window[0] == dt.datetime(2026, 7, 1, 10, 0, tzinfo=dt.UTC)
-    with pytest.raises(ConfigurationError, match="before"):
-        split_windows(dt.datetime(2026, 7, 2, tzinfo=dt.UTC), dt.datetime(2026, 7, 1, tzinfo=dt.UTC))
 
 
 def filters(start: dt.datetime, end: dt.datetime | None = None, **extra: Any) -> InvoiceQueryFilters:
@@ -109,7 +77,7 @@ async def test_descending_order_long_range_and_small_cap(sim: KsefSimulator, cli
         assert low.tzinfo is not None
         assert high is not None
         assert high.tzinfo is not None
-        assert high <= add_months(low, 3)
+        assert high - low <= MAX_WINDOW
 
 
 @pytest.mark.anyio

@@ -10,8 +10,8 @@ Rules this module implements (api-digest §9), and the choices where the spec le
   to ``hwm_interval`` (the real HWM is a rolling mark updated from time to time; the rounding keeps it constant
   across the pages of one query). Every invoice inserted later gets a permanent-storage date after the moment it
   is inserted, so data below the HWM never changes.
-* Date ranges: ``from`` and ``to`` are inclusive; a date-time without an offset is Europe/Warsaw; ``to``
-  defaults to now; more than 3 calendar months in both UTC and Europe/Warsaw is 400 21405;
+* Date ranges: ``from`` and ``to`` are inclusive; a date-time without ``Z`` or an explicit offset is 400 21405
+  (API 2.9.0); ``to`` defaults to now; ``to - from`` over 100 days (counted in UTC) is 400 21405;
   ``restrictToPermanentStorageHwmDate`` (PermanentStorage only) clamps ``to`` to the HWM, and ``from`` above
   the HWM is 400 21183 for a query and status 420 for an export.
 * Queries: sorted by the date of ``dateType`` (then by KSeF number); at most ``query_cap`` (10,000) records per
@@ -30,7 +30,6 @@ Rules this module implements (api-digest §9), and the choices where the spec le
 from __future__ import annotations
 
 import asyncio
-import calendar
 import datetime as dt
 import hashlib
 import io
@@ -261,21 +260,15 @@ def _parse_dt(value: Any, name: str) -> dt.datetime:
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
         raise ApiFailure(400, 21405, _BAD, [f"'{name}' is not an ISO 8601 date-time: {value!r}"]) from None
-    if moment.tzinfo is None:  # the spec: a date-time without an offset is Europe/Warsaw local time
-        moment = moment.replace(tzinfo=WARSAW)
+    if moment.tzinfo is None:  # 2.9.0: only 'Z' or an explicit offset ("no offset = Warsaw" is gone)
+        raise ApiFailure(
+            400, 21405, _BAD, [f"'{name}' has no UTC offset: date-times need the 'Z' suffix or an explicit offset"]
+        )
     return moment.astimezone(dt.UTC)
 
 
-def _add_months(moment: dt.datetime, months: int) -> dt.datetime:
-    month0 = moment.month - 1 + months
-    year, month = moment.year + month0 // 12, month0 % 12 + 1
-    day = min(moment.day, calendar.monthrange(year, month)[1])
-    return moment.replace(year=year, month=month, day=day)
-
-
-def _within_three_months(start: dt.datetime, end: dt.datetime) -> bool:
-    # "At most 3 months in UTC or in Europe/Warsaw": accept when either reading allows it.
-    return any(end.astimezone(zone) <= _add_months(start.astimezone(zone), 3) for zone in (dt.UTC, WARSAW))
+MAX_RANGE = dt.timedelta(days=100)
+"""``InvoiceQueryFilters.dateRange``: "Maksymalny dozwolony okres wynosi 100 dni w strefie UTC"."""
 
 
 @dataclass
@@ -318,8 +311,11 @@ def _parse_filters(rt: Runtime, filters: Any, *, export: bool) -> _Filters:
         )
     if end < start and not after_hwm:
         raise ApiFailure(400, 21405, _BAD, ["dateRange.to is earlier than dateRange.from"])
-    if not _within_three_months(start, end):
-        raise ApiFailure(400, 21405, _BAD, ["dateRange is longer than 3 months"])
+    if end - start > MAX_RANGE:
+        raise ApiFailure(
+            400, 21405, _BAD, [f"dateRange exceeds the maximum of {MAX_RANGE.days} days counted in UTC ({end - start})"]
+        )
+    rt.counters.date_ranges.append(("export" if export else "query", start, end))
     # The spec: for a recent period the HWM is the mark itself; for an older one it matches the query's bound.
     mark = None if global_mark is None else min(global_mark, end)
     if restrict and global_mark is not None:

@@ -83,6 +83,9 @@ class Counters:
     """Request body bytes received (API and storage)."""
     faults: dict[str, int] = field(default_factory=dict)
     """Faults injected per kind (a live view of the injector's counts)."""
+    date_ranges: list[tuple[str, dt.datetime, dt.datetime]] = field(default_factory=list)
+    """Each ``dateRange`` accepted by a metadata query (``query``) or an export (``export``): the kind, ``from``
+    and ``to`` (``to`` as sent, or now when omitted) in UTC, before any clamping to the HWM."""
 
 
 @dataclass
