@@ -96,8 +96,8 @@ class InvoiceOutcome:
         original_session_reference_number: For a duplicate: the session the original was sent in.
         problems: Local validation problems (nothing was sent).
         invoicing_mode: ``invoicingMode`` KSeF recorded (``Online`` or ``Offline``), once it has a status.
-        unavailable_sessions: Sessions that answered 21184 for this invoice and were given up, in order; the
-            invoice was then sent in ``session_reference_number``.
+        unavailable_sessions: Sessions given up after 21184 (session temporarily unavailable) before they accepted
+            this invoice, in order; it was then sent in ``session_reference_number``.
     """
 
     name: str
@@ -467,6 +467,9 @@ async def _send_all(
         async with semaphore:
             if round_.given_up:
                 round_.leftover.append(item)
+                outcomes[item.index] = attrs.evolve(
+                    base, description=f"not sent: session {ref} was given up after {SESSION_UNAVAILABLE}"
+                )
                 return
             try:
                 response = await send_retrying_unavailable(
