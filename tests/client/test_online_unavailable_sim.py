@@ -55,8 +55,7 @@ def sends(counter: RequestCounter, ref: str) -> int:
 def entries(sim: KsefSimulator) -> dict[str, list[tuple[str, int]]]:
     """What KSeF holds: per online session, ``(invoice hash, final code)`` of every invoice it took."""
     return {
-        ref: [(e.invoice_hash, e.final_code) for e in session.invoices]
-        for ref, session in sim.state.sessions.items()
+        ref: [(e.invoice_hash, e.final_code) for e in session.invoices] for ref, session in sim.state.sessions.items()
     }
 
 
