@@ -93,7 +93,7 @@ async def test_feature_on_batch_send(ksef_simulator_factory: Any, tmp_path: Path
             state_dir=tmp_path / "s",
             features=[SUBJECT_IDENTIFIER_VALIDATION],
         )
-    (session,) = [s for s in sim.state.sessions.values()]
+    (session,) = sim.state.sessions.values()
     assert session.features == {SUBJECT_IDENTIFIER_VALIDATION, "client-wide"}
     outcomes = sorted((e.outcome, e.error["code"] if e.error else None) for e in report.entries)
     assert outcomes == [("accepted", None), ("rejected", 450)]

@@ -66,7 +66,7 @@ def test_fault_spec_accepts_the_21184_kinds() -> None:
     assert spec.values == {"session-unavailable": 1.0, "session-down": 0.5, "close-error": 1.0}
     assert spec.caps == {"session-unavailable": 2, "session-down": 1, "close-error": 1}
     assert FaultSpec.parse("session-down").values == {"session-down": 1.0}
-    for bad in ("session-unavailable:0", "session-gone:1", "upload-delay", "session-down=2"):
+    for bad in ("session-unavailable:0", "session-gone:1", "upload-delay", "api-error:1", "session-down=2"):
         with pytest.raises(ConfigurationError):
             FaultSpec.parse(bad)
 

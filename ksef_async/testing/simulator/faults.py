@@ -12,7 +12,7 @@ Spec syntax: comma-separated ``KIND=VALUE[:COUNT]`` items.
 * ``session-down=P``: an online session, when opened, is with probability P permanently unavailable: every invoice
   sent into it answers 21184 (only a fresh session helps).
 
-A bare ``KIND`` or ``KIND:COUNT`` means ``KIND=1`` (every time, up to COUNT): ``session-unavailable:2`` makes the
+For these two, a bare ``KIND`` or ``KIND:COUNT`` means ``KIND=1`` (every time, up to COUNT): ``session-unavailable:2`` makes the
 first two online sends answer 21184, ``session-down:1`` makes the first online session permanently unavailable.
 
 The optional ``:COUNT`` caps how many times a kind fires in the simulator's lifetime: ``close-error=1:1`` means
@@ -41,6 +41,8 @@ FAULT_KINDS: tuple[str, ...] = (
     "session-down",
 )
 _PROBABILITY_KINDS = frozenset(FAULT_KINDS) - {"upload-delay"}
+# Kinds that may be written bare, ``KIND`` or ``KIND:COUNT``, meaning ``KIND=1[:COUNT]``.
+_BARE_KINDS = frozenset({"session-unavailable", "session-down"})
 
 
 @attrs.frozen
@@ -52,7 +54,7 @@ class FaultSpec:
 
     @classmethod
     def parse(cls, text: str) -> FaultSpec:
-        """Parse ``"upload-error=0.1,close-error=1:1"`` (or ``"session-down:1"``: a bare kind means ``=1``).
+        """Parse ``"upload-error=0.1,close-error=1:1"`` (or ``"session-down:1"``: a bare 21184 kind means ``=1``).
 
         Raises:
             ConfigurationError: an unknown kind, a value that is not a number, a probability outside [0, 1], a
@@ -66,9 +68,9 @@ class FaultSpec:
                 continue
             kind, sep, rest = item.partition("=")
             kind = kind.strip()
-            if not sep:  # "KIND" or "KIND:COUNT" of a probability kind: probability 1
+            if not sep:  # "session-down" or "session-down:1": probability 1
                 bare, _, count = kind.partition(":")
-                if bare.strip() in _PROBABILITY_KINDS:
+                if bare.strip() in _BARE_KINDS:
                     kind, sep, rest = bare.strip(), "=", "1" + (f":{count}" if count else "")
             if not sep or kind not in FAULT_KINDS:
                 raise ConfigurationError(f"fault item {item!r}: expected KIND=VALUE with KIND one of {FAULT_KINDS}")
