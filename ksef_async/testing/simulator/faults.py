@@ -12,8 +12,9 @@ Spec syntax: comma-separated ``KIND=VALUE[:COUNT]`` items.
 * ``session-down=P``: an online session, when opened, is with probability P permanently unavailable: every invoice
   sent into it answers 21184 (only a fresh session helps).
 
-For these two, a bare ``KIND`` or ``KIND:COUNT`` means ``KIND=1`` (every time, up to COUNT): ``session-unavailable:2`` makes the
-first two online sends answer 21184, ``session-down:1`` makes the first online session permanently unavailable.
+For these two, a bare ``KIND`` or ``KIND:COUNT`` means ``KIND=1`` (every time, up to COUNT): ``session-unavailable:2``
+makes the first two online sends answer 21184, ``session-down:1`` makes the first online session permanently
+unavailable.
 
 The optional ``:COUNT`` caps how many times a kind fires in the simulator's lifetime: ``close-error=1:1`` means
 "the first close answers 500, later ones succeed". Each kind draws from its own generator seeded from ``seed``, so
