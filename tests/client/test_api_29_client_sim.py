@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from ksef_async.auth import KsefTokenCredentials
 from ksef_async.client import ClientConfig, KsefClient
 from ksef_async.core.polling import Backoff
 from ksef_async.errors import ConfigurationError, ForbiddenError, ResponseFormatError, api_error_from_response
-from ksef_async.models import FormCode
+from ksef_async.models import CurrencyCode, FormCode, InvoiceQueryDateRange, InvoiceQueryFilters
 from ksef_async.online import send_online
 from ksef_async.resources._features import SUBJECT_IDENTIFIER_VALIDATION, feature_headers
 from ksef_async.testing.invoices import InvoiceFactory
@@ -146,3 +147,19 @@ def test_403_parsing_with_and_without_timestamp() -> None:
     assert "Brak uprawnień." in str(bare)
     assert isinstance(stamped, ForbiddenError)
     assert stamped.timestamp == "2026-10-20T10:00:00+00:00"
+
+
+NEW_CURRENCIES = ("CNH", "VED", "XTS", "ZWG", "SLE")
+
+
+async def test_new_currency_codes_are_accepted_in_queries(sim: KsefSimulator) -> None:
+    assert {c.value for c in CurrencyCode} >= set(NEW_CURRENCIES)
+    now = sim.clock.now_dt()
+    filters = InvoiceQueryFilters(
+        subject_type="Subject1",
+        date_range=InvoiceQueryDateRange(date_type="Issue", from_=now - dt.timedelta(days=10), to=now),
+        currency_codes=NEW_CURRENCIES,
+    )
+    async with client_for(sim) as client:
+        page = await client.retrieval.query_metadata_page(filters, page_size=10)
+    assert page.invoices == ()  # strict mode: the request passed the 2.9.0 contract, the filter matched nothing
