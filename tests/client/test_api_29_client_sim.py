@@ -84,8 +84,9 @@ async def test_feature_per_session_on_send_online_and_open(sim: KsefSimulator) -
 
 
 async def test_feature_on_batch_send(ksef_simulator_factory: Any, tmp_path: Path) -> None:
+    # 21184 is online-only: the fault kinds that inject it must leave batch sessions alone.
     sim: KsefSimulator = await ksef_simulator_factory(
-        contexts=[(DEFAULT_NIP, DEFAULT_TOKEN)], seed=5, rate_limits="off"
+        contexts=[(DEFAULT_NIP, DEFAULT_TOKEN)], seed=5, rate_limits="off", faults="session-unavailable,session-down"
     )
     async with client_for(sim, config(features=("client-wide",))) as client:
         report = await send_batch(
@@ -98,6 +99,7 @@ async def test_feature_on_batch_send(ksef_simulator_factory: Any, tmp_path: Path
     assert session.features == {SUBJECT_IDENTIFIER_VALIDATION, "client-wide"}
     outcomes = sorted((e.outcome, e.error["code"] if e.error else None) for e in report.entries)
     assert outcomes == [("accepted", None), ("rejected", 450)]
+    assert sim.counters.faults["session-unavailable"] == sim.counters.faults["session-down"] == 0
 
 
 async def test_public_key_id_must_be_44_characters(ksef_simulator_factory: Any) -> None:
