@@ -175,3 +175,24 @@ def test_policy_waits_and_validation() -> None:
     for bad in ({"attempts": 0}, {"max_sessions": 0}, {"base_delay": -1.0}, {"max_delay": float("inf")}):
         with pytest.raises(ConfigurationError):
             SessionUnavailablePolicy(**bad)
+
+
+async def test_a_session_down_from_the_start_is_replaced(ksef_simulator_factory: Any) -> None:
+    sim: KsefSimulator = await ksef_simulator_factory(
+        contexts=[(DEFAULT_NIP, DEFAULT_TOKEN)], seed=15, faults="session-down:1"
+    )
+    policy = SessionUnavailablePolicy(attempts=2, sleep=FakeSleep())
+    async with KsefClient(
+        sim.base_url, credentials=KsefTokenCredentials(DEFAULT_TOKEN), context=DEFAULT_NIP, config=QUICK
+    ) as client:
+        result = await send_online(client, list(InvoiceFactory(DEFAULT_NIP, seed=25).iter(4)), unavailable=policy)
+    assert result.all_accepted
+    down, fresh = result.sessions
+    assert down.unavailable
+    assert down.status_code == 440  # cancelled: KSeF took no invoice in it
+    assert fresh.status_code == 200
+    assert all(o.session_reference_number == fresh.reference_number for o in result.outcomes)
+    assert all(o.unavailable_sessions == (down.reference_number,) for o in result.outcomes)
+    held = entries(sim)
+    assert held[down.reference_number] == []
+    assert len(held[fresh.reference_number]) == 4
