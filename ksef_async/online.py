@@ -42,6 +42,7 @@ from ksef_async.errors import (
 )
 from ksef_async.models import FormCode, SessionInvoiceStatusResponse
 from ksef_async.online_retry import SessionUnavailablePolicy, send_retrying_unavailable
+from ksef_async.resources._features import check_features
 from ksef_async.resources.invoices import INVOICE_PENDING_CODES
 from ksef_async.resources.online import OnlineSession
 from ksef_async.xml.forms import FormCode as XmlFormCode
@@ -310,7 +311,7 @@ async def send_online(
     if concurrency < 1:
         raise ConfigurationError(f"concurrency must be >= 1, got {concurrency}")
     policy = unavailable or SessionUnavailablePolicy()
-    feature_list = tuple(features or ())
+    feature_list = check_features(features or (), field="features")
     checked = await asyncio.to_thread(lambda: _validate(_read(invoices)))
     if not checked:
         raise ConfigurationError("no invoices to send")
