@@ -31,6 +31,7 @@ from ksef_async.core.polling import Backoff
 from ksef_async.errors import ConfigurationError
 from ksef_async.operations import API_RATE_LIMITS
 from ksef_async.ratelimit import RateLimiter, limiter_for
+from ksef_async.resources._features import check_features
 from ksef_async.resources.auth import AuthResource
 from ksef_async.resources.batch import BatchResource
 from ksef_async.resources.certificates import CertificatesResource
@@ -79,6 +80,10 @@ def _at_least_one(_instance: object, attribute: attrs.Attribute[Any], value: int
         raise ConfigurationError(f"ClientConfig.{attribute.name} must be an integer >= 1, got {value!r}")
 
 
+def _features(value: Any) -> tuple[str, ...]:
+    return check_features(value, field="ClientConfig.features")
+
+
 @attrs.frozen(kw_only=True)
 class ClientConfig:
     """Tunables of a `KsefClient`; every field has a documented default.
@@ -99,6 +104,8 @@ class ClientConfig:
         auth_timeout: Give up a login still in progress after this many seconds (default 120; DEMO and PRD may wait
             for a certificate authority's OCSP answer).
         sync_rate_limits: After each login, read ``GET /rate-limits`` into the shared limiter (default True).
+        features: ``X-KSeF-Feature`` values sent when any online or batch session is opened (default none), e.g.
+            ``("subject-identifier-validation",)``; sessions may add their own.
         user_agent: ``User-Agent`` of API requests.
     """
 
@@ -113,6 +120,7 @@ class ClientConfig:
     auth_poll_backoff: Backoff = attrs.field(factory=Backoff)
     auth_timeout: float = attrs.field(default=120.0, validator=_positive)
     sync_rate_limits: bool = True
+    features: tuple[str, ...] = attrs.field(default=(), converter=_features)
     user_agent: str = f"ksef-async/{__version__}"
 
 
@@ -216,8 +224,8 @@ class KsefClient:
         self.auth = AuthResource(api, storage)
         self.security = SecurityResource(api, storage)
         self.sessions = SessionsResource(api, storage)
-        self.online = OnlineResource(api, storage, self.security)
-        self.batch = BatchResource(api, storage, self.security)
+        self.online = OnlineResource(api, storage, self.security, features=cfg.features)
+        self.batch = BatchResource(api, storage, self.security, features=cfg.features)
         self.invoices = InvoicesResource(api, storage)
         self.retrieval = RetrievalResource(api, storage, self.security)
         self.limits = LimitsResource(api, storage)

@@ -343,6 +343,12 @@ class ForbiddenError(ApiError):
         value = (self.body or {}).get("security")
         return dict(value) if isinstance(value, Mapping) else {}
 
+    @property
+    def timestamp(self) -> str | None:
+        """The ``timestamp`` of the 403 body, as sent; None when absent (optional since API 2.9.0)."""
+        value = (self.body or {}).get("timestamp")
+        return value if isinstance(value, str) else None
+
 
 class NotFoundError(ApiError):
     """HTTP 404."""

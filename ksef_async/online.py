@@ -6,6 +6,12 @@ Steps: validate every invoice locally (nothing is sent if any is invalid, unless
 form code (one session per form); open the session; send the invoices concurrently (the shared rate limiter paces
 them to KSeF's windows); close the session; wait until KSeF has processed it; read the per-invoice statuses from the
 session's invoice list; download and parse the UPO.
+
+Error 21184 (session temporarily unavailable) is handled by `ksef_async.online_retry.SessionUnavailablePolicy`:
+the invoice is sent again after a bounded backoff; if the session stays unavailable it is given up (no further
+invoice is sent into it), closed, and the invoices it did not accept go to a fresh online session. An invoice KSeF
+acknowledged (202) is never sent again; ``InvoiceOutcome.unavailable_sessions`` names the sessions an invoice was
+moved away from.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +38,11 @@ from ksef_async.errors import (
     DeadlineExceededError,
     InvoiceError,
     InvoiceProblem,
+    SessionTemporarilyUnavailableError,
 )
 from ksef_async.models import FormCode, SessionInvoiceStatusResponse
+from ksef_async.online_retry import SessionUnavailablePolicy, send_retrying_unavailable
+from ksef_async.resources._features import check_features
 from ksef_async.resources.invoices import INVOICE_PENDING_CODES
 from ksef_async.resources.online import OnlineSession
 from ksef_async.xml.forms import FormCode as XmlFormCode
@@ -46,9 +56,11 @@ __all__ = [
     "CORRECTION_NOT_ALLOWED",
     "CORRECTION_UNAVAILABLE",
     "DUPLICATE",
+    "SESSION_UNAVAILABLE",
     "InvoiceOutcome",
     "OnlineSendResult",
     "SessionOutcome",
+    "SessionUnavailablePolicy",
     "send_online",
     "send_technical_correction",
 ]
@@ -63,6 +75,8 @@ CORRECTION_UNAVAILABLE = 21166
 """KSeF exception code: technical correction not available (e.g. a valid correction of the original exists)."""
 CORRECTION_NOT_ALLOWED = 21167
 """KSeF exception code: the original invoice's status does not allow a technical correction."""
+SESSION_UNAVAILABLE = 21184
+"""KSeF exception code: the online session is temporarily unavailable (maintenance); the invoice was not accepted."""
 
 
 @attrs.frozen(kw_only=True)
@@ -83,6 +97,8 @@ class InvoiceOutcome:
         original_session_reference_number: For a duplicate: the session the original was sent in.
         problems: Local validation problems (nothing was sent).
         invoicing_mode: ``invoicingMode`` KSeF recorded (``Online`` or ``Offline``), once it has a status.
+        unavailable_sessions: Sessions given up after 21184 (session temporarily unavailable) before they accepted
+            this invoice, in order; it was then sent in ``session_reference_number``.
     """
 
     name: str
@@ -97,6 +113,7 @@ class InvoiceOutcome:
     original_session_reference_number: str | None = None
     problems: tuple[InvoiceProblem, ...] = ()
     invoicing_mode: str | None = None
+    unavailable_sessions: tuple[str, ...] = ()
 
     @property
     def accepted(self) -> bool:
@@ -119,6 +136,7 @@ class InvoiceOutcome:
             "details": list(self.details),
             "reference_number": self.reference_number,
             "session_reference_number": self.session_reference_number,
+            "unavailable_sessions": list(self.unavailable_sessions),
             "invoice_hash": self.invoice_hash,
             "invoicing_mode": self.invoicing_mode,
             "original_ksef_number": self.original_ksef_number,
@@ -138,6 +156,8 @@ class SessionOutcome:
         description: The session status description.
         upo: The session UPO pages as received (hash-checked XML).
         parsed_upo: The same pages parsed.
+        unavailable: KSeF answered 21184 here and the session was given up: the invoices it did not accept went
+            to the next session.
     """
 
     reference_number: str
@@ -146,6 +166,7 @@ class SessionOutcome:
     description: str
     upo: tuple[bytes, ...] = attrs.field(default=(), repr=False)
     parsed_upo: tuple[Upo, ...] = attrs.field(default=(), repr=False)
+    unavailable: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -155,6 +176,7 @@ class SessionOutcome:
             "status_code": self.status_code,
             "description": self.description,
             "upo_pages": len(self.upo),
+            "unavailable": self.unavailable,
         }
 
 
@@ -258,6 +280,8 @@ async def send_online(
     offline_mode: bool = False,
     max_wait: float | None = 600.0,
     download_upo: bool = True,
+    features: Iterable[str] | None = None,
+    unavailable: SessionUnavailablePolicy | None = None,
 ) -> OnlineSendResult:
     """Send invoices through online sessions and return each one's final outcome.
 
@@ -271,14 +295,23 @@ async def send_online(
         max_wait: Seconds to wait for KSeF to process each session after closing it; None waits for ever. On
             expiry the unfinished invoices have no status code and say so.
         download_upo: Download (hash-checked) and parse the session UPO.
+        features: ``X-KSeF-Feature`` values for the sessions (e.g. ``subject-identifier-validation``), added to
+            the client's ``ClientConfig.features``.
+        unavailable: What to do on 21184 (default `SessionUnavailablePolicy()`: retry with backoff, then a fresh
+            session for the invoices not yet accepted).
 
     Raises:
         InvoiceError: Some invoices are invalid and ``skip_invalid`` is false (nothing was sent).
-        ConfigurationError: No invoices, or ``concurrency`` below 1.
+        ConfigurationError: No invoices, ``concurrency`` below 1, or a malformed feature name.
+        SessionTemporarilyUnavailableError: A session stayed unavailable (21184) and the policy forbids another
+            session (``reopen=False`` or ``max_sessions`` reached). That session was closed; the invoices it did
+            not accept were not resent.
         KsefError: Opening a session failed (nothing of that session was sent).
     """
     if concurrency < 1:
         raise ConfigurationError(f"concurrency must be >= 1, got {concurrency}")
+    policy = unavailable or SessionUnavailablePolicy()
+    feature_list = check_features(features or (), field="features")
     checked = await asyncio.to_thread(lambda: _validate(_read(invoices)))
     if not checked:
         raise ConfigurationError("no invoices to send")
@@ -294,6 +327,7 @@ async def send_online(
         if valid is not None:
             groups.setdefault(valid.form.form_code, []).append(index)
     sessions: list[SessionOutcome] = []
+    options = _Options(concurrency, offline_mode, max_wait, download_upo, feature_list, policy)
     for form_code, indices in groups.items():
         session_items = []
         for i in indices:
@@ -301,17 +335,7 @@ async def send_online(
             assert data is not None
             assert valid is not None
             session_items.append(_Item(i, name, data, valid))
-        session_outcome = await _send_session(
-            client,
-            form_code,
-            session_items,
-            outcomes,
-            concurrency=concurrency,
-            offline_mode=offline_mode,
-            max_wait=max_wait,
-            download_upo=download_upo,
-        )
-        sessions.append(session_outcome)
+        sessions.extend(await _send_form(client, form_code, session_items, outcomes, options))
     final = tuple(
         o if o is not None else InvoiceOutcome(name=checked[i][0], description="not sent")
         for i, o in enumerate(outcomes)
@@ -327,35 +351,89 @@ class _Item:
     invoice: ValidatedInvoice
 
 
-async def _send_session(
+@attrs.frozen
+class _Options:
+    concurrency: int
+    offline_mode: bool
+    max_wait: float | None
+    download_upo: bool
+    features: tuple[str, ...]
+    policy: SessionUnavailablePolicy
+
+
+@dataclass
+class _Round:
+    """One session's sending: what it did not accept because it was unavailable (21184), and KSeF's error."""
+
+    leftover: list[_Item] = field(default_factory=list)
+    error: SessionTemporarilyUnavailableError | None = None
+
+    @property
+    def given_up(self) -> bool:
+        return self.error is not None
+
+
+async def _send_form(
     client: KsefClient,
     form_code: XmlFormCode,
     items: Sequence[_Item],
     outcomes: list[InvoiceOutcome | None],
+    options: _Options,
+) -> list[SessionOutcome]:
+    """Send one form's invoices: a session, and a fresh one for what an unavailable (21184) session left over."""
+    pending = list(items)
+    used: list[tuple[str, list[_Item], bool]] = []
+    while True:
+        session = await client.online.open(_api_form_code(form_code), features=options.features)
+        ref = session.reference_number
+        log = extras(reference_number=ref, form=form_code.system_code, invoices=len(pending))
+        logger.info("online session opened", extra=log)
+        try:
+            round_ = await _send_all(client, session, pending, outcomes, options)
+        finally:
+            await _close(client, session)
+        left = {item.index for item in round_.leftover}
+        used.append((ref, [item for item in pending if item.index not in left], round_.given_up))
+        if not round_.leftover:
+            break
+        assert round_.error is not None
+        if not options.policy.reopen or len(used) >= options.policy.max_sessions:
+            logger.warning("session unavailable (21184): giving up", extra=log | extras(left=len(left)))
+            raise round_.error
+        logger.warning("session unavailable (21184): sending the rest in a fresh session", extra=log)
+        pending = round_.leftover
+    return [
+        await _finish_session(client, form_code, ref, sent, outcomes, options=options, unavailable=given_up)
+        for ref, sent, given_up in used
+    ]
+
+
+async def _finish_session(
+    client: KsefClient,
+    form_code: XmlFormCode,
+    ref: str,
+    items: Sequence[_Item],
+    outcomes: list[InvoiceOutcome | None],
     *,
-    concurrency: int,
-    offline_mode: bool,
-    max_wait: float | None,
-    download_upo: bool,
+    options: _Options,
+    unavailable: bool,
 ) -> SessionOutcome:
-    session = await client.online.open(_api_form_code(form_code))
-    ref = session.reference_number
-    log = extras(reference_number=ref, form=form_code.system_code, invoices=len(items))
-    logger.info("online session opened", extra=log)
+    """Wait until KSeF processed the closed session ``ref``, read its invoices' statuses and its UPO."""
+    log = extras(reference_number=ref, form=form_code.system_code)
     try:
-        await _send_all(client, session, items, outcomes, concurrency=concurrency, offline_mode=offline_mode)
-    finally:
-        await _close(client, session)
-    try:
-        status = await client.sessions.wait_until_processed(ref, max_wait=max_wait)
+        status = await client.sessions.wait_until_processed(ref, max_wait=options.max_wait)
     except DeadlineExceededError as exc:
         logger.warning("session not processed in time", extra=log)
         return SessionOutcome(
-            reference_number=ref, form_code=form_code.system_code, status_code=None, description=str(exc)
+            reference_number=ref,
+            form_code=form_code.system_code,
+            status_code=None,
+            description=str(exc),
+            unavailable=unavailable,
         )
     await _collect_statuses(client, ref, items, outcomes)
     pages: list[bytes] = []
-    if download_upo and status.upo is not None:
+    if options.download_upo and status.upo is not None:
         pages = [await client.sessions.download_upo(page.download_url) for page in status.upo.pages]
     logger.info("online session processed", extra=log | extras(status=status.status.code))
     return SessionOutcome(
@@ -365,6 +443,7 @@ async def _send_session(
         description=status.status.description,
         upo=tuple(pages),
         parsed_upo=tuple(parse_upo(page) for page in pages),
+        unavailable=unavailable,
     )
 
 
@@ -373,18 +452,43 @@ async def _send_all(
     session: OnlineSession,
     items: Sequence[_Item],
     outcomes: list[InvoiceOutcome | None],
-    *,
-    concurrency: int,
-    offline_mode: bool,
-) -> None:
+    options: _Options,
+) -> _Round:
+    """Send ``items`` into ``session``; once an invoice exhausts the 21184 retries, send nothing more into it."""
     ref = session.reference_number
-    semaphore = asyncio.Semaphore(concurrency)
+    semaphore = asyncio.Semaphore(options.concurrency)
+    round_ = _Round()
 
     async def send_one(item: _Item) -> None:
-        base = InvoiceOutcome(name=item.name, invoice_hash=item.invoice.sha256, session_reference_number=ref)
+        previous = outcomes[item.index]  # set only when an earlier session left this invoice over
+        moved = () if previous is None else (*previous.unavailable_sessions, previous.session_reference_number or "")
+        base = InvoiceOutcome(
+            name=item.name, invoice_hash=item.invoice.sha256, session_reference_number=ref, unavailable_sessions=moved
+        )
         async with semaphore:
+            if round_.given_up:
+                round_.leftover.append(item)
+                outcomes[item.index] = attrs.evolve(
+                    base, description=f"not sent: session {ref} was given up after {SESSION_UNAVAILABLE}"
+                )
+                return
             try:
-                response = await client.online.send(session, item.data, offline_mode=offline_mode)
+                response = await send_retrying_unavailable(
+                    lambda: client.online.send(session, item.data, offline_mode=options.offline_mode),
+                    options.policy,
+                    given_up=lambda: round_.given_up,
+                    what=f"{item.name} in {ref}",
+                )
+            except SessionTemporarilyUnavailableError as exc:
+                # Not accepted (no invoice reference number): safe to send again, in another session.
+                round_.error = round_.error or exc
+                round_.leftover.append(item)
+                outcomes[item.index] = attrs.evolve(
+                    base,
+                    description=f"not accepted: session {ref} temporarily unavailable ({SESSION_UNAVAILABLE})",
+                    details=tuple(f"exception code {code}" for code in exc.codes),
+                )
+                return
             except AmbiguousRequestError as exc:
                 # Maybe sent: the session's invoice list (matched by hash) settles it after processing.
                 outcomes[item.index] = attrs.evolve(base, description=str(exc))
@@ -405,6 +509,8 @@ async def _send_all(
     async with asyncio.TaskGroup() as group:
         for item in items:
             group.create_task(send_one(item))
+    round_.leftover.sort(key=lambda item: item.index)
+    return round_
 
 
 async def _collect_statuses(
@@ -420,7 +526,11 @@ async def _collect_statuses(
     async for status in client.sessions.invoices(ref):
         match = by_reference.get(status.reference_number) or by_hash.get(base64.b64encode(status.invoice_hash).decode())
         if match is not None:
-            outcomes[match.index] = _outcome_from_status(match.name, ref, status)
+            before = outcomes[match.index]
+            moved = before.unavailable_sessions if before is not None else ()
+            outcomes[match.index] = attrs.evolve(
+                _outcome_from_status(match.name, ref, status), unavailable_sessions=moved
+            )
 
 
 async def _close(client: KsefClient, session: OnlineSession) -> None:
@@ -469,6 +579,7 @@ async def send_technical_correction(
     name: str | None = None,
     max_wait: float | None = 600.0,
     download_upo: bool = True,
+    unavailable: SessionUnavailablePolicy | None = None,
 ) -> OnlineSendResult:
     """Send the technical correction of an offline invoice KSeF rejected, and return its final outcome.
 
@@ -485,6 +596,8 @@ async def send_technical_correction(
         name: The corrected invoice's name in outcomes and errors (default: the path, or ``"correction"``).
         max_wait: Seconds to wait for KSeF to process the session; None waits for ever.
         download_upo: Download (hash-checked) and parse the session UPO.
+        unavailable: Retries on 21184 (session temporarily unavailable); a correction is not moved to another
+            session: after the last attempt the session is closed and the error raised.
 
     Returns:
         One outcome (``accepted`` when KSeF assigned a KSeF number) and the session.
@@ -495,6 +608,7 @@ async def send_technical_correction(
             or a correction identical to the original.
         CorrectionUnavailableError: KSeF answered 21166 (e.g. a valid correction of that original exists).
         CorrectionNotAllowedError: KSeF answered 21167 (the original's status forbids a correction).
+        SessionTemporarilyUnavailableError: KSeF answered 21184 to every attempt (nothing was accepted).
         KsefError: Opening the session or another request failed.
     """
     label = name or (str(corrected) if isinstance(corrected, Path) else "correction")
@@ -518,7 +632,12 @@ async def send_technical_correction(
     logger.info("online session opened for a technical correction", extra=log)
     outcome = InvoiceOutcome(name=label, invoice_hash=valid.sha256, session_reference_number=ref)
     try:
-        response = await client.online.send(session, data, offline_mode=True, hash_of_corrected_invoice=corrected_hash)
+        response = await send_retrying_unavailable(
+            lambda: client.online.send(session, data, offline_mode=True, hash_of_corrected_invoice=corrected_hash),
+            unavailable or SessionUnavailablePolicy(),
+            given_up=lambda: False,
+            what=f"{label} in {ref}",
+        )
         outcome = attrs.evolve(outcome, reference_number=response.reference_number, description="sent, no final status")
     except AmbiguousRequestError as exc:
         # Maybe sent: the session's invoice list (matched by hash) settles it after processing.

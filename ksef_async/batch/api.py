@@ -7,11 +7,12 @@ implementation (a test double for one layer). Bodies are the spec's JSON objects
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from ksef_async.core.crypto import KEY_USAGE_SYMMETRIC, MfPublicKey
 from ksef_async.operations import operation
+from ksef_async.resources._features import feature_headers
 from ksef_async.transport import ApiTransport, StorageTransport
 
 if TYPE_CHECKING:
@@ -81,9 +82,12 @@ class TransportBatchApi:
         api: ApiTransport,
         storage: StorageTransport,
         public_key: MfPublicKey | Callable[[], Awaitable[MfPublicKey]] | None = None,
+        *,
+        features: Iterable[str] = (),
     ) -> None:
         self._api = api
         self._storage = storage
+        self._headers = feature_headers(features)
         self._key = public_key if isinstance(public_key, MfPublicKey) else None
         self._key_source = None if isinstance(public_key, MfPublicKey) else public_key
 
@@ -91,10 +95,14 @@ class TransportBatchApi:
         return f"TransportBatchApi({self._api!r})"
 
     @classmethod
-    def from_client(cls, client: KsefClient) -> TransportBatchApi:
-        """Use the transports of an open `KsefClient` (its storage pool should match the upload concurrency)."""
+    def from_client(cls, client: KsefClient, *, features: Iterable[str] | None = None) -> TransportBatchApi:
+        """Use the transports of an open `KsefClient` (its storage pool should match the upload concurrency).
+
+        Sessions are opened with ``X-KSeF-Feature``: the client's ``ClientConfig.features`` plus ``features``.
+        """
         api, storage = client.transports
-        return cls(api, storage, lambda: client.security.public_key(KEY_USAGE_SYMMETRIC))
+        names = [*client.config.features, *(features or ())]
+        return cls(api, storage, lambda: client.security.public_key(KEY_USAGE_SYMMETRIC), features=names)
 
     async def public_key(self) -> MfPublicKey:
         """Fetch (once) and return the ``SymmetricKeyEncryption`` key."""
@@ -127,7 +135,9 @@ class TransportBatchApi:
 
     async def open_batch(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
         """``POST /sessions/batch`` (not retried blindly: an unanswered open may have created a session)."""
-        response = await self._api.request(operation("post_sessions_batch"), json_body=dict(body))
+        response = await self._api.request(
+            operation("post_sessions_batch"), json_body=dict(body), headers=self._headers
+        )
         result: Mapping[str, Any] = response.json()
         return result
 

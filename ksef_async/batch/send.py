@@ -21,6 +21,8 @@ from ksef_async.batch.engine import BatchSender, SendConfig
 from ksef_async.batch.resume import default_state_dir
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from ksef_async.batch.events import EventSink
     from ksef_async.batch.inputs import Inputs
     from ksef_async.batch.reconcile import BatchReport
@@ -36,6 +38,7 @@ async def send_batch(
     state_dir: str | Path | None = None,
     config: SendConfig | None = None,
     on_event: EventSink | None = None,
+    features: Iterable[str] | None = None,
 ) -> BatchReport:
     """Validate, prepare and send ``invoices`` by batch session(s); return the per-invoice report.
 
@@ -46,13 +49,16 @@ async def send_batch(
             new directory under the user's cache directory (`ksef_async.batch.resume.default_state_dir`).
         config: Concurrency, part size, validation policy and the rest (`SendConfig`).
         on_event: Receives every progress event (`ksef_async.batch.events`).
+        features: ``X-KSeF-Feature`` values for the sessions (e.g. ``subject-identifier-validation``), added to
+            the client's ``ClientConfig.features``.
 
     Raises:
         InvoiceError: An invoice is invalid and the policy is to stop (nothing was sent).
         ConfigurationError: Bad options or an unusable state directory.
     """
     directory = Path(state_dir) if state_dir is not None else default_state_dir()
-    sender = BatchSender(TransportBatchApi.from_client(client), directory, config, on_event=on_event)
+    api = TransportBatchApi.from_client(client, features=features)
+    sender = BatchSender(api, directory, config, on_event=on_event)
     return await sender.send(invoices)
 
 
@@ -62,11 +68,14 @@ async def resume_batch(
     *,
     config: SendConfig | None = None,
     on_event: EventSink | None = None,
+    features: Iterable[str] | None = None,
 ) -> BatchReport:
     """Finish the batch send recorded in ``state_dir`` (after a crash, kill or cancellation); return the report.
 
     Raises:
         ConfigurationError: The directory holds no plan (preparation never finished: nothing was sent).
+
+    ``features``: ``X-KSeF-Feature`` values for sessions still to be opened, added to ``ClientConfig.features``.
     """
-    sender = BatchSender(TransportBatchApi.from_client(client), state_dir, config, on_event=on_event)
+    sender = BatchSender(TransportBatchApi.from_client(client, features=features), state_dir, config, on_event=on_event)
     return await sender.resume()

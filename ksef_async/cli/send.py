@@ -48,6 +48,7 @@ def send(
     state_dir: Path | None = None,
     offline: Annotated[bool, Parameter(negative="")] = False,
     corrects: Path | None = None,
+    feature: list[str] | None = None,
 ) -> int:
     """Send invoices to KSeF and print one line per invoice.
 
@@ -88,6 +89,9 @@ def send(
         Online only, one invoice: send it as the technical correction of this rejected offline invoice (the
         original's exact bytes are hashed into ``hashOfCorrectedInvoice``). Exits 1 when KSeF refuses it (21166: a
         valid correction exists; 21167: the original's status forbids one).
+    feature
+        Send this ``X-KSeF-Feature`` when opening the sessions (repeatable), e.g. ``subject-identifier-validation``:
+        KSeF then checks the NIP and internal identifiers of the parties on each invoice.
     """
     files, missing = expand_paths(paths)
     for path in missing:
@@ -119,21 +123,41 @@ def send(
             part_size=part_size,
             state_dir=state_dir,
             offline=offline,
+            features=feature,
         )
     return run_async(
         lambda: _send_online(
-            files, connection, skip_invalid=skip_invalid, concurrency=concurrency, wait=wait, offline=offline
+            files,
+            connection,
+            skip_invalid=skip_invalid,
+            concurrency=concurrency,
+            wait=wait,
+            offline=offline,
+            features=feature,
         ),
         lambda result: _finish(result, report=report, upo_dir=upo_dir),
     )
 
 
 async def _send_online(
-    files: list[Path], connection: Connection, *, skip_invalid: bool, concurrency: int, wait: float, offline: bool
+    files: list[Path],
+    connection: Connection,
+    *,
+    skip_invalid: bool,
+    concurrency: int,
+    wait: float,
+    offline: bool,
+    features: list[str] | None = None,
 ) -> OnlineSendResult:
     async with connection.client() as client:
         return await send_online(
-            client, files, skip_invalid=skip_invalid, concurrency=concurrency, max_wait=wait, offline_mode=offline
+            client,
+            files,
+            skip_invalid=skip_invalid,
+            concurrency=concurrency,
+            max_wait=wait,
+            offline_mode=offline,
+            features=features,
         )
 
 

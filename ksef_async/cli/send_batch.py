@@ -31,6 +31,7 @@ from ksef_async.cli._progress import BatchProgress, print_summary
 from ksef_async.client import ClientConfig
 from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE
 from ksef_async.errors import ConfigurationError
+from ksef_async.resources._features import check_features
 
 __all__ = ["EXIT_INTERRUPTED", "BatchRun", "finish_batch", "run_interruptible", "send_batch"]
 
@@ -124,6 +125,7 @@ def send_batch(
     state_dir: Path | None = None,
     offline: bool = False,
     console: Console | None = None,
+    features: list[str] | None = None,
 ) -> int:
     """Send ``files`` by batch; print progress and the summary; return the exit code (see the module docstring)."""
     out = console or Console(stderr=True)
@@ -136,6 +138,7 @@ def send_batch(
             upo_dir=upo_dir,
             offline_mode=offline,
         )
+        check_features(features or (), field="--feature")
     except (ConfigurationError, ValueError) as exc:
         print(f"ksef-async send: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -145,7 +148,8 @@ def send_batch(
     async def main() -> BatchRun:
         async with connection.client(ClientConfig(storage_connections=concurrency)) as client:
             with BatchProgress(out) as progress:
-                sender = BatchSender(TransportBatchApi.from_client(client), directory, config, on_event=progress.handle)
+                api = TransportBatchApi.from_client(client, features=features)
+                sender = BatchSender(api, directory, config, on_event=progress.handle)
                 return await run_interruptible(lambda: sender.send([str(f) for f in files]), directory)
 
     return run_async(

@@ -49,7 +49,9 @@ def simulator(
     storage_delay
         Seconds permanentStorageDate lags behind invoicingDate.
     faults
-        Fault injection, e.g. "upload-error=0.1,close-error=1:1" (see the simulator docs).
+        Fault injection, e.g. "upload-error=0.1,close-error=1:1" (see the simulator docs). Error 21184 on
+        online send: "session-unavailable:2" (the first two sends), "session-down:1" (the first online session
+        stays unavailable, so only a fresh session helps).
     seed
         Make identifiers and faults reproducible.
     key_bits

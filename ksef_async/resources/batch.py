@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import BinaryIO
 
 from ksef_async.core.crypto import KEY_USAGE_SYMMETRIC, MfPublicKey, SessionKey
@@ -14,6 +15,7 @@ from ksef_async.models import (
 )
 from ksef_async.models.converter import unstructure
 from ksef_async.resources._base import Resource
+from ksef_async.resources._features import check_features, feature_headers
 from ksef_async.resources._keys import encryption_info, with_key_rotation
 from ksef_async.resources.security import SecurityResource
 from ksef_async.transport import ApiTransport, StorageTransport
@@ -24,18 +26,39 @@ __all__ = ["BatchResource"]
 class BatchResource(Resource):
     """``POST /sessions/batch``, ``.../close`` and the pre-signed part uploads."""
 
-    def __init__(self, api: ApiTransport, storage: StorageTransport, security: SecurityResource) -> None:
+    def __init__(
+        self,
+        api: ApiTransport,
+        storage: StorageTransport,
+        security: SecurityResource,
+        *,
+        features: Iterable[str] = (),
+    ) -> None:
         super().__init__(api, storage)
         self._security = security
+        self._features = check_features(features)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The client's ``X-KSeF-Feature`` values (``ClientConfig.features``), sent on every session open."""
+        return self._features
 
     async def open(
-        self, form_code: FormCode, batch_file: BatchFileInfo, key: SessionKey, *, offline_mode: bool = False
+        self,
+        form_code: FormCode,
+        batch_file: BatchFileInfo,
+        key: SessionKey,
+        *,
+        offline_mode: bool = False,
+        features: Iterable[str] | None = None,
     ) -> OpenBatchSessionResponse:
         """Open a batch session declaring ``batch_file`` (sizes and hashes of every encrypted part).
 
         ``key`` is the AES key the parts were encrypted with; it is wrapped under the MF key here, and on 21470
-        wrapped again under the re-fetched key and the open retried once.
+        wrapped again under the re-fetched key and the open retried once. ``features`` are sent as
+        ``X-KSeF-Feature`` together with the client's ``ClientConfig.features``.
         """
+        headers = feature_headers(self._features, features)
 
         async def attempt(public_key: MfPublicKey) -> OpenBatchSessionResponse:
             request = OpenBatchSessionRequest(
@@ -44,7 +67,7 @@ class BatchResource(Resource):
                 encryption=encryption_info(key, public_key),
                 offline_mode=offline_mode or None,
             )
-            response = await self._send("post_sessions_batch", json_body=unstructure(request))
+            response = await self._send("post_sessions_batch", json_body=unstructure(request), headers=headers)
             return self._structure("post_sessions_batch", response, OpenBatchSessionResponse)
 
         return await with_key_rotation(self._security, KEY_USAGE_SYMMETRIC, attempt, what="post_sessions_batch")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Iterable
 
 import attrs
 
@@ -17,6 +18,7 @@ from ksef_async.models import (
 )
 from ksef_async.models.converter import unstructure
 from ksef_async.resources._base import Resource
+from ksef_async.resources._features import check_features, feature_headers
 from ksef_async.resources._keys import encryption_info, with_key_rotation
 from ksef_async.resources.security import SecurityResource
 from ksef_async.transport import ApiTransport, StorageTransport
@@ -36,21 +38,36 @@ class OnlineSession:
 class OnlineResource(Resource):
     """``POST /sessions/online``, ``.../invoices`` and ``.../close``."""
 
-    def __init__(self, api: ApiTransport, storage: StorageTransport, security: SecurityResource) -> None:
+    def __init__(
+        self,
+        api: ApiTransport,
+        storage: StorageTransport,
+        security: SecurityResource,
+        *,
+        features: Iterable[str] = (),
+    ) -> None:
         super().__init__(api, storage)
         self._security = security
+        self._features = check_features(features)
 
-    async def open(self, form_code: FormCode, *, key: SessionKey | None = None) -> OnlineSession:
+    async def open(
+        self, form_code: FormCode, *, key: SessionKey | None = None, features: Iterable[str] | None = None
+    ) -> OnlineSession:
         """Open an online session for invoices of ``form_code``; a fresh AES key is generated unless given.
 
         The key is wrapped under the MF ``SymmetricKeyEncryption`` key; if KSeF answers 21470 (key rotated), the
-        keys are fetched again and the open is retried once.
+        keys are fetched again and the open is retried once. ``features`` (e.g. ``subject-identifier-validation``)
+        are sent as ``X-KSeF-Feature`` together with the client's ``ClientConfig.features``.
+
+        Raises:
+            ConfigurationError: A feature name is malformed (nothing was sent).
         """
+        headers = feature_headers(self._features, features)
         session_key = key or SessionKey.generate()
 
         async def attempt(public_key: MfPublicKey) -> OpenOnlineSessionResponse:
             request = OpenOnlineSessionRequest(form_code=form_code, encryption=encryption_info(session_key, public_key))
-            response = await self._send("post_sessions_online", json_body=unstructure(request))
+            response = await self._send("post_sessions_online", json_body=unstructure(request), headers=headers)
             return self._structure("post_sessions_online", response, OpenOnlineSessionResponse)
 
         opened = await with_key_rotation(self._security, KEY_USAGE_SYMMETRIC, attempt, what="post_sessions_online")

@@ -28,6 +28,7 @@ from ksef_async.models import (
     EuEntityPermissionsGrantRequest,
     EuEntityPermissionsQueryRequest,
     IndirectPermissionsGrantRequest,
+    OwnerPermissionScope,
     PermissionsOperationResponse,
     PermissionsOperationStatusResponse,
     PersonalPermission,
@@ -247,6 +248,21 @@ class PermissionsResource(Resource):
         ):
             for item in page.permissions:
                 yield item
+
+    async def owner_permissions(
+        self, request: PersonalPermissionsQueryRequest | None = None
+    ) -> tuple[OwnerPermissionScope | str, ...]:
+        """``ownerPermissions`` of ``POST /permissions/query/personal/grants``: the caller's owner rights here.
+
+        Read from the first page; empty when KSeF lists none (the caller is not the context's owner).
+        """
+        body = request or PersonalPermissionsQueryRequest()
+        pages = self._offset_pages(
+            "post_permissions_query_personal_grants", QueryPersonalPermissionsResponse, body, MIN_PAGE_SIZE
+        )
+        first = await anext(pages)
+        await pages.aclose()  # type: ignore[attr-defined]  # an async generator
+        return tuple(first.owner_permissions or ())
 
     async def query_persons(
         self, request: PersonPermissionsQueryRequest, *, page_size: int | None = None

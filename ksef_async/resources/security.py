@@ -13,7 +13,10 @@ from ksef_async.models import PublicKeyCertificate
 from ksef_async.resources._base import Resource, decode_json, structure_response
 from ksef_async.transport import ApiTransport, StorageTransport
 
-__all__ = ["SecurityResource"]
+__all__ = ["PUBLIC_KEY_ID_LENGTH", "SecurityResource"]
+
+PUBLIC_KEY_ID_LENGTH = 44
+"""``PublicKeyCertificate.publicKeyId`` is exactly this long (minLength = maxLength = 44 in the 2.9.0 spec)."""
 
 logger = get_logger("security")
 
@@ -43,12 +46,25 @@ class SecurityResource(Resource):
         self._lock = asyncio.Lock()
 
     async def public_key_certificates(self) -> list[PublicKeyCertificate]:
-        """Fetch the MF public-key certificates (no cache)."""
+        """Fetch the MF public-key certificates (no cache).
+
+        Raises:
+            ResponseFormatError: The body is not an array of ``PublicKeyCertificate``, or a ``publicKeyId`` is not
+                exactly 44 characters (Base64 of a SHA-256 digest, as the spec requires).
+        """
         op_id = "get_security_public_key_certificates"
         body = decode_json(op_id, await self._send(op_id))
         if not isinstance(body, list):
             raise ResponseFormatError(op_id, ["$: expected an array of PublicKeyCertificate"])
-        return [structure_response(op_id, item, PublicKeyCertificate) for item in body]
+        certificates = [structure_response(op_id, item, PublicKeyCertificate) for item in body]
+        bad = [
+            f"$[{index}].publicKeyId: expected exactly {PUBLIC_KEY_ID_LENGTH} characters"
+            for index, item in enumerate(body)
+            if not isinstance(item.get("publicKeyId"), str) or len(item["publicKeyId"]) != PUBLIC_KEY_ID_LENGTH
+        ]
+        if bad:
+            raise ResponseFormatError(op_id, bad)
+        return certificates
 
     async def public_keys(self, *, refresh: bool = False) -> list[MfPublicKey]:
         """Return the MF keys, from the cache unless ``refresh`` (concurrent callers share one fetch)."""

@@ -50,7 +50,7 @@ from ksef_async.testing.simulator.problems import ApiFailure, forbidden, render_
 from ksef_async.testing.simulator.ratelimits import RateLimiter
 from ksef_async.testing.simulator.runtime import RAW_BODY, Counters, Principal, Runtime, SimConfig
 from ksef_async.testing.simulator.spec_codes import UNREADABLE_CONTENT, documented_400_codes
-from ksef_async.testing.simulator.state import ALL_PERMISSIONS, SimClock, SimState
+from ksef_async.testing.simulator.state import ALL_PERMISSIONS, SessionKind, SimClock, SimState
 
 __all__ = ["Handler", "KsefSimulator", "build_app"]
 
@@ -210,7 +210,9 @@ def _make_route(rt: Runtime, op: Operation) -> Callable[[web.Request], Awaitable
                 fault = True
                 raise ApiFailure(500, 0, "Internal Server Error (injected fault after the close took effect)")  # noqa: TRY301
         except ApiFailure as failure:
-            response = render_failure(failure, request, rt.state.clock)
+            response = render_failure(
+                failure, request, rt.state.clock, forbidden_timestamp=rt.config.forbidden_timestamp
+            )
         return _checked(rt, request, op, response, fault=fault)
 
     return route
@@ -475,6 +477,17 @@ class KsefSimulator:
             The KSeF token.
         """
         return auth.add_token(self.runtime, (context_type, nip), token, frozenset(permissions), "seeded token")
+
+    def set_session_unavailable(self, reference_number: str, unavailable: bool = True) -> None:
+        """Make online session ``reference_number`` answer every invoice send with 21184 (or stop doing so).
+
+        Raises:
+            ConfigurationError: There is no online session with that reference number.
+        """
+        session = self._state.sessions.get(reference_number)
+        if session is None or session.kind is not SessionKind.ONLINE:
+            raise ConfigurationError(f"no online session {reference_number!r}")
+        session.unavailable = unavailable
 
     def add_peppol_provider(self, provider_id: str, name: str, date_created: dt.datetime | None = None) -> None:
         """Register a Peppol provider for ``GET /peppol/query`` (``provider_id`` like ``PPL123456``)."""

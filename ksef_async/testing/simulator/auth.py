@@ -194,16 +194,9 @@ async def ksef_token_login(rt: Runtime, _request: web.Request, _principal: Princ
             break
         except CryptoError:
             continue
-    if plain is None:
-        return _bad_token(rt, context, "encryptedToken cannot be decrypted")
-    token, _, stamp = plain.decode("utf-8", "replace").rpartition("|")
-    record = rt.state.tokens.get(token)
-    if record is None or record.context != context:
-        return _bad_token(rt, context, "invalid token")
-    if record.status != "Active":
-        return _bad_token(rt, context, f"token is {record.status}")
-    if not stamp.isdigit() or abs(int(stamp) / 1000 - issued) > rt.config.token_timestamp_tolerance:
-        return _bad_token(rt, context, "invalid token time")
+    record, refusal = _check_token(rt, context, plain, issued)
+    if record is None:
+        return _bad_token(rt, context, refusal)
     record.last_use = rt.state.clock.now_dt()
     return _start(
         rt,
@@ -217,6 +210,31 @@ async def ksef_token_login(rt: Runtime, _request: web.Request, _principal: Princ
     )
 
 
+def _check_token(  # noqa: PLR0911 - one return per documented 450 detail
+    rt: Runtime, context: ContextKey, plain: bytes | None, issued: float
+) -> tuple[KsefTokenRecord | None, str]:
+    """The token record of a decrypted ``token|timestampMs``, or None and the spec's status-450 ``details`` text."""
+    if plain is None:
+        return None, "Nieprawidłowe szyfrowanie tokena"
+    try:
+        text = plain.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    token, sep, stamp = text.rpartition("|")
+    if not sep or not token or not text.isprintable():
+        return None, "Nieprawidłowe kodowanie tokena"
+    record = rt.state.tokens.get(token)
+    if record is None:
+        return None, "Nieprawidłowy token"
+    if record.context != context:
+        return None, f"Token nie może być użyty w kontekście {context[1]}"
+    if record.status != "Active":
+        return None, "Token unieważniony" if record.status == "Revoked" else "Token nieaktywny"
+    if not stamp.isdigit() or abs(int(stamp) / 1000 - issued) > rt.config.token_timestamp_tolerance:
+        return None, "Nieprawidłowy czas tokena"
+    return record, ""
+
+
 def _bad_token(rt: Runtime, context: ContextKey, detail: str) -> web.Response:
     """Start an operation that ends with status 450 (bad token), as KSeF reports token problems."""
     return _start(
@@ -224,7 +242,7 @@ def _bad_token(rt: Runtime, context: ContextKey, detail: str) -> web.Response:
         context,
         method="Token",
         code=450,
-        description="Uwierzytelnianie zakończone niepowodzeniem z powodu nieprawidłowego tokenu.",
+        description="Uwierzytelnianie zakończone niepowodzeniem z powodu błędnego tokenu",
         details=[detail],
         permissions=frozenset(),
     )

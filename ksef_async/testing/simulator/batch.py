@@ -25,6 +25,7 @@ from aiohttp import web
 
 from ksef_async.core.crypto import SessionKey, b64
 from ksef_async.errors import CryptoError, InvoiceProblem
+from ksef_async.testing.simulator.features import requested_features
 from ksef_async.testing.simulator.problems import ApiFailure
 from ksef_async.testing.simulator.runtime import Principal, Runtime
 from ksef_async.testing.simulator.sessions import (
@@ -56,7 +57,7 @@ def _bad(detail: str) -> ApiFailure:
     return ApiFailure(400, 21405, "Błąd walidacji danych wejściowych.", [detail])
 
 
-async def open_batch(rt: Runtime, _request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+async def open_batch(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
     """``POST /sessions/batch``: 21161 for more than 50 parts, 21157 for a part above 100 MB, 21405 otherwise."""
     assert principal is not None
     form = parse_form_code(body, batch=True)
@@ -97,6 +98,7 @@ async def open_batch(rt: Runtime, _request: web.Request, principal: Principal | 
         key=decrypt_session_key(rt, body),
         offline_mode=opt(body, "offlineMode", bool, default=False),
     )
+    session.features = requested_features(request)
     session.batch_file = {"fileSize": file_size, "fileHash": file_hash, "compressionType": compression}
     session.parts = declared
     session.upload_deadline = session.created + len(declared) * rt.config.part_upload_window

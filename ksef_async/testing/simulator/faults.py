@@ -6,7 +6,15 @@ Spec syntax: comma-separated ``KIND=VALUE[:COUNT]`` items.
 * ``upload-reset=P``: the connection is dropped in the middle of an upload body with probability P;
 * ``upload-delay=S``: each part upload is answered S seconds after its body was received;
 * ``api-error=P``: an API operation answers 503 before taking effect, with probability P;
-* ``close-error=P``: a session close takes effect, then answers 500, with probability P.
+* ``close-error=P``: a session close takes effect, then answers 500, with probability P;
+* ``session-unavailable=P``: an online invoice send answers 400 21184 ("Sesja tymczasowo niedostępna"), storing
+  nothing, with probability P (the session stays usable: a retry may succeed);
+* ``session-down=P``: an online session, when opened, is with probability P permanently unavailable: every invoice
+  sent into it answers 21184 (only a fresh session helps).
+
+For these two, a bare ``KIND`` or ``KIND:COUNT`` means ``KIND=1`` (every time, up to COUNT): ``session-unavailable:2``
+makes the first two online sends answer 21184, ``session-down:1`` makes the first online session permanently
+unavailable.
 
 The optional ``:COUNT`` caps how many times a kind fires in the simulator's lifetime: ``close-error=1:1`` means
 "the first close answers 500, later ones succeed". Each kind draws from its own generator seeded from ``seed``, so
@@ -24,8 +32,18 @@ from ksef_async.errors import ConfigurationError
 
 __all__ = ["FAULT_KINDS", "FaultInjector", "FaultSpec"]
 
-FAULT_KINDS: tuple[str, ...] = ("upload-error", "upload-reset", "upload-delay", "api-error", "close-error")
+FAULT_KINDS: tuple[str, ...] = (
+    "upload-error",
+    "upload-reset",
+    "upload-delay",
+    "api-error",
+    "close-error",
+    "session-unavailable",
+    "session-down",
+)
 _PROBABILITY_KINDS = frozenset(FAULT_KINDS) - {"upload-delay"}
+# Kinds that may be written bare, ``KIND`` or ``KIND:COUNT``, meaning ``KIND=1[:COUNT]``.
+_BARE_KINDS = frozenset({"session-unavailable", "session-down"})
 
 
 @attrs.frozen
@@ -37,7 +55,7 @@ class FaultSpec:
 
     @classmethod
     def parse(cls, text: str) -> FaultSpec:
-        """Parse ``"upload-error=0.1,close-error=1:1"``.
+        """Parse ``"upload-error=0.1,close-error=1:1"`` (or ``"session-down:1"``: a bare 21184 kind means ``=1``).
 
         Raises:
             ConfigurationError: an unknown kind, a value that is not a number, a probability outside [0, 1], a
@@ -51,6 +69,10 @@ class FaultSpec:
                 continue
             kind, sep, rest = item.partition("=")
             kind = kind.strip()
+            if not sep:  # "session-down" or "session-down:1": probability 1
+                bare, _, count = kind.partition(":")
+                if bare.strip() in _BARE_KINDS:
+                    kind, sep, rest = bare.strip(), "=", "1" + (f":{count}" if count else "")
             if not sep or kind not in FAULT_KINDS:
                 raise ConfigurationError(f"fault item {item!r}: expected KIND=VALUE with KIND one of {FAULT_KINDS}")
             value_text, _, cap_text = rest.partition(":")

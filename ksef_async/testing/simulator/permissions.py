@@ -711,7 +711,27 @@ async def query_personal(rt: Runtime, request: web.Request, principal: Principal
         item = _person_item(grant)
         del item["authorIdentifier"]
         out.append(item)
-    return web.json_response({"permissions": out, "hasMore": more})
+    result: dict[str, Any] = {"permissions": out, "hasMore": more}
+    if owner:
+        result["ownerPermissions"] = _owner_permissions(rt, context)
+    return web.json_response(result)
+
+
+def _owner_permissions(rt: Runtime, context: ContextKey) -> list[str]:
+    """``ownerPermissions`` of the context's owner: every ``OwnerPermissionScope`` its entity's roles allow."""
+    scopes = [
+        "CredentialsManage",
+        "CredentialsRead",
+        "InvoiceWrite",
+        "InvoiceRead",
+        "Introspection",
+        "SubunitManage",
+        "CollectiveIdentifierManage",
+    ]
+    roles = {role for role, _ in _roles(rt.state, _nip(context))}
+    if roles & {"EnforcementAuthority", "CourtBailiff"}:
+        scopes.insert(6, "EnforcementOperations")
+    return scopes
 
 
 async def query_persons(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:

@@ -76,7 +76,9 @@ def gone(detail: str) -> ApiFailure:
     return ApiFailure(410, 0, detail, title="Gone")
 
 
-def render_failure(failure: ApiFailure, request: web.Request, clock: SimClock) -> web.Response:
+def render_failure(
+    failure: ApiFailure, request: web.Request, clock: SimClock, *, forbidden_timestamp: bool = True
+) -> web.Response:
     """Render ``failure`` as KSeF does.
 
     401, 403 and 410 are always problem+json; 400 is problem+json when the client sent
@@ -106,6 +108,8 @@ def render_failure(failure: ApiFailure, request: web.Request, clock: SimClock) -
             "traceId": _trace(),
             "timestamp": now,
         }
+        if not forbidden_timestamp:
+            del body["timestamp"]  # optional since 2.9.0
         return web.json_response(body, status=403, content_type=PROBLEM_JSON)
     if failure.status == 410:  # noqa: PLR2004
         body = {

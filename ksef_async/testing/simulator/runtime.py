@@ -67,6 +67,8 @@ class SimConfig:
     environment_name: str | None = "środowisko testowe (TE)"
     """Suffix of the UPO's ``NazwaPodmiotuPrzyjmujacego`` (``None``: plain "Ministerstwo Finansów")."""
     spool_dir: Path | None = None
+    forbidden_timestamp: bool = True
+    """Put ``timestamp`` in 403 bodies; 2.9.0 made it optional (``ForbiddenProblemDetails``), so clients must cope."""
 
 
 @dataclass

@@ -22,6 +22,11 @@ from ksef_async.core.crypto import (
     sha256_b64,
 )
 from ksef_async.errors import CryptoError
+from ksef_async.testing.simulator.features import (
+    SUBJECT_IDENTIFIER_VALIDATION,
+    party_identifier_problems,
+    requested_features,
+)
 from ksef_async.testing.simulator.problems import ApiFailure
 from ksef_async.testing.simulator.runtime import Principal, Runtime
 from ksef_async.testing.simulator.state import InvoiceEntry, Session, SessionKind, StoredInvoice, iso
@@ -52,6 +57,7 @@ __all__ = [
     "req",
     "send_invoice",
     "session_status",
+    "session_unavailable",
     "storage_error",
 ]
 
@@ -220,6 +226,9 @@ def register_invoice(
     elif form != session.form_code:
         entry.final_code, entry.final_description = 450, "Błąd weryfikacji semantyki dokumentu faktury."
         entry.details = [f"{file_name or reference}: the document is {form}, the session declared {session.form_code}"]
+    elif SUBJECT_IDENTIFIER_VALIDATION in session.features and (bad_ids := party_identifier_problems(data)):
+        entry.final_code, entry.final_description = 450, "Błąd weryfikacji identyfikatorów podmiotów faktury."
+        entry.details = bad_ids[:_MAX_DETAILS]
     elif inv.has_attachment and (
         (session.kind is SessionKind.ONLINE and corrects is None)
         or (inv.seller_nip or "") not in state.attachments_allowed
@@ -419,11 +428,13 @@ def _xml(data: bytes) -> web.Response:
 # -- handlers: online session ------------------------------------------------------------------------------------
 
 
-async def open_online(rt: Runtime, _request: web.Request, principal: Principal | None, body: Any) -> web.Response:
-    """``POST /sessions/online``."""
+async def open_online(rt: Runtime, request: web.Request, principal: Principal | None, body: Any) -> web.Response:
+    """``POST /sessions/online`` (``X-KSeF-Feature`` values are kept; a ``session-down`` fault may strike here)."""
     assert principal is not None
     form = parse_form_code(body, batch=False)
     session = open_session(rt, principal, SessionKind.ONLINE, form_code=form, key=decrypt_session_key(rt, body))
+    session.features = requested_features(request)
+    session.unavailable = rt.faults.fires("session-down")
     valid_until = dt.datetime.fromtimestamp(session.valid_until, dt.UTC)
     return web.json_response({"referenceNumber": session.reference_number, "validUntil": iso(valid_until)}, status=201)
 
@@ -434,6 +445,8 @@ async def send_invoice(rt: Runtime, request: web.Request, principal: Principal |
     code, _ = session_status(rt, session)
     if code != 100:  # noqa: PLR2004
         raise ApiFailure(400, 21180, "Status sesji nie pozwala na wykonanie operacji.", [f"session status {code}"])
+    if session.unavailable or rt.faults.fires("session-unavailable"):
+        raise session_unavailable(session.reference_number)
     if len(session.invoices) >= rt.max_invoices(session.context, "onlineSession"):
         raise ApiFailure(400, 21155, "Przekroczono dozwoloną liczbę faktur w sesji.")
     invoice_hash = req(body, "invoiceHash", str)
@@ -472,6 +485,15 @@ async def send_invoice(rt: Runtime, request: web.Request, principal: Principal |
     )
     entry.corrects = corrected
     return web.json_response({"referenceNumber": reference}, status=202)
+
+
+def session_unavailable(reference_number: str) -> ApiFailure:
+    """400 21184 "Sesja tymczasowo niedostępna" for ``reference_number``, worded as the spec's error table."""
+    detail = (
+        f"Trwają prace serwisowe i sesja {reference_number} jest tymczasowo niedostępna. Spróbuj ponownie później "
+        "lub otwórz nową sesję, aby wysłać kolejne faktury."
+    )
+    return ApiFailure(400, 21184, "Sesja tymczasowo niedostępna.", [detail])
 
 
 # Technical rejections a correction may fix (digest §11): not permission scope (410), not accepted ones (200).

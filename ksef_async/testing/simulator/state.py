@@ -240,6 +240,10 @@ class Session:
     key: Any = field(repr=False)
     """The decrypted `SessionKey`, or ``None`` when the wrapped key could not be decrypted (status 415)."""
     offline_mode: bool = False
+    features: frozenset[str] = frozenset()
+    """``X-KSeF-Feature`` values sent when the session was opened (e.g. ``subject-identifier-validation``)."""
+    unavailable: bool = False
+    """Online only: every invoice sent into it answers 21184 (maintenance; ``session-down`` fault or a test)."""
     closed: float | None = None
     final_code: int | None = None
     """Terminal status code once known (batch: set when processing ends)."""
