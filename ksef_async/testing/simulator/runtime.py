@@ -67,6 +67,8 @@ class SimConfig:
     environment_name: str | None = "środowisko testowe (TE)"
     """Suffix of the UPO's ``NazwaPodmiotuPrzyjmujacego`` (``None``: plain "Ministerstwo Finansów")."""
     spool_dir: Path | None = None
+    system_warning: str | None = None
+    """Sent as ``X-System-Warning`` on every API answer, errors included (may be changed while running)."""
 
 
 @dataclass
@@ -79,6 +81,8 @@ class Counters:
     """API requests per operation id (``post_tokens``...), whatever the answer."""
     rate_limited: int = 0
     """429 answers sent."""
+    system_warnings: int = 0
+    """API answers that carried ``X-System-Warning``."""
     bytes_received: int = 0
     """Request body bytes received (API and storage)."""
     faults: dict[str, int] = field(default_factory=dict)
