@@ -8,6 +8,7 @@ from ksef_async.batch.engine import SendConfig
 from ksef_async.batch.reconcile import BatchReport
 from ksef_async.batch.send import resume_batch, send_batch
 from ksef_async.client import ClientConfig, Environment, KsefClient
+from ksef_async.core.system_warnings import SystemWarning
 from ksef_async.online import InvoiceOutcome, OnlineSendResult, SessionOutcome, send_online, send_technical_correction
 from ksef_async.transport import KsefSystemWarning, RetryPolicy
 from ksef_async.xml.auth_request import ContextIdentifier
@@ -26,6 +27,7 @@ __all__ = [
     "RetryPolicy",
     "SendConfig",
     "SessionOutcome",
+    "SystemWarning",
     "__version__",
     "resume_batch",
     "send_batch",
