@@ -8,6 +8,7 @@ from ksef_async.batch.engine import SendConfig
 from ksef_async.batch.reconcile import BatchReport
 from ksef_async.batch.send import resume_batch, send_batch
 from ksef_async.client import ClientConfig, Environment, KsefClient
+from ksef_async.core.system_warnings import SystemWarning
 from ksef_async.online import InvoiceOutcome, OnlineSendResult, SessionOutcome, send_online, send_technical_correction
 from ksef_async.online_retry import SessionUnavailablePolicy
 from ksef_async.transport import KsefSystemWarning, RetryPolicy
@@ -28,6 +29,7 @@ __all__ = [
     "SendConfig",
     "SessionOutcome",
     "SessionUnavailablePolicy",
+    "SystemWarning",
     "__version__",
     "resume_batch",
     "send_batch",

@@ -15,11 +15,13 @@ take minutes).
 from __future__ import annotations
 
 import enum
+import ipaddress
 import math
 import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
@@ -28,6 +30,7 @@ from ksef_async import __version__
 from ksef_async._logging import extras, get_logger
 from ksef_async.auth import Authenticator, Credentials
 from ksef_async.core.polling import Backoff
+from ksef_async.core.system_warnings import SystemWarningHandler, SystemWarningLog, check_test_warning_text
 from ksef_async.errors import ConfigurationError
 from ksef_async.operations import API_RATE_LIMITS
 from ksef_async.ratelimit import RateLimiter, limiter_for
@@ -84,6 +87,19 @@ def _features(value: Any) -> tuple[str, ...]:
     return check_features(value, field="ClientConfig.features")
 
 
+def _callable_or_none(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not callable(value):
+        raise ConfigurationError(f"ClientConfig.{attribute.name} must be a callable or None, got {value!r}")
+
+
+def _test_warning_text(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    reason = check_test_warning_text(value) if isinstance(value, str) else "must be a string"
+    if reason is not None:
+        raise ConfigurationError(f"ClientConfig.{attribute.name} {reason}")
+
+
 @attrs.frozen(kw_only=True)
 class ClientConfig:
     """Tunables of a `KsefClient`; every field has a documented default.
@@ -107,6 +123,14 @@ class ClientConfig:
         features: ``X-KSeF-Feature`` values sent when any online or batch session is opened (default none), e.g.
             ``("subject-identifier-validation",)``; sessions may add their own.
         user_agent: ``User-Agent`` of API requests.
+        on_system_warning: Called with each `ksef_async.core.system_warnings.SystemWarning` KSeF sends
+            (``X-System-Warning``), on the event loop; it must not block, and an exception it raises is logged and
+            ignored (default None: warnings are only logged once per text and kept in ``client.system_warnings``).
+        test_system_warning: Send this text as ``X-Test-System-Warning`` on every request, so that KSeF TEST echoes
+            it back as ``X-System-Warning`` (default None). Refused unless the client points at TEST or a loopback
+            address (a simulator).
+        system_warning_history: How many of the latest warnings ``client.system_warnings.recent`` keeps (default
+            100).
     """
 
     api_connections: int = attrs.field(default=20, validator=_at_least_one)
@@ -122,6 +146,22 @@ class ClientConfig:
     sync_rate_limits: bool = True
     features: tuple[str, ...] = attrs.field(default=(), converter=_features)
     user_agent: str = f"ksef-async/{__version__}"
+    on_system_warning: SystemWarningHandler | None = attrs.field(default=None, validator=_callable_or_none)
+    test_system_warning: str | None = attrs.field(default=None, validator=_test_warning_text)
+    system_warning_history: int = attrs.field(default=100, validator=_at_least_one)
+
+
+def _allows_test_warning(base_url: str) -> bool:
+    """Whether ``X-Test-System-Warning`` may be sent to ``base_url``: KSeF TEST or a loopback address (simulator)."""
+    if base_url == Environment.TEST.value:
+        return True
+    host = urlsplit(base_url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _context_of(context: ContextIdentifier | str | None) -> ContextIdentifier | None:
@@ -176,6 +216,12 @@ class KsefClient:
         if credentials is not None and self.context is None:
             raise ConfigurationError("credentials need a context (e.g. context='1234567890' for a NIP)")
         self.config = config or ClientConfig()
+        if self.config.test_system_warning is not None and not _allows_test_warning(self.base_url):
+            raise ConfigurationError(
+                f"ClientConfig.test_system_warning is only for KSeF TEST or a loopback simulator, not {self.base_url!r}"
+            )
+        self.system_warnings = SystemWarningLog(history=self.config.system_warning_history)
+        """Every ``X-System-Warning`` this client received: ``total``, ``by_code``, ``recent``, recorders."""
         context_key = "-" if self.context is None else f"{self.context.type}:{self.context.value}"
         self.limiter = limiter or limiter_for(self.base_url, context_key, API_RATE_LIMITS)
         self._credentials = credentials
@@ -219,6 +265,9 @@ class KsefClient:
             raise_for_status=False,
         )
         api = ApiTransport(self.base_url, self._api_session, self.limiter, cfg.retry)
+        api.system_warnings = self.system_warnings
+        api.on_system_warning = cfg.on_system_warning
+        api.test_system_warning = cfg.test_system_warning
         storage = StorageTransport(self._storage_session)
         self._transports = (api, storage)
         self.auth = AuthResource(api, storage)

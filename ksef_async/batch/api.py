@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from ksef_async.core.crypto import KEY_USAGE_SYMMETRIC, MfPublicKey
+from ksef_async.core.system_warnings import SystemWarningLog
 from ksef_async.operations import operation
 from ksef_async.resources._features import feature_headers
 from ksef_async.transport import ApiTransport, StorageTransport
@@ -93,6 +94,11 @@ class TransportBatchApi:
 
     def __repr__(self) -> str:
         return f"TransportBatchApi({self._api!r})"
+
+    @property
+    def system_warnings(self) -> SystemWarningLog:
+        """The API transport's ``X-System-Warning`` log (the batch report lists what arrives during a run)."""
+        return self._api.system_warnings
 
     @classmethod
     def from_client(cls, client: KsefClient, *, features: Iterable[str] | None = None) -> TransportBatchApi:

@@ -84,6 +84,7 @@ from ksef_async.core.plan import (
     SessionState,
 )
 from ksef_async.core.polling import Backoff
+from ksef_async.core.system_warnings import SystemWarningLog, SystemWarningRecorder
 from ksef_async.errors import (
     ApiError,
     BadRequestError,
@@ -253,6 +254,11 @@ class BatchSender:
         self._saved = 0
         self._slots = anyio.CapacityLimiter(self.config.concurrency)
         self._resuming = False
+        # Warnings KSeF sends while this sender exists go into its report (a fake API without a log: none).
+        warnings_log = getattr(api, "system_warnings", None)
+        self._warnings = (
+            warnings_log.recorder() if isinstance(warnings_log, SystemWarningLog) else SystemWarningRecorder()
+        )
 
     def __repr__(self) -> str:
         return f"BatchSender(state_dir={str(self.state_dir)!r})"
@@ -384,6 +390,8 @@ class BatchSender:
             timings=self._stages.seconds(),
             state_dir=str(self.state_dir),
             finished=self._now(),
+            system_warnings=self._warnings.tallies(),
+            system_warning_count=self._warnings.total,
         )
 
     # -- plumbing -------------------------------------------------------------------------------------------------

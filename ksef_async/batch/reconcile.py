@@ -12,13 +12,14 @@ A KSeF duplicate (invoice status 440) is reported as ``duplicate`` with the orig
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePath
 from typing import Any, Final
 
 import attrs
 
 from ksef_async.core.plan import BatchPlan, InvoiceEntry, InvoiceOutcome, OutcomeStatus, SessionPlan, SessionState
+from ksef_async.core.system_warnings import WarningTally
 
 __all__ = [
     "PENDING_CODES",
@@ -181,6 +182,8 @@ class BatchReport:
             ``upo``).
         state_dir: Where the plan and spool are.
         finished: When the report was made (UTC).
+        system_warnings: The distinct ``X-System-Warning`` warnings KSeF sent during the run, with their counts.
+        system_warning_count: How many warnings arrived during the run (repeats included).
     """
 
     entries: tuple[ReportEntry, ...]
@@ -188,6 +191,8 @@ class BatchReport:
     timings: dict[str, float] = attrs.field(factory=dict)
     state_dir: str | None = None
     finished: dt.datetime | None = None
+    system_warnings: tuple[WarningTally, ...] = ()
+    system_warning_count: int = 0
 
     def count(self, outcome: str) -> int:
         """How many entries have ``outcome``."""
@@ -218,6 +223,10 @@ class BatchReport:
             "timings": dict(self.timings),
             "stateDir": self.state_dir,
             "finished": self.finished.isoformat() if self.finished else None,
+            "systemWarnings": {
+                "count": self.system_warning_count,
+                "distinct": [w.to_json() for w in self.system_warnings],
+            },
             "invoices": [e.to_json() for e in self.entries],
         }
 
@@ -229,6 +238,8 @@ def build_report(
     timings: Mapping[str, float] | None = None,
     state_dir: str | None = None,
     finished: dt.datetime | None = None,
+    system_warnings: Sequence[WarningTally] = (),
+    system_warning_count: int = 0,
 ) -> BatchReport:
     """Build the report of ``plan`` (sessions' invoices, then the skipped inputs)."""
     entries = [_entry(invoice, session) for session in plan.sessions for invoice in session.invoices]
@@ -255,4 +266,12 @@ def build_report(
         }
         for s in plan.sessions
     )
-    return BatchReport(tuple(entries), sessions, dict(timings or {}), state_dir, finished)
+    return BatchReport(
+        tuple(entries),
+        sessions,
+        dict(timings or {}),
+        state_dir,
+        finished,
+        tuple(system_warnings),
+        system_warning_count,
+    )

@@ -27,6 +27,7 @@ def simulator(
     faults: str | None = None,
     seed: int | None = None,
     key_bits: int = 2048,
+    system_warning: str | None = None,
 ) -> int:
     """Serve the KSeF API under /v2 on HOST:PORT; print the base URL; run until interrupted (Ctrl+C).
 
@@ -56,8 +57,11 @@ def simulator(
         Make identifiers and faults reproducible.
     key_bits
         Size of the generated MF RSA keys (KSeF uses 4096).
+    system_warning
+        Add this X-System-Warning to every API answer, e.g. "[W1]: planned maintenance" (the echo of a request's
+        X-Test-System-Warning on 2xx answers, as on TEST, is always on).
     """
-    from ksef_async.testing.simulator import KsefSimulator  # noqa: PLC0415 - only this command needs aiohttp.web
+    from ksef_async.testing.simulator import KsefSimulator, SimConfig  # noqa: PLC0415 - only this command needs aiohttp.web
 
     nips = list(nip or [])
     tokens = list(token or [])
@@ -77,6 +81,7 @@ def simulator(
             host=host,
             port=port,
             key_bits=key_bits,
+            config=SimConfig(system_warning=system_warning),
         )
         async with sim:
             print(sim.base_url, flush=True)

@@ -12,6 +12,7 @@ import cattrs
 
 from ksef_async._logging import extras, get_logger
 from ksef_async.core.polling import Backoff, PollSchedule
+from ksef_async.core.system_warnings import SystemWarningLog
 from ksef_async.errors import DeadlineExceededError, ResponseFormatError
 from ksef_async.models.converter import structure
 from ksef_async.operations import operation
@@ -100,6 +101,11 @@ class Resource:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+    @property
+    def system_warnings(self) -> SystemWarningLog:
+        """The ``X-System-Warning`` log of the transport this resource sends through."""
+        return self._api.system_warnings
 
     async def _send(self, op_id: str, **kwargs: Any) -> ApiResponse:
         return await self._api.request(operation(op_id), **kwargs)

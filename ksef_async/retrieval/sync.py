@@ -39,6 +39,7 @@ import attrs
 
 from ksef_async._logging import extras, get_logger
 from ksef_async.core.polling import Backoff
+from ksef_async.core.system_warnings import WarningTally
 from ksef_async.core.windows import require_aware, window_end
 from ksef_async.errors import BadRequestError, ConfigurationError, ExportFailedError, IntegrityError
 from ksef_async.models import (
@@ -290,6 +291,10 @@ class SyncReport:
 
     subjects: list[SubjectReport] = attrs.field(factory=list)
     elapsed_seconds: float = 0.0
+    system_warnings: tuple[WarningTally, ...] = ()
+    """The distinct ``X-System-Warning`` warnings KSeF sent during the run, with their counts."""
+    system_warning_count: int = 0
+    """How many warnings arrived during the run (repeats included)."""
 
     @property
     def exports(self) -> int:
@@ -314,6 +319,10 @@ class SyncReport:
             "duplicatesSkipped": self.duplicates_skipped,
             "elapsedSeconds": round(self.elapsed_seconds, 3),
             "subjects": [s.to_json() for s in self.subjects],
+            "systemWarnings": {
+                "count": self.system_warning_count,
+                "distinct": [w.to_json() for w in self.system_warnings],
+            },
         }
 
 
@@ -396,6 +405,7 @@ async def sync_invoices(  # noqa: C901, PLR0912, PLR0915
     directory = await asyncio.to_thread(InvoiceDirectory, outdir, fsync=fsync)
     checkpoints = store or JsonCheckpointStore(outdir / CHECKPOINT_FILE)
     report = SyncReport()
+    seen_warnings = retrieval.system_warnings.recorder()
     budget = export_budget
     for subject_value in subject_types:
         subject = str(subject_value)
@@ -488,6 +498,8 @@ async def sync_invoices(  # noqa: C901, PLR0912, PLR0915
             if reached_hwm:
                 break
     report.elapsed_seconds = time.monotonic() - started
+    with seen_warnings:
+        report.system_warnings, report.system_warning_count = seen_warnings.tallies(), seen_warnings.total
     logger.info(
         "sync finished",
         extra=extras(exports=report.exports, written=report.invoices_written, skipped=report.duplicates_skipped),

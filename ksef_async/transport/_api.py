@@ -19,6 +19,7 @@ Tests make stamina's back-off instant with ``stamina.set_testing(True, attempts=
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import time
@@ -34,6 +35,14 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ksef_async._logging import extras, get_logger
 from ksef_async.core.ratelimit_groups import rate_limited_group
+from ksef_async.core.redact import redact_text
+from ksef_async.core.system_warnings import (
+    SYSTEM_WARNING_HEADER,
+    TEST_SYSTEM_WARNING_HEADER,
+    SystemWarningHandler,
+    SystemWarningLog,
+    warnings_from_header,
+)
 from ksef_async.errors import (
     AmbiguousRequestError,
     ApiError,
@@ -182,6 +191,12 @@ class ApiTransport:
         self.limiter = limiter
         self.retry = retry
         self.tokens = tokens
+        self.system_warnings = SystemWarningLog()
+        """Every ``X-System-Warning`` received: counters, the latest ones, recorders (set by `KsefClient`)."""
+        self.on_system_warning: SystemWarningHandler | None = None
+        """The application's callback for each warning (``ClientConfig.on_system_warning``)."""
+        self.test_system_warning: str | None = None
+        """Sent as ``X-Test-System-Warning`` on every request (TEST and simulators only; checked by `KsefClient`)."""
 
     def __repr__(self) -> str:
         return f"ApiTransport(base_url={self.base_url!r})"
@@ -330,6 +345,8 @@ class ApiTransport:
         headers = CIMultiDict(call.headers)
         if authorization is not None:
             headers["Authorization"] = authorization
+        if self.test_system_warning:
+            headers[TEST_SYSTEM_WARNING_HEADER] = self.test_system_warning
         waited = await self.limiter.acquire(op.rate_group)
         started = time.monotonic()
         log = extras(operation=op.operation_id, group=op.rate_group, reference_number=call.reference_number)
@@ -347,7 +364,7 @@ class ApiTransport:
             raise _RetryableError(failure) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._no_answer(call, exc, log) from exc
-        self._surface_system_warning(resp_headers, op)
+        self._surface_system_warning(resp_headers, call)
         logger.debug(
             "KSeF call",
             extra=log | extras(status=status, waited=round(waited, 6), elapsed=round(time.monotonic() - started, 6)),
@@ -382,12 +399,41 @@ class ApiTransport:
             "repeating it"
         )
 
-    @staticmethod
-    def _surface_system_warning(headers: CIMultiDictProxy[str], op: Operation) -> None:
-        text = headers.get("X-System-Warning")
-        if text:
-            logger.warning("KSeF system warning: %s", text, extra=extras(operation=op.operation_id))
-            warnings.warn(KsefSystemWarning(f"{op.operation_id}: {text}"), stacklevel=4)
+    def _surface_system_warning(self, headers: CIMultiDictProxy[str], call: _Call) -> None:
+        """Count, record and hand over ``X-System-Warning``; log (and `warnings.warn`) each distinct text once."""
+        values = headers.getall(SYSTEM_WARNING_HEADER, [])
+        for value in values:
+            if not value.strip():
+                continue
+            found = warnings_from_header(
+                value,
+                operation=call.op.operation_id,
+                time=dt.datetime.now(dt.UTC),
+                method=call.op.method,
+                reference_number=call.reference_number,
+            )
+            if self.system_warnings.record(found, found[0].raw):
+                logger.warning(
+                    "KSeF system warning: %s",
+                    redact_text(found[0].raw),
+                    extra=extras(
+                        operation=call.op.operation_id,
+                        method=call.op.method,
+                        reference_number=call.reference_number,
+                        codes=[w.code for w in found],
+                    ),
+                )
+                warnings.warn(KsefSystemWarning(f"{call.op.operation_id}: {found[0].raw}"), stacklevel=4)
+            handler = self.on_system_warning
+            if handler is None:
+                continue
+            for warning in found:
+                try:
+                    handler(warning)
+                except Exception:  # noqa: BLE001 - a warning must never fail the call
+                    logger.warning(
+                        "the on_system_warning callback raised", extra=extras(operation=call.op.operation_id)
+                    )
 
 
 class _UnauthorizedWithGeneration(Exception):  # noqa: N818 - internal signal, never escapes the transport

@@ -57,3 +57,24 @@ async def test_cli_seeded_contexts_can_log_in() -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 60) == 0
+
+
+async def test_cli_system_warning_is_added_to_every_answer() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ksef_async.cli", "simulator", "--port", "0", "--rate-limits", "off",
+        "--system-warning", "[cli]: planned maintenance",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        base_url = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip()
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base_url + "/security/public-key-certificates") as ok:
+                assert ok.status == 200
+                assert ok.headers["X-System-Warning"] == "[cli]: planned maintenance"
+            async with http.get(base_url + "/limits/context") as unauthorized:
+                assert unauthorized.status == 401
+                assert unauthorized.headers["X-System-Warning"] == "[cli]: planned maintenance"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 60) == 0

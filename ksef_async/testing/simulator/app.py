@@ -20,7 +20,6 @@ import json
 import logging
 import shutil
 import tempfile
-import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -51,6 +50,7 @@ from ksef_async.testing.simulator.ratelimits import RateLimiter
 from ksef_async.testing.simulator.runtime import RAW_BODY, Counters, Principal, Runtime, SimConfig
 from ksef_async.testing.simulator.spec_codes import UNREADABLE_CONTENT, documented_400_codes
 from ksef_async.testing.simulator.state import ALL_PERMISSIONS, SessionKind, SimClock, SimState
+from ksef_async.testing.simulator.system_warnings import add_system_warning
 
 __all__ = ["Handler", "KsefSimulator", "build_app"]
 
@@ -111,8 +111,6 @@ _HANDLERS: dict[str, Handler] = {
 }
 _CLOSE_OPERATIONS = frozenset({"post_sessions_online_close", "post_sessions_batch_close"})
 _UNIMPLEMENTED_STATUS = 501
-# Letters NFKD does not split into base + accent; everything else folds by dropping the combining marks.
-_NOT_DECOMPOSABLE = str.maketrans({"ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "đ": "d", "Đ": "D", "ß": "ss"})
 
 
 def register_handler(operation_id: str, handler: Handler) -> None:
@@ -238,12 +236,7 @@ def _parse_body(rt: Runtime, request: web.Request, op: Operation, raw: bytes) ->
 def _checked(
     rt: Runtime, request: web.Request, op: Operation, response: web.StreamResponse, *, fault: bool
 ) -> web.StreamResponse:
-    warning = request.headers.get("X-Test-System-Warning")
-    if warning and 200 <= response.status < 300:  # noqa: PLR2004 - success answers only, as on TEST
-        # TEST echoes this header as X-System-Warning, ASCII-folded (spec ``SystemWarning``).
-        decomposed = unicodedata.normalize("NFKD", warning.translate(_NOT_DECOMPOSABLE))
-        folded = decomposed.encode("ascii", "ignore").decode("ascii")
-        response.headers["X-System-Warning"] = folded
+    add_system_warning(rt, request, response)
     if rt.contract is None or fault or response.status == _UNIMPLEMENTED_STATUS:
         return response
     content_type, body = _json_of(response)

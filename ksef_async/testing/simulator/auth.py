@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import re
 from typing import Any
 
 from aiohttp import web
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
 from ksef_async.core.crypto import KEY_USAGE_TOKEN, b64decode, rsa_oaep_decrypt, sha256_b64
 from ksef_async.core.ratelimit import WindowLimits
@@ -20,7 +23,7 @@ from ksef_async.testing.simulator import certificates
 from ksef_async.testing.simulator.problems import ApiFailure, forbidden
 from ksef_async.testing.simulator.ratelimits import OVERRIDABLE_GROUPS
 from ksef_async.testing.simulator.runtime import RAW_BODY, Principal, Runtime
-from ksef_async.testing.simulator.sessions import opt, paged, req
+from ksef_async.testing.simulator.sessions import _page_size, opt, paged, req
 from ksef_async.testing.simulator.state import (
     ALL_PERMISSIONS,
     AuthOperation,
@@ -55,14 +58,68 @@ __all__ = [
 ]
 
 _SUCCESS = "Uwierzytelnianie zakończone sukcesem"
-_METHOD_INFO = {
-    "Token": {"category": "Token", "code": "token", "displayName": "Token KSeF"},
+_PERSON_SERIAL = re.compile(r"PNOPL|PESEL|TINPL|NIP|IDC")
+# ``AuthenticationMethodInfo`` per ``AuthenticationMethod``. ``category`` is one of the spec's
+# ``AuthenticationMethodCategory`` values (XadesSignature, NationalNode, Token, Other); ``displayName`` is the method's
+# description in the spec's ``AuthenticationMethod`` table without the final full stop, as the spec's example
+# ({"category": "XadesSignature", "code": "xades.qualified-seal", "displayName": "Pieczęć kwalifikowana"}) shows;
+# ``code`` follows that example's ``<category>.<method>`` form (the spec lists no other code; the same codes are
+# what an independent 2.9 client maps).
+_METHOD_INFO: dict[str, dict[str, str]] = {
+    "Token": {"category": "Token", "code": "token.ksef", "displayName": "Token KSeF"},
+    "TrustedProfile": {
+        "category": "NationalNode",
+        "code": "national-node.trusted-profile",
+        "displayName": "Profil Zaufany",
+    },
+    "InternalCertificate": {
+        "category": "XadesSignature",
+        "code": "xades.ksef-certificate",
+        "displayName": "Certyfikat KSeF",
+    },
     "QualifiedSignature": {
         "category": "XadesSignature",
-        "code": "qualified.signature",
+        "code": "xades.qualified-signature",
         "displayName": "Podpis kwalifikowany",
     },
+    "QualifiedSeal": {
+        "category": "XadesSignature",
+        "code": "xades.qualified-seal",
+        "displayName": "Pieczęć kwalifikowana",
+    },
+    "PersonalSignature": {
+        "category": "XadesSignature",
+        "code": "xades.personal-signature",
+        "displayName": "Podpis osobisty",
+    },
+    "PeppolSignature": {
+        "category": "XadesSignature",
+        "code": "xades.peppol-signature",
+        "displayName": "Podpis dostawcy usług Peppol",
+    },
 }
+
+
+def _xades_method(rt: Runtime, certificate: x509.Certificate, context: ContextKey) -> str:
+    """The ``AuthenticationMethod`` of a XAdES login signed with ``certificate`` in ``context``.
+
+    A Peppol provider's login (``PeppolId`` context) is ``PeppolSignature``; a certificate this simulator issued
+    (``POST /certificates/enrollments``) is ``InternalCertificate`` (KSeF certificate); a certificate naming an
+    organisation (``organizationIdentifier``) and no person (no given name, surname or personal ``serialNumber``)
+    is a seal, ``QualifiedSeal``; anything else is a person's ``QualifiedSignature``.
+    """
+    if context[0] == "PeppolId":
+        return "PeppolSignature"
+    der = certificate.public_bytes(Encoding.DER)
+    if any(issued.der == der for issued in rt.state.certificates.values()):
+        return "InternalCertificate"
+    subject = certificate.subject
+    named = any(subject.get_attributes_for_oid(oid) for oid in (NameOID.GIVEN_NAME, NameOID.SURNAME))
+    serials = subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    person = named or any(_PERSON_SERIAL.search(str(attribute.value)) for attribute in serials)
+    if subject.get_attributes_for_oid(NameOID.ORGANIZATION_IDENTIFIER) and not person:
+        return "QualifiedSeal"
+    return "QualifiedSignature"
 
 
 def add_token(
@@ -284,7 +341,7 @@ async def xades_login(rt: Runtime, request: web.Request, _principal: Principal |
     return _start(
         rt,
         context,
-        method="QualifiedSignature",
+        method=_xades_method(rt, verified.certificate, context),
         code=code,
         description=description,
         details=details,
@@ -361,22 +418,40 @@ async def refresh(rt: Runtime, _request: web.Request, principal: Principal | Non
 async def list_auth_sessions(
     rt: Runtime, request: web.Request, principal: Principal | None, _body: Any
 ) -> web.Response:
-    """``GET /auth/sessions``: redeemed, unrevoked logins of the caller's context."""
+    """``GET /auth/sessions``: the context's active logins (redeemed, not revoked, refresh token still valid).
+
+    Sorted by ``startDate`` descending (the spec's ``x-sort``), newest first; ``pageSize`` 10..100 (default 10).
+    The continuation token marks the last item returned (keyset paging, as KSeF's token holds the last
+    ``startDate``): logins made while a client pages do not shift later pages. ``isCurrent`` marks the login
+    whose token the caller is using.
+    """
     assert principal is not None
     now = rt.state.clock.now_dt()
-    items = []
-    for op in rt.state.auth_operations.values():
+    scope = f"auth:{principal.operation.context}"
+    ranked = []
+    for position, op in enumerate(rt.state.auth_operations.values()):
         if op.context != principal.operation.context or not op.redeemed or op.revoked:
             continue
         if op.refresh_valid_until is not None and op.refresh_valid_until <= now:
             continue
-        item = _op_json(rt, op) | {
-            "referenceNumber": op.reference_number,
-            "isCurrent": op is principal.operation,
-        }
-        items.append(item)
-    page, token = paged(rt, request, f"auth:{principal.operation.context}", items, low=10, high=100)
-    return web.json_response({"continuationToken": token, "items": page})
+        ranked.append(((op.started, position), op))
+    ranked.sort(key=lambda pair: pair[0], reverse=True)
+    size = _page_size(request, 10, 100)
+    after = rt.parse_continuation(scope, request.headers.get("x-continuation-token"))
+    if after:
+        # The token holds the position (+1) of the last item of the previous page: continue below its sort key.
+        ops = list(rt.state.auth_operations.values())
+        if after > len(ops):
+            raise ApiFailure(400, 21418, "Przekazany token kontynuacji ma nieprawidłowy format.")
+        last = (ops[after - 1].started, after - 1)
+        ranked = [pair for pair in ranked if pair[0] < last]
+    page = ranked[:size]
+    token = rt.continuation(scope, page[-1][0][1] + 1) if len(ranked) > size else None
+    items = [
+        _op_json(rt, op) | {"referenceNumber": op.reference_number, "isCurrent": op is principal.operation}
+        for _, op in page
+    ]
+    return web.json_response({"continuationToken": token, "items": items})
 
 
 async def delete_current_session(

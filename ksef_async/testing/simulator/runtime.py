@@ -69,6 +69,8 @@ class SimConfig:
     spool_dir: Path | None = None
     forbidden_timestamp: bool = True
     """Put ``timestamp`` in 403 bodies; 2.9.0 made it optional (``ForbiddenProblemDetails``), so clients must cope."""
+    system_warning: str | None = None
+    """Sent as ``X-System-Warning`` on every API answer, errors included (may be changed while running)."""
 
 
 @dataclass
@@ -81,6 +83,8 @@ class Counters:
     """API requests per operation id (``post_tokens``...), whatever the answer."""
     rate_limited: int = 0
     """429 answers sent."""
+    system_warnings: int = 0
+    """API answers that carried ``X-System-Warning``."""
     bytes_received: int = 0
     """Request body bytes received (API and storage)."""
     faults: dict[str, int] = field(default_factory=dict)
