@@ -181,6 +181,8 @@ class BatchReport:
             ``upo``).
         state_dir: Where the plan and spool are.
         finished: When the report was made (UTC).
+        outages: KSeF outage windows announced by the status service while the send waited, each with the
+            offline deadline for invoices issued during it (`ksef_async.core.status_service.OutageWindow.to_json`).
     """
 
     entries: tuple[ReportEntry, ...]
@@ -188,6 +190,7 @@ class BatchReport:
     timings: dict[str, float] = attrs.field(factory=dict)
     state_dir: str | None = None
     finished: dt.datetime | None = None
+    outages: tuple[dict[str, Any], ...] = ()
 
     def count(self, outcome: str) -> int:
         """How many entries have ``outcome``."""
@@ -219,6 +222,7 @@ class BatchReport:
             "stateDir": self.state_dir,
             "finished": self.finished.isoformat() if self.finished else None,
             "invoices": [e.to_json() for e in self.entries],
+            "outages": list(self.outages),
         }
 
 
@@ -229,8 +233,9 @@ def build_report(
     timings: Mapping[str, float] | None = None,
     state_dir: str | None = None,
     finished: dt.datetime | None = None,
+    outages: tuple[dict[str, Any], ...] = (),
 ) -> BatchReport:
-    """Build the report of ``plan`` (sessions' invoices, then the skipped inputs)."""
+    """Build the report of ``plan`` (sessions' invoices, then the skipped inputs, and the outages waited out)."""
     entries = [_entry(invoice, session) for session in plan.sessions for invoice in session.invoices]
     entries.extend(
         ReportEntry(
@@ -255,4 +260,4 @@ def build_report(
         }
         for s in plan.sessions
     )
-    return BatchReport(tuple(entries), sessions, dict(timings or {}), state_dir, finished)
+    return BatchReport(tuple(entries), sessions, dict(timings or {}), state_dir, finished, outages)

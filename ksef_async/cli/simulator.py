@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+from typing import Literal
 
 from ksef_async.cli._app import app
 from ksef_async.errors import ConfigurationError
@@ -27,6 +28,7 @@ def simulator(
     faults: str | None = None,
     seed: int | None = None,
     key_bits: int = 2048,
+    status_state: Literal["available", "maintenance", "failure", "total-failure"] = "available",
 ) -> int:
     """Serve the KSeF API under /v2 on HOST:PORT; print the base URL; run until interrupted (Ctrl+C).
 
@@ -54,6 +56,9 @@ def simulator(
         Make identifiers and faults reproducible.
     key_bits
         Size of the generated MF RSA keys (KSeF uses 4096).
+    status_state
+        Initial state of the status service served under /latarnia (script it further with
+        POST /latarnia/control); with --faults outage-api-error=1 the API answers 503 while it is not available.
     """
     from ksef_async.testing.simulator import KsefSimulator  # noqa: PLC0415 - only this command needs aiohttp.web
 
@@ -78,6 +83,11 @@ def simulator(
         )
         async with sim:
             print(sim.base_url, flush=True)
+            if status_state == "maintenance":
+                sim.status_service.start_maintenance()
+            elif status_state in {"failure", "total-failure"}:
+                sim.status_service.start_failure(total=status_state == "total-failure")
+            print(f"status service: {sim.status_url} ({sim.status_service.state})", flush=True)
             for index, value in enumerate(nips):
                 given = tokens[index] if index < len(tokens) else None
                 created = sim.add_context(value, given)

@@ -6,7 +6,9 @@ Spec syntax: comma-separated ``KIND=VALUE[:COUNT]`` items.
 * ``upload-reset=P``: the connection is dropped in the middle of an upload body with probability P;
 * ``upload-delay=S``: each part upload is answered S seconds after its body was received;
 * ``api-error=P``: an API operation answers 503 before taking effect, with probability P;
-* ``close-error=P``: a session close takes effect, then answers 500, with probability P.
+* ``close-error=P``: a session close takes effect, then answers 500, with probability P;
+* ``outage-api-error=P``: while the simulator's status service reports a maintenance or failure in progress, an
+  API operation answers 503 with probability P (``outage-api-error=1``: KSeF is down during an announced outage).
 
 The optional ``:COUNT`` caps how many times a kind fires in the simulator's lifetime: ``close-error=1:1`` means
 "the first close answers 500, later ones succeed". Each kind draws from its own generator seeded from ``seed``, so
@@ -24,7 +26,14 @@ from ksef_async.errors import ConfigurationError
 
 __all__ = ["FAULT_KINDS", "FaultInjector", "FaultSpec"]
 
-FAULT_KINDS: tuple[str, ...] = ("upload-error", "upload-reset", "upload-delay", "api-error", "close-error")
+FAULT_KINDS: tuple[str, ...] = (
+    "upload-error",
+    "upload-reset",
+    "upload-delay",
+    "api-error",
+    "close-error",
+    "outage-api-error",
+)
 _PROBABILITY_KINDS = frozenset(FAULT_KINDS) - {"upload-delay"}
 
 
