@@ -33,6 +33,7 @@ from ksef_async.errors import (
     InvoiceProblem,
 )
 from ksef_async.models import FormCode, SessionInvoiceStatusResponse
+from ksef_async.outage import OutageGuard, guarded
 from ksef_async.resources.invoices import INVOICE_PENDING_CODES
 from ksef_async.resources.online import OnlineSession
 from ksef_async.xml.forms import FormCode as XmlFormCode
@@ -164,6 +165,8 @@ class OnlineSendResult:
 
     outcomes: tuple[InvoiceOutcome, ...]
     sessions: tuple[SessionOutcome, ...]
+    outages: tuple[dict[str, Any], ...] = ()
+    """KSeF outages waited out (`ksef_async.outage.OutageGuard.report`), each with its offline deadline."""
 
     @property
     def all_accepted(self) -> bool:
@@ -187,6 +190,7 @@ class OnlineSendResult:
             "rejected": len(self.rejected),
             "sessions": [s.to_json() for s in self.sessions],
             "invoices": [o.to_json() for o in self.outcomes],
+            "outages": list(self.outages),
         }
 
 
@@ -258,6 +262,7 @@ async def send_online(
     offline_mode: bool = False,
     max_wait: float | None = 600.0,
     download_upo: bool = True,
+    outage: OutageGuard | None = None,
 ) -> OnlineSendResult:
     """Send invoices through online sessions and return each one's final outcome.
 
@@ -271,6 +276,9 @@ async def send_online(
         max_wait: Seconds to wait for KSeF to process each session after closing it; None waits for ever. On
             expiry the unfinished invoices have no status code and say so.
         download_upo: Download (hash-checked) and parse the session UPO.
+        outage: Wait out KSeF outages announced by the status service when opening a session or sending an
+            invoice fails with 5xx or a connection error (`ksef_async.outage.OutageGuard`); the windows seen are
+            in the result's ``outages``.
 
     Raises:
         InvoiceError: Some invoices are invalid and ``skip_invalid`` is false (nothing was sent).
@@ -310,13 +318,14 @@ async def send_online(
             offline_mode=offline_mode,
             max_wait=max_wait,
             download_upo=download_upo,
+            outage=outage,
         )
         sessions.append(session_outcome)
     final = tuple(
         o if o is not None else InvoiceOutcome(name=checked[i][0], description="not sent")
         for i, o in enumerate(outcomes)
     )
-    return OnlineSendResult(final, tuple(sessions))
+    return OnlineSendResult(final, tuple(sessions), () if outage is None else tuple(outage.report()))
 
 
 @attrs.frozen
@@ -337,13 +346,16 @@ async def _send_session(
     offline_mode: bool,
     max_wait: float | None,
     download_upo: bool,
+    outage: OutageGuard | None = None,
 ) -> SessionOutcome:
-    session = await client.online.open(_api_form_code(form_code))
+    session = await guarded(outage, lambda: client.online.open(_api_form_code(form_code)))
     ref = session.reference_number
     log = extras(reference_number=ref, form=form_code.system_code, invoices=len(items))
     logger.info("online session opened", extra=log)
     try:
-        await _send_all(client, session, items, outcomes, concurrency=concurrency, offline_mode=offline_mode)
+        await _send_all(
+            client, session, items, outcomes, concurrency=concurrency, offline_mode=offline_mode, outage=outage
+        )
     finally:
         await _close(client, session)
     try:
@@ -376,6 +388,7 @@ async def _send_all(
     *,
     concurrency: int,
     offline_mode: bool,
+    outage: OutageGuard | None = None,
 ) -> None:
     ref = session.reference_number
     semaphore = asyncio.Semaphore(concurrency)
@@ -384,7 +397,9 @@ async def _send_all(
         base = InvoiceOutcome(name=item.name, invoice_hash=item.invoice.sha256, session_reference_number=ref)
         async with semaphore:
             try:
-                response = await client.online.send(session, item.data, offline_mode=offline_mode)
+                response = await guarded(
+                    outage, lambda: client.online.send(session, item.data, offline_mode=offline_mode)
+                )
             except AmbiguousRequestError as exc:
                 # Maybe sent: the session's invoice list (matched by hash) settles it after processing.
                 outcomes[item.index] = attrs.evolve(base, description=str(exc))

@@ -29,9 +29,23 @@ from ksef_async.core.status_service import (
     current_outage,
     outage_windows,
 )
-from ksef_async.errors import ConfigurationError, RateLimitedError, ServerError, TransportError
+from ksef_async.errors import (
+    AmbiguousRequestError,
+    ConfigurationError,
+    RateLimitedError,
+    ServerError,
+    TransportError,
+)
 
-__all__ = ["TRANSIENT_ERRORS", "OutageAwareBatchApi", "OutageGuard", "OutageNotice", "OutagePolicy", "StatusSource"]
+__all__ = [
+    "TRANSIENT_ERRORS",
+    "OutageAwareBatchApi",
+    "OutageGuard",
+    "OutageNotice",
+    "OutagePolicy",
+    "StatusSource",
+    "guarded",
+]
 
 T = TypeVar("T")
 TRANSIENT_ERRORS = (TransportError, ServerError)
@@ -218,8 +232,16 @@ class OutageGuard:
             try:
                 return await fn()
             except TRANSIENT_ERRORS as exc:
-                if not await self.wait_if_announced(exc) or not retry:
+                # An ambiguous request may have taken effect: never repeated here, whatever ``retry`` says.
+                if not await self.wait_if_announced(exc) or not retry or isinstance(exc, AmbiguousRequestError):
                     raise
+
+
+async def guarded(guard: OutageGuard | None, fn: Callable[[], Awaitable[T]], *, retry: bool = True) -> T:
+    """``guard.call(fn)``, or just ``fn()`` without a guard (for call sites where the guard is optional)."""
+    if guard is None:
+        return await fn()
+    return await guard.call(fn, retry=retry)
 
 
 class OutageAwareBatchApi:
