@@ -83,11 +83,6 @@ def simulator(
         )
         async with sim:
             print(sim.base_url, flush=True)
-            if status_state == "maintenance":
-                sim.status_service.start_maintenance()
-            elif status_state in {"failure", "total-failure"}:
-                sim.status_service.start_failure(total=status_state == "total-failure")
-            print(f"status service: {sim.status_url} ({sim.status_service.state})", flush=True)
             for index, value in enumerate(nips):
                 given = tokens[index] if index < len(tokens) else None
                 created = sim.add_context(value, given)
@@ -96,6 +91,11 @@ def simulator(
                     print(f"context Nip {value}: KSeF token {created}", flush=True)
                 else:
                     print(f"context Nip {value}: KSeF token as given", flush=True)
+            if status_state == "maintenance":
+                sim.status_service.start_maintenance()
+            elif status_state in {"failure", "total-failure"}:
+                sim.status_service.start_failure(total=status_state == "total-failure")
+            print(f"status service: {sim.status_url} ({sim.status_service.state})", flush=True)
             await asyncio.Event().wait()
 
     try:

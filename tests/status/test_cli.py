@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 
+import aiohttp
 import pytest
 
 from ksef_async.testing.simulator import KsefSimulator, serve_in_thread
@@ -81,3 +84,29 @@ def test_bad_status_url_is_a_usage_error() -> None:
     result = status_cli("--status-url", "ftp://nowhere")
     assert result.returncode == 2
     assert "must start with http" in result.stderr
+
+
+@pytest.mark.anyio
+async def test_simulator_cli_serves_a_scripted_status_service() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ksef_async.cli", "simulator", "--port", "0", "--status-state", "failure",
+        "--faults", "outage-api-error=1", "--seed", "1",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        base_url = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip()
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip()
+        assert line.endswith("(FAILURE)")
+        status_url = line.split(" ")[2]
+        assert status_url == base_url.removesuffix("/v2") + "/latarnia"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(status_url + "/status") as response:
+                body = await response.json()
+            assert body["status"] == "FAILURE"
+            assert body["messages"][0]["type"] == "FAILURE_START"
+            async with http.get(base_url + "/security/public-key-certificates") as response:
+                assert response.status == 503
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 60) == 0
