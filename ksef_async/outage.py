@@ -144,6 +144,8 @@ class OutageGuard:
         self._lock = asyncio.Lock()
         self.waits = 0
         """Waits that happened (a concurrent failure joining a running wait does not count)."""
+        self._last_outcome = False
+        self._finished = 0
 
     @property
     def windows(self) -> tuple[OutageWindow, ...]:
@@ -178,13 +180,20 @@ class OutageGuard:
         """
         if error is not None and (isinstance(error, RateLimitedError) or not isinstance(error, TRANSIENT_ERRORS)):
             return False
-        joined = self._lock.locked()
+        seen = self._finished
         async with self._lock:  # concurrent failures share one wait (and one stream of status requests)
+            if self._finished != seen:
+                # A wait ended while this caller queued: share its outcome instead of waiting max_wait again.
+                return self._last_outcome
             status = await self.status.status()
             if not status.outage:
-                return joined and status.state is ServiceState.AVAILABLE
+                return False
             self.waits += 1
-            return await self._wait(status)
+            try:
+                self._last_outcome = await self._wait(status)
+            finally:
+                self._finished += 1
+            return self._last_outcome
 
     async def _wait(self, status: ServiceStatus) -> bool:
         started = self._monotonic()
