@@ -64,7 +64,7 @@ async def test_concurrent_failures_share_one_wait_and_all_retry() -> None:
         return name
 
     results = await asyncio.gather(guard.call(lambda: call("a")), guard.call(lambda: call("b")))
-    assert results == ["a", "b"]
+    assert list(results) == ["a", "b"]
     assert attempts == {"a": 2, "b": 2}
     assert guard.waits == 1
     assert clock.now == 20  # two polls of 10 s
