@@ -42,6 +42,7 @@ from ksef_async.errors import (
 )
 from ksef_async.models import FormCode, SessionInvoiceStatusResponse
 from ksef_async.online_retry import SessionUnavailablePolicy, send_retrying_unavailable
+from ksef_async.outage import OutageGuard, guarded
 from ksef_async.resources._features import check_features
 from ksef_async.resources.invoices import INVOICE_PENDING_CODES
 from ksef_async.resources.online import OnlineSession
@@ -186,6 +187,8 @@ class OnlineSendResult:
 
     outcomes: tuple[InvoiceOutcome, ...]
     sessions: tuple[SessionOutcome, ...]
+    outages: tuple[dict[str, Any], ...] = ()
+    """KSeF outages waited out (`ksef_async.outage.OutageGuard.report`), each with its offline deadline."""
 
     @property
     def all_accepted(self) -> bool:
@@ -209,6 +212,7 @@ class OnlineSendResult:
             "rejected": len(self.rejected),
             "sessions": [s.to_json() for s in self.sessions],
             "invoices": [o.to_json() for o in self.outcomes],
+            "outages": list(self.outages),
         }
 
 
@@ -282,6 +286,7 @@ async def send_online(
     download_upo: bool = True,
     features: Iterable[str] | None = None,
     unavailable: SessionUnavailablePolicy | None = None,
+    outage: OutageGuard | None = None,
 ) -> OnlineSendResult:
     """Send invoices through online sessions and return each one's final outcome.
 
@@ -299,6 +304,9 @@ async def send_online(
             the client's ``ClientConfig.features``.
         unavailable: What to do on 21184 (default `SessionUnavailablePolicy()`: retry with backoff, then a fresh
             session for the invoices not yet accepted).
+        outage: Wait out KSeF outages announced by the status service when opening a session or sending an
+            invoice fails with 5xx or a connection error (`ksef_async.outage.OutageGuard`); the windows seen are
+            in the result's ``outages``.
 
     Raises:
         InvoiceError: Some invoices are invalid and ``skip_invalid`` is false (nothing was sent).
@@ -327,7 +335,7 @@ async def send_online(
         if valid is not None:
             groups.setdefault(valid.form.form_code, []).append(index)
     sessions: list[SessionOutcome] = []
-    options = _Options(concurrency, offline_mode, max_wait, download_upo, feature_list, policy)
+    options = _Options(concurrency, offline_mode, max_wait, download_upo, feature_list, policy, outage)
     for form_code, indices in groups.items():
         session_items = []
         for i in indices:
@@ -340,7 +348,7 @@ async def send_online(
         o if o is not None else InvoiceOutcome(name=checked[i][0], description="not sent")
         for i, o in enumerate(outcomes)
     )
-    return OnlineSendResult(final, tuple(sessions))
+    return OnlineSendResult(final, tuple(sessions), () if outage is None else tuple(outage.report()))
 
 
 @attrs.frozen
@@ -359,6 +367,7 @@ class _Options:
     download_upo: bool
     features: tuple[str, ...]
     policy: SessionUnavailablePolicy
+    outage: OutageGuard | None = None
 
 
 @dataclass
@@ -384,7 +393,9 @@ async def _send_form(
     pending = list(items)
     used: list[tuple[str, list[_Item], bool]] = []
     while True:
-        session = await client.online.open(_api_form_code(form_code), features=options.features)
+        session = await guarded(
+            options.outage, lambda: client.online.open(_api_form_code(form_code), features=options.features)
+        )
         ref = session.reference_number
         log = extras(reference_number=ref, form=form_code.system_code, invoices=len(pending))
         logger.info("online session opened", extra=log)
@@ -474,7 +485,10 @@ async def _send_all(
                 return
             try:
                 response = await send_retrying_unavailable(
-                    lambda: client.online.send(session, item.data, offline_mode=options.offline_mode),
+                    lambda: guarded(
+                        options.outage,
+                        lambda: client.online.send(session, item.data, offline_mode=options.offline_mode),
+                    ),
                     options.policy,
                     given_up=lambda: round_.given_up,
                     what=f"{item.name} in {ref}",

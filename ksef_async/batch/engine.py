@@ -58,6 +58,7 @@ from ksef_async.batch.events import (
     BatchEvent,
     EventSink,
     InvoicesValidated,
+    OutageWaiting,
     ResultsFetched,
     SessionPrepared,
     SessionStatusChanged,
@@ -97,6 +98,7 @@ from ksef_async.errors import (
     SessionFailedError,
     TransportError,
 )
+from ksef_async.outage import OutageAwareBatchApi, OutageGuard, OutageNotice
 
 __all__ = ["PART_WINDOW", "BatchSender", "SendConfig"]
 
@@ -222,6 +224,8 @@ class BatchSender:
         now: Aware UTC wall clock (upload windows).
         monotonic: Monotonic clock (stage timings, polling deadlines).
         sleep: Async sleep (tests inject a fast one).
+        outage: Consult the status service after API failures and wait out announced outages
+            (`ksef_async.outage.OutageGuard`); the windows seen go into the report with their offline deadline.
     """
 
     def __init__(
@@ -234,8 +238,12 @@ class BatchSender:
         now: Callable[[], dt.datetime] = _utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        outage: OutageGuard | None = None,
     ) -> None:
-        self.api = api
+        self.api: BatchApi = api if outage is None else OutageAwareBatchApi(api, outage)
+        self._outage = outage
+        if outage is not None and outage.on_notice is None:
+            outage.on_notice = self._on_outage
         self.state_dir = Path(state_dir)
         self.config = config or SendConfig()
         self._on_event = on_event
@@ -392,6 +400,7 @@ class BatchSender:
             finished=self._now(),
             system_warnings=self._warnings.tallies(),
             system_warning_count=self._warnings.total,
+            outages=() if self._outage is None else tuple(self._outage.report()),
         )
 
     # -- plumbing -------------------------------------------------------------------------------------------------
@@ -416,6 +425,12 @@ class BatchSender:
         """Cancel the session drivers of `send` and wait until none runs (none reads a spool file any more)."""
         drivers.cancel_scope.cancel()
         await stopped.wait()
+
+    def _on_outage(self, notice: OutageNotice) -> None:
+        since = None if notice.since is None else notice.since.isoformat()
+        self._emit(
+            OutageWaiting(notice.state.value, since, notice.waited, notice.finished, notice.gave_up, notice.message)
+        )
 
     def _emit(self, event: BatchEvent) -> None:
         if self._on_event is not None:

@@ -20,6 +20,7 @@ __all__ = [
     "EventSink",
     "EventStream",
     "InvoicesValidated",
+    "OutageWaiting",
     "PartProgress",
     "PartRetried",
     "PartUploaded",
@@ -122,6 +123,21 @@ class StageFinished:
     seconds: float
 
 
+@attrs.frozen
+class OutageWaiting:
+    """API calls failed while the status service announces a KSeF outage: the send waits (or stopped waiting).
+
+    ``message`` is the human line, e.g. ``"KSeF reports FAILURE since 2026-01-31T11:27:00+00:00; waiting"``.
+    """
+
+    state: str
+    since: str | None
+    waited: float
+    finished: bool
+    gave_up: bool
+    message: str
+
+
 BatchEvent: TypeAlias = (
     InvoicesValidated
     | SessionPrepared
@@ -132,6 +148,7 @@ BatchEvent: TypeAlias = (
     | ResultsFetched
     | UpoSaved
     | StageFinished
+    | OutageWaiting
 )
 """Every event type the engine emits."""
 

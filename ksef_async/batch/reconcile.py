@@ -184,6 +184,8 @@ class BatchReport:
         finished: When the report was made (UTC).
         system_warnings: The distinct ``X-System-Warning`` warnings KSeF sent during the run, with their counts.
         system_warning_count: How many warnings arrived during the run (repeats included).
+        outages: KSeF outage windows announced by the status service while the send waited, each with the
+            offline deadline for invoices issued during it (`ksef_async.core.status_service.OutageWindow.to_json`).
     """
 
     entries: tuple[ReportEntry, ...]
@@ -193,6 +195,7 @@ class BatchReport:
     finished: dt.datetime | None = None
     system_warnings: tuple[WarningTally, ...] = ()
     system_warning_count: int = 0
+    outages: tuple[dict[str, Any], ...] = ()
 
     def count(self, outcome: str) -> int:
         """How many entries have ``outcome``."""
@@ -228,6 +231,7 @@ class BatchReport:
                 "distinct": [w.to_json() for w in self.system_warnings],
             },
             "invoices": [e.to_json() for e in self.entries],
+            "outages": list(self.outages),
         }
 
 
@@ -240,8 +244,9 @@ def build_report(
     finished: dt.datetime | None = None,
     system_warnings: Sequence[WarningTally] = (),
     system_warning_count: int = 0,
+    outages: tuple[dict[str, Any], ...] = (),
 ) -> BatchReport:
-    """Build the report of ``plan`` (sessions' invoices, then the skipped inputs)."""
+    """Build the report of ``plan`` (sessions' invoices, then the skipped inputs, and the outages waited out)."""
     entries = [_entry(invoice, session) for session in plan.sessions for invoice in session.invoices]
     entries.extend(
         ReportEntry(
@@ -274,4 +279,5 @@ def build_report(
         finished,
         tuple(system_warnings),
         system_warning_count,
+        outages,
     )

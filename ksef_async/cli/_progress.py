@@ -18,6 +18,7 @@ from rich.table import Table
 from ksef_async.batch.events import (
     BatchEvent,
     InvoicesValidated,
+    OutageWaiting,
     PartProgress,
     PartRetried,
     ResultsFetched,
@@ -95,6 +96,8 @@ class BatchProgress:
                 f"[yellow]session {event.session} part {event.ordinal}: {event.error}, retry {event.attempt} "
                 f"in {event.wait:.1f} s"
             )
+        elif isinstance(event, OutageWaiting):
+            p.console.print(f"[yellow]{event.message}")
         elif isinstance(event, SessionStatusChanged):
             if event.state in {"done", "failed"}:
                 self._session_done += 1

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+from typing import Literal
 
 from ksef_async.cli._app import app
 from ksef_async.errors import ConfigurationError
@@ -28,6 +29,7 @@ def simulator(
     seed: int | None = None,
     key_bits: int = 2048,
     system_warning: str | None = None,
+    status_state: Literal["available", "maintenance", "failure", "total-failure"] = "available",
 ) -> int:
     """Serve the KSeF API under /v2 on HOST:PORT; print the base URL; run until interrupted (Ctrl+C).
 
@@ -60,6 +62,9 @@ def simulator(
     system_warning
         Add this X-System-Warning to every API answer, e.g. "[W1]: planned maintenance" (the echo of a request's
         X-Test-System-Warning on 2xx answers, as on TEST, is always on).
+    status_state
+        Initial state of the status service served under /latarnia (script it further with
+        POST /latarnia/control); with --faults outage-api-error=1 the API answers 503 while it is not available.
     """
     from ksef_async.testing.simulator import KsefSimulator, SimConfig  # noqa: PLC0415 - only this command needs aiohttp.web
 
@@ -93,6 +98,11 @@ def simulator(
                     print(f"context Nip {value}: KSeF token {created}", flush=True)
                 else:
                     print(f"context Nip {value}: KSeF token as given", flush=True)
+            if status_state == "maintenance":
+                sim.status_service.start_maintenance()
+            elif status_state in {"failure", "total-failure"}:
+                sim.status_service.start_failure(total=status_state == "total-failure")
+            print(f"status service: {sim.status_url} ({sim.status_service.state})", flush=True)
             await asyncio.Event().wait()
 
     try:

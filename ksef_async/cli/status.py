@@ -1,4 +1,4 @@
-"""`ksef-async status`: print a session's status and the status of each of its invoices."""
+"""`ksef-async status`: the KSeF status service's state (no argument), or a session's status and its invoices."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from cyclopts import Parameter
 
 from ksef_async.cli._app import app
 from ksef_async.cli._connection import EXIT_OK, EXIT_REJECTED, Connection, run_async
+from ksef_async.cli.service_status import service_status
 from ksef_async.resources.sessions import SESSION_PENDING_CODES
 
 __all__ = ["status"]
@@ -18,28 +19,42 @@ _SESSION_OK = 200
 
 @app.command(name="status")
 def status(
-    reference_number: str,
+    reference_number: str | None = None,
     /,
     *,
     connection: Connection = Connection(),  # noqa: B008 - an immutable dataclass of options
     as_json: Annotated[bool, Parameter(name="--json", negative="")] = False,
     invoices: Annotated[bool, Parameter(negative="--no-invoices")] = True,
+    status_url: Annotated[str | None, Parameter(env_var="KSEF_ASYNC_STATUS_URL")] = None,
+    timeout: float = 10.0,
 ) -> int:
-    """Show the status of a session (and of its invoices).
+    """Without REFERENCE_NUMBER: KSeF's state from its status service (Latarnia) and upcoming maintenance.
 
-    Exits 0 when the session was processed successfully (or is still in progress), 1 when it failed.
+    With REFERENCE_NUMBER: the status of that session (and of its invoices); exits 0 when it was processed successfully
+    (or is still in progress), 1 when it failed.
+
+    Without REFERENCE_NUMBER the exit code tells the state: 0 AVAILABLE, 3 MAINTENANCE, 4 FAILURE, 5 TOTAL_FAILURE,
+    6 UNKNOWN (the status service could not be read: this says nothing about KSeF), 2 usage error. The service
+    is --status-url, else $KSEF_ASYNC_STATUS_URL, else by --env (test and demo: the TEST service, a stub that
+    reports a stale TOTAL_FAILURE; prod or nothing: production). No login is needed.
 
     Parameters
     ----------
     reference_number
-        The session's reference number.
+        The session's reference number; omit it to ask the status service.
     connection
         Where and how to log in.
     as_json
         Print JSON instead of text.
     invoices
         Also list the session's invoices.
+    status_url
+        Base URL of the status service, e.g. a simulator's http://127.0.0.1:8090/latarnia.
+    timeout
+        Seconds to wait for the status service.
     """
+    if reference_number is None:
+        return service_status(connection.env, status_url, as_json=as_json, timeout=timeout)
     return run_async(lambda: _status(reference_number, connection, as_json=as_json, with_invoices=invoices), int)
 
 

@@ -9,7 +9,8 @@ recorded, logged and raised as `ContractViolationError`, so the client gets a 50
 spec has a handler (``tests/test_coverage.py`` checks it); an operation without one would answer 501 with an
 ``ExceptionResponse``, which strict mode does not count as a violation. ``sim.counters.operations`` counts requests
 per operation id. Storage (part uploads, UPO downloads) lives under ``/storage`` outside the API: no token, no rate
-limit.
+limit. The status service (Latarnia) is served under ``/latarnia`` (``sim.status_url``), scripted through
+``sim.status_service`` or ``POST /latarnia/control`` (see `ksef_async.testing.simulator.status_service`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from ksef_async.testing.simulator.ratelimits import RateLimiter
 from ksef_async.testing.simulator.runtime import RAW_BODY, Counters, Principal, Runtime, SimConfig
 from ksef_async.testing.simulator.spec_codes import UNREADABLE_CONTENT, documented_400_codes
 from ksef_async.testing.simulator.state import ALL_PERMISSIONS, SessionKind, SimClock, SimState
+from ksef_async.testing.simulator.status_service import StatusServiceScript, add_status_routes
 from ksef_async.testing.simulator.system_warnings import add_system_warning
 
 __all__ = ["Handler", "KsefSimulator", "build_app"]
@@ -170,6 +172,9 @@ def _make_route(rt: Runtime, op: Operation) -> Callable[[web.Request], Awaitable
             if rt.faults.fires("api-error"):
                 fault = True
                 raise ApiFailure(503, 0, "Service Unavailable (injected fault)")  # noqa: TRY301
+            if rt.status_service.outage and (rt.status_service.api_down or rt.faults.fires("outage-api-error")):
+                fault = True
+                raise ApiFailure(503, 0, "Service Unavailable (announced KSeF outage)")  # noqa: TRY301
             principal = _principal(rt, request, op) if op.tokens else None
             subject = (
                 f"{principal.operation.context[0]}:{principal.operation.context[1]}"
@@ -292,6 +297,7 @@ def build_app(rt: Runtime) -> web.Application:
     app.router.add_get("/storage/upo/{session}/invoices/{invoice}", download)
     app.router.add_get("/storage/upo/{session}/{upo}", download)
     retrieval.add_storage_routes(app, rt)
+    add_status_routes(app, rt.status_service)
     return app
 
 
@@ -354,6 +360,7 @@ class KsefSimulator:
         self._rt: Runtime | None = None
         self._limiter = RateLimiter(rate_limits, overrides=rate_limit_overrides)
         self._state = SimState(seed=seed, processing_delay=processing_delay, storage_delay=storage_delay)
+        self._status_service = StatusServiceScript(self._state.clock.now_dt)
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
 
@@ -370,6 +377,7 @@ class KsefSimulator:
             faults=FaultInjector(self._spec, self._seed),
             contract=ContractChecker() if self._strict else None,
             spool_dir=self._spool,
+            status_service=self._status_service,
         )
         self._rt = rt
         for nip, token in self._contexts:
@@ -420,6 +428,16 @@ class KsefSimulator:
     def base_url(self) -> str:
         """The API base, e.g. ``http://127.0.0.1:8090/v2``."""
         return f"{self.runtime.public_url}/v2"
+
+    @property
+    def status_url(self) -> str:
+        """The status service's (Latarnia's) base, e.g. ``http://127.0.0.1:8090/latarnia``."""
+        return f"{self.runtime.public_url}/latarnia"
+
+    @property
+    def status_service(self) -> StatusServiceScript:
+        """The scripted status service: ``start_failure()``, ``end_failure()``, ``set_fault("5xx")``..."""
+        return self._status_service
 
     @property
     def public_url(self) -> str:

@@ -15,6 +15,8 @@ Spec syntax: comma-separated ``KIND=VALUE[:COUNT]`` items.
 For these two, a bare ``KIND`` or ``KIND:COUNT`` means ``KIND=1`` (every time, up to COUNT): ``session-unavailable:2``
 makes the first two online sends answer 21184, ``session-down:1`` makes the first online session permanently
 unavailable.
+* ``outage-api-error=P``: while the simulator's status service reports a maintenance or failure in progress, an
+  API operation answers 503 with probability P (``outage-api-error=1``: KSeF is down during an announced outage).
 
 The optional ``:COUNT`` caps how many times a kind fires in the simulator's lifetime: ``close-error=1:1`` means
 "the first close answers 500, later ones succeed". Each kind draws from its own generator seeded from ``seed``, so
@@ -40,6 +42,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "close-error",
     "session-unavailable",
     "session-down",
+    "outage-api-error",
 )
 _PROBABILITY_KINDS = frozenset(FAULT_KINDS) - {"upload-delay"}
 # Kinds that may be written bare, ``KIND`` or ``KIND:COUNT``, meaning ``KIND=1[:COUNT]``.

@@ -27,6 +27,7 @@ from ksef_async.testing.simulator.keys import MfKeyring
 from ksef_async.testing.simulator.problems import ApiFailure
 from ksef_async.testing.simulator.ratelimits import RateLimiter
 from ksef_async.testing.simulator.state import AuthOperation, SimState
+from ksef_async.testing.simulator.status_service import StatusServiceScript
 
 __all__ = ["RAW_BODY", "Counters", "Principal", "Runtime", "SimConfig"]
 
@@ -120,8 +121,11 @@ class Runtime:
         faults: FaultInjector,
         contract: ContractChecker | None,
         spool_dir: Path,
+        status_service: StatusServiceScript | None = None,
     ) -> None:
         self.config = config
+        self.status_service = status_service or StatusServiceScript(state.clock.now_dt)
+        """The scripted KSeF status service (Latarnia) served under ``/latarnia``."""
         self.state = state
         self.keys = keys
         self.limiter = limiter
