@@ -27,6 +27,7 @@ import attrs
 from ksef_async import __version__
 from ksef_async._logging import extras, get_logger
 from ksef_async.auth import Authenticator, Credentials
+from ksef_async.core.baseurl import check_base_url
 from ksef_async.core.polling import Backoff
 from ksef_async.errors import ConfigurationError
 from ksef_async.operations import RATE_LIMIT_GROUPS
@@ -99,6 +100,10 @@ class ClientConfig:
             for a certificate authority's OCSP answer).
         sync_rate_limits: After each login, read ``GET /rate-limits`` into the shared limiter (default True).
         user_agent: ``User-Agent`` of API requests.
+        api_total_timeout: Seconds one API call attempt may take in total, body included (default 120): a server
+            trickling bytes cannot hold a call past it. Part uploads and downloads are not API calls.
+        allow_insecure_http: Accept a plain ``http://`` base URL to a non-loopback host (default False: ``http://``
+            only for loopback, e.g. a local simulator).
     """
 
     api_connections: int = attrs.field(default=20, validator=_at_least_one)
@@ -113,6 +118,8 @@ class ClientConfig:
     auth_timeout: float = attrs.field(default=120.0, validator=_positive)
     sync_rate_limits: bool = True
     user_agent: str = f"ksef-async/{__version__}"
+    api_total_timeout: float = attrs.field(default=120.0, validator=_positive)
+    allow_insecure_http: bool = False
 
 
 def _context_of(context: ContextIdentifier | str | None) -> ContextIdentifier | None:
@@ -159,13 +166,12 @@ class KsefClient:
             if isinstance(environment_or_base_url, Environment)
             else environment_or_base_url
         )
-        if not base_url.startswith(("https://", "http://")):
-            raise ConfigurationError(f"base URL must start with https:// or http://, got {base_url!r}")
+        self.config = config or ClientConfig()
+        check_base_url(base_url, allow_insecure_http=self.config.allow_insecure_http)
         self.base_url = base_url.rstrip("/")
         self.context = _context_of(context)
         if credentials is not None and self.context is None:
             raise ConfigurationError("credentials need a context (e.g. context='1234567890' for a NIP)")
-        self.config = config or ClientConfig()
         context_key = "-" if self.context is None else f"{self.context.type}:{self.context.value}"
         self.limiter = limiter or limiter_for(self.base_url, context_key, RATE_LIMIT_GROUPS)
         self._credentials = credentials
@@ -195,7 +201,9 @@ class KsefClient:
         cfg = self.config
         self._api_session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=cfg.api_connections),
-            timeout=aiohttp.ClientTimeout(total=None, connect=cfg.api_connect_timeout, sock_read=cfg.api_read_timeout),
+            timeout=aiohttp.ClientTimeout(
+                total=cfg.api_total_timeout, connect=cfg.api_connect_timeout, sock_read=cfg.api_read_timeout
+            ),
             headers={"User-Agent": cfg.user_agent},
             trace_configs=self._trace_configs,
             raise_for_status=False,
