@@ -349,7 +349,9 @@ class ExportPackage:
                 name = member.name
                 if name == METADATA_FILE or not name.endswith(".xml") or not member.isfile():
                     continue
-                number = name.rsplit("/", 1)[-1][: -len(".xml")]
+                number = checked_ksef_number(
+                    name.rsplit("/", 1)[-1][: -len(".xml")], source=f"export {self.reference_number}: archive member"
+                )
                 entry = entries.get(number)
                 if entry is None:
                     raise IntegrityError(f"export {self.reference_number}: {name} is not listed in {METADATA_FILE}")
