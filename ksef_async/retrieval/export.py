@@ -75,10 +75,12 @@ MAX_PART_BYTES = 1_073_741_824
 
 def _read_bounded(fh: Any, limit: int, what: str) -> bytes:
     """Read ``fh`` to its end, but never more than ``limit`` bytes: past that it is an archive bomb."""
-    data = bytes(fh.read(limit + 1))
-    if len(data) > limit:
-        raise ProtocolError(f"{what} is larger than {limit} bytes: refusing to read it (archive bomb?)")
-    return data
+    data = bytearray()
+    while chunk := fh.read(min(_FEED, limit + 1 - len(data))):
+        data += chunk
+        if len(data) > limit:
+            raise ProtocolError(f"{what} is larger than {limit} bytes: refusing to read it (archive bomb?)")
+    return bytes(data)
 
 
 @attrs.frozen

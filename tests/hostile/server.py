@@ -73,7 +73,7 @@ class HostileServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server  # noqa: SLF001 - the only way to read the bound port
+        server = site._server
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         self._session = aiohttp.ClientSession(auto_decompress=False)
@@ -95,7 +95,8 @@ class HostileServer:
         return await self._forward(request)
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
-        assert self._session is not None and self.upstream is not None
+        assert self._session is not None
+        assert self.upstream is not None
         upstream_root = "/".join(self.upstream.base_url.split("/", 3)[:3])
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
         async with self._session.request(

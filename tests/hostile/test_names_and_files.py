@@ -16,7 +16,9 @@ from ksef_async.cli.send import write_upo_pages
 from ksef_async.client import KsefClient
 from ksef_async.core.polling import Backoff
 from ksef_async.errors import ConfigurationError, ProtocolError
+from ksef_async.models import InvoiceQueryDateRange, InvoiceQueryFilters
 from ksef_async.online import OnlineSendResult, SessionOutcome
+from ksef_async.retrieval.export import export_invoices
 from ksef_async.retrieval.sync import CHECKPOINT_FILE, INDEX_FILE, InvoiceDirectory, sync_invoices
 from ksef_async.testing.simulator import KsefSimulator
 from ksef_async.testing.simulator import retrieval as simret
@@ -35,7 +37,7 @@ def seed(sim: KsefSimulator, count: int = 5) -> dt.datetime:
 
 
 def everything_under(root: Path) -> set[Path]:
-    return {p for p in root.rglob("*")}
+    return set(root.rglob("*"))
 
 
 @pytest.mark.anyio
@@ -63,9 +65,6 @@ async def test_sync_refuses_a_ksef_number_that_is_a_path_and_writes_nothing(
 
 @pytest.mark.anyio
 async def test_export_write_to_refuses_a_traversal_name(sim: KsefSimulator, client: KsefClient, tmp_path: Path) -> None:
-    from ksef_async.models import InvoiceQueryDateRange, InvoiceQueryFilters
-    from ksef_async.retrieval.export import export_invoices
-
     since = seed(sim)
     plant_ksef_number(sim, "../evil")
     filters = InvoiceQueryFilters(
@@ -139,7 +138,8 @@ async def test_cli_sync_refuses_a_traversal_name_and_reports_it(
         "--nip", NIP, env={"KSEF_TOKEN": TOKEN},
     )  # fmt: skip
     assert code != 0
-    assert "ProtocolError" in err and "'../evil' is not a KSeF number" in err, err
+    assert "ProtocolError: export" in err, err
+    assert "'../evil' is not a KSeF number" in err, err
     assert "Traceback" not in err
     assert not (tmp_path / "evil.xml").exists()
     assert list((tmp_path / "out").glob("*.xml")) == []
