@@ -14,7 +14,7 @@ from ksef_async.testing.simulator.state import SimState
 
 @pytest.mark.anyio
 async def test_an_anonymous_body_is_not_read_before_authentication(ksef_simulator: KsefSimulator) -> None:
-    body = b"{" + b" " * (4 * 1024 * 1024) + b"}"
+    body = b"{" + b" " * (256 * 1024) + b"}"
     async with (
         aiohttp.ClientSession() as http,
         http.post(
