@@ -22,9 +22,11 @@ _SHOWN = 80
 
 
 def shown(value: object) -> str:
-    """``value`` as it may appear in a message: redacted, control characters escaped, at most 80 characters."""
+    """``value`` as it may appear in a message: redacted, control characters escaped, its two ends if it is long."""
     text = redact_text(str(value))
-    return repr(text[:_SHOWN] + ("..." if len(text) > _SHOWN else ""))
+    if len(text) > _SHOWN:  # keep both ends: a path's tail says as much as its head
+        text = text[: _SHOWN // 2] + "..." + text[-(_SHOWN // 2) :]
+    return repr(text)
 
 
 def checked_ksef_number(value: object, *, source: str = "server") -> str:
