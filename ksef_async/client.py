@@ -29,6 +29,7 @@ import attrs
 from ksef_async import __version__
 from ksef_async._logging import extras, get_logger
 from ksef_async.auth import Authenticator, Credentials
+from ksef_async.core.baseurl import check_base_url
 from ksef_async.core.polling import Backoff
 from ksef_async.core.system_warnings import SystemWarningHandler, SystemWarningLog, check_test_warning_text
 from ksef_async.errors import ConfigurationError
@@ -131,6 +132,10 @@ class ClientConfig:
             address (a simulator).
         system_warning_history: How many of the latest warnings ``client.system_warnings.recent`` keeps (default
             100).
+        api_total_timeout: Seconds one API call attempt may take in total, body included (default 120): a server
+            trickling bytes cannot hold a call past it. Part uploads and downloads are not API calls.
+        allow_insecure_http: Accept a plain ``http://`` base URL to a non-loopback host (default False: ``http://``
+            only for loopback, e.g. a local simulator).
     """
 
     api_connections: int = attrs.field(default=20, validator=_at_least_one)
@@ -149,6 +154,8 @@ class ClientConfig:
     on_system_warning: SystemWarningHandler | None = attrs.field(default=None, validator=_callable_or_none)
     test_system_warning: str | None = attrs.field(default=None, validator=_test_warning_text)
     system_warning_history: int = attrs.field(default=100, validator=_at_least_one)
+    api_total_timeout: float = attrs.field(default=120.0, validator=_positive)
+    allow_insecure_http: bool = False
 
 
 def _allows_test_warning(base_url: str) -> bool:
@@ -209,13 +216,12 @@ class KsefClient:
             if isinstance(environment_or_base_url, Environment)
             else environment_or_base_url
         )
-        if not base_url.startswith(("https://", "http://")):
-            raise ConfigurationError(f"base URL must start with https:// or http://, got {base_url!r}")
+        self.config = config or ClientConfig()
+        check_base_url(base_url, allow_insecure_http=self.config.allow_insecure_http)
         self.base_url = base_url.rstrip("/")
         self.context = _context_of(context)
         if credentials is not None and self.context is None:
             raise ConfigurationError("credentials need a context (e.g. context='1234567890' for a NIP)")
-        self.config = config or ClientConfig()
         if self.config.test_system_warning is not None and not _allows_test_warning(self.base_url):
             raise ConfigurationError(
                 f"ClientConfig.test_system_warning is only for KSeF TEST or a loopback simulator, not {self.base_url!r}"
@@ -251,7 +257,9 @@ class KsefClient:
         cfg = self.config
         self._api_session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=cfg.api_connections),
-            timeout=aiohttp.ClientTimeout(total=None, connect=cfg.api_connect_timeout, sock_read=cfg.api_read_timeout),
+            timeout=aiohttp.ClientTimeout(
+                total=cfg.api_total_timeout, connect=cfg.api_connect_timeout, sock_read=cfg.api_read_timeout
+            ),
             headers={"User-Agent": cfg.user_agent},
             trace_configs=self._trace_configs,
             raise_for_status=False,

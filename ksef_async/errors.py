@@ -38,6 +38,7 @@
     ├── ResponseFormatError            a KSeF success body does not match its model in the spec
     │                                  (.operation, .problems: tuple of "$.path: reason", never values)
     ├── IntegrityError                 a hash or size from KSeF does not match the bytes received
+    ├── ProtocolError                  a server broke a bound: an unsafe name, an oversized body, an endless loop
     └── DeadlineExceededError          polling gave up at the caller's deadline
 
 Secrets never reach these messages: callers pass only codes, descriptions and reference numbers.
@@ -50,6 +51,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+
+from ksef_async.core.redact import redact_server_text
 
 __all__ = [
     "AmbiguousRequestError",
@@ -78,6 +81,7 @@ __all__ = [
     "NaiveDateTimeError",
     "NotFoundError",
     "OperationFailedError",
+    "ProtocolError",
     "RateLimitedError",
     "ResponseFormatError",
     "ServerError",
@@ -118,6 +122,14 @@ class CryptoError(KsefError):
 
 class IntegrityError(KsefError):
     """A hash or size announced by KSeF does not match the bytes received."""
+
+
+class ProtocolError(KsefError):
+    """A server (or a file from one) broke a documented bound.
+
+    For example a name off its pattern, a path outside its directory, a body over its size limit, a page or a wait
+    that never ends. Nothing was written for the offending value; the message names it, redacted and shortened.
+    """
 
 
 class DeadlineExceededError(KsefError):
@@ -183,13 +195,24 @@ class AmbiguousRequestError(TransportError):
     """A request that changes state may have taken effect; check its outcome before retrying."""
 
 
+def _redact_all(values: Sequence[str]) -> tuple[str, ...]:
+    return tuple(redact_server_text(str(v)) for v in values)
+
+
+def _redact_optional(value: str | None) -> str | None:
+    return None if value is None else redact_server_text(value, limit=200)
+
+
 @attrs.frozen
 class ApiErrorDetail:
-    """One entry of a KSeF error body (``exceptionDetailList`` item or problem+json ``errors`` item)."""
+    """One entry of a KSeF error body (``exceptionDetailList`` item or problem+json ``errors`` item).
+
+    The texts come from a server: they are redacted and shortened on the way in (`redact_server_text`).
+    """
 
     code: int | None
-    description: str
-    details: tuple[str, ...] = ()
+    description: str = attrs.field(converter=redact_server_text)
+    details: tuple[str, ...] = attrs.field(default=(), converter=_redact_all)
 
 
 class ApiError(KsefError):
@@ -208,9 +231,10 @@ class ApiError(KsefError):
     ) -> None:
         self.status = status
         self.errors = list(errors)
-        self.title = title
-        self.reference_number = reference_number
-        self.trace_id = trace_id
+        self.title = _redact_optional(title)
+        self.reference_number = _redact_optional(reference_number)
+        self.trace_id = _redact_optional(trace_id)
+        title, trace_id = self.title, self.trace_id
         self.operation = operation
         self.body = dict(body) if body is not None else None
         parts = [f"HTTP {status}"]
@@ -524,7 +548,7 @@ def api_error_from_response(
     errors, title, reference, trace_id = _parse_body(parsed) if parsed is not None else ([], None, None, None)
     if parsed is None and body:
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-        errors = [ApiErrorDetail(None, text[:500])]
+        errors = [ApiErrorDetail(None, redact_server_text(text))]
     cls = _STATUS_CLASSES.get(status, ServerError if status >= 500 else ApiError)  # noqa: PLR2004
     if cls is BadRequestError:
         cls = next((_CODE_CLASSES[e.code] for e in errors if e.code in _CODE_CLASSES), cls)

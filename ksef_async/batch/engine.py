@@ -53,6 +53,7 @@ import attrs
 from anyio.abc import TaskGroup, TaskStatus
 
 from ksef_async._logging import extras, get_logger
+from ksef_async._private_files import private_dir, write_private_in
 from ksef_async.batch.api import BatchApi
 from ksef_async.batch.events import (
     BatchEvent,
@@ -85,6 +86,7 @@ from ksef_async.core.plan import (
     SessionState,
 )
 from ksef_async.core.polling import Backoff
+from ksef_async.core.safepath import checked_reference_number
 from ksef_async.core.system_warnings import SystemWarningLog, SystemWarningRecorder
 from ksef_async.errors import (
     ApiError,
@@ -847,7 +849,8 @@ class BatchSender:
         directory = self.config.upo_dir or (self.state_dir / "upo")
         saved: list[str] = []
         with self._stages.timed("upo"):
-            await anyio.to_thread.run_sync(lambda: directory.mkdir(parents=True, exist_ok=True))
+            checked_reference_number(reference, source="batch session referenceNumber")
+            await anyio.to_thread.run_sync(private_dir, directory)
             for number, page in enumerate(pages, start=1):
                 url = page.get("downloadUrl")
                 try:
@@ -856,8 +859,8 @@ class BatchSender:
                     data = None  # an expired link: the API endpoint serves the same page
                 if data is None:
                     data = await self.api.session_upo(reference, str(page["referenceNumber"]))
-                path = directory / f"UPO-{reference}-{number}.xml"
-                await anyio.to_thread.run_sync(path.write_bytes, data)
+                name = f"UPO-{reference}-{number}.xml"
+                path = await anyio.to_thread.run_sync(write_private_in, directory, name, data)
                 saved.append(str(path))
                 self._emit(UpoSaved(index, str(path)))
         self._upo_files[index] = saved

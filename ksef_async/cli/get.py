@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ksef_async._private_files import write_private
 from ksef_async.cli._app import app
 from ksef_async.cli._connection import EXIT_OK, Connection, run_async
 from ksef_async.retrieval.download import download_invoice
@@ -47,7 +48,7 @@ def get(
             sys.stdout.buffer.write(xml)
             sys.stdout.buffer.flush()
         else:
-            output.write_bytes(xml)
+            write_private(output, xml)
             print(f"{ksef_number}: {len(xml)} bytes written to {output}", file=sys.stderr)
         return EXIT_OK
 

@@ -15,11 +15,13 @@ from typing import Annotated
 
 from cyclopts import Parameter
 
+from ksef_async._private_files import private_dir, write_private, write_private_in
 from ksef_async.cli._app import app
 from ksef_async.cli._connection import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Connection, run_async
 from ksef_async.cli.send_batch import send_batch
 from ksef_async.cli.validate import expand_paths
 from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE
+from ksef_async.core.safepath import checked_reference_number
 from ksef_async.errors import TechnicalCorrectionError
 from ksef_async.online import (
     InvoiceOutcome,
@@ -179,7 +181,7 @@ def _finish(result: OnlineSendResult, *, report: Path | None, upo_dir: Path | No
     _print_result(result)
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(json.dumps(result.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        write_private(report, (json.dumps(result.to_json(), ensure_ascii=False, indent=2) + "\n").encode())
     if upo_dir is not None:
         write_upo_pages(result, upo_dir)
     return EXIT_OK if result.all_accepted else EXIT_REJECTED
@@ -206,11 +208,11 @@ def _print_result(result: OnlineSendResult) -> None:
 
 def write_upo_pages(result: OnlineSendResult, directory: Path) -> list[Path]:
     """Write each session's UPO pages as ``<session>-<n>.xml`` into ``directory``; return the paths."""
-    directory.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for session in result.sessions:
+        # The reference number comes from the server: checked before it becomes a file name.
+        reference = checked_reference_number(session.reference_number, source="session referenceNumber")
+        private_dir(directory)
         for number, page in enumerate(session.upo, 1):
-            path = directory / f"{session.reference_number}-{number}.xml"
-            path.write_bytes(page)
-            written.append(path)
+            written.append(write_private_in(directory, f"{reference}-{number}.xml", page))
     return written

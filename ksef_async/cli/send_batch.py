@@ -22,6 +22,7 @@ from typing import Final
 import attrs
 from rich.console import Console
 
+from ksef_async._private_files import write_private
 from ksef_async.batch.api import TransportBatchApi
 from ksef_async.batch.engine import BatchSender, SendConfig
 from ksef_async.batch.reconcile import BatchReport
@@ -98,7 +99,7 @@ def finish_batch(
     written: str | None = None
     if report_path is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)
-        report_path.write_text(json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        write_private(report_path, (json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n").encode())
         written = str(report_path)
     print_summary(report, console, report_path=written)
     if not report.complete:

@@ -11,6 +11,7 @@ from cyclopts import Parameter
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from ksef_async._private_files import write_private
 from ksef_async.cli._app import app
 from ksef_async.cli._connection import EXIT_OK, EXIT_USAGE, Connection, run_async
 from ksef_async.cli.query import parse_moment, parse_subjects
@@ -100,7 +101,7 @@ def sync(
 
     def finish(report: SyncReport) -> int:
         summary = report.to_json()
-        (outdir / SUMMARY_FILE).write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", "utf-8")
+        write_private(outdir / SUMMARY_FILE, (json.dumps(summary, ensure_ascii=False, indent=2) + "\n").encode())
         if as_json:
             print(json.dumps(summary, ensure_ascii=False, indent=2))
             return EXIT_OK

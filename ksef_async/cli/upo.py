@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ksef_async._private_files import private_dir, write_private_in
 from ksef_async.cli._app import app
 from ksef_async.cli._connection import EXIT_OK, EXIT_REJECTED, Connection, run_async
 from ksef_async.xml.upo import parse_upo
@@ -51,10 +52,9 @@ async def _download(reference_number: str, connection: Connection) -> list[bytes
 def _save(reference_number: str, pages: list[bytes] | None, out: Path) -> int:
     if pages is None:
         return EXIT_REJECTED
-    out.mkdir(parents=True, exist_ok=True)
+    private_dir(out)
     for number, page in enumerate(pages, 1):
         parsed = parse_upo(page)
-        path = out / f"{reference_number}-{number}.xml"
-        path.write_bytes(page)
+        path = write_private_in(out, f"{reference_number}-{number}.xml", page)
         print(f"{path}: {len(parsed.documents)} invoice(s)")
     return EXIT_OK

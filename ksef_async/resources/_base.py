@@ -11,6 +11,7 @@ import attrs
 import cattrs
 
 from ksef_async._logging import extras, get_logger
+from ksef_async.core.paging import PageGuard
 from ksef_async.core.polling import Backoff, PollSchedule
 from ksef_async.core.system_warnings import SystemWarningLog
 from ksef_async.errors import DeadlineExceededError, ResponseFormatError
@@ -132,12 +133,17 @@ class Resource:
     ) -> AsyncIterator[P]:
         """Yield every page of a list operation, following ``continuationToken`` (absent or empty: last page)."""
         token: str | None = None
+        guard = PageGuard(op_id)
         while True:
             headers = {CONTINUATION_HEADER: token} if token else None
             response = await self._send(op_id, params=params, path_params=path_params, headers=headers)
             body = decode_json(op_id, response)
-            yield structure_response(op_id, body, model)
+            page = structure_response(op_id, body, model)
             token = body.get("continuationToken") if isinstance(body, dict) else None
+            guard.page(has_more=bool(token))
+            if token:
+                guard.token(str(token))
+            yield page
             if not token:
                 return
 

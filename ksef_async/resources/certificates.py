@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ksef_async.core.certs import KeyAlgorithm, PrivateKey
 from ksef_async.core.csr import build_csr, generate_key
+from ksef_async.core.paging import PageGuard
 from ksef_async.core.polling import Backoff
 from ksef_async.errors import ConfigurationError, IntegrityError, OperationFailedError
 from ksef_async.models import (
@@ -195,6 +196,7 @@ class CertificatesResource(Resource):
         """
         body = unstructure(request or QueryCertificatesRequest())
         offset = 0
+        guard = PageGuard("post_certificates_query")
         while True:
             params: dict[str, int] = {"pageOffset": offset}
             if page_size is not None:
@@ -202,6 +204,7 @@ class CertificatesResource(Resource):
             page = await self._get_model(
                 "post_certificates_query", QueryCertificatesResponse, params=params, json_body=body, idempotent=True
             )
+            guard.page(items=len(page.certificates), has_more=bool(page.has_more))
             for item in page.certificates:
                 yield item
             if not page.has_more:

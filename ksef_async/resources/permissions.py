@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol, TypeVar
 
 from ksef_async._logging import extras, get_logger
+from ksef_async.core.paging import PageGuard
 from ksef_async.core.polling import Backoff
 from ksef_async.errors import ConfigurationError, OperationFailedError
 from ksef_async.models import (
@@ -224,6 +225,7 @@ class PermissionsResource(Resource):
         """Yield pages ``pageOffset`` 0, 1, ... while ``hasMore`` (a read: safe to retry although it is a POST)."""
         size = _page_size(page_size)
         offset = 0
+        guard = PageGuard(op_id)
         while True:
             params: dict[str, str | int] = {"pageOffset": offset}
             if size is not None:
@@ -233,6 +235,7 @@ class PermissionsResource(Resource):
                 kwargs["json_body"] = unstructure(body)
             response = await self._send(op_id, **kwargs)
             page = structure(response.json(), model)
+            guard.page(has_more=bool(page.has_more))
             yield page
             if not page.has_more:
                 return

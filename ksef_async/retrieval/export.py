@@ -32,10 +32,19 @@ from typing import Any
 import attrs
 
 from ksef_async._logging import extras, get_logger
+from ksef_async._private_files import private_dir, write_private_in
 from ksef_async.core.crypto import AesCbcDecryptor, SessionKey, b64, b64decode
 from ksef_async.core.polling import Backoff
+from ksef_async.core.safepath import checked_ksef_number, shown
 from ksef_async.core.windows import check_window
-from ksef_async.errors import CryptoError, IntegrityError, KsefError, ResponseFormatError, TransportError
+from ksef_async.errors import (
+    CryptoError,
+    IntegrityError,
+    KsefError,
+    ProtocolError,
+    ResponseFormatError,
+    TransportError,
+)
 from ksef_async.models import (
     CompressionType,
     InvoiceExportStatusResponse,
@@ -63,6 +72,24 @@ METADATA_FILE = "_metadata.json"
 _READ_BATCH = 64
 _METADATA_OPENING = re.compile(r'\s*\{\s*"invoices"\s*:\s*\[')
 _FEED = 1 << 20
+MAX_INVOICE_BYTES = 10_000_000
+"""Largest invoice member read: 10 MB, the highest ``maxInvoiceWithAttachmentSizeInMB`` a context may have."""
+METADATA_BYTES_PER_INVOICE = 16_384
+"""``_metadata.json`` may hold this much per invoice of the package (KSeF's entries are about 1 kB)."""
+MAX_PACKAGE_INVOICES = 10_000
+"""A package holds at most 10,000 invoices (``InvoicePackage.invoiceCount``)."""
+MAX_PART_BYTES = 1_073_741_824
+"""Largest encrypted part accepted (the whole package's limit, 1 GiB); a part is never read past its declaration."""
+
+
+def _read_bounded(fh: Any, limit: int, what: str) -> bytes:
+    """Read ``fh`` to its end, but never more than ``limit`` bytes: past that it is an archive bomb."""
+    data = bytearray()
+    while chunk := fh.read(min(_FEED, limit + 1 - len(data))):
+        data += chunk
+        if len(data) > limit:
+            raise ProtocolError(f"{what} is larger than {limit} bytes: refusing to read it (archive bomb?)")
+    return bytes(data)
 
 
 def package_compression(package: InvoicePackage) -> CompressionType:
@@ -279,6 +306,11 @@ class ExportPackage:
         else:
             yield from self._iter_zip()
 
+    @property
+    def _metadata_limit(self) -> int:
+        count = min(max(self.package.invoice_count or 0, 1), MAX_PACKAGE_INVOICES)
+        return 1_048_576 + count * METADATA_BYTES_PER_INVOICE
+
     def _entries(self, raw: bytes) -> _MetadataIndex:
         try:
             return _MetadataIndex(raw.decode("utf-8"))
@@ -286,8 +318,9 @@ class ExportPackage:
             raise IntegrityError(f"export {self.reference_number}: {METADATA_FILE} is not readable ({exc})") from None
 
     def _make(self, entry: Mapping[str, Any], xml: bytes | None) -> ExportedInvoice:
+        # The one gate for server-supplied KSeF numbers: they become file names downstream.
+        number = checked_ksef_number(entry.get("ksefNumber"), source=f"export {self.reference_number}: {METADATA_FILE}")
         metadata = structure(entry, InvoiceMetadata)
-        number = str(metadata.ksef_number)
         if xml is not None:
             actual = hashlib.sha256(xml).digest()
             if actual != _digest(metadata.invoice_hash):
@@ -297,13 +330,17 @@ class ExportPackage:
                 )
         return ExportedInvoice(number, xml, metadata, entry)
 
+    def _what(self, member: str) -> str:
+        return f"export {self.reference_number}: member {shown(member)}"
+
     def _iter_zip(self) -> Iterator[ExportedInvoice]:
         # A small buffer: zipfile seeks to every member, and each seek throws the buffer away.
         with _Concatenation(self._parts) as raw, zipfile.ZipFile(io.BufferedReader(raw, 1 << 16)) as archive:
             names = set(archive.namelist())
             if METADATA_FILE not in names:
                 raise IntegrityError(f"export {self.reference_number}: the package has no {METADATA_FILE}")
-            entries = self._entries(archive.read(METADATA_FILE))
+            with archive.open(METADATA_FILE) as fh:
+                entries = self._entries(_read_bounded(fh, self._metadata_limit, self._what(METADATA_FILE)))
             only_metadata = not (names - {METADATA_FILE})
             for entry in entries.iter():
                 number = str(entry.get("ksefNumber"))
@@ -313,7 +350,9 @@ class ExportPackage:
                 member = f"{number}.xml"
                 if member not in names:
                     raise IntegrityError(f"export {self.reference_number}: {member} is listed but not in the package")
-                yield self._make(entry, archive.read(member))
+                with archive.open(member) as fh:
+                    xml = _read_bounded(fh, MAX_INVOICE_BYTES, self._what(member))
+                yield self._make(entry, xml)
 
     def _iter_tar(self) -> Iterator[ExportedInvoice]:
         entries: _MetadataIndex | None = None
@@ -324,7 +363,8 @@ class ExportPackage:
             for member in tar:
                 if member.name == METADATA_FILE:
                     fh = tar.extractfile(member)
-                    entries = self._entries(fh.read() if fh else b"")
+                    what = self._what(METADATA_FILE)
+                    entries = self._entries(_read_bounded(fh, self._metadata_limit, what) if fh else b"")
                     break
         if entries is None:
             raise IntegrityError(f"export {self.reference_number}: the package has no {METADATA_FILE}")
@@ -339,13 +379,15 @@ class ExportPackage:
                 name = member.name
                 if name == METADATA_FILE or not name.endswith(".xml") or not member.isfile():
                     continue
-                number = name.rsplit("/", 1)[-1][: -len(".xml")]
+                number = checked_ksef_number(
+                    name.rsplit("/", 1)[-1][: -len(".xml")], source=f"export {self.reference_number}: archive member"
+                )
                 entry = entries.get(number)
                 if entry is None:
                     raise IntegrityError(f"export {self.reference_number}: {name} is not listed in {METADATA_FILE}")
                 fh = tar.extractfile(member)
                 seen.add(number)
-                yield self._make(entry, fh.read() if fh else b"")
+                yield self._make(entry, _read_bounded(fh, MAX_INVOICE_BYTES, self._what(name)) if fh else b"")
         for entry in entries.iter():
             number = str(entry.get("ksefNumber"))
             if number not in seen:
@@ -375,14 +417,14 @@ class ExportPackage:
 
     async def write_to(self, directory: Path) -> int:
         """Write ``{ksefNumber}.xml`` files and ``_metadata.json`` into ``directory``; return the invoice count."""
-        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(private_dir, directory)
         entries: list[Mapping[str, Any]] = []
         async for invoice in self.invoices():
             entries.append(invoice.raw_metadata)
             if invoice.xml is not None:
-                await asyncio.to_thread((directory / f"{invoice.ksef_number}.xml").write_bytes, invoice.xml)
+                await asyncio.to_thread(write_private_in, directory, f"{invoice.ksef_number}.xml", invoice.xml)
         text = json.dumps({"invoices": entries}, ensure_ascii=False, indent=1)
-        await asyncio.to_thread((directory / METADATA_FILE).write_text, text, "utf-8")
+        await asyncio.to_thread(write_private_in, directory, METADATA_FILE, text.encode())
         return len(entries)
 
 
@@ -421,16 +463,28 @@ class _PartSink:
         self.path.unlink(missing_ok=True)
 
 
+def _within(received: int, declared: int, what: str) -> int:
+    # A server that never stops must not fill the disk: stop at the first chunk past the declaration.
+    if received > declared:
+        raise IntegrityError(f"{what}: more than encryptedPartSize {declared} bytes sent: stopped")
+    return received
+
+
 async def _download_part(  # noqa: C901 - one linear check list
     retrieval: RetrievalResource, key: SessionKey, part: InvoicePackagePart, path: Path, reference: str
 ) -> None:
-    sink = await asyncio.to_thread(_PartSink, key, path)
     what = f"export {reference} part {part.ordinal_number}"
+    declared = part.encrypted_part_size
+    if not 0 <= declared <= MAX_PART_BYTES:
+        raise ProtocolError(f"{what}: encryptedPartSize {declared} is outside 0..{MAX_PART_BYTES}")
+    sink = await asyncio.to_thread(_PartSink, key, path)
     try:
+        received = 0
         async with retrieval.stream_part(part.url) as stream:
             # Network chunks are often small; hand the worker thread about 1 MiB at a time.
             pending = bytearray()
             async for chunk in stream.chunks:
+                received = _within(received + len(chunk), declared, what)
                 pending += chunk
                 if len(pending) >= _FEED:
                     await asyncio.to_thread(sink.feed, bytes(pending))

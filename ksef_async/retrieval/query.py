@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import attrs
 
 from ksef_async._logging import extras, get_logger
+from ksef_async.core.paging import PageGuard
 from ksef_async.core.windows import MAX_WINDOW, require_aware, split_windows
 from ksef_async.errors import BadRequestError, ConfigurationError
 from ksef_async.models import (
@@ -94,6 +95,7 @@ async def iter_metadata(  # noqa: C901, PLR0912
     for window_low, window_high in windows:
         low, high = window_low, window_high
         offset = 0
+        guard = PageGuard("query_metadata")
         while True:
             query = attrs.evolve(filters, date_range=attrs.evolve(date_range, from_=low, to=high))
             try:
@@ -105,6 +107,8 @@ async def iter_metadata(  # noqa: C901, PLR0912
                     logger.info("query window starts after the HWM: done", extra=extras(window_from=low.isoformat()))
                     return
                 raise
+            # hasMore with an empty page, or paging past any real listing, would loop for ever.
+            guard.page(items=len(page.invoices), has_more=bool(page.has_more))
             for record in page.invoices:
                 number = str(record.ksef_number)
                 if number in boundary:

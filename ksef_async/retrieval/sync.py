@@ -38,10 +38,12 @@ from typing import Any, Protocol
 import attrs
 
 from ksef_async._logging import extras, get_logger
+from ksef_async._private_files import append_private, private_dir, write_private
 from ksef_async.core.polling import Backoff
+from ksef_async.core.safepath import safe_join
 from ksef_async.core.system_warnings import WarningTally
 from ksef_async.core.windows import require_aware, window_end
-from ksef_async.errors import BadRequestError, ConfigurationError, ExportFailedError, IntegrityError
+from ksef_async.errors import BadRequestError, ConfigurationError, ExportFailedError, IntegrityError, ProtocolError
 from ksef_async.models import (
     CompressionType,
     InvoiceQueryDateRange,
@@ -91,13 +93,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _atomic_write(path: Path, data: bytes, *, fsync: bool) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        if fsync:
-            os.fsync(fh.fileno())
-    tmp.replace(path)
+    write_private(path, data, fsync=fsync)  # owner-only: invoices hold counterparty data
 
 
 class CheckpointStore(Protocol):
@@ -155,7 +151,7 @@ class JsonCheckpointStore:
             "saved": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         data = json.dumps({"version": 1, "subjects": subjects}, indent=1, sort_keys=True).encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         _atomic_write(self.path, data, fsync=True)
         _fsync_dir(self.path.parent)
 
@@ -173,7 +169,7 @@ class InvoiceDirectory:
     def __init__(self, path: Path, *, fsync: bool = True) -> None:
         self.path = path
         self.fsync = fsync
-        path.mkdir(parents=True, exist_ok=True)
+        private_dir(path)
         for leftover in path.glob(".*.tmp"):
             leftover.unlink(missing_ok=True)
         self.index_path = path / INDEX_FILE
@@ -195,9 +191,15 @@ class InvoiceDirectory:
                 fh.truncate(len(keep))
                 fh.flush()
                 os.fsync(fh.fileno())
-        for line in keep.splitlines():
+        for number, line in enumerate(keep.splitlines(), 1):
             if line.strip():
-                self.indexed.add(str(json.loads(line)["ksefNumber"]))
+                try:
+                    self.indexed.add(str(json.loads(line)["ksefNumber"]))
+                except (ValueError, TypeError, KeyError):
+                    raise ConfigurationError(
+                        f"{self.index_path}: line {number} is not an index entry (a JSON object with 'ksefNumber'); "
+                        "repair or remove that line"
+                    ) from None
 
     def write(self, invoices: Sequence[ExportedInvoice], subject_type: str) -> tuple[int, int]:
         """Write the invoices not indexed yet, make them durable, then index them; return ``(written, skipped)``.
@@ -219,7 +221,7 @@ class InvoiceDirectory:
                 continue
             batch.add(number)
             name = f"{number}.xml"
-            target = self.path / name
+            target = safe_join(self.path, name)
             if invoice.xml is not None and not _same_content(target, invoice.xml):
                 _atomic_write(target, invoice.xml, fsync=per_file_fsync)
             entry = {
@@ -236,11 +238,7 @@ class InvoiceDirectory:
                     _fsync_dir(self.path)
                 else:
                     os.sync()
-            with self.index_path.open("ab") as fh:
-                fh.write(b"".join(lines))
-                fh.flush()
-                if self.fsync:
-                    os.fsync(fh.fileno())
+            append_private(self.index_path, b"".join(lines), fsync=self.fsync)
             self.indexed |= batch
         return written, skipped
 
@@ -371,6 +369,7 @@ async def sync_invoices(  # noqa: C901, PLR0912, PLR0915
     max_wait: float | None = 3600.0,
     backoff: Backoff | None = None,
     busy_wait: float = 60.0,
+    busy_retries: int = 60,
     on_progress: ProgressCallback | None = None,
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> SyncReport:
@@ -390,6 +389,7 @@ async def sync_invoices(  # noqa: C901, PLR0912, PLR0915
         max_wait: Give up an export still in progress after this many seconds.
         backoff: Waits between export status polls.
         busy_wait: Seconds to wait when KSeF answers 21182 (10 exports in progress) before trying again.
+        busy_retries: Give up after this many 21182 answers in a row (`ProtocolError`).
         on_progress: Called after each batch of invoices is written.
         now: Current time (decides whether a window reaches the present).
 
@@ -407,6 +407,7 @@ async def sync_invoices(  # noqa: C901, PLR0912, PLR0915
     report = SyncReport()
     seen_warnings = retrieval.system_warnings.recorder()
     budget = export_budget
+    busy = 0
     for subject_value in subject_types:
         subject = str(subject_value)
         sub = SubjectReport(subject)
@@ -452,6 +453,7 @@ async def sync_invoices(  # noqa: C901, PLR0912, PLR0915
                     backoff=backoff,
                     on_started=on_started,
                 ) as package:
+                    busy = 0
                     sub.exports += 1
                     sub.waited_seconds += accepted[0] - asked
                     await _write_all(directory, package.invoices(), subject, sub, on_progress)
@@ -468,6 +470,11 @@ async def sync_invoices(  # noqa: C901, PLR0912, PLR0915
             except BadRequestError as exc:
                 if not exc.has_code(EXPORTS_IN_PROGRESS):
                     raise
+                busy += 1
+                if busy > busy_retries:
+                    raise ProtocolError(
+                        f"{subject}: KSeF answered 21182 (10 exports in progress) {busy} times in a row: giving up"
+                    ) from None
                 logger.warning("10 exports in progress (21182): waiting", extra=extras(wait=busy_wait))
                 await asyncio.sleep(busy_wait)
                 continue

@@ -56,6 +56,7 @@ from ksef_async.errors import (
 )
 from ksef_async.operations import Operation, TokenKind
 from ksef_async.ratelimit import RateLimiter
+from ksef_async.transport._limits import MAX_API_BODY, MAX_ERROR_BODY, check_retry_after, read_limited
 
 __all__ = [
     "SAFE_POSTS",
@@ -277,6 +278,7 @@ class ApiTransport:
                 # retryable for them; their other failures raise AmbiguousRequestError, which is not.
                 return await self._send_retrying(call)
             except RateLimitedError as exc:
+                check_retry_after(exc, op.operation_id)
                 texts = [text for e in exc.errors for text in (e.description, *e.details)]
                 group = rate_limited_group(op.rate_group, texts, self.limiter.limits)
                 await self.limiter.on_rate_limited(group, exc.retry_after)
@@ -354,8 +356,9 @@ class ApiTransport:
             async with self._session.request(
                 op.method, call.url, params=call.params, data=call.data, headers=headers
             ) as response:
-                body = await response.read()
                 status = response.status
+                limit = MAX_API_BODY if 200 <= status < 300 else MAX_ERROR_BODY  # noqa: PLR2004
+                body = await read_limited(response, limit, op.operation_id)
                 resp_headers = response.headers
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # Nothing reached KSeF: any call may be repeated.

@@ -14,6 +14,7 @@ import attrs
 from ksef_async._logging import extras, get_logger
 from ksef_async.core.redact import redact_url
 from ksef_async.errors import IntegrityError, TransportError, api_error_from_response
+from ksef_async.transport._limits import MAX_DOWNLOAD_BODY, MAX_ERROR_BODY, read_limited
 
 __all__ = ["HASH_HEADER", "StorageStream", "StorageTransport", "check_hash"]
 
@@ -75,7 +76,7 @@ class StorageTransport:
         try:
             async with self._session.request(method.upper(), url, data=body, headers=request_headers) as response:
                 status = response.status
-                text = await response.read()
+                text = await read_limited(response, MAX_ERROR_BODY, safe_url)
         except (aiohttp.ClientError, TimeoutError) as exc:
             logger.warning("part upload failed", extra=extras(url=safe_url, error=type(exc).__name__))
             raise TransportError(f"part upload to {safe_url} failed: {type(exc).__name__}") from None
@@ -96,7 +97,8 @@ class StorageTransport:
         try:
             async with self._session.get(url) as response:
                 status = response.status
-                body = await response.read()
+                limit = MAX_DOWNLOAD_BODY if 200 <= status < 300 else MAX_ERROR_BODY  # noqa: PLR2004
+                body = await read_limited(response, limit, safe_url)
                 announced = response.headers.get(HASH_HEADER)
         except (aiohttp.ClientError, TimeoutError) as exc:
             logger.warning("download failed", extra=extras(url=safe_url, error=type(exc).__name__))
@@ -122,7 +124,8 @@ class StorageTransport:
         try:
             async with self._session.get(url) as response:
                 if not 200 <= response.status < 300:  # noqa: PLR2004
-                    raise api_error_from_response(response.status, await response.read(), operation="download")
+                    body = await read_limited(response, MAX_ERROR_BODY, safe_url)
+                    raise api_error_from_response(response.status, body, operation="download")
                 logger.debug("download stream", extra=extras(url=safe_url, status=response.status))
                 yield StorageStream(response.headers.get(HASH_HEADER), _chunks(response, chunk_size, safe_url))
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -151,7 +151,7 @@ def test_test_system_warning_is_allowed_on_test_and_loopback(base_url: str) -> N
 )
 def test_test_system_warning_is_refused_elsewhere(base_url: Environment | str) -> None:
     with pytest.raises(ConfigurationError, match="test_system_warning"):
-        KsefClient(base_url, config=ClientConfig(test_system_warning="[test]: x"))
+        KsefClient(base_url, config=ClientConfig(test_system_warning="[test]: x", allow_insecure_http=True))
 
 
 @pytest.mark.parametrize("text", ["", "line\r\nX-Evil: 1", "zażółć"])

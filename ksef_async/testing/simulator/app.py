@@ -21,6 +21,7 @@ import json
 import logging
 import shutil
 import tempfile
+import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +29,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from ksef_async.core.baseurl import is_loopback_host
 from ksef_async.core.ratelimit import WindowLimits
 from ksef_async.errors import ConfigurationError
 from ksef_async.operations import OPERATIONS, PUBLIC_GROUP, Operation, TokenKind
@@ -43,6 +45,7 @@ from ksef_async.testing.simulator import (
     storage,
     testdata,
 )
+from ksef_async.testing.simulator.bodylimits import body_limit, read_body
 from ksef_async.testing.simulator.contract import ContractChecker, ContractViolation, ContractViolationError
 from ksef_async.testing.simulator.faults import FaultInjector, FaultSpec
 from ksef_async.testing.simulator.keys import MfKeyring
@@ -54,7 +57,7 @@ from ksef_async.testing.simulator.state import ALL_PERMISSIONS, SessionKind, Sim
 from ksef_async.testing.simulator.status_service import StatusServiceScript, add_status_routes
 from ksef_async.testing.simulator.system_warnings import add_system_warning
 
-__all__ = ["Handler", "KsefSimulator", "build_app"]
+__all__ = ["Handler", "KsefSimulator", "build_app", "exposure_warning"]
 
 _log = logging.getLogger("ksef_async.testing.simulator")
 
@@ -164,10 +167,8 @@ def _make_route(rt: Runtime, op: Operation) -> Callable[[web.Request], Awaitable
     async def route(request: web.Request) -> web.StreamResponse:
         rt.counters.requests[op.rate_group] += 1
         rt.counters.operations[op.operation_id] += 1
-        raw = await request.read()
-        rt.counters.bytes_received += len(raw)
-        request[RAW_BODY] = raw
         fault = False
+        raw = b""
         try:
             if rt.faults.fires("api-error"):
                 fault = True
@@ -175,7 +176,12 @@ def _make_route(rt: Runtime, op: Operation) -> Callable[[web.Request], Awaitable
             if rt.status_service.outage and (rt.status_service.api_down or rt.faults.fires("outage-api-error")):
                 fault = True
                 raise ApiFailure(503, 0, "Service Unavailable (announced KSeF outage)")  # noqa: TRY301
+            # Authentication first, then the body, read no further than the route's limit: an anonymous client
+            # cannot make the simulator hold megabytes.
             principal = _principal(rt, request, op) if op.tokens else None
+            raw = await read_body(request, body_limit(op.operation_id))
+            rt.counters.bytes_received += len(raw)
+            request[RAW_BODY] = raw
             subject = (
                 f"{principal.operation.context[0]}:{principal.operation.context[1]}"
                 if principal is not None and op.rate_group != PUBLIC_GROUP
@@ -280,9 +286,19 @@ def _error_recorder(rt: Runtime) -> Any:
     return record_internal_errors
 
 
+def exposure_warning(host: str) -> str | None:
+    """The warning for a simulator bound to ``host``, or None for a loopback address."""
+    if is_loopback_host(host):
+        return None
+    return (
+        f"the KSeF simulator listens on {host}, not on loopback: anyone who can reach it can log in with the seeded "
+        "tokens and read every invoice it holds; bind it to 127.0.0.1 unless that is what you want"
+    )
+
+
 def build_app(rt: Runtime) -> web.Application:
     """The aiohttp application serving ``/v2/...`` and ``/storage/...`` for ``rt``."""
-    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[_error_recorder(rt)])
+    app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[_error_recorder(rt)])
     for op in sorted(OPERATIONS, key=_specificity):
         app.router.add_route(op.method, "/v2" + op.path, _make_route(rt, op))
 
@@ -394,6 +410,10 @@ class KsefSimulator:
         shown_host = f"[{host}]" if ":" in host else host
         rt.public_url = self._public_url or f"http://{shown_host}:{port}"
         _log.info("KSeF simulator listening on %s", self.base_url)
+        exposure = exposure_warning(str(host))
+        if exposure is not None:
+            _log.warning("%s", exposure)
+            warnings.warn(exposure, UserWarning, stacklevel=2)
 
     async def stop(self) -> None:
         """Stop serving, wait for batch processing to finish and remove the spool directory."""

@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import functools
 import re
+import secrets
 from typing import Any
 
 from aiohttp import web
@@ -138,7 +139,7 @@ def add_token(
         rt.state.contexts[context] = record
     reference = rt.reference("EC")
     if token is None:
-        token = f"{reference}|{context[0].lower()}-{context[1]}|{rt.state.rng.randbytes(32).hex()}"
+        token = f"{reference}|{context[0].lower()}-{context[1]}|{secrets.token_hex(32)}"
     entry = KsefTokenRecord(
         token,
         reference,

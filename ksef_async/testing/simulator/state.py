@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import hashlib
 import random
 import secrets
 import time
@@ -347,7 +346,9 @@ class SimState:
     def __init__(self, *, seed: int | None, processing_delay: float, storage_delay: float) -> None:
         self.clock = SimClock()
         self.rng = random.Random(seed)  # noqa: S311 - identifiers, not secrets
-        self.secret = secrets.token_bytes(32) if seed is None else hashlib.sha256(f"sim-{seed}".encode()).digest()
+        # Never derived from ``seed``: the seed is for reproducible identifiers, and a seed is easy to guess; the
+        # signing secret (bearer tokens, pre-signed URLs, continuation tokens) must not be.
+        self.secret = secrets.token_bytes(32)
         self.processing_delay = processing_delay
         self.storage_delay = storage_delay
         self.contexts: dict[ContextKey, ContextRecord] = {}
