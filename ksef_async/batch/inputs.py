@@ -128,6 +128,18 @@ class DuplicateCheck:
             return InvoiceProblem(shown, reason, None, "name")
         if not name or name.startswith("/") or "\\" in name:
             return InvoiceProblem(shown, f"{name!r} cannot name a file in the archive", None, "name")
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            # A file name whose bytes are not UTF-8 (surrogate-escaped by os.fsdecode) cannot be an archive
+            # entry name or an invoiceFileName: refused for this file, with the reason, instead of a traceback.
+            shown_name = name.encode("utf-8", "backslashreplace").decode("utf-8")
+            return InvoiceProblem(
+                shown.encode("utf-8", "backslashreplace").decode("utf-8"),
+                f"file name {shown_name!r} is not valid UTF-8; rename the file",
+                None,
+                "name",
+            )
         first = self._hashes.get(sha256)
         if first is not None:
             return InvoiceProblem(shown, f"identical to {first} (same SHA-256 {sha256})", None, "duplicate")

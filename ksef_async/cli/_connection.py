@@ -22,7 +22,16 @@ from ksef_async.errors import (
 )
 from ksef_async.xml.auth_request import AuthRequestError, ContextIdentifier
 
-__all__ = ["CONNECTION_GROUP", "EXIT_OK", "EXIT_REJECTED", "EXIT_USAGE", "Connection", "run_async"]
+__all__ = [
+    "CONNECTION_GROUP",
+    "EXIT_LOCAL_IO",
+    "EXIT_OK",
+    "EXIT_REJECTED",
+    "EXIT_USAGE",
+    "Connection",
+    "os_error_line",
+    "run_async",
+]
 
 EXIT_OK = 0
 """Every invoice accepted (or the command did what was asked)."""
@@ -30,6 +39,10 @@ EXIT_REJECTED = 1
 """Some invoice was rejected, or KSeF refused or failed the operation."""
 EXIT_USAGE = 2
 """Usage or configuration error: bad options, unreadable files, unusable keys, failed login."""
+EXIT_LOCAL_IO = 4
+"""A local file or directory could not be read or written (disk full, permissions, a missing directory) while
+the command ran; the message names the path. This is not a verdict on any invoice: what KSeF accepted stays
+accepted (3 is ``EXIT_INTERRUPTED`` of the batch commands)."""
 
 T = TypeVar("T")
 
@@ -152,10 +165,17 @@ def run_async(main: Callable[[], Awaitable[T]], finish: Callable[[T], int]) -> i
     """Run a command's coroutine, then ``finish`` (synchronous: printing, writing files) on its result.
 
     The library's errors become a message on stderr and an exit code (messages from `ksef_async.errors` never
-    carry secrets).
+    carry secrets); an operating-system error (disk full, permission denied, a missing directory, a file name
+    the file system cannot take) becomes one line naming the path and `EXIT_LOCAL_IO`, never a traceback.
     """
     try:
         return finish(asyncio.run(_as_coroutine(main)))
+    except OSError as exc:
+        print(f"ksef-async: {os_error_line(exc)}", file=sys.stderr)
+        return EXIT_LOCAL_IO
+    except UnicodeError as exc:
+        print(f"ksef-async: a file name cannot be used: {exc}", file=sys.stderr)
+        return EXIT_LOCAL_IO
     except InvoiceError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -167,6 +187,13 @@ def run_async(main: Callable[[], Awaitable[T]], finish: Callable[[T], int]) -> i
     except KsefError as exc:
         print(f"ksef-async: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_REJECTED
+
+
+def os_error_line(exc: OSError) -> str:
+    """Return one line for an operating-system error: the path(s), then the reason."""
+    paths = " -> ".join(str(name) for name in (exc.filename, exc.filename2) if name is not None)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{paths}: {reason}" if paths else f"local file error: {reason}"
 
 
 async def _as_coroutine(main: Callable[[], Awaitable[T]]) -> T:

@@ -27,6 +27,7 @@ from ksef_async.batch.engine import BatchSender, SendConfig
 from ksef_async.batch.reconcile import BatchReport
 from ksef_async.batch.resume import default_state_dir
 from ksef_async.cli._connection import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Connection, run_async
+from ksef_async.cli._files import write_output
 from ksef_async.cli._progress import BatchProgress, print_summary
 from ksef_async.client import ClientConfig
 from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE
@@ -96,8 +97,7 @@ def finish_batch(
     report = run.report
     written: str | None = None
     if report_path is not None:
-        report_path.parent.mkdir(parents=True, exist_ok=True)
-        report_path.write_text(json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        write_output(report_path, (json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
         written = str(report_path)
     print_summary(report, console, report_path=written)
     if not report.complete:

@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ksef_async.cli._app import app
-from ksef_async.cli._connection import EXIT_OK, EXIT_USAGE, Connection, run_async
+from ksef_async.cli._connection import EXIT_LOCAL_IO, EXIT_OK, EXIT_USAGE, Connection, run_async
+from ksef_async.cli._files import check_outputs, write_output
 from ksef_async.cli.query import parse_moment, parse_subjects
 from ksef_async.errors import ConfigurationError
 from ksef_async.models import CompressionType
@@ -69,6 +70,9 @@ def sync(
         print(f"ksef-async: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
+    if check_outputs((outdir, "OUTDIR", True)):
+        return EXIT_LOCAL_IO
+
     async def main() -> SyncReport:
         console = Console(stderr=True)
         with Progress(
@@ -99,7 +103,7 @@ def sync(
 
     def finish(report: SyncReport) -> int:
         summary = report.to_json()
-        (outdir / SUMMARY_FILE).write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", "utf-8")
+        write_output(outdir / SUMMARY_FILE, (json.dumps(summary, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
         if as_json:
             print(json.dumps(summary, ensure_ascii=False, indent=2))
             return EXIT_OK
