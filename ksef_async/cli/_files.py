@@ -82,7 +82,8 @@ def _file_problem(path: Path, option: str) -> str | None:
         return f"{option} {path}: is a directory"
     if path.exists() and not os.access(path, os.W_OK):
         return f"{option} {path}: the file is not writable"
-    return _dir_problem(path.absolute().parent, option)
+    problem = _dir_problem(path.absolute().parent, "directory")
+    return None if problem is None else f"{option} {path}: {problem}"
 
 
 def check_outputs(*outputs: tuple[Path | None, str, bool]) -> bool:
