@@ -13,6 +13,7 @@ from cyclopts import Group, Parameter
 
 from ksef_async.auth import CertificateCredentials, Credentials, KsefTokenCredentials
 from ksef_async.client import ClientConfig, Environment, KsefClient
+from ksef_async.core.identifiers import nip_problem
 from ksef_async.errors import (
     AuthenticationFailedError,
     ConfigurationError,
@@ -106,6 +107,11 @@ class Connection:
         """
         if (self.nip is None) == (self.internal_id is None):
             raise ConfigurationError("give exactly one of --nip and --internal-id (or KSEF_NIP)")
+        # Refused locally with the reason: KSeF would answer a wrong checksum only after the login round trips.
+        nip, option = (self.nip, "--nip") if self.nip is not None else ((self.internal_id or "")[:10], "--internal-id")
+        problem = nip_problem(nip)
+        if problem is not None:
+            raise ConfigurationError(f"{option}: {problem}")
         try:
             if self.nip is not None:
                 return ContextIdentifier("Nip", self.nip)

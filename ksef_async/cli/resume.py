@@ -6,13 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 from cyclopts import Parameter
-from rich.console import Console
 
 from ksef_async.batch.api import TransportBatchApi
 from ksef_async.batch.engine import BatchSender, SendConfig
 from ksef_async.cli._app import app
 from ksef_async.cli._connection import EXIT_USAGE, Connection, run_async
-from ksef_async.cli._progress import BatchProgress
+from ksef_async.cli._progress import BatchProgress, data_console
 from ksef_async.cli.send_batch import BatchRun, finish_batch, run_interruptible
 from ksef_async.client import ClientConfig
 from ksef_async.errors import ConfigurationError
@@ -49,7 +48,7 @@ def resume(
     concurrency
         Parts uploaded at once.
     """
-    console = Console(stderr=True)
+    console = data_console()
     if not (state_dir / "plan.json").is_file():
         console.print(
             f"ksef-async resume: {state_dir} holds no plan.json: preparation never finished there, so nothing was "

@@ -8,6 +8,7 @@ import logging
 import sys
 
 from ksef_async.cli._app import app
+from ksef_async.core.identifiers import nip_problem
 from ksef_async.errors import ConfigurationError
 
 __all__ = ["simulator"]
@@ -59,6 +60,10 @@ def simulator(
 
     nips = list(nip or [])
     tokens = list(token or [])
+    for value in nips:
+        if (problem := nip_problem(value)) is not None:
+            print(f"ksef-async simulator: --nip: {problem}", file=sys.stderr)
+            return 2
     if len(tokens) > len(nips):
         print("ksef-async simulator: every --token needs a --nip before it", file=sys.stderr)
         return 2
