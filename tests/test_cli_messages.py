@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
@@ -118,3 +121,19 @@ def test_cli_refuses_a_bad_nip_before_connecting(capsys: pytest.CaptureFixture[s
     assert run_cli("query", "--from", "2026-01-01", "--seller-nip", "5265877636", "--base-url",
                    "http://127.0.0.1:9/v2", "--nip", "5265877635", "--token", "t") == 2  # fmt: skip
     assert "--seller-nip" in capsys.readouterr().err
+
+
+def test_help_recommends_the_environment_for_secrets() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ksef_async.cli", "send", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    help_text = " ".join(done.stdout.split())
+    assert "Prefer the KSEF_TOKEN environment variable" in help_text
+    assert "visible to other users in the process list" in help_text
+    assert "Prefer the KSEF_KEY_PASSWORD environment variable" in help_text
+    assert "4 when a local file could not be read or written" in help_text

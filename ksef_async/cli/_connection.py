@@ -63,11 +63,13 @@ class Connection:
         env: KSeF environment: test, demo or prod.
         nip: NIP of the context to log in to.
         internal_id: InternalId context (``NIP-5digits``) instead of a NIP.
-        token: KSeF token (or KSEF_TOKEN).
+        token: KSeF token. Prefer the KSEF_TOKEN environment variable: a value given on the command line is
+            visible to other users in the process list and kept in shell history (--token still works).
         cert: Certificate (PEM) for an XAdES login.
         key: Private key (PEM) of the certificate.
         pkcs12: PKCS#12 (.p12/.pfx) file with the key and certificate, instead of --cert/--key.
-        key_password: Password of the private key or PKCS#12 file (or KSEF_KEY_PASSWORD).
+        key_password: Password of the private key or PKCS#12 file. Prefer the KSEF_KEY_PASSWORD environment
+            variable (a command-line value is visible in the process list).
         fingerprint: Identify by the certificate's SHA-256 fingerprint instead of its subject.
     """
 
@@ -130,7 +132,7 @@ class Connection:
         kinds = [self.token is not None, self.cert is not None or self.key is not None, self.pkcs12 is not None]
         if sum(kinds) != 1:
             raise ConfigurationError(
-                "give exactly one way to log in: --token (or KSEF_TOKEN), --cert with --key, or --pkcs12"
+                "give exactly one way to log in: KSEF_TOKEN (or --token), --cert with --key, or --pkcs12"
             )
         subject: Literal["certificateSubject", "certificateFingerprint"] = (
             "certificateFingerprint" if self.fingerprint else "certificateSubject"
