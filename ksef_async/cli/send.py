@@ -197,6 +197,6 @@ def write_upo_pages(result: OnlineSendResult, directory: Path) -> list[Path]:
     for session in result.sessions:
         for number, page in enumerate(session.upo, 1):
             path = directory / f"{session.reference_number}-{number}.xml"
-            path.write_bytes(page)
+            write_output(path, page)
             written.append(path)
     return written

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from ksef_async.cli._app import app
-from ksef_async.cli._connection import EXIT_OK, EXIT_REJECTED, Connection, run_async
+from ksef_async.cli._connection import EXIT_LOCAL_IO, EXIT_OK, EXIT_REJECTED, Connection, run_async
+from ksef_async.cli._files import check_outputs, write_output
 from ksef_async.xml.upo import parse_upo
 
 __all__ = ["upo"]
@@ -33,6 +34,8 @@ def upo(
     connection
         Where and how to log in.
     """
+    if check_outputs((out, "--out", True)):
+        return EXIT_LOCAL_IO
     return run_async(lambda: _download(reference_number, connection), lambda pages: _save(reference_number, pages, out))
 
 
@@ -55,6 +58,6 @@ def _save(reference_number: str, pages: list[bytes] | None, out: Path) -> int:
     for number, page in enumerate(pages, 1):
         parsed = parse_upo(page)
         path = out / f"{reference_number}-{number}.xml"
-        path.write_bytes(page)
+        write_output(path, page)
         print(f"{path}: {len(parsed.documents)} invoice(s)")
     return EXIT_OK
