@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -15,6 +16,7 @@ from ksef_async.batch.inputs import DuplicateCheck
 from ksef_async.cli._commands import app
 from ksef_async.cli._connection import EXIT_LOCAL_IO, run_async
 from ksef_async.cli._files import write_output
+from ksef_async.core.plan import BatchPlan
 from ksef_async.testing.invoices import InvoiceFactory
 from ksef_async.testing.pytest_plugin import DEFAULT_NIP, DEFAULT_TOKEN
 from ksef_async.testing.simulator import KsefSimulator, serve_in_thread
@@ -152,3 +154,21 @@ def test_send_with_a_non_utf8_file_name_names_it_instead_of_a_traceback(
     assert "Traceback" not in done.stderr, done.stderr
     assert "not valid UTF-8" in done.stdout + done.stderr
     assert done.returncode == 1
+
+
+def test_save_plan_on_a_full_disk_keeps_the_old_plan_and_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ksef_async.batch import prepare  # noqa: PLC0415
+
+    (tmp_path / "plan.json").write_bytes(b"old plan")
+
+    def full(fd: int, _plan: object) -> None:
+        os.write(fd, b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(prepare, "_write_plan", full)
+    with pytest.raises(OSError, match="No space"):
+        prepare.save_plan(tmp_path, cast("BatchPlan", object()))
+    assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]
+    assert (tmp_path / "plan.json").read_bytes() == b"old plan"
