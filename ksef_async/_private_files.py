@@ -45,8 +45,10 @@ def write_private(path: Path, data: bytes, *, fsync: bool = False, fsync_dir: bo
             if fsync:
                 os.fsync(fh.fileno())
         tmp.replace(path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and (exc.filename is None or exc.filename == os.fspath(tmp)):
+            exc.filename = os.fspath(path)  # the user knows the file they named, not our temporary one
         raise
     if fsync_dir:
         _fsync_dir(path.parent)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ksef_async._logging import extras, get_logger
+from ksef_async.batch.selection import UnusableFileError, read_invoice_file
 from ksef_async.errors import (
     AmbiguousRequestError,
     ApiError,
@@ -220,12 +221,10 @@ def _read(items: Iterable[tuple[str, bytes] | Path]) -> list[tuple[str, bytes | 
     out: list[tuple[str, bytes | None, InvoiceProblem | None]] = []
     for item in items:
         if isinstance(item, Path):
-            try:
-                out.append((str(item), item.read_bytes(), None))
-            except OSError as exc:
-                out.append(
-                    (str(item), None, InvoiceProblem(str(item), f"cannot read: {exc.strerror or exc}", None, "io"))
-                )
+            try:  # refused by type (FIFO, device) and size before reading, as in the batch path
+                out.append((str(item), read_invoice_file(item), None))
+            except UnusableFileError as exc:
+                out.append((str(item), None, InvoiceProblem(str(item), exc.reason, None, exc.rule)))
         else:
             name, data = item
             out.append((name, bytes(data), None))

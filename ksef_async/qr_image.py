@@ -20,6 +20,7 @@ from lxml import etree
 
 from ksef_async.core.qr import ContextType, kod_i_link, kod_ii_link
 from ksef_async.errors import ConfigurationError, InvoiceError, InvoiceProblem
+from ksef_async.xml._resolver import hardened_parser
 from ksef_async.xml.validation import ValidatedInvoice, validate_invoice
 
 if TYPE_CHECKING:
@@ -211,7 +212,7 @@ def qr_svg(link: str, *, label: str | None = None, scale: int = 5, border: int =
     symbol = _segno().make(link, error=ERROR_CORRECTION.lower(), micro=False)
     buf = io.BytesIO()
     symbol.save(buf, kind="svg", scale=scale, border=border, xmldecl=False, svgclass=None, lineclass=None)
-    root = etree.fromstring(buf.getvalue(), etree.XMLParser(resolve_entities=False, no_network=True))
+    root = etree.fromstring(buf.getvalue(), hardened_parser())
     width = height = (symbol.symbol_size(scale=1, border=border)[0]) * scale
     font = max(10, 2 * scale + 2)
     total = height + (font * 2 if label else 0)

@@ -10,7 +10,6 @@ reports by ``invoiceFileName``.
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import AsyncIterable, Iterable, Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import TypeAlias
 
 import attrs
 
+from ksef_async.batch.selection import read_invoice_file, select_files
 from ksef_async.errors import ConfigurationError, InvoiceProblem
 
 __all__ = [
@@ -54,47 +54,27 @@ InputItem: TypeAlias = "str | os.PathLike[str] | bytes | tuple[str, bytes] | Inv
 Inputs: TypeAlias = "InputItem | Iterable[InputItem] | AsyncIterable[InputItem]"
 """What `ksef_async.batch.prepare.prepare_batch` accepts: one input, or a sync or async iterable of them."""
 
-_GLOB_CHARS = frozenset("*?[")
-
 
 def expand_paths(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield the invoice files ``path`` names: itself, the ``*.xml`` files under a directory, or a glob's matches.
 
     Directories are walked recursively and yield ``.xml`` files (any case) in sorted order; globs are expanded
-    with ``**`` support, sorted.
+    with ``**`` support, sorted (`ksef_async.batch.selection.select_files`).
 
     Raises:
-        ConfigurationError: Nothing exists at ``path`` and, as a glob, it matches no file.
+        ConfigurationError: Nothing exists at ``path`` and, as a glob, it matches no file; or some directory
+            cannot be searched or some ``*.xml`` entry is not a readable regular file (every one is named:
+            sending part of a directory silently would leave invoices out).
     """
-    p = Path(path)
-    if p.is_file():
-        yield p
-        return
-    if p.is_dir():
-        found = sorted(f for f in p.rglob("*") if f.suffix.lower() == ".xml" and f.is_file())
-        yield from found
-        return
-    text = os.fspath(path)
-    if _GLOB_CHARS & set(text):
-        matches = sorted(
-            Path(m)
-            for m in glob.glob(text, recursive=True)  # noqa: PTH207 - Path.glob takes no absolute patterns
-            if Path(m).is_file()
-        )
-        if matches:
-            yield from matches
-            return
-    msg = f"{text}: no such file, directory or matching glob"
-    raise ConfigurationError(msg)
+    selection = select_files([path])
+    if selection.problems:
+        raise ConfigurationError("; ".join(str(p) for p in selection.problems))
+    yield from selection.files
 
 
 def _read(path: Path) -> InvoiceInput:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        msg = f"{path}: cannot read: {exc.strerror or exc}"
-        raise ConfigurationError(msg) from exc
-    return InvoiceInput(path.name, data, os.fspath(path))
+    # Refused by type and size before reading (a FIFO or a huge file never stalls or fills memory).
+    return InvoiceInput(path.name, read_invoice_file(path), os.fspath(path))
 
 
 def iter_inputs(inputs: InputItem | Iterable[InputItem]) -> Iterator[InvoiceInput]:
@@ -148,6 +128,18 @@ class DuplicateCheck:
             return InvoiceProblem(shown, reason, None, "name")
         if not name or name.startswith("/") or "\\" in name:
             return InvoiceProblem(shown, f"{name!r} cannot name a file in the archive", None, "name")
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            # A file name whose bytes are not UTF-8 (surrogate-escaped by os.fsdecode) cannot be an archive
+            # entry name or an invoiceFileName: refused for this file, with the reason, instead of a traceback.
+            shown_name = name.encode("utf-8", "backslashreplace").decode("utf-8")
+            return InvoiceProblem(
+                shown.encode("utf-8", "backslashreplace").decode("utf-8"),
+                f"file name {shown_name!r} is not valid UTF-8; rename the file",
+                None,
+                "name",
+            )
         first = self._hashes.get(sha256)
         if first is not None:
             return InvoiceProblem(shown, f"identical to {first} (same SHA-256 {sha256})", None, "duplicate")

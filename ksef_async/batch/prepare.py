@@ -157,22 +157,29 @@ def save_plan(state_dir: str | os.PathLike[str], plan: BatchPlan) -> Path:
     tmp = directory / f".{PLAN_FILE}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), _FILE_MODE)
     try:
-        pending: list[bytes] = []
-        size = 0
-        for chunk in plan.json_chunks():  # one session at a time: the plan's JSON is never whole in memory
-            data = chunk.encode()
-            pending.append(data)
-            size += len(data)
-            if size >= 1 << 20:
-                _write_all(fd, memoryview(b"".join(pending)))
-                pending, size = [], 0
-        _write_all(fd, memoryview(b"".join(pending)))
-        os.fsync(fd)
-    finally:
+        _write_plan(fd, plan)
+    except BaseException:  # disk full, interrupted: the old plan stays, the partial temporary file goes
         os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
     tmp.replace(target)
     _fsync_dir(directory)
     return target
+
+
+def _write_plan(fd: int, plan: BatchPlan) -> None:
+    pending: list[bytes] = []
+    size = 0
+    for chunk in plan.json_chunks():  # one session at a time: the plan's JSON is never whole in memory
+        data = chunk.encode()
+        pending.append(data)
+        size += len(data)
+        if size >= 1 << 20:
+            _write_all(fd, memoryview(b"".join(pending)))
+            pending, size = [], 0
+    _write_all(fd, memoryview(b"".join(pending)))
+    os.fsync(fd)
 
 
 def load_plan(state_dir: str | os.PathLike[str]) -> BatchPlan:

@@ -16,4 +16,9 @@ def main() -> None:
             sys.stderr.write("ksef-async: the command line needs the 'cli' extra: pip install 'ksef-async[cli]'\n")
             raise SystemExit(2) from exc
         raise
+    # File names that are not UTF-8 reach us surrogate-escaped; print them escaped instead of crashing.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     app()

@@ -13,6 +13,7 @@ from cyclopts import Group, Parameter
 
 from ksef_async.auth import CertificateCredentials, Credentials, KsefTokenCredentials
 from ksef_async.client import ClientConfig, Environment, KsefClient
+from ksef_async.core.identifiers import nip_problem
 from ksef_async.errors import (
     AuthenticationFailedError,
     ConfigurationError,
@@ -22,7 +23,16 @@ from ksef_async.errors import (
 )
 from ksef_async.xml.auth_request import AuthRequestError, ContextIdentifier
 
-__all__ = ["CONNECTION_GROUP", "EXIT_OK", "EXIT_REJECTED", "EXIT_USAGE", "Connection", "run_async"]
+__all__ = [
+    "CONNECTION_GROUP",
+    "EXIT_LOCAL_IO",
+    "EXIT_OK",
+    "EXIT_REJECTED",
+    "EXIT_USAGE",
+    "Connection",
+    "os_error_line",
+    "run_async",
+]
 
 EXIT_OK = 0
 """Every invoice accepted (or the command did what was asked)."""
@@ -30,6 +40,10 @@ EXIT_REJECTED = 1
 """Some invoice was rejected, or KSeF refused or failed the operation."""
 EXIT_USAGE = 2
 """Usage or configuration error: bad options, unreadable files, unusable keys, failed login."""
+EXIT_LOCAL_IO = 4
+"""A local file or directory could not be read or written (disk full, permissions, a missing directory) while
+the command ran; the message names the path. This is not a verdict on any invoice: what KSeF accepted stays
+accepted (3 is ``EXIT_INTERRUPTED`` of the batch commands)."""
 
 T = TypeVar("T")
 
@@ -49,11 +63,13 @@ class Connection:
         env: KSeF environment: test, demo or prod.
         nip: NIP of the context to log in to.
         internal_id: InternalId context (``NIP-5digits``) instead of a NIP.
-        token: KSeF token (or KSEF_TOKEN).
+        token: KSeF token. Prefer the KSEF_TOKEN environment variable: a value given on the command line is
+            visible to other users in the process list and kept in shell history (--token still works).
         cert: Certificate (PEM) for an XAdES login.
         key: Private key (PEM) of the certificate.
         pkcs12: PKCS#12 (.p12/.pfx) file with the key and certificate, instead of --cert/--key.
-        key_password: Password of the private key or PKCS#12 file (or KSEF_KEY_PASSWORD).
+        key_password: Password of the private key or PKCS#12 file. Prefer the KSEF_KEY_PASSWORD environment
+            variable (a command-line value is visible in the process list).
         fingerprint: Identify by the certificate's SHA-256 fingerprint instead of its subject.
     """
 
@@ -93,6 +109,11 @@ class Connection:
         """
         if (self.nip is None) == (self.internal_id is None):
             raise ConfigurationError("give exactly one of --nip and --internal-id (or KSEF_NIP)")
+        # Refused locally with the reason: KSeF would answer a wrong checksum only after the login round trips.
+        nip, option = (self.nip, "--nip") if self.nip is not None else ((self.internal_id or "")[:10], "--internal-id")
+        problem = nip_problem(nip)
+        if problem is not None:
+            raise ConfigurationError(f"{option}: {problem}")
         try:
             if self.nip is not None:
                 return ContextIdentifier("Nip", self.nip)
@@ -111,7 +132,7 @@ class Connection:
         kinds = [self.token is not None, self.cert is not None or self.key is not None, self.pkcs12 is not None]
         if sum(kinds) != 1:
             raise ConfigurationError(
-                "give exactly one way to log in: --token (or KSEF_TOKEN), --cert with --key, or --pkcs12"
+                "give exactly one way to log in: KSEF_TOKEN (or --token), --cert with --key, or --pkcs12"
             )
         subject: Literal["certificateSubject", "certificateFingerprint"] = (
             "certificateFingerprint" if self.fingerprint else "certificateSubject"
@@ -152,10 +173,17 @@ def run_async(main: Callable[[], Awaitable[T]], finish: Callable[[T], int]) -> i
     """Run a command's coroutine, then ``finish`` (synchronous: printing, writing files) on its result.
 
     The library's errors become a message on stderr and an exit code (messages from `ksef_async.errors` never
-    carry secrets).
+    carry secrets); an operating-system error (disk full, permission denied, a missing directory, a file name
+    the file system cannot take) becomes one line naming the path and `EXIT_LOCAL_IO`, never a traceback.
     """
     try:
         return finish(asyncio.run(_as_coroutine(main)))
+    except OSError as exc:
+        print(f"ksef-async: {os_error_line(exc)}", file=sys.stderr)
+        return EXIT_LOCAL_IO
+    except UnicodeError as exc:
+        print(f"ksef-async: a file name cannot be used: {exc}", file=sys.stderr)
+        return EXIT_LOCAL_IO
     except InvoiceError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -167,6 +195,13 @@ def run_async(main: Callable[[], Awaitable[T]], finish: Callable[[T], int]) -> i
     except KsefError as exc:
         print(f"ksef-async: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_REJECTED
+
+
+def os_error_line(exc: OSError) -> str:
+    """Return one line for an operating-system error: the path(s), then the reason."""
+    paths = " -> ".join(str(name) for name in (exc.filename, exc.filename2) if name is not None)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{paths}: {reason}" if paths else f"local file error: {reason}"
 
 
 async def _as_coroutine(main: Callable[[], Awaitable[T]]) -> T:

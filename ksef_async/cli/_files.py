@@ -1,4 +1,4 @@
-"""New output files of the CLI commands: never overwritten, and secrets (keys, tokens) readable by their owner only."""
+"""Output files of the CLI commands: checked before anything is sent, written atomically, secrets owner-only."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import os
 import sys
 from pathlib import Path
 
+from ksef_async._private_files import private_dir, write_private
 from ksef_async.errors import ConfigurationError
 
-__all__ = ["refuse_existing", "write_secret"]
+__all__ = ["check_outputs", "output_problem", "refuse_existing", "write_output", "write_secret"]
 
 
 def _exists(path: Path, option: str) -> str:
@@ -42,3 +43,72 @@ def write_secret(path: Path, data: bytes, option: str) -> None:
         raise ConfigurationError(f"{option} {path}: cannot create the file ({exc.strerror or exc})") from None
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+
+
+def _existing_ancestor(path: Path) -> Path:
+    current = path.absolute()
+    while not current.exists() and current.parent != current:
+        current = current.parent
+    return current
+
+
+def output_problem(path: Path, option: str, *, directory: bool = False) -> str | None:
+    """Return why ``path`` cannot be written (a file, or with ``directory`` a directory created as needed).
+
+    A file's directory must be a writable directory or be creatable under its nearest existing ancestor (the
+    writers create it), and the file, if it exists, must be a writable file; the same for a directory.
+    ``None`` when writable.
+    """
+    try:
+        os.fsencode(path)
+    except UnicodeError:
+        return f"{option} {path}: the path cannot be encoded for this file system"
+    return _dir_problem(path, option) if directory else _file_problem(path, option)
+
+
+def _dir_problem(path: Path, option: str) -> str | None:
+    if path.exists():
+        if not path.is_dir():
+            return f"{option} {path}: not a directory"
+        return None if os.access(path, os.W_OK | os.X_OK) else f"{option} {path}: directory not writable"
+    ancestor = _existing_ancestor(path)
+    if not ancestor.is_dir():
+        return f"{option} {path}: {ancestor} is not a directory"
+    ok = os.access(ancestor, os.W_OK | os.X_OK)
+    return None if ok else f"{option} {path}: cannot create it ({ancestor} is not writable)"
+
+
+def _file_problem(path: Path, option: str) -> str | None:
+    if path.is_dir():
+        return f"{option} {path}: is a directory"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{option} {path}: the file is not writable"
+    problem = _dir_problem(path.absolute().parent, "directory")
+    return None if problem is None else f"{option} {path}: {problem}"
+
+
+def check_outputs(*outputs: tuple[Path | None, str, bool]) -> bool:
+    """Say on stderr which ``(path, option, is_directory)`` output cannot be written; return whether one cannot.
+
+    Commands call it before contacting KSeF, so that nothing is sent or downloaded (downloads are rate-limited
+    and some are shown only once) when its result could not be saved.
+    """
+    bad = False
+    for path, option, directory in outputs:
+        if path is None:
+            continue
+        problem = output_problem(path, option, directory=directory)
+        if problem is not None:
+            print(f"ksef-async: {problem}", file=sys.stderr)
+            bad = True
+    return bad
+
+
+def write_output(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` durably and atomically, owner-only (its directory created 0700 if missing).
+
+    On failure (disk full, permissions) the temporary file is removed and the error (an `OSError` naming
+    ``path``) propagates; a previous file at ``path`` is left as it was.
+    """
+    private_dir(path.parent)
+    write_private(path, data, fsync=True)

@@ -27,9 +27,18 @@ from ksef_async.batch.events import (
 )
 from ksef_async.batch.reconcile import BatchReport
 
-__all__ = ["BatchProgress", "print_summary"]
+__all__ = ["BatchProgress", "data_console", "print_summary"]
 
 _STAGE_ORDER = ("generate", "prepare", "open", "upload", "close", "process", "results", "upo")
+
+
+def data_console(*, stderr: bool = True) -> Console:
+    """Return the console every command prints through: markup off, so server and file text print as data.
+
+    A rejection description or a file name containing ``[/x]`` would otherwise be parsed as rich markup (and
+    raise after the send); styles are given with ``style=`` instead.
+    """
+    return Console(stderr=stderr, markup=False, highlight=False)
 
 
 class BatchProgress:
@@ -44,7 +53,7 @@ class BatchProgress:
     """
 
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or data_console()
         self._progress = Progress(
             TextColumn("{task.description:<10}"),
             BarColumn(),
@@ -93,8 +102,10 @@ class BatchProgress:
             self._show_bytes()
         elif isinstance(event, PartRetried):
             p.console.print(
-                f"[yellow]session {event.session} part {event.ordinal}: {event.error}, retry {event.attempt} "
-                f"in {event.wait:.1f} s"
+                f"session {event.session} part {event.ordinal}: {event.error}, retry {event.attempt} "
+                f"in {event.wait:.1f} s",
+                style="yellow",
+                markup=False,
             )
         elif isinstance(event, OutageWaiting):
             p.console.print(f"[yellow]{event.message}")
@@ -129,7 +140,7 @@ def print_summary(report: BatchReport, console: Console, *, report_path: str | N
     parts = [f"{summary['accepted']} accepted"]
     parts.extend(f"{summary[key]} {key}" for key in ("duplicate", "rejected", "invalid", "unknown") if summary[key])
     style = "green" if report.all_accepted else "red"
-    console.print(f"[bold {style}]{summary['invoices']} invoices: {', '.join(parts)}[/]")
+    console.print(f"{summary['invoices']} invoices: {', '.join(parts)}", style=f"bold {style}", markup=False)
     for entry in report.entries:
         if entry.outcome in {"rejected", "invalid", "unknown"}:
             error = entry.error or {}

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Final
 
 import attrs
-from rich.console import Console
 
 from ksef_async.auth import KsefTokenCredentials
 from ksef_async.batch.api import TransportBatchApi
@@ -15,7 +14,7 @@ from ksef_async.batch.engine import BatchSender, SendConfig
 from ksef_async.batch.resume import default_state_dir
 from ksef_async.cli._app import app
 from ksef_async.cli._connection import EXIT_USAGE, run_async
-from ksef_async.cli._progress import BatchProgress
+from ksef_async.cli._progress import BatchProgress, data_console
 from ksef_async.cli.send_batch import BatchRun, finish_batch, run_interruptible
 from ksef_async.client import ClientConfig, KsefClient
 from ksef_async.core.polling import Backoff
@@ -56,7 +55,7 @@ def demo(
     seed
         Make the generated invoices deterministic.
     """
-    console = Console(stderr=True)
+    console = data_console()
     if invoices < 1:
         console.print("ksef-async demo: --invoices must be at least 1")
         return EXIT_USAGE

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ksef_async._private_files import write_private
 from ksef_async.cli._app import app
-from ksef_async.cli._connection import EXIT_OK, Connection, run_async
+from ksef_async.cli._connection import EXIT_LOCAL_IO, EXIT_OK, Connection, run_async
+from ksef_async.cli._files import check_outputs, write_output
 from ksef_async.retrieval.download import download_invoice
 
 __all__ = ["get"]
@@ -32,12 +32,15 @@ def get(
     ksef_number
         The invoice's KSeF number.
     output
-        Write the XML to this file (default: standard output).
+        Write the XML to this file (default: standard output). Checked before downloading; exit 4 when it
+        cannot be written.
     wait
         Seconds to keep retrying an invoice that is not available yet.
     connection
         Where and how to log in.
     """
+    if check_outputs((output, "--output", False)):
+        return EXIT_LOCAL_IO  # checked before the download: KSeF allows few, and a spent one would be lost
 
     async def main() -> bytes:
         async with connection.client() as client:
@@ -48,7 +51,7 @@ def get(
             sys.stdout.buffer.write(xml)
             sys.stdout.buffer.flush()
         else:
-            write_private(output, xml)
+            write_output(output, xml)
             print(f"{ksef_number}: {len(xml)} bytes written to {output}", file=sys.stderr)
         return EXIT_OK
 

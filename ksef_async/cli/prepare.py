@@ -15,7 +15,8 @@ from cyclopts import Parameter
 
 from ksef_async.batch.prepare import PrepareStats, prepare_batch
 from ksef_async.cli._app import app
-from ksef_async.cli._connection import EXIT_OK, run_async
+from ksef_async.cli._connection import EXIT_LOCAL_IO, EXIT_OK, run_async
+from ksef_async.cli._files import check_outputs
 from ksef_async.client import Environment, KsefClient
 from ksef_async.core.crypto import KEY_USAGE_SYMMETRIC, MfPublicKey, b64
 from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE
@@ -103,6 +104,8 @@ def prepare(
         print("ksef-async: give --public-key-cert, or exactly one of --base-url and --env", file=sys.stderr)
         return 2
 
+    if check_outputs((out, "--out", True)):
+        return EXIT_LOCAL_IO
     started = time.perf_counter()
 
     async def main() -> BatchPlan:

@@ -11,6 +11,7 @@ from cyclopts import Parameter
 
 from ksef_async.cli._app import app
 from ksef_async.cli._connection import EXIT_OK, EXIT_USAGE, Connection, run_async
+from ksef_async.core.identifiers import nip_problem
 from ksef_async.errors import ConfigurationError
 from ksef_async.models import InvoiceQueryDateRange, InvoiceQueryFilters, InvoiceQuerySubjectType
 from ksef_async.models.converter import unstructure
@@ -107,6 +108,9 @@ def query(
     as_json
         One JSON object (InvoiceMetadata) per line.
     """
+    if seller_nip is not None and (problem := nip_problem(seller_nip)) is not None:
+        print(f"ksef-async: --seller-nip: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         subjects = parse_subjects(subject)
         filters = InvoiceQueryFilters(

@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 from cyclopts import Parameter
-from rich.console import Console
 
 from ksef_async.batch.api import TransportBatchApi
 from ksef_async.batch.engine import BatchSender, SendConfig
 from ksef_async.cli._app import app
-from ksef_async.cli._connection import EXIT_USAGE, Connection, run_async
-from ksef_async.cli._progress import BatchProgress
+from ksef_async.cli._connection import EXIT_LOCAL_IO, EXIT_USAGE, Connection, run_async
+from ksef_async.cli._files import check_outputs
+from ksef_async.cli._progress import BatchProgress, data_console
 from ksef_async.cli.send_batch import BatchRun, finish_batch, run_interruptible
 from ksef_async.client import ClientConfig
 from ksef_async.errors import ConfigurationError
@@ -34,7 +34,7 @@ def resume(
 
     Parts still inside their upload window are uploaded to the same session; a session whose window passed
     (or that KSeF cancelled before processing) is re-sent as a new one. A session that was closed is never
-    closed or sent again, so no invoice is sent twice. Exit codes as for ``send`` (0, 1, 2, 3).
+    closed or sent again, so no invoice is sent twice. Exit codes as for ``send`` (0, 1, 2, 3, 4).
 
     Parameters
     ----------
@@ -49,7 +49,7 @@ def resume(
     concurrency
         Parts uploaded at once.
     """
-    console = Console(stderr=True)
+    console = data_console()
     if not (state_dir / "plan.json").is_file():
         console.print(
             f"ksef-async resume: {state_dir} holds no plan.json: preparation never finished there, so nothing was "
@@ -58,6 +58,8 @@ def resume(
             soft_wrap=True,
         )
         return EXIT_USAGE
+    if check_outputs((report, "--report", False), (upo_dir, "--upo-dir", True)):
+        return EXIT_LOCAL_IO
     try:
         config = SendConfig(concurrency=concurrency, upo_dir=upo_dir)
     except ConfigurationError as exc:

@@ -15,9 +15,10 @@ from typing import Annotated
 
 from cyclopts import Parameter
 
-from ksef_async._private_files import private_dir, write_private, write_private_in
+from ksef_async._private_files import private_dir, write_private_in
 from ksef_async.cli._app import app
-from ksef_async.cli._connection import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Connection, run_async
+from ksef_async.cli._connection import EXIT_LOCAL_IO, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Connection, run_async
+from ksef_async.cli._files import check_outputs, write_output
 from ksef_async.cli.send_batch import send_batch
 from ksef_async.cli.validate import expand_paths
 from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE
@@ -55,7 +56,9 @@ def send(
     """Send invoices to KSeF and print one line per invoice.
 
     Exits 0 when every invoice was accepted, 1 when any was rejected (or invalid), 2 for usage or configuration
-    errors.
+    errors, 3 when interrupted (batch: ``resume`` finishes), 4 when a local file could not be read or written
+    (the message names it; outputs are checked before sending, so 4 after sending means the invoices' outcome
+    stands and only the named file is missing).
 
     Parameters
     ----------
@@ -95,19 +98,27 @@ def send(
         Send this ``X-KSeF-Feature`` when opening the sessions (repeatable), e.g. ``subject-identifier-validation``:
         KSeF then checks the NIP and internal identifiers of the parties on each invoice.
     """
-    files, missing = expand_paths(paths)
-    for path in missing:
-        print(f"{path}: no such file or directory", file=sys.stderr)
-    if missing or not files:
+    files, unusable = expand_paths(paths)
+    for problem in unusable:
+        print(problem, file=sys.stderr)
+    if unusable or not files:
         if not files:
             print("no invoice files found in the given paths", file=sys.stderr)
         return EXIT_USAGE
+    # Every output is checked before anything is sent: a report that cannot be written after KSeF accepted the
+    # invoices would otherwise turn an accepted send into an error a script might answer by sending again.
+    if check_outputs((report, "--report", False), (upo_dir, "--upo-dir", True), (state_dir, "--state-dir", True)):
+        return EXIT_LOCAL_IO
     if corrects is not None:
-        if not online or len(files) != 1:
-            print("--corrects needs --online and exactly one invoice file (the correction)", file=sys.stderr)
-            return EXIT_USAGE
-        if not corrects.is_file():
-            print(f"{corrects}: no such file", file=sys.stderr)
+        refusal = (
+            "--corrects needs --online and exactly one invoice file (the correction)"
+            if not online or len(files) != 1
+            else None
+            if corrects.is_file()
+            else f"{corrects}: no such file"
+        )
+        if refusal is not None:
+            print(refusal, file=sys.stderr)
             return EXIT_USAGE
         return run_async(
             lambda: _send_correction(files[0], corrects, connection, wait=wait),
@@ -180,8 +191,7 @@ async def _send_correction(file: Path, original: Path, connection: Connection, *
 def _finish(result: OnlineSendResult, *, report: Path | None, upo_dir: Path | None) -> int:
     _print_result(result)
     if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        write_private(report, (json.dumps(result.to_json(), ensure_ascii=False, indent=2) + "\n").encode())
+        write_output(report, (json.dumps(result.to_json(), ensure_ascii=False, indent=2) + "\n").encode())
     if upo_dir is not None:
         write_upo_pages(result, upo_dir)
     return EXIT_OK if result.all_accepted else EXIT_REJECTED

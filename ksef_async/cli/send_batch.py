@@ -22,13 +22,14 @@ from typing import Final
 import attrs
 from rich.console import Console
 
-from ksef_async._private_files import write_private
+from ksef_async.batch import PLAN_FILE
 from ksef_async.batch.api import TransportBatchApi
 from ksef_async.batch.engine import BatchSender, SendConfig
 from ksef_async.batch.reconcile import BatchReport
 from ksef_async.batch.resume import default_state_dir
 from ksef_async.cli._connection import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Connection, run_async
-from ksef_async.cli._progress import BatchProgress, print_summary
+from ksef_async.cli._files import write_output
+from ksef_async.cli._progress import BatchProgress, data_console, print_summary
 from ksef_async.client import ClientConfig
 from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE
 from ksef_async.errors import ConfigurationError
@@ -88,6 +89,16 @@ def finish_batch(
     resume_hint: str,
 ) -> int:
     """Print the summary, write the report, and return the exit code."""
+    if (run.interrupted or run.report is None) and not (run.state_dir / PLAN_FILE).exists():
+        # Interrupted while preparing: no plan, so nothing to resume and nothing was sent.
+        console.print(
+            f"interrupted before the batch was prepared: nothing was sent and there is nothing to resume "
+            f"(no plan in {run.state_dir}); run the same command again",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
+        return EXIT_INTERRUPTED
     if run.interrupted or run.report is None:
         console.print(
             f"interrupted: the plan is saved in {run.state_dir}\nfinish the work with: {resume_hint}",
@@ -98,8 +109,7 @@ def finish_batch(
     report = run.report
     written: str | None = None
     if report_path is not None:
-        report_path.parent.mkdir(parents=True, exist_ok=True)
-        write_private(report_path, (json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n").encode())
+        write_output(report_path, (json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n").encode())
         written = str(report_path)
     print_summary(report, console, report_path=written)
     if not report.complete:
@@ -129,7 +139,7 @@ def send_batch(
     features: list[str] | None = None,
 ) -> int:
     """Send ``files`` by batch; print progress and the summary; return the exit code (see the module docstring)."""
-    out = console or Console(stderr=True)
+    out = console or data_console()
     try:
         config = SendConfig(
             concurrency=concurrency,

@@ -9,6 +9,7 @@ import sys
 from typing import Literal
 
 from ksef_async.cli._app import app
+from ksef_async.core.identifiers import nip_problem
 from ksef_async.errors import ConfigurationError
 
 __all__ = ["simulator"]
@@ -70,8 +71,8 @@ def simulator(
 
     nips = list(nip or [])
     tokens = list(token or [])
-    if len(tokens) > len(nips):
-        print("ksef-async simulator: every --token needs a --nip before it", file=sys.stderr)
+    if (usage := _usage_problem(nips, tokens)) is not None:
+        print(f"ksef-async simulator: {usage}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -114,3 +115,13 @@ def simulator(
         with contextlib.suppress(BrokenPipeError):
             print("simulator stopped", file=sys.stderr)
     return 0
+
+
+def _usage_problem(nips: list[str], tokens: list[str]) -> str | None:
+    """Say what is wrong with the seeded contexts, before anything starts."""
+    for value in nips:
+        if (problem := nip_problem(value)) is not None:
+            return f"--nip: {problem}"
+    if len(tokens) > len(nips):
+        return "every --token needs a --nip before it"
+    return None

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Annotated
 
 from cyclopts import Parameter
-from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ksef_async._private_files import write_private
 from ksef_async.cli._app import app
-from ksef_async.cli._connection import EXIT_OK, EXIT_USAGE, Connection, run_async
+from ksef_async.cli._connection import EXIT_LOCAL_IO, EXIT_OK, EXIT_USAGE, Connection, run_async
+from ksef_async.cli._files import check_outputs, write_output
+from ksef_async.cli._progress import data_console
 from ksef_async.cli.query import parse_moment, parse_subjects
 from ksef_async.errors import ConfigurationError
 from ksef_async.models import CompressionType
@@ -71,8 +71,11 @@ def sync(
         print(f"ksef-async: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
+    if check_outputs((outdir, "OUTDIR", True)):
+        return EXIT_LOCAL_IO
+
     async def main() -> SyncReport:
-        console = Console(stderr=True)
+        console = data_console()
         with Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -101,7 +104,7 @@ def sync(
 
     def finish(report: SyncReport) -> int:
         summary = report.to_json()
-        write_private(outdir / SUMMARY_FILE, (json.dumps(summary, ensure_ascii=False, indent=2) + "\n").encode())
+        write_output(outdir / SUMMARY_FILE, (json.dumps(summary, ensure_ascii=False, indent=2) + "\n").encode())
         if as_json:
             print(json.dumps(summary, ensure_ascii=False, indent=2))
             return EXIT_OK

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ksef_async._private_files import private_dir, write_private_in
 from ksef_async.cli._app import app
-from ksef_async.cli._connection import EXIT_OK, EXIT_REJECTED, Connection, run_async
+from ksef_async.cli._connection import EXIT_LOCAL_IO, EXIT_OK, EXIT_REJECTED, Connection, run_async
+from ksef_async.cli._files import check_outputs
 from ksef_async.xml.upo import parse_upo
 
 __all__ = ["upo"]
@@ -34,6 +35,8 @@ def upo(
     connection
         Where and how to log in.
     """
+    if check_outputs((out, "--out", True)):
+        return EXIT_LOCAL_IO
     return run_async(lambda: _download(reference_number, connection), lambda pages: _save(reference_number, pages, out))
 
 

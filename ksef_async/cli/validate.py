@@ -12,6 +12,7 @@ from typing import Annotated
 
 from cyclopts import Parameter
 
+from ksef_async.batch.selection import UnusableFileError, read_invoice_file, select_files
 from ksef_async.cli._app import app
 from ksef_async.errors import InvoiceProblem
 from ksef_async.xml.validation import ValidationResult, check_invoice
@@ -19,27 +20,22 @@ from ksef_async.xml.validation import ValidationResult, check_invoice
 __all__ = ["check_paths", "expand_paths", "validate"]
 
 
-def expand_paths(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
-    """Expand directories to their ``*.xml`` files (recursively, sorted); return ``(files, missing)``."""
-    files: list[Path] = []
-    missing: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*.xml") if p.is_file()))
-        elif path.is_file():
-            files.append(path)
-        else:
-            missing.append(path)
-    return files, missing
+def expand_paths(paths: Iterable[Path]) -> tuple[list[Path], list[InvoiceProblem]]:
+    """Expand directories to their ``*.xml`` files (recursively, sorted); return ``(files, problems)``.
+
+    ``problems`` names every path that names nothing (rule ``missing``), every directory that cannot be searched
+    and every ``*.xml`` entry that is not a readable regular file (rule ``io``).
+    """
+    selection = select_files(paths)
+    return list(selection.files), list(selection.problems)
 
 
 def _check_file(path: Path) -> ValidationResult:
     name = str(path)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        problem = InvoiceProblem(name, f"cannot read the file: {exc.strerror or exc}", None, "io")
-        return ValidationResult(name, (problem,), None, None)
+        data = read_invoice_file(path)
+    except UnusableFileError as exc:
+        return ValidationResult(name, (InvoiceProblem(name, exc.reason, None, exc.rule),), None, None)
     return check_invoice(data, name)
 
 
@@ -67,7 +63,8 @@ def validate(
     """Validate invoice files offline: encoding, prolog, characters, size, well-formedness and the XSD.
 
     Prints ``file:line: reason`` for every problem (or, with --json, a JSON list with one object per file) and
-    exits 0 when every invoice is valid, 1 when any is invalid, 2 when a path does not exist.
+    exits 0 when every invoice is valid, 1 when any is invalid, 2 when a path does not exist or cannot be read
+    (an unreadable directory, a symlink loop, a FIFO, a device: each is named with its reason).
 
     Parameters
     ----------
@@ -78,12 +75,10 @@ def validate(
     jobs
         Worker threads (default: one per CPU).
     """
-    files, missing = expand_paths(paths)
-    for path in missing:
-        print(f"{path}: no such file or directory", file=sys.stderr)
-    if missing:
-        return 2
-    if not files:
+    files, unusable = expand_paths(paths)
+    for problem in unusable:
+        print(problem, file=sys.stderr)
+    if not files and not unusable:
         print("no *.xml files found in the given paths", file=sys.stderr)
         return 2
     invalid = 0
@@ -99,4 +94,8 @@ def validate(
     if as_json:
         print(json.dumps([r.to_json() for r in results], ensure_ascii=False, indent=2))
     print(f"{len(files) - invalid} valid, {invalid} invalid", file=sys.stderr)
+    if unusable:
+        # Exit 0 must mean every invoice was seen: a path that could not be read is never skipped silently.
+        print(f"{len(unusable)} path(s) could not be read (listed above)", file=sys.stderr)
+        return 2
     return 1 if invalid else 0

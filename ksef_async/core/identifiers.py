@@ -20,6 +20,7 @@ __all__ = [
     "is_valid_nip",
     "is_valid_pesel",
     "is_valid_reference_number",
+    "nip_problem",
 ]
 
 _NIP_RE = re.compile(r"[1-9]((\d[1-9])|([1-9]\d))\d{7}")
@@ -48,6 +49,18 @@ def crc8(data: bytes, poly: int = 0x07, init: int = 0x00) -> int:
 
 def _nip_check(digits9: str) -> int:
     return sum(int(d) * w for d, w in zip(digits9, _NIP_WEIGHTS, strict=True)) % 11
+
+
+def nip_problem(value: str) -> str | None:
+    """Return why ``value`` is not a valid NIP (format or check digit), or ``None`` when it is one."""
+    if not _NIP_RE.fullmatch(value):
+        return f"{value!r} is not a NIP (10 digits)"
+    check = _nip_check(value[:9])
+    if check == 10:  # noqa: PLR2004
+        return f"{value!r} is not a valid NIP: no check digit exists for its first nine digits"
+    if check != int(value[9]):
+        return f"{value!r} is not a valid NIP: the check digit is {value[9]}, the checksum gives {check}"
+    return None
 
 
 def is_valid_nip(value: str) -> bool:

@@ -13,6 +13,7 @@ from lxml import etree
 
 from ksef_async._schemas import schema_path
 from ksef_async.errors import KsefError
+from ksef_async.xml._resolver import DoctypeRefusedError, hardened_parser, parse_untrusted
 
 __all__ = [
     "AUTH_NAMESPACES",
@@ -64,8 +65,8 @@ class AuthRequestError(KsefError, ValueError):
 
 
 def safe_xml_parser() -> etree.XMLParser:
-    """Return an lxml parser that never resolves entities, loads DTDs or touches the network."""
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+    """Return an lxml parser that never resolves entities, loads DTDs, reads files or touches the network."""
+    return hardened_parser()
 
 
 def _check_context(instance: ContextIdentifier, _attribute: attrs.Attribute[str], value: str) -> None:
@@ -235,7 +236,9 @@ def validate_auth_token_request(data: bytes | etree._Element) -> list[str]:
     """
     if isinstance(data, bytes):
         try:
-            root = etree.fromstring(data, safe_xml_parser())
+            root = parse_untrusted(data, safe_xml_parser())
+        except DoctypeRefusedError as exc:
+            return [str(exc)]
         except etree.XMLSyntaxError as exc:
             return [f"not well-formed XML: {exc}"]
     else:

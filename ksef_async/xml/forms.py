@@ -8,6 +8,7 @@ import attrs
 from lxml import etree
 
 from ksef_async.errors import InvoiceError, InvoiceProblem
+from ksef_async.xml._resolver import RefuseAllResolver, doctype_in_prolog
 
 __all__ = [
     "FA2",
@@ -173,10 +174,14 @@ def detect_form(data: bytes, name: str = "<invoice>") -> InvoiceForm:
         InvoiceError: The bytes are not XML up to the root element (rule ``xml``), or the root is not a KSeF
             invoice form (rule ``form``).
     """
-    # iterparse stops after the first start event: the body is never parsed; no entities, DTDs or network.
+    # iterparse stops after the first start event: the body is never parsed; no DOCTYPE, entities, DTDs,
+    # network or any other external resolution.
+    if doctype_in_prolog(data):
+        raise InvoiceError([InvoiceProblem(name, "a DOCTYPE declaration is not allowed", None, "doctype")])
     events = etree.iterparse(
         io.BytesIO(data), events=("start",), resolve_entities=False, no_network=True, load_dtd=False
     )
+    events.resolvers.add(RefuseAllResolver())
     try:
         _, element = next(iter(events))
     except etree.XMLSyntaxError as exc:

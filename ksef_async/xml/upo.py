@@ -12,6 +12,7 @@ from lxml import etree
 
 from ksef_async._schemas import schema_path
 from ksef_async.errors import KsefError
+from ksef_async.xml._resolver import DoctypeRefusedError, parse_untrusted
 from ksef_async.xml.auth_request import ContextIdentifier, safe_xml_parser
 
 __all__ = [
@@ -222,7 +223,10 @@ class _Reader:
 
 def _parse_root(data: bytes) -> etree._Element:
     try:
-        return etree.fromstring(data, safe_xml_parser())
+        return parse_untrusted(data, safe_xml_parser())
+    except DoctypeRefusedError as exc:
+        msg = f"UPO refused: {exc}"
+        raise UpoError(msg) from None
     except etree.XMLSyntaxError as exc:
         msg = f"UPO is not well-formed XML: {exc}"
         raise UpoError(msg) from None

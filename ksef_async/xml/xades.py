@@ -24,6 +24,7 @@ from signxml.xades.xades import XAdESSignatureConfiguration, XAdESVerifier, XAdE
 
 from ksef_async.core.certs import certificate_fingerprint
 from ksef_async.errors import CryptoError, KsefError
+from ksef_async.xml._resolver import DoctypeRefusedError, parse_untrusted
 from ksef_async.xml.auth_request import (
     AllowedIps,
     AuthRequestError,
@@ -148,7 +149,10 @@ def sign_enveloped_xades(
         CryptoError: The document cannot be parsed or is already signed, or the key is unusable.
     """
     try:
-        root = etree.fromstring(xml, safe_xml_parser())
+        root = parse_untrusted(xml, safe_xml_parser())
+    except DoctypeRefusedError as exc:
+        msg = f"document to sign refused: {exc}"
+        raise CryptoError(msg) from None
     except etree.XMLSyntaxError as exc:
         msg = f"document to sign is not well-formed XML: {exc}"
         raise CryptoError(msg) from None
@@ -424,7 +428,9 @@ def verify_auth_token_request(signed_xml: bytes, *, now: dt.datetime | None = No
     certificate = _embedded_certificate(signature)
     config = XAdESSignatureConfiguration(expect_references=True, verification_time=now)
     try:
-        results = XAdESVerifier().verify(signed_xml, x509_cert=certificate, expect_config=config)
+        verifier = XAdESVerifier()
+        verifier._parser = safe_xml_parser()  # type: ignore[assignment]  # signxml parses with it  # noqa: SLF001
+        results = verifier.verify(signed_xml, x509_cert=certificate, expect_config=config)
     except signxml_exceptions.InvalidCertificate as exc:
         raise SignatureError(21115, f"certificate not usable: {exc}") from None
     except signxml_exceptions.SignXMLException as exc:
@@ -460,7 +466,9 @@ def verify_auth_token_request(signed_xml: bytes, *, now: dt.datetime | None = No
 
 def _parse_signed(signed_xml: bytes) -> etree._Element:
     try:
-        return etree.fromstring(signed_xml, safe_xml_parser())
+        return parse_untrusted(signed_xml, safe_xml_parser())
+    except DoctypeRefusedError as exc:
+        raise SignatureError(9101, f"document refused: {exc}") from None
     except etree.XMLSyntaxError as exc:
         raise SignatureError(9101, f"document is not well-formed XML: {exc}") from None
 

@@ -30,6 +30,7 @@ from ksef_async.testing.simulator.features import (
 from ksef_async.testing.simulator.problems import ApiFailure
 from ksef_async.testing.simulator.runtime import Principal, Runtime
 from ksef_async.testing.simulator.state import InvoiceEntry, Session, SessionKind, StoredInvoice, iso
+from ksef_async.xml._resolver import DoctypeRefusedError, parse_untrusted
 from ksef_async.xml.auth_request import ContextIdentifier, safe_xml_parser
 from ksef_async.xml.upo import UpoDocument, build_session_upo_pages, build_upo
 from ksef_async.xml.validation import ValidationResult, check_invoice
@@ -180,8 +181,8 @@ def find_session(rt: Runtime, principal: Principal | None, ref: str, kind: Sessi
 def _buyer(data: bytes) -> tuple[str, str] | None:
     """The buyer's identifier of an FA invoice (``Podmiot2/DaneIdentyfikacyjne``), for the invoice store."""
     try:
-        root = etree.fromstring(data, safe_xml_parser())
-    except etree.XMLSyntaxError:
+        root = parse_untrusted(data, safe_xml_parser())
+    except (etree.XMLSyntaxError, DoctypeRefusedError):
         return None
     ident = root.find("{*}Podmiot2/{*}DaneIdentyfikacyjne")
     if ident is None:
