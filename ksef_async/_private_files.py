@@ -9,7 +9,15 @@ from typing import Final
 
 from ksef_async.core.safepath import safe_join
 
-__all__ = ["DIR_MODE", "FILE_MODE", "append_private", "private_dir", "write_private", "write_private_in"]
+__all__ = [
+    "DIR_MODE",
+    "FILE_MODE",
+    "append_private",
+    "private_dir",
+    "sync_directory",
+    "write_private",
+    "write_private_in",
+]
 
 FILE_MODE: Final = 0o600
 DIR_MODE: Final = 0o700
@@ -21,8 +29,12 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def sync_directory(path: Path) -> None:
+    """Make renames in directory ``path`` durable (POSIX); a no-op where a directory cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
     try:
         os.fsync(fd)
     finally:
@@ -51,7 +63,7 @@ def write_private(path: Path, data: bytes, *, fsync: bool = False, fsync_dir: bo
             exc.filename = os.fspath(path)  # the user knows the file they named, not our temporary one
         raise
     if fsync_dir:
-        _fsync_dir(path.parent)
+        sync_directory(path.parent)
     return path
 
 

@@ -44,6 +44,7 @@ import anyio.to_thread
 import attrs
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from ksef_async._private_files import sync_directory
 from ksef_async.batch.inputs import DuplicateCheck, InputItem, Inputs, InvoiceInput, iter_inputs
 from ksef_async.core.crypto import MfPublicKey, SessionKey, b64
 from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE, ArchivePipeline, PartInfo
@@ -138,18 +139,6 @@ def _write_all(fd: int, data: memoryview) -> None:
         data = data[n:]
 
 
-def _fsync_dir(path: Path) -> None:
-    # Directory fsync makes a rename durable on POSIX; not every platform can open a directory.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_plan(state_dir: str | os.PathLike[str], plan: BatchPlan) -> Path:
     """Write ``plan`` to ``<state_dir>/plan.json`` atomically (temporary file, fsync, rename); return the path."""
     directory = Path(state_dir)
@@ -164,7 +153,7 @@ def save_plan(state_dir: str | os.PathLike[str], plan: BatchPlan) -> Path:
         raise
     os.close(fd)
     tmp.replace(target)
-    _fsync_dir(directory)
+    sync_directory(directory)
     return target
 
 

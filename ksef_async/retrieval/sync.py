@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import attrs
 
 from ksef_async._logging import extras, get_logger
-from ksef_async._private_files import append_private, private_dir, write_private
+from ksef_async._private_files import append_private, private_dir, sync_directory, write_private
 from ksef_async.core.polling import Backoff
 from ksef_async.core.safepath import safe_join
 from ksef_async.core.system_warnings import WarningTally
@@ -82,18 +82,6 @@ _WINDOW_MARGIN = dt.timedelta(minutes=1)
 _HWM_PRECISION = dt.timedelta(seconds=1)
 """KSeF (and the simulator) report dates to the millisecond: a package HWM this close to the window's ``to`` is
 that ``to`` (the window is done, the next one follows), not the global mark."""
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes, *, fsync: bool) -> None:
-    write_private(path, data, fsync=fsync)  # owner-only: invoices hold counterparty data
 
 
 class CheckpointStore(Protocol):
@@ -152,8 +140,7 @@ class JsonCheckpointStore:
         }
         data = json.dumps({"version": 1, "subjects": subjects}, indent=1, sort_keys=True).encode()
         private_dir(self.path.parent)
-        _atomic_write(self.path, data, fsync=True)
-        _fsync_dir(self.path.parent)
+        write_private(self.path, data, fsync=True, fsync_dir=True)
 
 
 class InvoiceDirectory:
@@ -223,7 +210,8 @@ class InvoiceDirectory:
             name = f"{number}.xml"
             target = safe_join(self.path, name)
             if invoice.xml is not None and not _same_content(target, invoice.xml):
-                _atomic_write(target, invoice.xml, fsync=per_file_fsync)
+                # owner-only: invoices hold counterparty data
+                write_private(target, invoice.xml, fsync=per_file_fsync)
             entry = {
                 "ksefNumber": number,
                 "subjectType": subject_type,
@@ -235,7 +223,7 @@ class InvoiceDirectory:
         if lines:
             if self.fsync:
                 if per_file_fsync:
-                    _fsync_dir(self.path)
+                    sync_directory(self.path)
                 else:
                     os.sync()
             append_private(self.index_path, b"".join(lines), fsync=self.fsync)

@@ -21,6 +21,8 @@ import attrs
 
 from ksef_async.core.ratelimit import SlidingWindowState, WindowLimits
 from ksef_async.errors import ConfigurationError
+from ksef_async.models import ApiRateLimitsOverride, EffectiveApiRateLimits
+from ksef_async.models.converter import wire_name
 from ksef_async.operations import ANONYMOUS_GROUP, API_RATE_LIMITS, GLOBAL_GROUP, GLOBAL_LIMITS, Operation
 
 __all__ = [
@@ -33,42 +35,10 @@ __all__ = [
     "Refusal",
 ]
 
-API_GROUPS: tuple[str, ...] = (
-    "onlineSession",
-    "onlineSessionClose",
-    "batchSession",
-    "batchSessionClose",
-    "invoiceSend",
-    "invoiceStatus",
-    "sessionList",
-    "sessionInvoiceList",
-    "sessionMisc",
-    "invoiceMetadata",
-    "invoiceExport",
-    "invoiceExportStatus",
-    "invoiceDownload",
-    "collectiveIdentifier",
-    "other",
-    "anonymous",
-    "global",
-)
+API_GROUPS: tuple[str, ...] = tuple(wire_name(f) for f in attrs.fields(EffectiveApiRateLimits))
 """The seventeen groups of ``EffectiveApiRateLimits``, in the spec's order."""
 
-OVERRIDABLE_GROUPS: tuple[str, ...] = (
-    "onlineSession",
-    "batchSession",
-    "invoiceSend",
-    "invoiceStatus",
-    "sessionList",
-    "sessionInvoiceList",
-    "sessionMisc",
-    "invoiceMetadata",
-    "invoiceExport",
-    "invoiceExportStatus",
-    "invoiceDownload",
-    "collectiveIdentifier",
-    "other",
-)
+OVERRIDABLE_GROUPS: tuple[str, ...] = tuple(wire_name(f) for f in attrs.fields(ApiRateLimitsOverride))
 """The thirteen groups of ``ApiRateLimitsOverride`` (``POST /testdata/rate-limits``): the close, anonymous and
 global groups cannot be overridden."""
 
