@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import attrs
 
-from ksef_async import __version__
 from ksef_async._logging import extras, get_logger
+from ksef_async._version import __version__
 from ksef_async.auth import Authenticator, Credentials
 from ksef_async.core.baseurl import check_base_url
 from ksef_async.core.polling import Backoff
