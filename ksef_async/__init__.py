@@ -9,14 +9,12 @@ the same import under ``TYPE_CHECKING`` (for type checkers and IDEs) and the nam
 ``tests/public_api.txt`` (``python tools/public_api.py --write``).
 """
 
-from __future__ import annotations
+import typing
 
-from typing import TYPE_CHECKING
-
-from ksef_async._lazy import lazy_exports
+from ksef_async import _lazy
 from ksef_async._version import __version__
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from ksef_async.auth import CertificateCredentials, Credentials, KsefTokenCredentials
     from ksef_async.batch.engine import SendConfig
     from ksef_async.batch.reconcile import BatchReport
@@ -92,5 +90,5 @@ __all__ = [
     "send_technical_correction",
 ]
 
-if not TYPE_CHECKING:  # type checkers see the imports above; a typo stays an error for them
-    __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+if not typing.TYPE_CHECKING:  # type checkers see the imports above; a typo stays an error for them
+    __getattr__, __dir__ = _lazy.lazy_exports(__name__, globals(), _EXPORTS)

@@ -4,13 +4,11 @@ The names below are imported on first use (PEP 562), so the pytest plugin (`ksef
 which pytest loads in every run, costs nothing until a fixture runs.
 """
 
-from __future__ import annotations
+import typing
 
-from typing import TYPE_CHECKING
+from ksef_async import _lazy
 
-from ksef_async._lazy import lazy_exports
-
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from ksef_async.core.ratelimit import WindowLimits
     from ksef_async.testing.certificates import TestCertificate, generate_person_certificate, generate_seal_certificate
     from ksef_async.testing.invoices import InvoiceFactory, write_invoices
@@ -41,5 +39,5 @@ __all__ = [
     "write_invoices",
 ]
 
-if not TYPE_CHECKING:  # type checkers see the imports above; a typo stays an error for them
-    __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+if not typing.TYPE_CHECKING:  # type checkers see the imports above; a typo stays an error for them
+    __getattr__, __dir__ = _lazy.lazy_exports(__name__, globals(), _EXPORTS)
