@@ -59,7 +59,7 @@ logger = get_logger("client")
 
 
 class Environment(enum.StrEnum):
-    """The KSeF environments and their API base URLs (digest §1)."""
+    """The KSeF environments and their API base URLs (official docs ``srodowiska.md``; the spec's ``servers``)."""
 
     TEST = "https://api-test.ksef.mf.gov.pl/v2"
     """TEST (TE): self-signed certificates accepted; data shared between integrators."""
