@@ -59,6 +59,13 @@ class TestCertificate:
         return certificate_fingerprint(self.certificate)
 
 
+def _digits(value: str, count: int, field: str) -> str:
+    if not (len(value) == count and value.isdigit()):
+        msg = f"{field} must be {count} digits, got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
 def _self_signed(
     name: x509.Name, algorithm: KeyAlgorithm, not_before: dt.datetime | None, days: int
 ) -> TestCertificate:
@@ -114,17 +121,7 @@ def generate_person_certificate(
     if (nip is None) == (pesel is None):
         msg = "exactly one of nip and pesel is required"
         raise ValueError(msg)
-    if nip is not None:
-        if not (len(nip) == 10 and nip.isdigit()):  # noqa: PLR2004
-            msg = f"nip must be 10 digits, got {nip!r}"
-            raise ValueError(msg)
-        serial = f"TINPL-{nip}"
-    else:
-        assert pesel is not None
-        if not (len(pesel) == 11 and pesel.isdigit()):  # noqa: PLR2004
-            msg = f"pesel must be 11 digits, got {pesel!r}"
-            raise ValueError(msg)
-        serial = f"PNOPL-{pesel}"
+    serial = f"TINPL-{_digits(nip, 10, 'nip')}" if nip is not None else f"PNOPL-{_digits(pesel or '', 11, 'pesel')}"
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.COUNTRY_NAME, "PL"),
@@ -166,9 +163,7 @@ def generate_seal_certificate(
         ValueError: ``nip`` is not 10 digits.
         ConfigurationError: Another ``algorithm``.
     """
-    if not (len(nip) == 10 and nip.isdigit()):  # noqa: PLR2004
-        msg = f"nip must be 10 digits, got {nip!r}"
-        raise ValueError(msg)
+    _digits(nip, 10, "nip")
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.COUNTRY_NAME, "PL"),
