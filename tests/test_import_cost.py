@@ -63,6 +63,19 @@ def test_a_public_name_loads_on_first_use() -> None:
     assert {"ksef_async.client", "aiohttp"} <= modules
 
 
+def test_submodules_load_on_attribute_access_and_typos_stay_errors() -> None:
+    import ksef_async  # noqa: PLC0415
+
+    # in a fresh interpreter, where nothing imported the submodules yet
+    code = "import ksef_async; print(ksef_async.errors.ApiError.__name__, ksef_async.testing.KsefSimulator.__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.stdout.split() == ["ApiError", "KsefSimulator"], done.stderr
+    with pytest.raises(AttributeError, match="has no attribute 'KsefClinet'"):
+        _ = ksef_async.KsefClinet  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError, match="__wrapped__"):
+        _ = ksef_async.__wrapped__  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], []])
 def test_cli_help_and_version_import_no_command(argv: list[str]) -> None:
     code = "import sys; from ksef_async.cli import main; sys.argv = ['ksef-async', *sys.argv[1:]]; main()"
