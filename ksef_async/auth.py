@@ -1,6 +1,7 @@
 """Credentials and the `Authenticator`: login (KSeF token or XAdES), token refresh (single-flight), logout.
 
-The flow (digest §2): ``POST /auth/challenge`` → ``POST /auth/ksef-token`` or ``POST /auth/xades-signature`` →
+The flow (official docs ``uwierzytelnianie.md``):
+``POST /auth/challenge`` → ``POST /auth/ksef-token`` or ``POST /auth/xades-signature`` →
 poll ``GET /auth/{referenceNumber}`` with the authentication token until a final code → ``POST /auth/token/redeem``
 → use the access token, refresh it with ``POST /auth/token/refresh`` before ``validUntil``. The decisions (use,
 refresh, log in again, what a status code means) live in `ksef_async.core.auth_flow`; this module does the I/O.

@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import attrs
 
-from ksef_async import __version__
 from ksef_async._logging import extras, get_logger
+from ksef_async._version import __version__
 from ksef_async.auth import Authenticator, Credentials
 from ksef_async.core.baseurl import check_base_url
 from ksef_async.core.polling import Backoff
@@ -59,7 +59,7 @@ logger = get_logger("client")
 
 
 class Environment(enum.StrEnum):
-    """The KSeF environments and their API base URLs (digest §1)."""
+    """The KSeF environments and their API base URLs (official docs ``srodowiska.md``; the spec's ``servers``)."""
 
     TEST = "https://api-test.ksef.mf.gov.pl/v2"
     """TEST (TE): self-signed certificates accepted; data shared between integrators."""

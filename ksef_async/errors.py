@@ -52,7 +52,7 @@ from typing import Any
 
 import attrs
 
-from ksef_async.core.redact import redact_server_text
+from ksef_async._redact import redact_server_text
 
 __all__ = [
     "AmbiguousRequestError",

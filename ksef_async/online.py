@@ -1,6 +1,7 @@
 """`send_online`: validate, encrypt and send invoices in online sessions, then report each invoice's final outcome.
 
-`send_technical_correction` sends the technical correction of a rejected offline invoice (digest §11).
+`send_technical_correction` sends the technical correction of a rejected offline invoice (``hashOfCorrectedInvoice``
+of ``SendInvoiceRequest``; official docs ``offline/korekta-techniczna.md``).
 
 Steps: validate every invoice locally (nothing is sent if any is invalid, unless ``skip_invalid``); group them by
 form code (one session per form); open the session; send the invoices concurrently (the shared rate limiter paces

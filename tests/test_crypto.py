@@ -53,7 +53,7 @@ def test_streaming_decrypt_round_trips(data: bytes, cuts: list[int]) -> None:
 
 
 def test_ciphertext_sizes_from_spec_examples() -> None:
-    # digest §16: 6480 -> 6496, 16037 -> 16048, 22425060 -> 22425072, and the FA(3) sample 13215 -> 13216
+    # the spec's examples (invoiceSize 6480, fileSize 16037, partSize 22425060) and the bundled FA(3) sample (13215)
     for plain, cipher in [(6480, 6496), (16037, 16048), (22425060, 22425072), (13215, 13216)]:
         assert crypto.encrypted_size(plain) == cipher
     assert len(_oneshot(b"x" * 6480)) == 6496

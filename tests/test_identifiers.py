@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from ksef_async.core import identifiers as ids
 
-# Golden vectors: api-digest.md §16.
+# Golden vectors: KSeF numbers printed in the official docs, the spec's examples and the bundled UPO samples.
 KSEF_NUMBERS = [
     "5265877635-20250826-0100001AF629-AF",
     "5265877635-20250626-010080DD2B5E-26",
@@ -59,7 +59,7 @@ def test_invalid_pesel() -> None:
 
 def test_internal_ids() -> None:
     assert ids.is_valid_internal_id("6824515772-12343")
-    # the docs/spec examples are illustrative only and fail the checksum (digest §16)
+    # the docs/spec examples are illustrative only and fail the checksum
     assert not ids.is_valid_internal_id("5265877635-12345")
     assert not ids.is_valid_internal_id("5555555555-12345")
 

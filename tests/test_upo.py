@@ -11,9 +11,9 @@ import pytest
 from lxml import etree
 
 from ksef_async._schemas import schema_path
-from ksef_async.core.certs import generate_seal_certificate
 from ksef_async.core.identifiers import generate_ksef_number, is_valid_ksef_number
 from ksef_async.errors import KsefError
+from ksef_async.testing.certificates import generate_seal_certificate
 from ksef_async.xml.auth_request import ContextIdentifier
 from ksef_async.xml.upo import (
     MAX_DOCUMENTS_PER_PAGE,

@@ -19,12 +19,12 @@ from signxml.signer import XMLSigner
 from signxml.xades.xades import XAdESSigner
 
 from ksef_async._schemas import schema_path
-from ksef_async.core.certs import (
+from ksef_async.errors import CryptoError, KsefError
+from ksef_async.testing.certificates import (
     TestCertificate,
     generate_person_certificate,
     generate_seal_certificate,
 )
-from ksef_async.errors import CryptoError, KsefError
 from ksef_async.xml.auth_request import (
     AllowedIps,
     AuthRequestError,

@@ -154,7 +154,8 @@ class SendConfig:
         download_upo: Whether to download the session UPO (default True).
         keep_spool: Keep the part files of a finished session (default False: deleted once it is done).
         offline_mode: Open every session with ``offlineMode`` true (the invoices were issued in an offline mode,
-            digest §11); recorded per session in the plan, so `BatchSender.resume` keeps it.
+            ``OpenBatchSessionRequest.offlineMode``, docs ``tryby-offline.md``); recorded per session in the plan,
+            so `BatchSender.resume` keeps it.
     """
 
     concurrency: int = attrs.field(default=4, validator=_at_least_one)

@@ -10,7 +10,9 @@ __all__ = ["main"]
 def main() -> None:
     """Run the `ksef-async` command."""
     try:
-        from ksef_async.cli._commands import app  # noqa: PLC0415 - the CLI extra is optional
+        from ksef_async.cli._index import load_app  # noqa: PLC0415 - the CLI extra is optional
+
+        app = load_app(sys.argv[1:])
     except ModuleNotFoundError as exc:  # pragma: no cover - depends on installed extras
         if exc.name in {"cyclopts", "rich"}:
             sys.stderr.write("ksef-async: the command line needs the 'cli' extra: pip install 'ksef-async[cli]'\n")

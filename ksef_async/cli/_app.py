@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from cyclopts import App
 
-from ksef_async import __version__
 from ksef_async._schemas import API_VERSION
+from ksef_async._version import __version__
 
 app = App(
     name="ksef-async",

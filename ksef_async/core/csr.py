@@ -8,6 +8,7 @@ exactly the attributes the enrollment data lists, no more, no fewer.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -17,10 +18,10 @@ from cryptography.x509.oid import NameOID
 
 from ksef_async.core.certs import KeyAlgorithm, PrivateKey
 from ksef_async.errors import ConfigurationError
-from ksef_async.models import CertificateEnrollmentDataResponse
 
 __all__ = [
     "ENROLLMENT_ATTRIBUTES",
+    "EnrollmentData",
     "build_csr",
     "enrollment_subject",
     "generate_key",
@@ -44,6 +45,45 @@ The string types follow the official sample CSR of ``POST /certificates/enrollme
 2.5.4.45 as a UTF8String there, not the BIT STRING of X.520)."""
 
 
+class EnrollmentData(Protocol):
+    """The subject attributes of ``GET /certificates/enrollments/data`` (schema ``CertificateEnrollmentDataResponse``).
+
+    `ksef_async.models.CertificateEnrollmentDataResponse` is one; core does not import the models layer above it.
+    """
+
+    @property
+    def common_name(self) -> str | None:
+        """``commonName``."""
+
+    @property
+    def given_name(self) -> str | None:
+        """``givenName``."""
+
+    @property
+    def surname(self) -> str | None:
+        """``surname``."""
+
+    @property
+    def organization_name(self) -> str | None:
+        """``organizationName``."""
+
+    @property
+    def organization_identifier(self) -> str | None:
+        """``organizationIdentifier``."""
+
+    @property
+    def country_name(self) -> str | None:
+        """``countryName``."""
+
+    @property
+    def serial_number(self) -> str | None:
+        """``serialNumber``."""
+
+    @property
+    def unique_identifier(self) -> str | None:
+        """``uniqueIdentifier``."""
+
+
 def generate_key(algorithm: KeyAlgorithm = "ec") -> PrivateKey:
     """A new private key KSeF accepts for a certificate: ``"ec"`` (P-256, KSeF's recommendation) or ``"rsa"`` (2048).
 
@@ -60,7 +100,7 @@ def generate_key(algorithm: KeyAlgorithm = "ec") -> PrivateKey:
     return factory()
 
 
-def enrollment_subject(data: CertificateEnrollmentDataResponse) -> x509.Name:
+def enrollment_subject(data: EnrollmentData) -> x509.Name:
     """The CSR subject: every attribute the enrollment data carries (none of those it leaves empty).
 
     Raises:
@@ -78,7 +118,7 @@ def enrollment_subject(data: CertificateEnrollmentDataResponse) -> x509.Name:
     return x509.Name(attributes)
 
 
-def build_csr(data: CertificateEnrollmentDataResponse, key: PrivateKey) -> bytes:
+def build_csr(data: EnrollmentData, key: PrivateKey) -> bytes:
     """A DER PKCS#10 request for ``key`` whose subject is exactly the enrollment data (the ``csr`` of the request).
 
     RSA keys sign with SHA-256 and PKCS#1 v1.5, EC keys with ECDSA SHA-256 (both accepted by KSeF).

@@ -1,6 +1,7 @@
 """Cut a plaintext archive stream into parts, encrypt each part on its own and hash everything, without I/O.
 
-KSeF's batch recipe (digest §6): the whole plaintext archive is hashed (``batchFile.fileHash``/``fileSize``);
+KSeF's batch recipe (``POST /sessions/batch``, schema ``BatchFileInfo``; official docs ``sesja-wsadowa.md``):
+the whole plaintext archive is hashed (``batchFile.fileHash``/``fileSize``);
 it is split binary-wise into parts of at most 100 MB *before* encryption; each part is encrypted separately
 with the session key and IV (its own AES-256-CBC stream with its own PKCS#7 padding); and each encrypted part is
 hashed (``fileParts[].fileHash``/``fileSize``). Plaintext parts are capped at 99,999,984 B so that even the

@@ -66,7 +66,7 @@ QR_HOSTS: dict[str, str] = {
     "demo": "https://qr-demo.ksef.mf.gov.pl",
     "prod": "https://qr.ksef.mf.gov.pl",
 }
-"""QR verification host per environment (docs ``kody-qr.md``, digest §1)."""
+"""QR verification host per environment (official docs ``kody-qr.md`` and ``srodowiska.md``)."""
 
 _ENV_ALIASES = {"prd": "prod", "production": "prod", "te": "test", "tr": "demo"}
 

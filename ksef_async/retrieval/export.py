@@ -6,7 +6,7 @@ Memory stays bounded whatever the package size:
   decrypted, hashed again (``partHash``) and appended to that part's plaintext spool file, so neither a part nor
   the package is ever held in memory;
 * the plaintext parts are not copied into one file: a seekable reader presents them as one archive (the parts are
-  binary cuts of it, digest §9);
+  binary cuts of it: ``InvoiceExportStatusResponse.package.parts``, docs ``pobieranie-faktur/*.md``);
 * a Zip archive needs random access (its central directory is at the end and members may carry data
   descriptors), so it cannot be unpacked from the network stream: that is why the plaintext is spooled to disk;
   TarGz is read as a stream. One member (at most one invoice, < 1 MB) is in memory at a time, plus the metadata of

@@ -1,6 +1,7 @@
 """Incremental High-Water-Mark sync: exports by PermanentStorage date into a directory, exactly once, resumable.
 
-The algorithm (api-digest §9, docs ``przyrostowe-pobieranie-faktur.md``), for each subject type:
+The algorithm (official docs ``pobieranie-faktur/przyrostowe-pobieranie-faktur.md`` and ``hwm.md``), for each
+subject type:
 
 1. ``from`` = the stored checkpoint (first run: ``since``); ``to`` omitted, ``restrictToPermanentStorageHwmDate``
    true. When ``from`` is more than 100 days back, ``to`` = ``from`` + 100 days in UTC minus a minute (the 2.9.0

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import serialization
 
 from ksef_async.auth import CertificateCredentials, Credentials, KsefTokenCredentials
 from ksef_async.client import ClientConfig, KsefClient
-from ksef_async.core.certs import generate_person_certificate, generate_seal_certificate
 from ksef_async.core.polling import Backoff
+from ksef_async.testing.certificates import generate_person_certificate, generate_seal_certificate
 from ksef_async.testing.pytest_plugin import DEFAULT_NIP, DEFAULT_TOKEN
 from ksef_async.testing.simulator import KsefSimulator
 

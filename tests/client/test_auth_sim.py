@@ -10,11 +10,11 @@ import pytest
 
 from ksef_async.auth import CertificateCredentials, KsefTokenCredentials
 from ksef_async.client import ClientConfig, KsefClient
-from ksef_async.core.certs import generate_person_certificate, generate_seal_certificate
 from ksef_async.core.crypto import KEY_USAGE_SYMMETRIC, KEY_USAGE_TOKEN
 from ksef_async.core.polling import Backoff
 from ksef_async.errors import AuthenticationFailedError, ConfigurationError
 from ksef_async.models import FormCode
+from ksef_async.testing.certificates import generate_person_certificate, generate_seal_certificate
 from ksef_async.testing.pytest_plugin import DEFAULT_NIP, DEFAULT_TOKEN
 from ksef_async.testing.simulator import KsefSimulator
 from ksef_async.testing.simulator.keys import MfKey

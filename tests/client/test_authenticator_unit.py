@@ -10,7 +10,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from ksef_async.auth import Authenticator, KsefTokenCredentials
-from ksef_async.core.certs import generate_seal_certificate
 from ksef_async.core.crypto import KEY_USAGE_TOKEN, MfPublicKey, rsa_oaep_decrypt
 from ksef_async.core.polling import Backoff
 from ksef_async.errors import AmbiguousRequestError, ApiErrorDetail, AuthenticationFailedError, BadRequestError
@@ -24,6 +23,7 @@ from ksef_async.models import (
     StatusInfo,
     TokenInfo,
 )
+from ksef_async.testing.certificates import generate_seal_certificate
 from ksef_async.xml.auth_request import ContextIdentifier
 
 pytestmark = pytest.mark.anyio

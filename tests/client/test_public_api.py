@@ -16,8 +16,8 @@ pytestmark = pytest.mark.anyio
 def test_all_lists_exactly_the_public_names() -> None:
     public = {
         name
-        for name, value in vars(ksef_async).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        for name in dir(ksef_async)
+        if not name.startswith("_") and not isinstance(getattr(ksef_async, name), types.ModuleType)
     }
     assert set(ksef_async.__all__) == public | {"__version__"}
     assert list(ksef_async.__all__) == sorted(ksef_async.__all__)

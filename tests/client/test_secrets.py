@@ -10,11 +10,11 @@ import pytest
 
 from ksef_async.auth import CertificateCredentials, KsefTokenCredentials
 from ksef_async.client import ClientConfig, KsefClient
-from ksef_async.core.certs import generate_person_certificate
 from ksef_async.core.polling import Backoff
 from ksef_async.errors import AuthenticationFailedError
 from ksef_async.models import FormCode
 from ksef_async.online import send_online
+from ksef_async.testing.certificates import generate_person_certificate
 from ksef_async.testing.invoices import InvoiceFactory
 from ksef_async.testing.pytest_plugin import DEFAULT_NIP, DEFAULT_TOKEN
 from ksef_async.testing.simulator import KsefSimulator

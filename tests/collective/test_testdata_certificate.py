@@ -9,8 +9,8 @@ import pytest
 
 from ksef_async.auth import CertificateCredentials
 from ksef_async.client import KsefClient
-from ksef_async.core.certs import generate_person_certificate
 from ksef_async.errors import BadRequestError, ConfigurationError
+from ksef_async.testing.certificates import generate_person_certificate
 from ksef_async.testing.simulator import KsefSimulator
 
 from .conftest import QUICK, SELLER

@@ -1,4 +1,4 @@
-"""``offlineMode`` in online and batch sending, and KSeF's automatic Offline marking (digest §11)."""
+"""``offlineMode`` in online and batch sending, and KSeF's automatic Offline marking (docs ``tryby-offline.md``)."""
 
 from __future__ import annotations
 

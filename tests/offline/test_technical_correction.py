@@ -90,7 +90,7 @@ async def test_correction_of_an_accepted_invoice_is_refused_with_21167(ksef_simu
 
 
 async def test_correction_of_an_invoice_rejected_in_online_mode_is_refused(ksef_simulator: KsefSimulator) -> None:
-    # Only offline invoices get a technical correction (digest §11: "of an offline invoice").
+    # Only offline invoices get a technical correction (official docs ``offline/korekta-techniczna.md``).
     good = InvoiceFactory(DEFAULT_NIP, seed=55).make(0)[1]
     original = broken(good)
     assert await send_rejected_offline(ksef_simulator, original, offline=False) == "450 Online"

@@ -8,7 +8,6 @@ import pytest
 
 from ksef_async.auth import CertificateCredentials, KsefTokenCredentials
 from ksef_async.client import ClientConfig, KsefClient
-from ksef_async.core.certs import TestCertificate
 from ksef_async.core.polling import Backoff
 from ksef_async.core.ratelimit import WindowLimits
 from ksef_async.models import (
@@ -21,6 +20,7 @@ from ksef_async.models import (
 )
 from ksef_async.operations import RATE_LIMIT_GROUPS
 from ksef_async.ratelimit import RateLimiter
+from ksef_async.testing.certificates import TestCertificate
 from ksef_async.testing.pytest_plugin import DEFAULT_NIP, DEFAULT_TOKEN, ksef_simulator_factory
 from ksef_async.testing.simulator import KsefSimulator
 from ksef_async.xml.auth_request import ContextIdentifier

@@ -8,7 +8,6 @@ import random
 
 import pytest
 
-from ksef_async.core.certs import generate_person_certificate
 from ksef_async.core.identifiers import generate_nip
 from ksef_async.errors import ForbiddenError
 from ksef_async.models import (
@@ -27,6 +26,7 @@ from ksef_async.models import (
     TestDataPermission,
     TestDataPermissionsGrantRequest,
 )
+from ksef_async.testing.certificates import generate_person_certificate
 from ksef_async.testing.pytest_plugin import DEFAULT_NIP
 from ksef_async.testing.simulator import KsefSimulator
 from ksef_async.testing.simulator.retrieval import seed_invoices

@@ -10,7 +10,6 @@ import random
 import aiohttp
 import pytest
 
-from ksef_async.core.certs import TestCertificate, generate_person_certificate, generate_seal_certificate
 from ksef_async.core.identifiers import generate_internal_id, generate_nip, generate_pesel
 from ksef_async.errors import (
     ConfigurationError,
@@ -73,6 +72,7 @@ from ksef_async.models import (
 from ksef_async.models import (
     TestDataPermissionsGrantRequest as TdGrantRequest,
 )
+from ksef_async.testing.certificates import TestCertificate, generate_person_certificate, generate_seal_certificate
 from ksef_async.testing.pytest_plugin import DEFAULT_NIP, DEFAULT_TOKEN
 from ksef_async.testing.simulator import KsefSimulator
 from ksef_async.xml.auth_request import ContextIdentifier

@@ -187,7 +187,7 @@ def zip_of(files: dict[str, bytes]) -> bytes:
 
 
 def split_encrypt(key: SessionKey, archive: bytes, parts: int) -> list[bytes]:
-    """Split the plaintext archive binary-wise into ``parts`` and encrypt each part separately (digest §6)."""
+    """Split the plaintext archive binary-wise into ``parts``, encrypt each on its own (``sesja-wsadowa.md``)."""
     size = -(-len(archive) // parts)
     return [encrypt_cbc(key, archive[i * size : (i + 1) * size]) for i in range(parts)]
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from ksef_async.core.certs import generate_person_certificate, generate_seal_certificate
 from ksef_async.core.crypto import KEY_USAGE_TOKEN, SessionKey, encrypt_ksef_token, sha256_b64
+from ksef_async.testing.certificates import generate_person_certificate, generate_seal_certificate
 from ksef_async.testing.simulator import KsefSimulator
 from ksef_async.xml.auth_request import ContextIdentifier, SubjectIdentifierType, build_auth_token_request
 from ksef_async.xml.upo import parse_upo

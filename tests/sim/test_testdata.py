@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from ksef_async.core.certs import generate_person_certificate
 from ksef_async.core.crypto import SessionKey
+from ksef_async.testing.certificates import generate_person_certificate
 from ksef_async.testing.invoices import InvoiceFactory
 from ksef_async.testing.simulator import KsefSimulator
 from ksef_async.xml.auth_request import ContextIdentifier, build_auth_token_request

@@ -14,9 +14,9 @@ import pytest
 
 from ksef_async.auth import CertificateCredentials, KsefTokenCredentials
 from ksef_async.client import ClientConfig, KsefClient
-from ksef_async.core.certs import TestCertificate, generate_person_certificate
 from ksef_async.core.polling import Backoff
 from ksef_async.operations import OPERATIONS
+from ksef_async.testing.certificates import TestCertificate, generate_person_certificate
 from ksef_async.testing.pytest_plugin import DEFAULT_NIP, DEFAULT_TOKEN, ksef_simulator_factory
 from ksef_async.testing.simulator import KsefSimulator
 

@@ -14,7 +14,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from ksef_async import models
-from ksef_async.core.certs import TestCertificate, generate_seal_certificate
 from ksef_async.core.csr import build_csr, enrollment_subject, generate_key
 from ksef_async.core.ratelimit import WindowLimits
 from ksef_async.errors import (
@@ -35,6 +34,7 @@ from ksef_async.models import (
     QueryCertificatesRequest,
     SetSubjectLimitsRequest,
 )
+from ksef_async.testing.certificates import TestCertificate, generate_seal_certificate
 from ksef_async.testing.pytest_plugin import DEFAULT_NIP
 from ksef_async.testing.simulator import KsefSimulator
 

@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ksef_async.core.certs import generate_person_certificate
+from ksef_async.testing.certificates import generate_person_certificate
 from ksef_async.testing.pytest_plugin import DEFAULT_NIP, DEFAULT_TOKEN
 from ksef_async.testing.simulator import KsefSimulator, serve_in_thread
 

@@ -8,7 +8,6 @@ import pytest
 
 from ksef_async import models
 from ksef_async.client import KsefClient
-from ksef_async.core.certs import generate_person_certificate
 from ksef_async.errors import AuthenticationFailedError, BadRequestError, ConfigurationError
 from ksef_async.models import (
     AttachmentPermissionGrantRequest,
@@ -27,6 +26,7 @@ from ksef_async.models import (
     UnblockContextAuthenticationRequest,
 )
 from ksef_async.models.converter import structure, unstructure
+from ksef_async.testing.certificates import generate_person_certificate
 from ksef_async.testing.pytest_plugin import DEFAULT_NIP
 from ksef_async.testing.simulator import KsefSimulator
 

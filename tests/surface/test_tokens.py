@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ksef_async.core.certs import TestCertificate
 from ksef_async.errors import AuthenticationFailedError, ForbiddenError
 from ksef_async.models import AuthenticationTokenStatus, FormCode, TokenPermissionType
+from ksef_async.testing.certificates import TestCertificate
 from ksef_async.testing.pytest_plugin import DEFAULT_NIP
 from ksef_async.testing.simulator import KsefSimulator
 

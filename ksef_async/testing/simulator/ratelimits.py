@@ -1,6 +1,7 @@
 """Server-side rate limiting: KSeF's three sliding windows per (context, group) and per IP, switchable profiles.
 
-Counting rules (digest §10, spec 2.9.0): requests are counted per context (the bearer token's context; the client
+Counting rules (spec 2.9.0 ``x-rate-limits``, official docs ``limity/limity-api.md``):
+requests are counted per context (the bearer token's context; the client
 IP for the ``anonymous`` operations, which have no context) in the last 1 s, 60 s and 3600 s. Operations of a
 named group share one counter (session close has its own groups, ``onlineSessionClose`` and
 ``batchSessionClose``); the ``other`` group has "its own counter per endpoint", so there the counter key includes

@@ -1,6 +1,7 @@
 """The simulator's invoice retrieval: single download, metadata queries, exports with encrypted parts, the HWM.
 
-Rules this module implements (api-digest §9), and the choices where the spec leaves room:
+Rules this module implements (spec ``/invoices/*``, official docs ``pobieranie-faktur/*.md``), and the choices where
+the spec leaves room:
 
 * An invoice is *stored* once ``permanent_storage_date <= now``. Only stored invoices appear in metadata queries and
   exports (whatever the ``dateType``), because the record we serve carries a ``permanentStorageDate`` and KSeF
@@ -86,7 +87,7 @@ class RetrievalSettings:
     """Records per filter set before ``isTruncated``."""
     max_package_invoices: int = 10_000
     max_package_bytes: int = 1_000_000_000
-    """Compressed package size limit (the spec says 1GB; SI units, digest §4)."""
+    """Compressed package size limit (``POST /invoices/exports`` says 1GB; read in SI units)."""
     max_part_size: int = 50_000_000
     """Plaintext bytes per export part (the spec says 50 MB)."""
     max_concurrent_exports: int = 10

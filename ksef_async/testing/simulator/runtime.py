@@ -60,7 +60,7 @@ class SimConfig:
     token_timestamp_tolerance: float = 600.0
     """How far ``timestampMs`` in an encrypted KSeF token may be from the challenge's time."""
     part_upload_window: float = 20 * 60.0
-    """Upload time per declared part: the window is ``parts x`` this (digest §6)."""
+    """Upload time per declared part: the window is ``parts x`` this (official docs ``sesja-wsadowa.md``)."""
     online_session_lifetime: float = 12 * 3600.0
     download_url_lifetime: float = 72 * 3600.0
     upo_page_size: int = 10_000

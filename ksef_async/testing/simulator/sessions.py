@@ -497,7 +497,8 @@ def session_unavailable(reference_number: str) -> ApiFailure:
     return ApiFailure(400, 21184, "Sesja tymczasowo niedostępna.", [detail])
 
 
-# Technical rejections a correction may fix (digest §11): not permission scope (410), not accepted ones (200).
+# Technical rejections a correction may fix (official docs ``offline/korekta-techniczna.md``): not permission scope
+# (410), not accepted ones (200).
 _CORRECTABLE = frozenset({415, 430, 435, 440, 450})
 
 

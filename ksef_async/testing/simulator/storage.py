@@ -3,7 +3,7 @@
 Rules, in the order they are checked:
 
 * the signature (``sig`` over path, ``se`` and ``sp=w``) and expiry ``se``: 403 ``AuthenticationFailed``; the
-  expiry is checked when the request starts, so an upload that began in time finishes (digest §6);
+  expiry is checked when the request starts, so an upload that began in time finishes (docs ``sesja-wsadowa.md``);
 * an ``Authorization`` header: 400 ``InvalidAuthenticationInfo``. Azure answers 400 when a SAS request also carries
   an ``Authorization`` header it cannot parse (a bearer token is such a header), so we do too;
 * ``x-ms-blob-type: BlockBlob`` is required: 400 ``MissingRequiredHeader`` / ``InvalidHeaderValue``;
