@@ -27,7 +27,7 @@ import aiohttp
 import attrs
 
 from ksef_async import __version__
-from ksef_async._logging import extras, get_logger
+from ksef_async._logging import bind_log_context, extras, get_logger
 from ksef_async.auth import Authenticator, Credentials
 from ksef_async.core.baseurl import check_base_url
 from ksef_async.core.polling import Backoff
@@ -254,6 +254,7 @@ class KsefClient:
         """Create the HTTP sessions and resources (done by ``async with``)."""
         if self._api_session is not None:
             return
+        bind_log_context(None if self.context is None else f"{self.context.type}:{self.context.value}")
         cfg = self.config
         self._api_session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=cfg.api_connections),

@@ -25,4 +25,4 @@ def main() -> None:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
-    app()
+    app.meta()  # the global options (--quiet, --verbose, --log-json), then the command

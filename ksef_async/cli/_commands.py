@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ksef_async.cli import _global as _global_options  # noqa: F401 - --quiet, --verbose, --log-json
 from ksef_async.cli import cert as _cert  # noqa: F401
 from ksef_async.cli import collective as _collective  # noqa: F401
 from ksef_async.cli import demo as _demo  # noqa: F401

@@ -41,11 +41,11 @@ STATUS_SERVICE_EXIT_CODES: Final[tuple[tuple[int, str], ...]] = tuple(
 
 
 def exit_codes_text() -> str:
-    """The table as plain text (the epilogue of ``ksef-async --help``)."""
-    lines = ["Exit codes:"]
-    lines += [f"  {code}  {meaning}" for code, meaning in EXIT_CODES]
+    """The table as a Markdown list (the epilogue of ``ksef-async --help``, which renders Markdown)."""
+    lines = ["Exit codes:", ""]
+    lines += [f"- {code}: {meaning}" for code, meaning in EXIT_CODES]
     states = ", ".join(f"{code} {state}" for code, state in STATUS_SERVICE_EXIT_CODES)
-    lines.append(f"  'ksef-async status' without a reference: {states}")
+    lines.append(f"- 'ksef-async status' without a reference: {states}")
     return "\n".join(lines)
 
 

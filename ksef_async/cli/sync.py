@@ -13,6 +13,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from ksef_async.cli._app import app
 from ksef_async.cli._connection import EXIT_LOCAL_IO, EXIT_OK, EXIT_USAGE, Connection, run_async
 from ksef_async.cli._files import check_outputs, write_output
+from ksef_async.cli._output import OutputSettings
 from ksef_async.cli._progress import data_console
 from ksef_async.cli._remember import SYNC_RUN_FILE, load_sync_run, recalled, record_of, remember_sync_run
 from ksef_async.cli.query import parse_moment, parse_subjects
@@ -89,7 +90,7 @@ def sync(
             TextColumn("{task.fields[written]} written, {task.completed} received"),
             TimeElapsedColumn(),
             console=console,
-            disable=not console.is_terminal,
+            disable=OutputSettings.quiet or not console.is_terminal,
             transient=True,
         ) as progress:
             tasks = {s.value: progress.add_task(f"sync {s.value}", total=None, written=0) for s in subjects}
