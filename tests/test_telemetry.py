@@ -55,7 +55,9 @@ class Telemetry:
 
     def total(self, metric: str, attributes: dict[str, Any] | None = None) -> float:
         wanted = attributes or {}
-        return sum(p.value for p in self.points(metric) if all(p.attributes.get(k) == v for k, v in wanted.items()))
+        return float(
+            sum(p.value for p in self.points(metric) if all(p.attributes.get(k) == v for k, v in wanted.items()))
+        )
 
 
 @pytest.fixture
