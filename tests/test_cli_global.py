@@ -66,3 +66,50 @@ def test_help_ends_with_the_exit_code_table() -> None:
     )
     for line in ("0: done", "2: usage or configuration", "3: interrupted", "4: a local file", "--install-completion"):
         assert line in done.stdout
+
+
+async def test_limits_and_get_print_json(ksef_simulator_factory: Any, tmp_path: Path) -> None:
+    from ksef_async import KsefClient, KsefTokenCredentials, send_online  # noqa: PLC0415
+    from ksef_async.testing.invoices import InvoiceFactory  # noqa: PLC0415
+
+    sim = await ksef_simulator_factory(contexts=[(DEFAULT_NIP, DEFAULT_TOKEN)], rate_limits="off", seed=53)
+    limits = await anyio.run_process(
+        [sys.executable, "-m", "ksef_async.cli", "limits", "--json"], check=False, env=_env(sim.base_url)
+    )
+    assert limits.returncode == 0, limits.stderr.decode()[-2000:]
+    body = json.loads(limits.stdout)
+    assert {"context", "subject", "rateLimits"} <= body.keys()
+    assert "batchSession" in body["context"]
+    assert body["rateLimits"]["global"]["perSecond"] >= 1
+
+    [(name, data)] = list(InvoiceFactory(DEFAULT_NIP, seed=54).iter(1))
+    async with KsefClient(sim.base_url, credentials=KsefTokenCredentials(DEFAULT_TOKEN), context=DEFAULT_NIP) as c:
+        result = await send_online(c, [(name, data)])
+    number = result.outcomes[0].ksef_number
+    assert number is not None
+    got = await anyio.run_process(
+        [sys.executable, "-m", "ksef_async.cli", "get", number, "--json", "--wait", "30"],
+        check=False,
+        env=_env(sim.base_url),
+    )
+    assert got.returncode == 0, got.stderr.decode()[-2000:]
+    record = json.loads(got.stdout)
+    assert record["ksefNumber"] == number
+    assert record["size"] == len(data)
+    assert record["xml"].encode() == data
+
+
+def test_shell_completion_installs(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KSEF_")} | {"HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "ksef_async.cli", "--install-completion", "--shell", "bash"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    script = tmp_path / ".local/share/bash-completion/completions/ksef-async"
+    assert "send" in script.read_text()
+    assert "resume" in script.read_text()
