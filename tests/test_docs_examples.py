@@ -48,3 +48,6 @@ def test_docs_example_runs(name: str, kind: str, code: str, tmp_path: Path) -> N
         args = [sys.executable, "example.py"]
     done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    if "ConsoleSpanExporter" in code:  # the OpenTelemetry demo shows its spans
+        assert '"name": "KSeF online session"' in done.stdout
+        assert '"name": "KSeF post_sessions_online"' in done.stdout
