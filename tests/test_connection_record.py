@@ -58,3 +58,10 @@ def test_another_server_is_refused_and_the_same_one_through_env_is_not(tmp_path:
 def test_malformed_records_are_refused_with_the_field(text: str, reason: str) -> None:
     with pytest.raises(ConfigurationError, match=reason):
         ConnectionRecord.from_json(text)
+
+
+def test_a_prepared_directory_gives_the_server_and_the_rest_comes_from_the_options(tmp_path: Path) -> None:
+    record = ConnectionRecord(base_url="http://127.0.0.1:1/v2")  # what `prepare --base-url` records
+    assert record.needed_secret() is None
+    filled = recalled(Connection(nip=NIP, token="t"), record, command="resume", source=tmp_path)
+    assert (filled.base_url, filled.nip, filled.token) == ("http://127.0.0.1:1/v2", NIP, "t")
