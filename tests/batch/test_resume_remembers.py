@@ -116,3 +116,68 @@ async def test_resume_refuses_another_context_than_the_recorded_one(
     assert other.returncode == 2
     assert f"Nip {NIP}" in other.stderr.decode()
     assert "5261040828" in other.stderr.decode()
+
+
+async def _issued_invoice_numbers(base_url: str) -> list[str]:
+    """P_2 of every invoice KSeF holds as issued by NIP, through the API (the simulator is another process)."""
+    import datetime as dt  # noqa: PLC0415
+
+    from ksef_async import KsefClient, KsefTokenCredentials  # noqa: PLC0415
+    from ksef_async.models import InvoiceQueryDateRange, InvoiceQueryFilters  # noqa: PLC0415
+    from ksef_async.retrieval import iter_metadata  # noqa: PLC0415
+
+    now = dt.datetime.now(dt.UTC)
+    filters = InvoiceQueryFilters(
+        subject_type="Subject1",
+        date_range=InvoiceQueryDateRange(date_type="Invoicing", from_=now - dt.timedelta(days=1), to=now),
+    )
+    async with KsefClient(base_url, credentials=KsefTokenCredentials(TOKEN), context=NIP) as client:
+        return [item.invoice_number async for item in iter_metadata(client.retrieval, filters)]
+
+
+async def test_against_a_simulator_process_send_killed_and_resumed_with_only_the_token(tmp_path: Path) -> None:
+    ready = tmp_path / "ready.json"
+    server = await anyio.open_process(
+        [sys.executable, str(Path(__file__).with_name("_sim_server.py")), str(ready), "upload-delay=0.3"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with anyio.fail_after(60):
+            while not ready.exists():
+                assert server.returncode is None, "the simulator process died"
+                await anyio.sleep(0.05)
+        base_url = json.loads(ready.read_text())["base_url"]
+        write_invoices(tmp_path / "in", 120, NIP, 4, seed=62)
+        state = tmp_path / "state"
+        sender = await anyio.open_process(
+            _cli("send", str(tmp_path / "in"), "--state-dir", str(state), "--part-size", "20000", "--no-validate"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=_bare_env(KSEF_BASE_URL=base_url, KSEF_NIP=NIP, KSEF_TOKEN=TOKEN),
+        )
+        try:
+            with anyio.fail_after(60):
+                while not _open_session_recorded(state):  # mid-upload: uploads take 0.3 s each
+                    assert sender.returncode is None, "send finished before it could be killed"
+                    await anyio.sleep(0.02)
+            os.kill(sender.pid, signal.SIGKILL)
+            await sender.wait()
+        finally:
+            if sender.returncode is None:
+                sender.kill()
+                await sender.wait()
+        assert sender.returncode == -signal.SIGKILL
+        assert await _issued_invoice_numbers(base_url) == []
+        done = await anyio.run_process(
+            _cli("resume", str(state), "--report", str(tmp_path / "report.json")),
+            check=False,
+            env=_bare_env(KSEF_TOKEN=TOKEN),
+        )
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+        numbers = await _issued_invoice_numbers(base_url)
+        assert len(numbers) == len(set(numbers)) == 120, "every invoice in KSeF exactly once"
+        assert json.loads((tmp_path / "report.json").read_text())["summary"]["accepted"] == 120
+    finally:
+        server.kill()
+        await server.wait()
