@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import attrs
 
-from ksef_async._logging import extras, get_logger
+from ksef_async._logging import bind_log_context, extras, get_logger
 from ksef_async._version import __version__
 from ksef_async.auth import Authenticator, Credentials
 from ksef_async.core.baseurl import check_base_url
@@ -254,6 +254,7 @@ class KsefClient:
         """Create the HTTP sessions and resources (done by ``async with``)."""
         if self._api_session is not None:
             return
+        bind_log_context(None if self.context is None else f"{self.context.type}:{self.context.value}")
         cfg = self.config
         self._api_session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=cfg.api_connections),

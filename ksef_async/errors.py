@@ -4,7 +4,8 @@
 
     KsefError                          base of everything this package raises on purpose
     ├── ConfigurationError             bad options, missing credentials, unusable files (CLI exit 2)
-    │   └── NaiveDateTimeError         a date-time without a UTC offset where KSeF needs one (.field)
+    │   ├── NaiveDateTimeError         a date-time without a UTC offset where KSeF needs one (.field)
+    │   └── MissingExtraError          an optional feature used without its extra (.extra, .module, .feature)
     ├── InvoiceError                   one or more invoices are invalid before anything is sent
     │                                  (.problems: list[InvoiceProblem] each with file, line, reason)
     ├── CryptoError                    a key, certificate or ciphertext cannot be used
@@ -78,6 +79,7 @@ __all__ = [
     "InvoiceNotFoundError",
     "InvoiceProblem",
     "KsefError",
+    "MissingExtraError",
     "NaiveDateTimeError",
     "NotFoundError",
     "OperationFailedError",
@@ -114,6 +116,32 @@ class NaiveDateTimeError(ConfigurationError):
     def __init__(self, field: str) -> None:
         self.field = field
         super().__init__(f"{field}: a date-time without a UTC offset; give 'Z' or an explicit offset such as +01:00")
+
+
+class MissingExtraError(ConfigurationError):
+    """An optional feature was used without the extra that installs its dependency.
+
+    Raised by `ksef_async.core.extras.require_extra`; the message is one line naming the feature, the extra and
+    the install command.
+
+    Attributes:
+        feature: What was used, e.g. ``"QR images"``.
+        extra: The extra that installs it, e.g. ``"qr"``.
+        module: The module that is missing, e.g. ``"segno"``.
+    """
+
+    def __init__(self, feature: str, extra: str, module: str) -> None:
+        self.feature = feature
+        self.extra = extra
+        self.module = module
+        super().__init__(
+            f"{feature}: needs the '{extra}' extra ({module} is not installed); install it with: {self.install_command}"
+        )
+
+    @property
+    def install_command(self) -> str:
+        """The command that installs the extra."""
+        return f"pip install 'ksef-async[{self.extra}]'"
 
 
 class CryptoError(KsefError):

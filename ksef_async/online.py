@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ksef_async import _telemetry as telemetry
 from ksef_async._logging import extras, get_logger
 from ksef_async.batch.selection import UnusableFileError, read_invoice_file
 from ksef_async.errors import (
@@ -348,6 +349,10 @@ async def send_online(
         o if o is not None else InvoiceOutcome(name=checked[i][0], description="not sent")
         for i, o in enumerate(outcomes)
     )
+    sent = [o for o in final if o.reference_number is not None]
+    accepted = sum(1 for o in sent if o.accepted or o.duplicate)
+    rejected = sum(1 for o in sent if o.status_code is not None and not (o.accepted or o.duplicate))
+    telemetry.invoices("online", sent=len(sent), accepted=accepted, rejected=rejected)
     return OnlineSendResult(final, tuple(sessions), () if outage is None else tuple(outage.report()))
 
 
@@ -399,6 +404,7 @@ async def _send_form(
         ref = session.reference_number
         log = extras(reference_number=ref, form=form_code.system_code, invoices=len(pending))
         logger.info("online session opened", extra=log)
+        telemetry.session_started("online", ref, form=form_code.system_code)
         try:
             round_ = await _send_all(client, session, pending, outcomes, options)
         finally:
@@ -435,6 +441,7 @@ async def _finish_session(
         status = await client.sessions.wait_until_processed(ref, max_wait=options.max_wait)
     except DeadlineExceededError as exc:
         logger.warning("session not processed in time", extra=log)
+        telemetry.session_ended("online", ref, None)
         return SessionOutcome(
             reference_number=ref,
             form_code=form_code.system_code,
@@ -446,7 +453,9 @@ async def _finish_session(
     pages: list[bytes] = []
     if options.download_upo and status.upo is not None:
         pages = [await client.sessions.download_upo(page.download_url) for page in status.upo.pages]
+        telemetry.upo_received("online", ref)
     logger.info("online session processed", extra=log | extras(status=status.status.code))
+    telemetry.session_ended("online", ref, status.status.code)
     return SessionOutcome(
         reference_number=ref,
         form_code=form_code.system_code,
@@ -550,6 +559,7 @@ async def _collect_statuses(
 async def _close(client: KsefClient, session: OnlineSession) -> None:
     try:
         await client.online.close(session.reference_number)
+        telemetry.session_closed("online", session.reference_number)
     except AmbiguousRequestError:
         # The close may have happened; the status poll that follows tells.
         logger.warning(

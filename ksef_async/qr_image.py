@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
+from ksef_async.core.extras import require_extra
 from ksef_async.core.qr import ContextType, kod_i_link, kod_ii_link
 from ksef_async.errors import ConfigurationError, InvoiceError, InvoiceProblem
 from ksef_async.xml._resolver import hardened_parser
@@ -92,12 +93,7 @@ _GLYPH_W, _GLYPH_H, _GLYPH_GAP = 5, 7, 1
 
 
 def _segno() -> Any:
-    try:
-        import segno  # noqa: PLC0415 - the qr extra is optional
-    except ModuleNotFoundError as exc:
-        msg = "QR images need the 'qr' extra: pip install 'ksef-async[qr]'"
-        raise ConfigurationError(msg) from exc
-    return segno
+    return require_extra("segno", extra="qr")  # the qr extra is optional
 
 
 def _check_size(scale: int, border: int) -> None:

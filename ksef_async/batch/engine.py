@@ -54,6 +54,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from ksef_async._logging import extras, get_logger
 from ksef_async._private_files import private_dir, write_private_in
+from ksef_async.batch._telemetry import BatchTelemetry
 from ksef_async.batch.api import BatchApi
 from ksef_async.batch.events import (
     BatchEvent,
@@ -253,6 +254,7 @@ class BatchSender:
         self._now = now
         self._monotonic = monotonic
         self._sleep = sleep
+        self._telemetry = BatchTelemetry(monotonic)  # OpenTelemetry (extra `otel`): a no-op without it
         self._stages = _Stages(monotonic, self._emit)
         self._base: BatchPlan | None = None
         self._sessions: dict[int, SessionPlan] = {}
@@ -436,6 +438,7 @@ class BatchSender:
         )
 
     def _emit(self, event: BatchEvent) -> None:
+        self._telemetry(event)
         if self._on_event is not None:
             self._on_event(event)
 

@@ -12,6 +12,7 @@ from typing import Annotated, Literal, TypeVar
 from cyclopts import Group, Parameter
 
 from ksef_async.auth import CertificateCredentials, Credentials, KsefTokenCredentials
+from ksef_async.cli._exit_codes import EXIT_LOCAL_IO, EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from ksef_async.client import ClientConfig, Environment, KsefClient
 from ksef_async.core.identifiers import nip_problem
 from ksef_async.errors import (
@@ -34,16 +35,6 @@ __all__ = [
     "run_async",
 ]
 
-EXIT_OK = 0
-"""Every invoice accepted (or the command did what was asked)."""
-EXIT_REJECTED = 1
-"""Some invoice was rejected, or KSeF refused or failed the operation."""
-EXIT_USAGE = 2
-"""Usage or configuration error: bad options, unreadable files, unusable keys, failed login."""
-EXIT_LOCAL_IO = 4
-"""A local file or directory could not be read or written (disk full, permissions, a missing directory) while
-the command ran; the message names the path. This is not a verdict on any invoice: what KSeF accepted stays
-accepted (3 is ``EXIT_INTERRUPTED`` of the batch commands)."""
 
 T = TypeVar("T")
 

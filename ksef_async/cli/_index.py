@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ksef_async.cli._app import app
+from ksef_async.cli._examples import add_examples
 
 if TYPE_CHECKING:
     from cyclopts import App
@@ -34,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "get": (
         "ksef_async.cli.get",
         "Download one invoice's XML by KSeF number; its SHA-256 is checked against KSeF's x-ms-meta-hash.",
+    ),
+    "limits": (
+        "ksef_async.cli.limits",
+        "Print the limits in force: GET /limits/context, GET /limits/subject and GET /rate-limits.",
     ),
     "make-invoices": (
         "ksef_async.cli.make_invoices",
@@ -86,6 +91,17 @@ def _listed_only() -> None:  # pragma: no cover - never run: a named command loa
     raise AssertionError("a command listed for --help ran without its module")
 
 
+def _command_name(argv: Sequence[str]) -> str | None:
+    """The first argument that is not a global option (nor ``--log-json``'s value)."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--log-json":
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
 def load_app(argv: Sequence[str]) -> App:
     """Return the application with what ``argv`` needs: its command's module, or every command's one-line help.
 
@@ -93,9 +109,11 @@ def load_app(argv: Sequence[str]) -> App:
     ``--version``, nothing, a typo) each command is listed by its help line alone, which is all cyclopts shows or
     suggests from; nothing there can run.
     """
-    first = argv[0] if argv else None
+    importlib.import_module("ksef_async.cli._global")  # --quiet, --verbose, --log-json and the exit-code table
+    first = _command_name(argv)
     if first in COMMANDS:
         importlib.import_module(COMMANDS[first][0])
+        add_examples(app, only=first)
         return app
     for name, (_module, help_line) in COMMANDS.items():
         if name not in app:

@@ -26,6 +26,7 @@ from ksef_async.batch.events import (
     SessionStatusChanged,
 )
 from ksef_async.batch.reconcile import BatchReport
+from ksef_async.cli._output import OutputSettings
 
 __all__ = ["BatchProgress", "data_console", "print_summary"]
 
@@ -62,7 +63,7 @@ class BatchProgress:
             TimeElapsedColumn(),
             console=self.console,
             transient=False,
-            disable=not self.console.is_terminal,
+            disable=OutputSettings.quiet or not self.console.is_terminal,
         )
         self._invoices: TaskID = self._progress.add_task("prepared", total=None, count="0", extra="")
         self._upload: TaskID = self._progress.add_task("uploaded", total=0, count="0.0/0.0 MB", extra="")

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import sys
 from pathlib import Path
+from typing import Annotated
+
+from cyclopts import Parameter
 
 from ksef_async.cli._app import app
 from ksef_async.cli._connection import EXIT_LOCAL_IO, EXIT_OK, Connection, run_async
@@ -21,6 +27,7 @@ def get(
     output: Path | None = None,
     wait: float = 600.0,
     connection: Connection = Connection(),  # noqa: B008 - an immutable dataclass of options
+    as_json: Annotated[bool, Parameter(name="--json", negative="")] = False,
 ) -> int:
     """Download one invoice's XML by KSeF number; its SHA-256 is checked against KSeF's x-ms-meta-hash.
 
@@ -38,6 +45,9 @@ def get(
         Seconds to keep retrying an invoice that is not available yet.
     connection
         Where and how to log in.
+    as_json
+        Print one JSON object instead: ``ksefNumber``, ``size``, ``sha256`` (Base64), and ``output`` (the file
+        written) or ``xml`` (the invoice as text, when there is no --output).
     """
     if check_outputs((output, "--output", False)):
         return EXIT_LOCAL_IO  # checked before the download: KSeF allows few, and a spent one would be lost
@@ -47,6 +57,17 @@ def get(
             return await download_invoice(client.retrieval, ksef_number, max_wait=wait)
 
     def finish(xml: bytes) -> int:
+        if as_json:
+            if output is not None:
+                write_output(output, xml)
+            body = {
+                "ksefNumber": ksef_number,
+                "size": len(xml),
+                "sha256": base64.b64encode(hashlib.sha256(xml).digest()).decode(),
+            }
+            body |= {"output": str(output)} if output is not None else {"xml": xml.decode("utf-8", "replace")}
+            print(json.dumps(body, ensure_ascii=False))
+            return EXIT_OK
         if output is None:
             sys.stdout.buffer.write(xml)
             sys.stdout.buffer.flush()

@@ -17,7 +17,9 @@ from ksef_async.batch.prepare import PrepareStats, prepare_batch
 from ksef_async.cli._app import app
 from ksef_async.cli._connection import EXIT_LOCAL_IO, EXIT_OK, run_async
 from ksef_async.cli._files import check_outputs
+from ksef_async.cli._remember import remember
 from ksef_async.client import Environment, KsefClient
+from ksef_async.core.connection_record import ConnectionRecord
 from ksef_async.core.crypto import KEY_USAGE_SYMMETRIC, MfPublicKey, b64
 from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE
 from ksef_async.core.plan import BatchPlan
@@ -116,7 +118,7 @@ def prepare(
         if not key.valid_from <= dt.datetime.now(dt.UTC) < key.valid_to:
             print(f"warning: the MF certificate is valid only {key.valid_from} to {key.valid_to}", file=sys.stderr)
         print(f"state directory: {out}", file=sys.stderr)
-        return await prepare_batch(
+        plan = await prepare_batch(
             [str(p) for p in paths],
             public_key=key,
             state_dir=out,
@@ -124,6 +126,10 @@ def prepare(
             validate=validate,
             on_invalid="skip" if skip_invalid else "stop",
         )
+        if base_url is not None or env is not None:
+            # `resume` sends to the server the key came from; the context and login are given to it.
+            remember(out, ConnectionRecord(base_url=base_url, environment=env))
+        return plan
 
     def finish(plan: BatchPlan) -> int:
         stats = PrepareStats.of(plan, time.perf_counter() - started)

@@ -13,8 +13,10 @@ from ksef_async.cli._app import app
 from ksef_async.cli._connection import EXIT_LOCAL_IO, EXIT_USAGE, Connection, run_async
 from ksef_async.cli._files import check_outputs
 from ksef_async.cli._progress import BatchProgress, data_console
+from ksef_async.cli._remember import load_record, recalled, record_of
 from ksef_async.cli.send_batch import BatchRun, finish_batch, run_interruptible
 from ksef_async.client import ClientConfig
+from ksef_async.core.connection_record import CONNECTION_FILE
 from ksef_async.errors import ConfigurationError
 
 __all__ = ["resume"]
@@ -41,7 +43,9 @@ def resume(
     state_dir
         The state directory printed by ``send`` (holds plan.json and the encrypted parts).
     connection
-        Where and how to log in (the same context as the original send).
+        Where and how to log in. Taken from STATE_DIR/connection.json, which ``send`` wrote: only the secret is
+        needed again (KSEF_TOKEN, or KSEF_KEY_PASSWORD for a password-protected key); an option given here must
+        agree with the recorded server and context.
     report
         Write the JSON report (one entry per invoice) to this file.
     upo_dir
@@ -62,6 +66,8 @@ def resume(
         return EXIT_LOCAL_IO
     try:
         config = SendConfig(concurrency=concurrency, upo_dir=upo_dir)
+        # What the original send recorded fills every option not given: only the secret is needed.
+        connection = recalled(connection, load_record(state_dir), command="resume", source=state_dir / CONNECTION_FILE)
     except ConfigurationError as exc:
         console.print(f"ksef-async resume: {exc}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
@@ -72,5 +78,6 @@ def resume(
                 sender = BatchSender(TransportBatchApi.from_client(client), state_dir, config, on_event=progress.handle)
                 return await run_interruptible(sender.resume, state_dir)
 
-    hint = f"ksef-async resume {state_dir} (with the same connection options)"
+    needed = record_of(connection).needed_secret()
+    hint = f"ksef-async resume {state_dir}" + (f" (with {needed[0]} set)" if needed is not None else "")
     return run_async(main, lambda run: finish_batch(run, report_path=report, console=console, resume_hint=hint))

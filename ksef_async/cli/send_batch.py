@@ -17,7 +17,6 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Final
 
 import attrs
 from rich.console import Console
@@ -28,17 +27,16 @@ from ksef_async.batch.engine import BatchSender, SendConfig
 from ksef_async.batch.reconcile import BatchReport
 from ksef_async.batch.resume import default_state_dir
 from ksef_async.cli._connection import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Connection, run_async
+from ksef_async.cli._exit_codes import EXIT_INTERRUPTED
 from ksef_async.cli._files import write_output
 from ksef_async.cli._progress import BatchProgress, data_console, print_summary
+from ksef_async.cli._remember import record_of, remember
 from ksef_async.client import ClientConfig
 from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE
 from ksef_async.errors import ConfigurationError
 from ksef_async.resources._features import check_features
 
 __all__ = ["EXIT_INTERRUPTED", "BatchRun", "finish_batch", "run_interruptible", "send_batch"]
-
-EXIT_INTERRUPTED: Final = 3
-"""Interrupted by SIGINT/SIGTERM: the plan is saved and ``ksef-async resume DIR`` finishes the work."""
 
 
 @attrs.frozen
@@ -119,8 +117,10 @@ def finish_batch(
     return EXIT_OK if report.all_accepted else EXIT_REJECTED
 
 
-def _resume_hint(state_dir: Path) -> str:
-    return f"ksef-async resume {state_dir} (with the same connection options)"
+def _resume_hint(state_dir: Path, connection: Connection) -> str:
+    needed = record_of(connection).needed_secret()
+    secret = f" (with {needed[0]} set)" if needed is not None else ""
+    return f"ksef-async resume {state_dir}{secret}"
 
 
 def send_batch(
@@ -158,11 +158,15 @@ def send_batch(
 
     async def main() -> BatchRun:
         async with connection.client(ClientConfig(storage_connections=concurrency)) as client:
+            # The connection (never a secret) goes next to the plan: `resume DIR` needs only the secret.
+            if not (directory / PLAN_FILE).exists():  # a directory holding a batch keeps its record (send refuses it)
+                remember(directory, record_of(connection))
             with BatchProgress(out) as progress:
                 api = TransportBatchApi.from_client(client, features=features)
                 sender = BatchSender(api, directory, config, on_event=progress.handle)
                 return await run_interruptible(lambda: sender.send([str(f) for f in files]), directory)
 
     return run_async(
-        main, lambda run: finish_batch(run, report_path=report, console=out, resume_hint=_resume_hint(directory))
+        main,
+        lambda run: finish_batch(run, report_path=report, console=out, resume_hint=_resume_hint(directory, connection)),
     )

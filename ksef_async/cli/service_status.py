@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from typing import Any, Final
+from typing import Any
 
 from ksef_async.cli._connection import EXIT_USAGE, run_async
+from ksef_async.cli._exit_codes import STATE_EXIT_CODES
 from ksef_async.core.status_service import (
     Message,
     OutageWindow,
@@ -21,15 +22,6 @@ from ksef_async.errors import ConfigurationError
 from ksef_async.status_service import StatusServiceClient
 
 __all__ = ["STATE_EXIT_CODES", "service_status"]
-
-STATE_EXIT_CODES: Final = {
-    ServiceState.AVAILABLE: 0,
-    ServiceState.MAINTENANCE: 3,
-    ServiceState.FAILURE: 4,
-    ServiceState.TOTAL_FAILURE: 5,
-    ServiceState.UNKNOWN: 6,
-}
-"""Exit code of ``ksef-async status`` (no reference) per state."""
 
 
 def service_status(environment: str | None, status_url: str | None, *, as_json: bool, timeout: float) -> int:

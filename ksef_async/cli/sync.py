@@ -13,7 +13,9 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from ksef_async.cli._app import app
 from ksef_async.cli._connection import EXIT_LOCAL_IO, EXIT_OK, EXIT_USAGE, Connection, run_async
 from ksef_async.cli._files import check_outputs, write_output
+from ksef_async.cli._output import OutputSettings
 from ksef_async.cli._progress import data_console
+from ksef_async.cli._remember import SYNC_RUN_FILE, load_sync_run, recalled, record_of, remember_sync_run
 from ksef_async.cli.query import parse_moment, parse_subjects
 from ksef_async.errors import ConfigurationError
 from ksef_async.models import CompressionType
@@ -30,7 +32,7 @@ def sync(
     outdir: Path,
     /,
     *,
-    subject: str = "Subject2",
+    subject: str | None = None,
     since: str | None = None,
     budget: int | None = None,
     tar: Annotated[bool, Parameter(negative="")] = False,
@@ -50,6 +52,7 @@ def sync(
         Output directory.
     subject
         Comma-separated subject types: Subject1 (issued), Subject2 (received), Subject3, SubjectAuthorized.
+        Default: those of the last run into OUTDIR, else Subject2.
     since
         Start (permanent-storage date) for a subject type without a checkpoint, e.g. 2025-02-01 (without an
         offset: Europe/Warsaw local time, sent with its offset); exports walk 100-day windows (in UTC).
@@ -60,12 +63,17 @@ def sync(
     concurrency
         Package parts downloaded at once.
     connection
-        Where and how to log in.
+        Where and how to log in. A re-run into the same OUTDIR takes them from ``OUTDIR/.ksef-sync-run.json``
+        (never a secret): only KSEF_TOKEN (or KSEF_KEY_PASSWORD) is needed again.
     as_json
         Print the summary as JSON.
     """
     try:
-        subjects = parse_subjects(subject)
+        last = load_sync_run(outdir)
+        if last is not None:
+            connection = recalled(connection, last[0], command="sync", source=outdir / SYNC_RUN_FILE)
+            tar = tar or last[2]
+        subjects = parse_subjects(subject or (",".join(last[1]) if last is not None and last[1] else "Subject2"))
         start = parse_moment(since, "--since") if since is not None else None
     except ConfigurationError as exc:
         print(f"ksef-async: {exc}", file=sys.stderr)
@@ -82,7 +90,7 @@ def sync(
             TextColumn("{task.fields[written]} written, {task.completed} received"),
             TimeElapsedColumn(),
             console=console,
-            disable=not console.is_terminal,
+            disable=OutputSettings.quiet or not console.is_terminal,
             transient=True,
         ) as progress:
             tasks = {s.value: progress.add_task(f"sync {s.value}", total=None, written=0) for s in subjects}
@@ -91,6 +99,7 @@ def sync(
                 progress.update(tasks[subject_type], completed=received, written=written)
 
             async with connection.client() as client:
+                remember_sync_run(outdir, record_of(connection), [s.value for s in subjects], tar=tar)
                 return await sync_invoices(
                     client.retrieval,
                     outdir,

@@ -31,7 +31,9 @@ import struct
 import zlib
 from collections.abc import Callable
 from types import ModuleType
-from typing import Final
+from typing import Final, Literal
+
+from ksef_async.core.extras import require_extra
 
 __all__ = [
     "DEFAULT_LEVEL",
@@ -74,8 +76,19 @@ END_OVERHEAD: Final = _EOCD.size + _EOCD64.size + _LOCATOR64.size
 """Archive bytes after the central directory, at most."""
 
 
-def deflate_backend() -> ModuleType:
-    """Return the raw-deflate module in use: ``isal.isal_zlib`` when installed, else stdlib `zlib`."""
+def deflate_backend(name: Literal["auto", "isal", "zlib"] = "auto") -> ModuleType:
+    """Return the raw-deflate module: by default ``isal.isal_zlib`` when installed, else stdlib `zlib`.
+
+    Args:
+        name: ``"isal"`` asks for isal explicitly, ``"zlib"`` for the standard library.
+
+    Raises:
+        MissingExtraError: ``"isal"`` was asked for and the ``fast`` extra is not installed.
+    """
+    if name == "zlib":
+        return zlib
+    if name == "isal":
+        return require_extra("isal.isal_zlib", extra="fast")
     return _isal_zlib if _isal_zlib is not None else zlib
 
 

@@ -33,6 +33,7 @@ import attrs
 import stamina
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from ksef_async import _telemetry as telemetry
 from ksef_async._logging import extras, get_logger
 from ksef_async.core.ratelimit_groups import rate_limited_group
 from ksef_async.core.redact import redact_text
@@ -276,15 +277,17 @@ class ApiTransport:
             try:
                 # Non-idempotent calls go through the same loop: only "cannot connect" (nothing was sent) is
                 # retryable for them; their other failures raise AmbiguousRequestError, which is not.
-                return await self._send_retrying(call)
+                return await telemetry.api_call(op, reference_number, self._send_retrying(call))
             except RateLimitedError as exc:
                 check_retry_after(exc, op.operation_id)
                 texts = [text for e in exc.errors for text in (e.description, *e.details)]
                 group = rate_limited_group(op.rate_group, texts, self.limiter.limits)
+                telemetry.rate_limited(group)
                 await self.limiter.on_rate_limited(group, exc.retry_after)
                 if rate_retries >= self.retry.max_rate_limit_retries:
                     raise
                 rate_retries += 1
+                telemetry.retried(op.operation_id, "rate_limited")
                 logger.warning(
                     "429 from KSeF, retrying after the pause",
                     extra=extras(
@@ -318,6 +321,7 @@ class ApiTransport:
             ):
                 with attempt:
                     if attempt.num > 1:
+                        telemetry.retried(call.op.operation_id)
                         logger.info(
                             "retrying a call",
                             extra=extras(operation=call.op.operation_id, attempt=attempt.num),
@@ -350,6 +354,7 @@ class ApiTransport:
         if self.test_system_warning:
             headers[TEST_SYSTEM_WARNING_HEADER] = self.test_system_warning
         waited = await self.limiter.acquire(op.rate_group)
+        telemetry.limiter_waited(op.rate_group, waited)
         started = time.monotonic()
         log = extras(operation=op.operation_id, group=op.rate_group, reference_number=call.reference_number)
         try:

@@ -109,3 +109,33 @@ def test_query_json_and_get(server: dict[str, Any], tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert "Subject9" in bad.stderr
+
+
+def test_sync_rerun_needs_only_the_token(server: dict[str, Any], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = subprocess.run(
+        cli("sync", str(out), "--subject", "Subject2", "--since", server["since"], "--budget", "1"),
+        env=env(server),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert first.returncode == 0, first.stderr
+    assert TOKEN not in (out / ".ksef-sync-run.json").read_text()
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("KSEF_")}
+    missing = subprocess.run(cli("sync", str(out)), env=bare, capture_output=True, text=True, timeout=60, check=False)
+    assert missing.returncode == 2
+    assert "KSEF_TOKEN" in missing.stderr
+    again = subprocess.run(
+        cli("sync", str(out), "--json"),
+        env=bare | {"KSEF_TOKEN": TOKEN},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert [s["subject_type"] for s in summary["subjects"]] == ["Subject2"]
+    assert len(indexed(out)) == len(set(indexed(out))) == 3000

@@ -46,7 +46,12 @@ from ksef_async.testing.simulator import (
     testdata,
 )
 from ksef_async.testing.simulator.bodylimits import body_limit, read_body
-from ksef_async.testing.simulator.contract import ContractChecker, ContractViolation, ContractViolationError
+from ksef_async.testing.simulator.contract import (
+    ContractChecker,
+    ContractViolation,
+    ContractViolationError,
+    require_contract_extra,
+)
 from ksef_async.testing.simulator.faults import FaultInjector, FaultSpec
 from ksef_async.testing.simulator.keys import MfKeyring
 from ksef_async.testing.simulator.problems import ApiFailure, forbidden, render_failure, too_many_requests, unauthorized
@@ -368,6 +373,8 @@ class KsefSimulator:
         self._seed = seed
         self._public_url = public_url.rstrip("/") if public_url else None
         self._strict = strict_contract
+        if strict_contract:  # one clear error now, before keys, spool and socket, when the test extra is missing
+            require_contract_extra()
         self._host = host
         self._port = port
         self._key_bits = key_bits

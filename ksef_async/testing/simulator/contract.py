@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ksef_async._schemas import schema_path
+from ksef_async.core.extras import require_extra
 from ksef_async.operations import Operation
 
-__all__ = ["ContractChecker", "ContractViolation", "ContractViolationError", "to_json_schema"]
+__all__ = ["ContractChecker", "ContractViolation", "ContractViolationError", "require_contract_extra", "to_json_schema"]
 
 _log = logging.getLogger("ksef_async.testing.simulator.contract")
 _REF_PREFIX = "#/components/schemas/"
@@ -121,12 +122,20 @@ def _check_date(value: object) -> bool:
     return True
 
 
+def require_contract_extra() -> Any:
+    """Return ``jsonschema`` (the test extra; strict mode only).
+
+    Raises:
+        MissingExtraError: It is not installed (the message names the extra and the install command).
+    """
+    return require_extra("jsonschema", extra="test", feature="the simulator's strict contract mode")
+
+
 class ContractChecker:
     """Validates request and response bodies of each operation against the spec; collects violations."""
 
     def __init__(self) -> None:
-        import jsonschema  # noqa: PLC0415 - optional dependency (test extra), strict mode only
-
+        jsonschema = require_contract_extra()
         self._jsonschema = jsonschema
         checker = jsonschema.FormatChecker(formats=())
         checker.checks("byte")(_check_byte)
