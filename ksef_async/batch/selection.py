@@ -9,10 +9,11 @@ size before a byte of it is read. `ksef-async validate` and `ksef_async.batch.in
 from __future__ import annotations
 
 import errno
-import glob
+import fnmatch
 import os
+import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import attrs
@@ -112,20 +113,103 @@ def _walk(top: Path) -> tuple[list[Path], list[InvoiceProblem]]:
     return files, problems
 
 
+def _glob_problem(directory: Path, exc: OSError) -> InvoiceProblem:
+    return InvoiceProblem(os.fspath(directory), f"directory not searched: {_os_reason(exc)}", None, "io")
+
+
+def _hidden(name: str, pattern: str) -> bool:
+    # As glob.glob and the shell: a wildcard does not match a leading dot unless the pattern starts with one.
+    return name.startswith(".") and not pattern.startswith(".")
+
+
+def _listdir(directory: Path, problems: list[InvoiceProblem]) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as entries:
+            return sorted(entries, key=lambda e: e.name)
+    except OSError as exc:
+        problems.append(_glob_problem(directory, exc))
+        return []
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # pragma: no cover - DirEntry.is_dir only fails on races; the entry is then no directory
+        return False
+
+
+def _expand_literal(directory: Path, part: str, rest: list[str], problems: list[InvoiceProblem]) -> Iterator[Path]:
+    path = directory / part
+    try:
+        mode = path.stat().st_mode if rest else path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:  # e.g. ``directory`` without search permission: say so, do not report "no match"
+        problems.append(_glob_problem(directory, exc))
+        return
+    if not rest:
+        yield path
+    elif stat.S_ISDIR(mode):
+        yield from _expand(path, rest, problems)
+
+
+def _expand(directory: Path, parts: list[str], problems: list[InvoiceProblem]) -> Iterator[Path]:
+    """Yield the paths under ``directory`` matching ``parts``; each directory that cannot be listed is a problem."""
+    if not parts:
+        yield directory
+        return
+    part, rest = parts[0], parts[1:]
+    if part == "**":
+        # Zero or more directories; symbolic links to directories are not followed (a link cycle cannot loop).
+        yield from _expand(directory, rest, problems)
+        for entry in _listdir(directory, problems):
+            if not _hidden(entry.name, part) and not entry.is_symlink() and _is_dir(entry):
+                yield from _expand(directory / entry.name, parts, problems)
+    elif not _GLOB_CHARS & set(part):
+        yield from _expand_literal(directory, part, rest, problems)
+    else:
+        for entry in _listdir(directory, problems):
+            if _hidden(entry.name, part) or not fnmatch.fnmatchcase(entry.name, part):
+                continue
+            if not rest:
+                yield directory / entry.name
+            elif _is_dir(entry):
+                yield from _expand(directory / entry.name, rest, problems)
+
+
+def _glob(pattern: str) -> tuple[list[Path], list[InvoiceProblem]]:
+    """Expand ``pattern`` (``*``, ``?``, ``[...]``, ``**``) like `glob.glob` with ``recursive=True``.
+
+    Unlike `glob.glob`, which skips every directory it cannot list, each such directory is a problem.
+    """
+    problems: list[InvoiceProblem] = []
+    anchor = Path(pattern).anchor
+    parts = [part for part in re.split(r"[\\/]" if os.altsep else re.escape(os.sep), pattern[len(anchor) :]) if part]
+    matches = sorted(set(_expand(Path(anchor), parts, problems)))
+    return matches, list({p.file: p for p in problems}.values())  # ``**`` may try a directory twice
+
+
 def _select_one(path: str | os.PathLike[str]) -> tuple[list[Path], list[InvoiceProblem]]:
     p = Path(path)
     text = os.fspath(path)
     reason = unusable_reason(p)
     if reason is None:
         return _walk(p) if p.is_dir() else ([p], [])
-    if reason == "no such file or directory" and _GLOB_CHARS & set(text):
-        matches = sorted(Path(m) for m in glob.glob(text, recursive=True))  # noqa: PTH207 - absolute patterns
-        files = [m for m in matches if unusable_reason(m) is None and not m.is_dir()]
-        problems = [
-            InvoiceProblem(os.fspath(m), why, None, "io") for m in matches if (why := unusable_reason(m)) is not None
-        ]
+    if _GLOB_CHARS & set(text) and not os.path.lexists(text):  # a pattern (stat may fail with EACCES first)
+        matches, problems = _glob(text)
+        files: list[Path] = []
+        for match in matches:
+            why = unusable_reason(match)
+            if why is not None:
+                problems.append(InvoiceProblem(os.fspath(match), why, None, "io"))
+            elif match.is_dir():  # a matched directory is searched like one named directly
+                found, bad = _walk(match)
+                files.extend(found)
+                problems.extend(bad)
+            else:
+                files.append(match)
         if files or problems:
-            return files, problems
+            return list(dict.fromkeys(files)), problems
         return [], [InvoiceProblem(text, "no such file, directory or matching glob", None, "missing")]
     rule = "missing" if reason == "no such file or directory" else "io"
     return [], [InvoiceProblem(text, reason, None, rule)]
