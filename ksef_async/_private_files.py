@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 from pathlib import Path
 from typing import Final
 
@@ -14,6 +16,7 @@ __all__ = [
     "FILE_MODE",
     "append_private",
     "private_dir",
+    "replaceable",
     "sync_directory",
     "write_private",
     "write_private_in",
@@ -41,11 +44,36 @@ def sync_directory(path: Path) -> None:
         os.close(fd)
 
 
+def replaceable(path: Path) -> Path:
+    """Return the file an atomic write of ``path`` replaces: ``path``, or the file a symbolic link there names.
+
+    Renaming over a symbolic link would replace the link, and over a device or FIFO (``/dev/stdout``,
+    ``/dev/null``) would put a regular file in its place: a link is followed, anything but a regular file refused.
+
+    Raises:
+        OSError: ``path`` (or what it links to) exists and is not a regular file.
+    """
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return target
+    if stat.S_ISREG(mode):
+        return target
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory", os.fspath(path))
+    raise OSError(errno.EINVAL, "not a regular file (a device, FIFO or socket is never replaced)", os.fspath(path))
+
+
 def write_private(path: Path, data: bytes, *, fsync: bool = False, fsync_dir: bool = False) -> Path:
     """Replace ``path`` atomically with ``data``, mode 0o600: temporary file, optional fsync, rename.
 
     A reader never sees a half-written file, and the file is never world-readable, not even for an instant.
+    A symbolic link at ``path`` is followed (the file it names is replaced); anything else that is not a regular
+    file is refused (`replaceable`).
     """
+    shown = path
+    path = replaceable(path)
     tmp = path.with_name(f".{path.name}.tmp")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
@@ -60,7 +88,7 @@ def write_private(path: Path, data: bytes, *, fsync: bool = False, fsync_dir: bo
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError) and (exc.filename is None or exc.filename == os.fspath(tmp)):
-            exc.filename = os.fspath(path)  # the user knows the file they named, not our temporary one
+            exc.filename = os.fspath(shown)  # the user knows the file they named, not our temporary one
         raise
     if fsync_dir:
         sync_directory(path.parent)
