@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ksef_async._aio import task_group
 from ksef_async._logging import extras, get_logger
 from ksef_async.batch.selection import UnusableFileError, read_invoice_file
 from ksef_async.errors import (
@@ -519,7 +520,7 @@ async def _send_all(
             base, reference_number=response.reference_number, description="sent, no final status yet"
         )
 
-    async with asyncio.TaskGroup() as group:
+    async with task_group() as group:
         for item in items:
             group.create_task(send_one(item))
     round_.leftover.sort(key=lambda item: item.index)
