@@ -30,6 +30,7 @@ import attrs
 from ksef_async._aio import task_group
 from ksef_async._logging import extras, get_logger
 from ksef_async.batch.selection import UnusableFileError, read_invoice_file
+from ksef_async.core.codes import ExceptionCode, InvoiceStatus
 from ksef_async.errors import (
     AmbiguousRequestError,
     ApiError,
@@ -70,15 +71,15 @@ __all__ = [
 
 logger = get_logger("online")
 
-ACCEPTED = 200
+ACCEPTED = InvoiceStatus.SUCCESS
 """Invoice status code: accepted, KSeF number assigned."""
-DUPLICATE = 440
+DUPLICATE = InvoiceStatus.DUPLICATE
 """Invoice status code: duplicate; ``extensions`` name the original KSeF number and session."""
-CORRECTION_UNAVAILABLE = 21166
+CORRECTION_UNAVAILABLE = ExceptionCode.CORRECTION_UNAVAILABLE
 """KSeF exception code: technical correction not available (e.g. a valid correction of the original exists)."""
-CORRECTION_NOT_ALLOWED = 21167
+CORRECTION_NOT_ALLOWED = ExceptionCode.CORRECTION_NOT_ALLOWED
 """KSeF exception code: the original invoice's status does not allow a technical correction."""
-SESSION_UNAVAILABLE = 21184
+SESSION_UNAVAILABLE = ExceptionCode.SESSION_TEMPORARILY_UNAVAILABLE
 """KSeF exception code: the online session is temporarily unavailable (maintenance); the invoice was not accepted."""
 
 

@@ -76,6 +76,7 @@ from ksef_async.batch.resume import (
     write_upload_record,
 )
 from ksef_async.batch.upload import PartRequest, UploadWindowClosedError, upload_part
+from ksef_async.core.codes import ExceptionCode, SessionStatus
 from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE
 from ksef_async.core.plan import (
     BatchPlan,
@@ -108,13 +109,13 @@ logger = get_logger("batch")
 
 PART_WINDOW: Final = dt.timedelta(minutes=20)
 """Upload time per declared part: a session with N parts may upload each part for N x 20 min after the open."""
-_OPEN: Final = 100
-_PROCESSING: Final = 150
-_OK: Final = 200
-_CANCELLED: Final = 440  # "upload time exceeded" or "no invoices": nothing was processed
+_OPEN: Final = SessionStatus.OPEN
+_PROCESSING: Final = SessionStatus.PROCESSING
+_OK: Final = SessionStatus.PROCESSED
+_CANCELLED: Final = SessionStatus.CANCELLED  # "upload time exceeded" or "no invoices": nothing was processed
 _NOT_FINAL: Final = frozenset({_OPEN, _PROCESSING})
-_PART_MISSING: Final = 21205
-_WINDOW_EXCEEDED: Final = 21208
+_PART_MISSING: Final = ExceptionCode.EMPTY_PACKAGE
+_WINDOW_EXCEEDED: Final = ExceptionCode.UPLOAD_WINDOW_EXCEEDED
 _TRANSIENT: Final = (TransportError, ServerError, RateLimitedError)
 
 
