@@ -46,8 +46,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ksef_async._private_files import sync_directory
 from ksef_async.batch.inputs import DuplicateCheck, InputItem, Inputs, InvoiceInput, iter_inputs
+from ksef_async.core.batch_limits import MAX_PART_PLAIN_SIZE, check_part_size
 from ksef_async.core.crypto import MfPublicKey, SessionKey, b64
-from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE, ArchivePipeline, PartInfo
+from ksef_async.core.pipeline import ArchivePipeline, PartInfo
 from ksef_async.core.plan import (
     BatchPlan,
     EncryptionRecord,
@@ -443,11 +444,7 @@ def prepare_batch_sync(
     if on_invalid not in {"stop", "skip"}:
         msg = f"on_invalid must be 'stop' or 'skip', got {on_invalid!r}"
         raise ConfigurationError(msg)
-    try:
-        limits = attrs.evolve(limits or SessionLimits(), part_size=part_size)
-    except ValueError as exc:
-        msg = f"part_size must be between 16 and {MAX_PART_PLAIN_SIZE:,} bytes, got {part_size:,}"
-        raise ConfigurationError(msg) from exc
+    limits = attrs.evolve(limits or SessionLimits(), part_size=check_part_size(part_size))
     rsa_key, key_id = _rsa_key(public_key)
     run = _Run(
         _open_state_dir(state_dir),

@@ -18,8 +18,8 @@ from ksef_async.cli._app import app
 from ksef_async.cli._connection import EXIT_LOCAL_IO, EXIT_OK, run_async
 from ksef_async.cli._files import check_outputs
 from ksef_async.client import Environment, KsefClient
+from ksef_async.core.batch_limits import MAX_PART_PLAIN_SIZE
 from ksef_async.core.crypto import KEY_USAGE_SYMMETRIC, MfPublicKey, b64
-from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE
 from ksef_async.core.plan import BatchPlan
 from ksef_async.errors import ConfigurationError
 

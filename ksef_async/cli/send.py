@@ -21,7 +21,7 @@ from ksef_async.cli._connection import EXIT_LOCAL_IO, EXIT_OK, EXIT_REJECTED, EX
 from ksef_async.cli._files import check_outputs, write_output
 from ksef_async.cli.send_batch import send_batch
 from ksef_async.cli.validate import expand_paths
-from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE
+from ksef_async.core.batch_limits import MAX_PART_PLAIN_SIZE
 from ksef_async.core.safepath import checked_reference_number
 from ksef_async.errors import TechnicalCorrectionError
 from ksef_async.online import (
