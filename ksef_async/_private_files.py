@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
@@ -24,6 +25,7 @@ __all__ = [
 
 FILE_MODE: Final = 0o600
 DIR_MODE: Final = 0o700
+_CREATE_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def private_dir(path: Path) -> Path:
@@ -65,10 +67,14 @@ def replaceable(path: Path) -> Path:
     raise OSError(errno.EINVAL, "not a regular file (a device, FIFO or socket is never replaced)", os.fspath(path))
 
 
-def write_private(path: Path, data: bytes, *, fsync: bool = False, fsync_dir: bool = False) -> Path:
+def write_private(path: Path, data: bytes | Iterable[bytes], *, fsync: bool = False, fsync_dir: bool = False) -> Path:
     """Replace ``path`` atomically with ``data``, mode 0o600: temporary file, optional fsync, rename.
 
-    A reader never sees a half-written file, and the file is never world-readable, not even for an instant.
+    The one atomic writer of the package (plans, upload records, sync state and invoices, reports, UPOs). A reader
+    never sees a half-written file, and the file is never world-readable, not even for an instant. ``data`` may be
+    an iterable of chunks (written as they come: a large plan is never whole in memory). ``fsync`` makes the
+    contents durable before the rename, ``fsync_dir`` the rename itself. On any failure the temporary file is
+    removed and a previous file at ``path`` is left as it was.
     A symbolic link at ``path`` is followed (the file it names is replaced); anything else that is not a regular
     file is refused (`replaceable`).
     """
@@ -77,10 +83,15 @@ def write_private(path: Path, data: bytes, *, fsync: bool = False, fsync_dir: bo
     tmp = path.with_name(f".{path.name}.tmp")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), FILE_MODE)
+    fd = os.open(
+        tmp,
+        os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
+        FILE_MODE,
+    )
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            for chunk in [data] if isinstance(data, bytes | bytearray | memoryview) else data:
+                fh.write(chunk)
             fh.flush()
             if fsync:
                 os.fsync(fh.fileno())

@@ -163,13 +163,13 @@ def test_save_plan_on_a_full_disk_keeps_the_old_plan_and_no_temporary_file(
 
     (tmp_path / "plan.json").write_bytes(b"old plan")
 
-    def full(fd: int, _plan: object) -> None:
-        os.write(fd, b"partial")
-        raise OSError(errno.ENOSPC, "No space left on device")
+    class FullDisk:
+        def json_chunks(self) -> Iterator[str]:
+            yield "x" * 100_000  # partly written, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(prepare, "_write_plan", full)
     with pytest.raises(OSError, match="No space"):
-        prepare.save_plan(tmp_path, cast("BatchPlan", object()))
+        prepare.save_plan(tmp_path, cast("BatchPlan", FullDisk()))
     assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]
     assert (tmp_path / "plan.json").read_bytes() == b"old plan"
 
