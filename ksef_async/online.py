@@ -563,14 +563,8 @@ def _corrected_hash(original: bytes | Path | None, original_hash: str | None, co
     if (original is None) == (original_hash is None):
         raise ConfigurationError("give exactly one of original (the rejected invoice's bytes) or original_hash")
     if original is not None:
-        if isinstance(original, Path):
-            try:
-                data = original.read_bytes()
-            except OSError as exc:
-                msg = f"{original}: cannot read the original invoice: {exc.strerror or exc}"
-                raise ConfigurationError(msg) from exc
-        else:
-            data = bytes(original)
+        # A file is refused by type and size before it is read, as every invoice file.
+        data = read_invoice_file(original) if isinstance(original, Path) else bytes(original)
         digest = hashlib.sha256(data).digest()
     else:
         assert original_hash is not None

@@ -19,6 +19,16 @@ from ksef_async.errors import ConfigurationError
 
 SAMPLE = Path(__file__).parent / "data" / "samples" / "invoices" / "fa3-invoice-sample.xml"
 NOBODY = 65534
+ITER_INPUTS = (
+    "import sys\n"
+    "from ksef_async.batch.inputs import iter_inputs\n"
+    "from ksef_async.errors import ConfigurationError\n"
+    "try:\n"
+    "    print([i.name for i in iter_inputs(sys.argv[1])])\n"
+    "except ConfigurationError as exc:\n"
+    "    print('refused:', exc)\n"
+)
+"""A child that prints the names `iter_inputs` yields for argv[1], or its refusal."""
 
 
 def run_cli(*args: str) -> int:
@@ -80,15 +90,7 @@ def test_send_inputs_refuse_a_directory_with_an_unreadable_subdirectory(world_re
     hidden = world_readable_dir / "hidden"
     hidden.mkdir()
     hidden.chmod(0o000)
-    code = (
-        "import sys\n"
-        "from ksef_async.batch.inputs import iter_inputs\n"
-        "from ksef_async.errors import ConfigurationError\n"
-        "try:\n"
-        "    print([i.name for i in iter_inputs(sys.argv[1])])\n"
-        "except ConfigurationError as exc:\n"
-        "    print('refused:', exc)\n"
-    )
+    code = ITER_INPUTS
     done = _as_nobody(code, str(world_readable_dir))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("refused:"), done.stdout
@@ -172,15 +174,7 @@ def test_globs_name_unreadable_directories_too(world_readable_dir: Path) -> None
         assert done.returncode == 2, (pattern, done.stdout, done.stderr)
         assert f"{hidden}: directory not searched: permission denied" in done.stderr, (pattern, done.stderr)
     # A literal directory below one without search permission is named too, not reported as "no match".
-    code = (
-        "import sys\n"
-        "from ksef_async.batch.inputs import iter_inputs\n"
-        "from ksef_async.errors import ConfigurationError\n"
-        "try:\n"
-        "    print([i.name for i in iter_inputs(sys.argv[1])])\n"
-        "except ConfigurationError as exc:\n"
-        "    print('refused:', exc)\n"
-    )
+    code = ITER_INPUTS
     done = _as_nobody(code, f"{hidden}/sub/*.xml")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"refused: {hidden}: directory not searched: permission denied"), done.stdout
@@ -220,3 +214,17 @@ def test_globs_match_like_glob_glob(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         expected = sorted(Path(m) for m in glob.glob(pattern, recursive=True) if not Path(m).is_dir())  # noqa: PTH207
         assert sorted(select_files([pattern]).files) == expected, pattern
         assert expected, pattern
+
+
+def test_hidden_names_are_skipped_by_walks_and_wildcards_alike(tmp_path: Path) -> None:
+    for rel in ("a.xml", "B.XML", "._a.xml", ".git/c.xml", "sub/d.xml", "sub/.e.xml"):
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(SAMPLE.read_bytes())
+    walked = select_files([tmp_path])
+    assert [p.relative_to(tmp_path).as_posix() for p in walked.files] == ["B.XML", "a.xml", "sub/d.xml"]
+    globbed = select_files([f"{tmp_path}/**/*.xml"])
+    assert [p.relative_to(tmp_path).as_posix() for p in globbed.files] == ["a.xml", "sub/d.xml"]  # case as written
+    named = select_files([tmp_path / "._a.xml", f"{tmp_path}/.*.xml"])  # named, or matched by a dot pattern
+    assert [p.name for p in named.files] == ["._a.xml", "._a.xml"]
+    assert walked.problems == globbed.problems == named.problems == ()

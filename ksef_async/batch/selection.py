@@ -1,5 +1,12 @@
 """Which invoice files a path names, and reading one: every unusable entry is reported with its reason, none skipped.
 
+The one selection rule of ``validate``, ``prepare`` and ``send`` (and of `ksef_async.batch.inputs`; ``resume``
+reads the files its plan recorded): a file is used as named; a directory is searched recursively for names ending
+in ``.xml`` in any case; a glob (``*``, ``?``, ``[...]``, ``**``) matches case-sensitively, as written, and a
+directory it matches is searched like one named. Names with a leading dot are skipped inside directories and by
+wildcards (as by the shell). Symbolic links to files are followed; links to directories are followed only when
+named or matched by a pattern's last part (so a link cycle cannot loop a walk).
+
 `Path.rglob` swallows ``PermissionError`` and treats FIFOs and symlink loops like missing files; the walk here
 reports each unreadable directory and each ``*.xml`` entry that is not a readable regular file (symlink loop,
 broken link, FIFO, device, socket, permission denied), and a file larger than any invoice may be is refused by its
@@ -95,10 +102,12 @@ def _walk(top: Path) -> tuple[list[Path], list[InvoiceProblem]]:
         where = exc.filename if exc.filename is not None else top
         problems.append(InvoiceProblem(os.fspath(where), f"directory not searched: {_os_reason(exc)}", None, "io"))
 
-    # Symlinked directories are not followed (as rglob did not), so a link cycle cannot loop the walk.
-    for dirpath, _dirnames, filenames in os.walk(top, onerror=unreadable):
+    # Symlinked directories are not followed (as rglob did not), so a link cycle cannot loop the walk. Hidden
+    # names (a leading dot: editor and macOS "._" companion files, VCS folders) are skipped, as a wildcard skips them.
+    for dirpath, dirnames, filenames in os.walk(top, onerror=unreadable):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
-            if not name.lower().endswith(".xml"):
+            if name.startswith(".") or not name.lower().endswith(".xml"):
                 continue
             path = Path(dirpath, name)
             reason = unusable_reason(path)

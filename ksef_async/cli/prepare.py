@@ -83,7 +83,11 @@ def prepare(
     Parameters
     ----------
     paths
-        Invoice files, directories (searched recursively for ``*.xml``) or globs.
+        Invoice files (any name), directories (searched recursively for names ending in ``.xml``, any case) or
+        glob patterns (``*``, ``?``, ``[...]``, ``**`` for any depth; case-sensitive, as written). Names starting
+        with a dot are skipped inside directories and by wildcards, as by the shell; symbolic links to files are
+        followed, links to directories only when named or matched by the pattern's last part. Every unreadable
+        directory or file is reported (exit 2), never skipped.
     out
         State directory for the spool and plan.json (created; must not hold a batch already).
     base_url
