@@ -50,12 +50,19 @@ def replaceable(path: Path) -> Path:
     """Return the file an atomic write of ``path`` replaces: ``path``, or the file a symbolic link there names.
 
     Renaming over a symbolic link would replace the link, and over a device or FIFO (``/dev/stdout``,
-    ``/dev/null``) would put a regular file in its place: a link is followed, anything but a regular file refused.
+    ``/dev/null``) would put a regular file in its place: a link of ours is followed (another user's is refused),
+    anything but a regular file refused.
 
     Raises:
-        OSError: ``path`` (or what it links to) exists and is not a regular file.
+        OSError: ``path`` (or what it links to) exists and is not a regular file, or is another user's link.
     """
-    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    target = path
+    if path.is_symlink():
+        # Only our own link is followed: one planted by another user in a shared directory (/tmp) must not
+        # redirect the write into a file of ours (the classic symlink attack).
+        if hasattr(os, "getuid") and path.lstat().st_uid != os.getuid():
+            raise OSError(errno.EPERM, "a symbolic link owned by another user (not followed)", os.fspath(path))
+        target = Path(os.path.realpath(path))
     try:
         mode = target.stat().st_mode
     except FileNotFoundError:

@@ -209,3 +209,16 @@ def test_a_symlinked_output_replaces_the_file_it_names_and_keeps_the_link(tmp_pa
     assert link.is_symlink()
     assert real.read_bytes() == b"new"
     assert sorted(p.name for p in real.parent.iterdir()) == ["report.json"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a link owned by another user")
+def test_another_users_symbolic_link_is_not_followed(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    link = tmp_path / "report.json"
+    link.symlink_to(victim)
+    os.lchown(link, 65534, 65534)  # planted by someone else in a shared directory
+    with pytest.raises(OSError, match="owned by another user"):
+        write_output(link, b"overwritten?")
+    assert victim.read_bytes() == b"precious"
+    assert link.is_symlink()
