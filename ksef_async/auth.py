@@ -18,6 +18,7 @@ import attrs
 
 from ksef_async._logging import extras, get_logger
 from ksef_async.core.auth_flow import AuthStatus, Token, TokenAction, TokenState, classify_auth_status
+from ksef_async.core.codes import ExceptionCode
 from ksef_async.core.crypto import KEY_USAGE_TOKEN, MfPublicKey, b64decode, rsa_oaep_encrypt
 from ksef_async.core.polling import Backoff
 from ksef_async.errors import (
@@ -53,7 +54,7 @@ __all__ = [
 logger = get_logger("auth")
 
 # KSeF exception code: tokens already redeemed, or the status does not allow a refresh (e.g. revoked).
-_NO_AUTHORIZATION = 21301
+_NO_AUTHORIZATION = ExceptionCode.NO_AUTHORIZATION
 
 
 def _non_empty(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:

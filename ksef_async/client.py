@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-import math
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -32,6 +31,7 @@ from ksef_async.auth import Authenticator, Credentials
 from ksef_async.core.baseurl import check_base_url
 from ksef_async.core.polling import Backoff
 from ksef_async.core.system_warnings import SystemWarningHandler, SystemWarningLog, check_test_warning_text
+from ksef_async.core.validators import at_least_one, non_negative, positive
 from ksef_async.errors import ConfigurationError
 from ksef_async.operations import API_RATE_LIMITS
 from ksef_async.ratelimit import RateLimiter, limiter_for
@@ -67,21 +67,6 @@ class Environment(enum.StrEnum):
     """DEMO (TR, pre-production)."""
     PROD = "https://api.ksef.mf.gov.pl/v2"
     """Production (PRD)."""
-
-
-def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigurationError(f"ClientConfig.{attribute.name} must be a finite number > 0, got {value!r}")
-
-
-def _non_negative(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not math.isfinite(value) or value < 0:
-        raise ConfigurationError(f"ClientConfig.{attribute.name} must be a finite number >= 0, got {value!r}")
-
-
-def _at_least_one(_instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"ClientConfig.{attribute.name} must be an integer >= 1, got {value!r}")
 
 
 def _features(value: Any) -> tuple[str, ...]:
@@ -138,23 +123,23 @@ class ClientConfig:
             only for loopback, e.g. a local simulator).
     """
 
-    api_connections: int = attrs.field(default=20, validator=_at_least_one)
-    api_connect_timeout: float = attrs.field(default=10.0, validator=_positive)
-    api_read_timeout: float = attrs.field(default=60.0, validator=_positive)
-    storage_connections: int = attrs.field(default=8, validator=_at_least_one)
-    storage_connect_timeout: float = attrs.field(default=10.0, validator=_positive)
-    storage_read_timeout: float = attrs.field(default=300.0, validator=_positive)
+    api_connections: int = attrs.field(default=20, validator=at_least_one)
+    api_connect_timeout: float = attrs.field(default=10.0, validator=positive)
+    api_read_timeout: float = attrs.field(default=60.0, validator=positive)
+    storage_connections: int = attrs.field(default=8, validator=at_least_one)
+    storage_connect_timeout: float = attrs.field(default=10.0, validator=positive)
+    storage_read_timeout: float = attrs.field(default=300.0, validator=positive)
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
-    refresh_margin: float = attrs.field(default=60.0, validator=_non_negative)
+    refresh_margin: float = attrs.field(default=60.0, validator=non_negative)
     auth_poll_backoff: Backoff = attrs.field(factory=Backoff)
-    auth_timeout: float = attrs.field(default=120.0, validator=_positive)
+    auth_timeout: float = attrs.field(default=120.0, validator=positive)
     sync_rate_limits: bool = True
     features: tuple[str, ...] = attrs.field(default=(), converter=_features)
     user_agent: str = f"ksef-async/{__version__}"
     on_system_warning: SystemWarningHandler | None = attrs.field(default=None, validator=_callable_or_none)
     test_system_warning: str | None = attrs.field(default=None, validator=_test_warning_text)
-    system_warning_history: int = attrs.field(default=100, validator=_at_least_one)
-    api_total_timeout: float = attrs.field(default=120.0, validator=_positive)
+    system_warning_history: int = attrs.field(default=100, validator=at_least_one)
+    api_total_timeout: float = attrs.field(default=120.0, validator=positive)
     allow_insecure_http: bool = False
 
 

@@ -53,6 +53,7 @@ from typing import Any
 
 import attrs
 
+from ksef_async._codes import ExceptionCode
 from ksef_async._redact import redact_server_text
 
 __all__ = [
@@ -467,12 +468,12 @@ _STATUS_CLASSES: dict[int, type[ApiError]] = {
 # 400s whose exception code has its own class (first match in the body wins). The technical-correction codes are
 # not here: they need the file name, which only the caller knows.
 _CODE_CLASSES: dict[int, type[BadRequestError]] = {
-    21001: UnreadableContentError,
-    21184: SessionTemporarilyUnavailableError,
-    71001: InvoiceNotFoundError,
-    71002: CollectiveIdentifierCapError,
-    71004: DifferentSellersError,
-    71005: DuplicateKsefNumberError,
+    ExceptionCode.UNREADABLE_CONTENT: UnreadableContentError,
+    ExceptionCode.SESSION_TEMPORARILY_UNAVAILABLE: SessionTemporarilyUnavailableError,
+    ExceptionCode.COLLECTIVE_INVOICE_NOT_FOUND: InvoiceNotFoundError,
+    ExceptionCode.COLLECTIVE_IDENTIFIER_CAP: CollectiveIdentifierCapError,
+    ExceptionCode.DIFFERENT_SELLERS: DifferentSellersError,
+    ExceptionCode.DUPLICATE_KSEF_NUMBER: DuplicateKsefNumberError,
 }
 
 

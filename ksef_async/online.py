@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ksef_async import _telemetry as telemetry
+from ksef_async._aio import task_group
 from ksef_async._logging import extras, get_logger
 from ksef_async.batch.selection import UnusableFileError, read_invoice_file
+from ksef_async.core.codes import ExceptionCode, InvoiceStatus
 from ksef_async.errors import (
     AmbiguousRequestError,
     ApiError,
@@ -71,15 +73,15 @@ __all__ = [
 
 logger = get_logger("online")
 
-ACCEPTED = 200
+ACCEPTED = InvoiceStatus.SUCCESS
 """Invoice status code: accepted, KSeF number assigned."""
-DUPLICATE = 440
+DUPLICATE = InvoiceStatus.DUPLICATE
 """Invoice status code: duplicate; ``extensions`` name the original KSeF number and session."""
-CORRECTION_UNAVAILABLE = 21166
+CORRECTION_UNAVAILABLE = ExceptionCode.CORRECTION_UNAVAILABLE
 """KSeF exception code: technical correction not available (e.g. a valid correction of the original exists)."""
-CORRECTION_NOT_ALLOWED = 21167
+CORRECTION_NOT_ALLOWED = ExceptionCode.CORRECTION_NOT_ALLOWED
 """KSeF exception code: the original invoice's status does not allow a technical correction."""
-SESSION_UNAVAILABLE = 21184
+SESSION_UNAVAILABLE = ExceptionCode.SESSION_TEMPORARILY_UNAVAILABLE
 """KSeF exception code: the online session is temporarily unavailable (maintenance); the invoice was not accepted."""
 
 
@@ -529,7 +531,7 @@ async def _send_all(
             base, reference_number=response.reference_number, description="sent, no final status yet"
         )
 
-    async with asyncio.TaskGroup() as group:
+    async with task_group() as group:
         for item in items:
             group.create_task(send_one(item))
     round_.leftover.sort(key=lambda item: item.index)
@@ -572,14 +574,8 @@ def _corrected_hash(original: bytes | Path | None, original_hash: str | None, co
     if (original is None) == (original_hash is None):
         raise ConfigurationError("give exactly one of original (the rejected invoice's bytes) or original_hash")
     if original is not None:
-        if isinstance(original, Path):
-            try:
-                data = original.read_bytes()
-            except OSError as exc:
-                msg = f"{original}: cannot read the original invoice: {exc.strerror or exc}"
-                raise ConfigurationError(msg) from exc
-        else:
-            data = bytes(original)
+        # A file is refused by type and size before it is read, as every invoice file.
+        data = read_invoice_file(original) if isinstance(original, Path) else bytes(original)
         digest = hashlib.sha256(data).digest()
     else:
         assert original_hash is not None

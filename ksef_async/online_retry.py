@@ -9,30 +9,20 @@ remaining invoices. `SessionUnavailablePolicy` says how long to insist on the sa
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import attrs
 
 from ksef_async._logging import extras, get_logger
-from ksef_async.errors import ConfigurationError, SessionTemporarilyUnavailableError
+from ksef_async.core.validators import at_least_one, non_negative
+from ksef_async.errors import SessionTemporarilyUnavailableError
 
 __all__ = ["SessionUnavailablePolicy", "send_retrying_unavailable"]
 
 T = TypeVar("T")
 
 logger = get_logger("online")
-
-
-def _at_least_one(_instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigurationError(f"SessionUnavailablePolicy.{attribute.name} must be an integer >= 1, got {value!r}")
-
-
-def _non_negative(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise ConfigurationError(f"SessionUnavailablePolicy.{attribute.name} must be a finite number >= 0")
 
 
 @attrs.frozen(kw_only=True)
@@ -51,11 +41,11 @@ class SessionUnavailablePolicy:
         sleep: Async sleep (tests inject a fake that does not wait).
     """
 
-    attempts: int = attrs.field(default=4, validator=_at_least_one)
-    base_delay: float = attrs.field(default=2.0, validator=_non_negative)
-    max_delay: float = attrs.field(default=30.0, validator=_non_negative)
+    attempts: int = attrs.field(default=4, validator=at_least_one)
+    base_delay: float = attrs.field(default=2.0, validator=non_negative)
+    max_delay: float = attrs.field(default=30.0, validator=non_negative)
     reopen: bool = True
-    max_sessions: int = attrs.field(default=3, validator=_at_least_one)
+    max_sessions: int = attrs.field(default=3, validator=at_least_one)
     sleep: Callable[[float], Awaitable[None]] = attrs.field(default=asyncio.sleep, eq=False, repr=False)
 
     def delay(self, retry: int) -> float:

@@ -163,12 +163,62 @@ def test_save_plan_on_a_full_disk_keeps_the_old_plan_and_no_temporary_file(
 
     (tmp_path / "plan.json").write_bytes(b"old plan")
 
-    def full(fd: int, _plan: object) -> None:
-        os.write(fd, b"partial")
-        raise OSError(errno.ENOSPC, "No space left on device")
+    class FullDisk:
+        def json_chunks(self) -> Iterator[str]:
+            yield "x" * 100_000  # partly written, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(prepare, "_write_plan", full)
     with pytest.raises(OSError, match="No space"):
-        prepare.save_plan(tmp_path, cast("BatchPlan", object()))
+        prepare.save_plan(tmp_path, cast("BatchPlan", FullDisk()))
     assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]
     assert (tmp_path / "plan.json").read_bytes() == b"old plan"
+
+
+def test_a_device_or_fifo_output_is_refused_before_sending_and_never_replaced(
+    running_sim: KsefSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Renaming the report over a device put a regular file in its place (as root: /dev/full became a file).
+    monkeypatch.setenv("KSEF_TOKEN", DEFAULT_TOKEN)
+    invoice = _invoice(tmp_path / "in", seed=34)
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    link = tmp_path / "stdout.json"
+    link.symlink_to(fifo)
+    before = _sent(running_sim)
+    for target in (fifo, link):
+        code = run_cli("send", str(invoice), "--online", "--base-url", running_sim.base_url, "--nip", DEFAULT_NIP,
+                       "--report", str(target))  # fmt: skip
+        assert code == EXIT_LOCAL_IO
+        assert f"--report {target}: not a regular file" in capsys.readouterr().err
+    assert _sent(running_sim) == before
+    with pytest.raises(OSError, match="not a regular file") as info:
+        write_output(fifo, b"{}")
+    assert info.value.filename == str(fifo)
+    assert fifo.is_fifo()
+    assert link.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "pipe.json", "stdout.json"]
+
+
+def test_a_symlinked_output_replaces_the_file_it_names_and_keeps_the_link(tmp_path: Path) -> None:
+    real = tmp_path / "reports" / "report.json"
+    real.parent.mkdir()
+    real.write_bytes(b"old")
+    link = tmp_path / "report.json"
+    link.symlink_to(real)
+    write_output(link, b"new")
+    assert link.is_symlink()
+    assert real.read_bytes() == b"new"
+    assert sorted(p.name for p in real.parent.iterdir()) == ["report.json"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a link owned by another user")
+def test_another_users_symbolic_link_is_not_followed(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    link = tmp_path / "report.json"
+    link.symlink_to(victim)
+    os.lchown(link, 65534, 65534)  # planted by someone else in a shared directory
+    with pytest.raises(OSError, match="owned by another user"):
+        write_output(link, b"overwritten?")
+    assert victim.read_bytes() == b"precious"
+    assert link.is_symlink()

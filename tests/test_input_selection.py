@@ -19,6 +19,16 @@ from ksef_async.errors import ConfigurationError
 
 SAMPLE = Path(__file__).parent / "data" / "samples" / "invoices" / "fa3-invoice-sample.xml"
 NOBODY = 65534
+ITER_INPUTS = (
+    "import sys\n"
+    "from ksef_async.batch.inputs import iter_inputs\n"
+    "from ksef_async.errors import ConfigurationError\n"
+    "try:\n"
+    "    print([i.name for i in iter_inputs(sys.argv[1])])\n"
+    "except ConfigurationError as exc:\n"
+    "    print('refused:', exc)\n"
+)
+"""A child that prints the names `iter_inputs` yields for argv[1], or its refusal."""
 
 
 def run_cli(*args: str) -> int:
@@ -80,15 +90,7 @@ def test_send_inputs_refuse_a_directory_with_an_unreadable_subdirectory(world_re
     hidden = world_readable_dir / "hidden"
     hidden.mkdir()
     hidden.chmod(0o000)
-    code = (
-        "import sys\n"
-        "from ksef_async.batch.inputs import iter_inputs\n"
-        "from ksef_async.errors import ConfigurationError\n"
-        "try:\n"
-        "    print([i.name for i in iter_inputs(sys.argv[1])])\n"
-        "except ConfigurationError as exc:\n"
-        "    print('refused:', exc)\n"
-    )
+    code = ITER_INPUTS
     done = _as_nobody(code, str(world_readable_dir))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("refused:"), done.stdout
@@ -157,3 +159,72 @@ def test_a_huge_file_is_refused_by_its_size_before_reading(tmp_path: Path, capsy
         list(iter_inputs(huge))
     assert run_cli("validate", str(huge)) == 1
     assert "no invoice may exceed 3,000,000 bytes (not read)" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user; as non-root see the next test")
+def test_globs_name_unreadable_directories_too(world_readable_dir: Path) -> None:
+    (world_readable_dir / "good.xml").write_bytes(SAMPLE.read_bytes())
+    hidden = world_readable_dir / "hidden"
+    hidden.mkdir()
+    (hidden / "lost.xml").write_bytes(SAMPLE.read_bytes())
+    hidden.chmod(0o000)
+    for pattern in (f"{world_readable_dir}/**/*.xml", f"{world_readable_dir}/*/*.xml", f"{hidden}/*.xml"):
+        code = "import sys; from ksef_async.cli import main; sys.argv = ['ksef-async', 'validate', sys.argv[1]]; main()"
+        done = _as_nobody(code, pattern)
+        assert done.returncode == 2, (pattern, done.stdout, done.stderr)
+        assert f"{hidden}: directory not searched: permission denied" in done.stderr, (pattern, done.stderr)
+    # A literal directory below one without search permission is named too, not reported as "no match".
+    code = ITER_INPUTS
+    done = _as_nobody(code, f"{hidden}/sub/*.xml")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"refused: {hidden}: directory not searched: permission denied"), done.stdout
+
+
+def test_glob_listing_errors_are_reported_not_swallowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # glob.glob skips every directory it cannot list; the selection names each one.
+    (tmp_path / "a.xml").write_bytes(SAMPLE.read_bytes())
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.xml").write_bytes(SAMPLE.read_bytes())
+    real_scandir = os.scandir
+
+    def scandir(path: object) -> object:
+        if os.fspath(path).endswith("sub"):  # type: ignore[call-overload]
+            raise PermissionError(13, "Permission denied", os.fspath(path))  # type: ignore[call-overload]
+        return real_scandir(path)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    for pattern in (f"{tmp_path}/**/*.xml", f"{tmp_path}/*/*.xml", f"{tmp_path}/s*/*.xml"):
+        selection = select_files([pattern])
+        assert [(p.file, p.rule) for p in selection.problems] == [(str(tmp_path / "sub"), "io")], pattern
+        assert "directory not searched: permission denied" in selection.problems[0].reason
+    with pytest.raises(ConfigurationError, match="directory not searched"):
+        list(iter_inputs(f"{tmp_path}/**/*.xml"))
+
+
+def test_globs_match_like_glob_glob(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import glob  # noqa: PLC0415 - the reference this test compares with
+
+    for rel in ("a.xml", "B.XML", "c.txt", "d/e.xml", "d/f/g.xml", "d/.h.xml", ".i/j.xml", "k[1].xml"):
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(SAMPLE.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    patterns = ["*.xml", "**/*.xml", "d/**/*.xml", "*/*.xml", "?.xml", "[ab].xml", "d/.*.xml", ".*/*.xml", "k[[]1].xml"]
+    for pattern in patterns + [f"{tmp_path}/{p}" for p in patterns]:
+        expected = sorted(Path(m) for m in glob.glob(pattern, recursive=True) if not Path(m).is_dir())  # noqa: PTH207
+        assert sorted(select_files([pattern]).files) == expected, pattern
+        assert expected, pattern
+
+
+def test_hidden_names_are_skipped_by_walks_and_wildcards_alike(tmp_path: Path) -> None:
+    for rel in ("a.xml", "B.XML", "._a.xml", ".git/c.xml", "sub/d.xml", "sub/.e.xml"):
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(SAMPLE.read_bytes())
+    walked = select_files([tmp_path])
+    assert [p.relative_to(tmp_path).as_posix() for p in walked.files] == ["B.XML", "a.xml", "sub/d.xml"]
+    globbed = select_files([f"{tmp_path}/**/*.xml"])
+    assert [p.relative_to(tmp_path).as_posix() for p in globbed.files] == ["a.xml", "sub/d.xml"]  # case as written
+    named = select_files([tmp_path / "._a.xml", f"{tmp_path}/.*.xml"])  # named, or matched by a dot pattern
+    assert [p.name for p in named.files] == ["._a.xml", "._a.xml"]
+    assert walked.problems == globbed.problems == named.problems == ()

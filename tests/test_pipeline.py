@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from ksef_async.core.crypto import SessionKey, b64, decrypt_cbc, encrypted_size
 from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE, ArchivePipeline, PartInfo
+from ksef_async.errors import ConfigurationError
 
 KEY = SessionKey(bytes(range(32)), bytes(range(16, 32)))
 
@@ -80,9 +81,9 @@ def test_parts_decrypt_separately_and_join_to_the_archive(
 def test_the_default_part_size_keeps_ciphertext_within_100_000_000_bytes() -> None:
     assert MAX_PART_PLAIN_SIZE == 99_999_984
     assert encrypted_size(MAX_PART_PLAIN_SIZE) <= 100_000_000
-    with pytest.raises(ValueError, match="part_size"):
+    with pytest.raises(ConfigurationError, match="part_size"):
         ArchivePipeline(KEY, Collect(), part_size=MAX_PART_PLAIN_SIZE + 1)
-    with pytest.raises(ValueError, match="part_size"):
+    with pytest.raises(ConfigurationError, match="part_size"):
         ArchivePipeline(KEY, Collect(), part_size=15)
 
 

@@ -19,6 +19,7 @@ from signxml.signer import XMLSigner
 from signxml.xades.xades import XAdESSigner
 
 from ksef_async._schemas import schema_path
+from ksef_async.core.codes import ExceptionCode
 from ksef_async.errors import CryptoError, KsefError
 from ksef_async.testing.certificates import (
     TestCertificate,
@@ -346,7 +347,7 @@ def test_expired_certificate_is_rejected() -> None:
     signed = KeyCertSigner(old.key, old.certificate).sign(_request())
     with pytest.raises(SignatureError) as info:
         verify_auth_token_request(signed)
-    assert info.value.code == 21115
+    assert info.value.code == ExceptionCode.BAD_CERTIFICATE
     accepted = verify_auth_token_request(signed, now=dt.datetime(2020, 1, 10, tzinfo=dt.UTC))
     assert accepted.identity.value == NIP
 
@@ -356,7 +357,7 @@ def test_signed_content_must_match_the_xsd(person_rsa: TestCertificate) -> None:
     signed = KeyCertSigner(person_rsa.key, person_rsa.certificate).sign(bad)
     with pytest.raises(SignatureError) as info:
         verify_auth_token_request(signed)
-    assert info.value.code == 21401
+    assert info.value.code == ExceptionCode.XSD_MISMATCH
 
 
 def test_malformed_xml_is_rejected() -> None:
@@ -404,7 +405,7 @@ def test_loose_serial_number_forms_follow_the_documented_patterns() -> None:
     nothing = cert(x509.NameAttribute(NameOID.COMMON_NAME, "Nobody"))
     with pytest.raises(SignatureError) as info:
         identity_from_certificate(nothing, "certificateSubject")
-    assert info.value.code == 21115
+    assert info.value.code == ExceptionCode.BAD_CERTIFICATE
     assert identity_from_certificate(nothing, "certificateFingerprint").type == "Fingerprint"
 
 

@@ -77,7 +77,8 @@ from ksef_async.batch.resume import (
     write_upload_record,
 )
 from ksef_async.batch.upload import PartRequest, UploadWindowClosedError, upload_part
-from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE
+from ksef_async.core.batch_limits import MAX_PART_PLAIN_SIZE, part_size_validator
+from ksef_async.core.codes import ExceptionCode, SessionStatus
 from ksef_async.core.plan import (
     BatchPlan,
     InvoiceOutcome,
@@ -89,6 +90,7 @@ from ksef_async.core.plan import (
 from ksef_async.core.polling import Backoff
 from ksef_async.core.safepath import checked_reference_number
 from ksef_async.core.system_warnings import SystemWarningLog, SystemWarningRecorder
+from ksef_async.core.validators import at_least_one, positive
 from ksef_async.errors import (
     ApiError,
     BadRequestError,
@@ -109,24 +111,14 @@ logger = get_logger("batch")
 
 PART_WINDOW: Final = dt.timedelta(minutes=20)
 """Upload time per declared part: a session with N parts may upload each part for N x 20 min after the open."""
-_OPEN: Final = 100
-_PROCESSING: Final = 150
-_OK: Final = 200
-_CANCELLED: Final = 440  # "upload time exceeded" or "no invoices": nothing was processed
+_OPEN: Final = SessionStatus.OPEN
+_PROCESSING: Final = SessionStatus.PROCESSING
+_OK: Final = SessionStatus.PROCESSED
+_CANCELLED: Final = SessionStatus.CANCELLED  # "upload time exceeded" or "no invoices": nothing was processed
 _NOT_FINAL: Final = frozenset({_OPEN, _PROCESSING})
-_PART_MISSING: Final = 21205
-_WINDOW_EXCEEDED: Final = 21208
+_PART_MISSING: Final = ExceptionCode.EMPTY_PACKAGE
+_WINDOW_EXCEEDED: Final = ExceptionCode.UPLOAD_WINDOW_EXCEEDED
 _TRANSIENT: Final = (TransportError, ServerError, RateLimitedError)
-
-
-def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value > 0:
-        raise ConfigurationError(f"{attribute.name} must be > 0, got {value!r}")
-
-
-def _at_least_one(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if value < 1:
-        raise ConfigurationError(f"{attribute.name} must be >= 1, got {value!r}")
 
 
 @attrs.frozen
@@ -159,20 +151,18 @@ class SendConfig:
             so `BatchSender.resume` keeps it.
     """
 
-    concurrency: int = attrs.field(default=4, validator=_at_least_one)
-    part_size: int = attrs.field(
-        default=MAX_PART_PLAIN_SIZE, validator=[attrs.validators.ge(16), attrs.validators.le(MAX_PART_PLAIN_SIZE)]
-    )
+    concurrency: int = attrs.field(default=4, validator=at_least_one)
+    part_size: int = attrs.field(default=MAX_PART_PLAIN_SIZE, validator=part_size_validator)
     validate: bool = True
     on_invalid: OnInvalid = attrs.field(default="stop", validator=attrs.validators.in_(("stop", "skip")))
     workers: int | None = None
     use_context_limits: bool = True
     part_backoff: Backoff = attrs.field(factory=lambda: Backoff(initial=0.5, factor=2.0, maximum=30.0))
     open_backoff: Backoff = attrs.field(factory=lambda: Backoff(initial=1.0, factor=2.0, maximum=30.0))
-    open_attempts: int = attrs.field(default=5, validator=_at_least_one)
+    open_attempts: int = attrs.field(default=5, validator=at_least_one)
     status_backoff: Backoff = attrs.field(factory=lambda: Backoff(initial=0.5, factor=1.5, maximum=10.0))
-    close_attempts: int = attrs.field(default=5, validator=_at_least_one)
-    process_timeout: float = attrs.field(default=4 * 3600.0, validator=_positive)
+    close_attempts: int = attrs.field(default=5, validator=at_least_one)
+    process_timeout: float = attrs.field(default=4 * 3600.0, validator=positive)
     max_reopens: int = attrs.field(default=2, validator=attrs.validators.ge(0))
     upo_dir: Path | None = None
     download_upo: bool = True

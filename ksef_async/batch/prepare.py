@@ -44,10 +44,11 @@ import anyio.to_thread
 import attrs
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ksef_async._private_files import sync_directory
+from ksef_async._private_files import write_private
 from ksef_async.batch.inputs import DuplicateCheck, InputItem, Inputs, InvoiceInput, iter_inputs
+from ksef_async.core.batch_limits import MAX_PART_PLAIN_SIZE, check_part_size
 from ksef_async.core.crypto import MfPublicKey, SessionKey, b64
-from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE, ArchivePipeline, PartInfo
+from ksef_async.core.pipeline import ArchivePipeline, PartInfo
 from ksef_async.core.plan import (
     BatchPlan,
     EncryptionRecord,
@@ -141,34 +142,9 @@ def _write_all(fd: int, data: memoryview) -> None:
 
 def save_plan(state_dir: str | os.PathLike[str], plan: BatchPlan) -> Path:
     """Write ``plan`` to ``<state_dir>/plan.json`` atomically (temporary file, fsync, rename); return the path."""
-    directory = Path(state_dir)
-    target = directory / PLAN_FILE
-    tmp = directory / f".{PLAN_FILE}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), _FILE_MODE)
-    try:
-        _write_plan(fd, plan)
-    except BaseException:  # disk full, interrupted: the old plan stays, the partial temporary file goes
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    tmp.replace(target)
-    sync_directory(directory)
-    return target
-
-
-def _write_plan(fd: int, plan: BatchPlan) -> None:
-    pending: list[bytes] = []
-    size = 0
-    for chunk in plan.json_chunks():  # one session at a time: the plan's JSON is never whole in memory
-        data = chunk.encode()
-        pending.append(data)
-        size += len(data)
-        if size >= 1 << 20:
-            _write_all(fd, memoryview(b"".join(pending)))
-            pending, size = [], 0
-    _write_all(fd, memoryview(b"".join(pending)))
-    os.fsync(fd)
+    # One session at a time: the plan's JSON is never whole in memory.
+    chunks = (chunk.encode() for chunk in plan.json_chunks())
+    return write_private(Path(state_dir) / PLAN_FILE, chunks, fsync=True, fsync_dir=True)
 
 
 def load_plan(state_dir: str | os.PathLike[str]) -> BatchPlan:
@@ -443,11 +419,7 @@ def prepare_batch_sync(
     if on_invalid not in {"stop", "skip"}:
         msg = f"on_invalid must be 'stop' or 'skip', got {on_invalid!r}"
         raise ConfigurationError(msg)
-    try:
-        limits = attrs.evolve(limits or SessionLimits(), part_size=part_size)
-    except ValueError as exc:
-        msg = f"part_size must be between 16 and {MAX_PART_PLAIN_SIZE:,} bytes, got {part_size:,}"
-        raise ConfigurationError(msg) from exc
+    limits = attrs.evolve(limits or SessionLimits(), part_size=check_part_size(part_size))
     rsa_key, key_id = _rsa_key(public_key)
     run = _Run(
         _open_state_dir(state_dir),

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import attrs
 
+from ksef_async.core.codes import INVOICE_PENDING, InvoiceStatus, is_final_failure
 from ksef_async.core.plan import BatchPlan, InvoiceEntry, InvoiceOutcome, OutcomeStatus, SessionPlan, SessionState
 from ksef_async.core.system_warnings import WarningTally
 
@@ -31,10 +32,10 @@ __all__ = [
     "outcome_of",
 ]
 
-PENDING_CODES: Final = frozenset({100, 150})
-"""Invoice status codes that are not final yet."""
-_OK: Final = 200
-_DUPLICATE: Final = 440
+PENDING_CODES: Final = INVOICE_PENDING
+"""Invoice status codes that are not final yet (`ksef_async.core.codes.INVOICE_PENDING`)."""
+_OK: Final = InvoiceStatus.SUCCESS
+_DUPLICATE: Final = InvoiceStatus.DUPLICATE
 
 
 def outcome_of(item: Mapping[str, Any]) -> InvoiceOutcome | None:
@@ -144,7 +145,7 @@ def _entry(invoice: InvoiceEntry, session: SessionPlan) -> ReportEntry:
     error: dict[str, Any] | None = None
     if outcome is None:
         failed = session.state is SessionState.FAILED
-        if failed or (session.status_code is not None and session.status_code >= 300):  # noqa: PLR2004
+        if failed or (session.status_code is not None and is_final_failure(session.status_code)):
             error = {"code": session.status_code, "description": session.status_description, "details": []}
         return ReportEntry(
             invoice.name,

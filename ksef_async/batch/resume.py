@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import attrs
 
+from ksef_async._private_files import write_private
 from ksef_async.batch.upload import PartRequest
 from ksef_async.errors import ConfigurationError
 
@@ -39,7 +40,6 @@ __all__ = [
 ]
 
 STATE_ENV: Final = "XDG_CACHE_HOME"
-_FILE_MODE: Final = 0o600
 
 
 def default_state_dir(
@@ -83,8 +83,6 @@ def upload_record_name(session: int) -> str:
 
 def write_upload_record(state_dir: Path, session: int, record: UploadRecord) -> None:
     """Write the record atomically (temporary file, fsync, rename), mode 0600. Blocking: call from a thread."""
-    target = state_dir / upload_record_name(session)
-    tmp = state_dir / f".{target.name}.{os.getpid()}.tmp"
     data = json.dumps(
         {
             "referenceNumber": record.reference_number,
@@ -92,15 +90,7 @@ def write_upload_record(state_dir: Path, session: int, record: UploadRecord) -> 
             "partUploadRequests": [r.to_json() for r in record.requests],
         }
     ).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), _FILE_MODE)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.replace(target)
+    write_private(state_dir / upload_record_name(session), data, fsync=True, fsync_dir=True)
 
 
 def read_upload_record(state_dir: Path, session: int) -> UploadRecord | None:

@@ -1,5 +1,12 @@
 """Which invoice files a path names, and reading one: every unusable entry is reported with its reason, none skipped.
 
+The one selection rule of ``validate``, ``prepare`` and ``send`` (and of `ksef_async.batch.inputs`; ``resume``
+reads the files its plan recorded): a file is used as named; a directory is searched recursively for names ending
+in ``.xml`` in any case; a glob (``*``, ``?``, ``[...]``, ``**``) matches case-sensitively, as written, and a
+directory it matches is searched like one named. Names with a leading dot are skipped inside directories and by
+wildcards (as by the shell). Symbolic links to files are followed; links to directories are followed only when
+named or matched by a pattern's last part (so a link cycle cannot loop a walk).
+
 `Path.rglob` swallows ``PermissionError`` and treats FIFOs and symlink loops like missing files; the walk here
 reports each unreadable directory and each ``*.xml`` entry that is not a readable regular file (symlink loop,
 broken link, FIFO, device, socket, permission denied), and a file larger than any invoice may be is refused by its
@@ -9,10 +16,11 @@ size before a byte of it is read. `ksef-async validate` and `ksef_async.batch.in
 from __future__ import annotations
 
 import errno
-import glob
+import fnmatch
 import os
+import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import attrs
@@ -94,10 +102,12 @@ def _walk(top: Path) -> tuple[list[Path], list[InvoiceProblem]]:
         where = exc.filename if exc.filename is not None else top
         problems.append(InvoiceProblem(os.fspath(where), f"directory not searched: {_os_reason(exc)}", None, "io"))
 
-    # Symlinked directories are not followed (as rglob did not), so a link cycle cannot loop the walk.
-    for dirpath, _dirnames, filenames in os.walk(top, onerror=unreadable):
+    # Symlinked directories are not followed (as rglob did not), so a link cycle cannot loop the walk. Hidden
+    # names (a leading dot: editor and macOS "._" companion files, VCS folders) are skipped, as a wildcard skips them.
+    for dirpath, dirnames, filenames in os.walk(top, onerror=unreadable):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
-            if not name.lower().endswith(".xml"):
+            if name.startswith(".") or not name.lower().endswith(".xml"):
                 continue
             path = Path(dirpath, name)
             reason = unusable_reason(path)
@@ -112,20 +122,103 @@ def _walk(top: Path) -> tuple[list[Path], list[InvoiceProblem]]:
     return files, problems
 
 
+def _glob_problem(directory: Path, exc: OSError) -> InvoiceProblem:
+    return InvoiceProblem(os.fspath(directory), f"directory not searched: {_os_reason(exc)}", None, "io")
+
+
+def _hidden(name: str, pattern: str) -> bool:
+    # As glob.glob and the shell: a wildcard does not match a leading dot unless the pattern starts with one.
+    return name.startswith(".") and not pattern.startswith(".")
+
+
+def _listdir(directory: Path, problems: list[InvoiceProblem]) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as entries:
+            return sorted(entries, key=lambda e: e.name)
+    except OSError as exc:
+        problems.append(_glob_problem(directory, exc))
+        return []
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # pragma: no cover - DirEntry.is_dir only fails on races; the entry is then no directory
+        return False
+
+
+def _expand_literal(directory: Path, part: str, rest: list[str], problems: list[InvoiceProblem]) -> Iterator[Path]:
+    path = directory / part
+    try:
+        mode = path.stat().st_mode if rest else path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:  # e.g. ``directory`` without search permission: say so, do not report "no match"
+        problems.append(_glob_problem(directory, exc))
+        return
+    if not rest:
+        yield path
+    elif stat.S_ISDIR(mode):
+        yield from _expand(path, rest, problems)
+
+
+def _expand(directory: Path, parts: list[str], problems: list[InvoiceProblem]) -> Iterator[Path]:
+    """Yield the paths under ``directory`` matching ``parts``; each directory that cannot be listed is a problem."""
+    if not parts:
+        yield directory
+        return
+    part, rest = parts[0], parts[1:]
+    if part == "**":
+        # Zero or more directories; symbolic links to directories are not followed (a link cycle cannot loop).
+        yield from _expand(directory, rest, problems)
+        for entry in _listdir(directory, problems):
+            if not _hidden(entry.name, part) and not entry.is_symlink() and _is_dir(entry):
+                yield from _expand(directory / entry.name, parts, problems)
+    elif not _GLOB_CHARS & set(part):
+        yield from _expand_literal(directory, part, rest, problems)
+    else:
+        for entry in _listdir(directory, problems):
+            if _hidden(entry.name, part) or not fnmatch.fnmatchcase(entry.name, part):
+                continue
+            if not rest:
+                yield directory / entry.name
+            elif _is_dir(entry):
+                yield from _expand(directory / entry.name, rest, problems)
+
+
+def _glob(pattern: str) -> tuple[list[Path], list[InvoiceProblem]]:
+    """Expand ``pattern`` (``*``, ``?``, ``[...]``, ``**``) like `glob.glob` with ``recursive=True``.
+
+    Unlike `glob.glob`, which skips every directory it cannot list, each such directory is a problem.
+    """
+    problems: list[InvoiceProblem] = []
+    anchor = Path(pattern).anchor
+    parts = [part for part in re.split(r"[\\/]" if os.altsep else re.escape(os.sep), pattern[len(anchor) :]) if part]
+    matches = sorted(set(_expand(Path(anchor), parts, problems)))
+    return matches, list({p.file: p for p in problems}.values())  # ``**`` may try a directory twice
+
+
 def _select_one(path: str | os.PathLike[str]) -> tuple[list[Path], list[InvoiceProblem]]:
     p = Path(path)
     text = os.fspath(path)
     reason = unusable_reason(p)
     if reason is None:
         return _walk(p) if p.is_dir() else ([p], [])
-    if reason == "no such file or directory" and _GLOB_CHARS & set(text):
-        matches = sorted(Path(m) for m in glob.glob(text, recursive=True))  # noqa: PTH207 - absolute patterns
-        files = [m for m in matches if unusable_reason(m) is None and not m.is_dir()]
-        problems = [
-            InvoiceProblem(os.fspath(m), why, None, "io") for m in matches if (why := unusable_reason(m)) is not None
-        ]
+    if _GLOB_CHARS & set(text) and not os.path.lexists(text):  # a pattern (stat may fail with EACCES first)
+        matches, problems = _glob(text)
+        files: list[Path] = []
+        for match in matches:
+            why = unusable_reason(match)
+            if why is not None:
+                problems.append(InvoiceProblem(os.fspath(match), why, None, "io"))
+            elif match.is_dir():  # a matched directory is searched like one named directly
+                found, bad = _walk(match)
+                files.extend(found)
+                problems.extend(bad)
+            else:
+                files.append(match)
         if files or problems:
-            return files, problems
+            return list(dict.fromkeys(files)), problems
         return [], [InvoiceProblem(text, "no such file, directory or matching glob", None, "missing")]
     rule = "missing" if reason == "no such file or directory" else "io"
     return [], [InvoiceProblem(text, reason, None, rule)]

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from ksef_async._private_files import private_dir, write_private
+from ksef_async._private_files import private_dir, replaceable, write_private
 from ksef_async.errors import ConfigurationError
 
 __all__ = ["check_outputs", "output_problem", "refuse_existing", "write_output", "write_secret"]
@@ -79,11 +79,13 @@ def _dir_problem(path: Path, option: str) -> str | None:
 
 
 def _file_problem(path: Path, option: str) -> str | None:
-    if path.is_dir():
-        return f"{option} {path}: is a directory"
-    if path.exists() and not os.access(path, os.W_OK):
+    try:
+        target = replaceable(path)  # a symbolic link's file; a directory, device or FIFO is refused
+    except OSError as exc:
+        return f"{option} {path}: {exc.strerror}"
+    if target.exists() and not os.access(target, os.W_OK):
         return f"{option} {path}: the file is not writable"
-    problem = _dir_problem(path.absolute().parent, "directory")
+    problem = _dir_problem(target.absolute().parent, "directory")
     return None if problem is None else f"{option} {path}: {problem}"
 
 

@@ -19,9 +19,9 @@ from ksef_async.cli._connection import EXIT_LOCAL_IO, EXIT_OK, run_async
 from ksef_async.cli._files import check_outputs
 from ksef_async.cli._remember import remember
 from ksef_async.client import Environment, KsefClient
+from ksef_async.core.batch_limits import MAX_PART_PLAIN_SIZE
 from ksef_async.core.connection_record import ConnectionRecord
 from ksef_async.core.crypto import KEY_USAGE_SYMMETRIC, MfPublicKey, b64
-from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE
 from ksef_async.core.plan import BatchPlan
 from ksef_async.errors import ConfigurationError
 
@@ -85,7 +85,11 @@ def prepare(
     Parameters
     ----------
     paths
-        Invoice files, directories (searched recursively for ``*.xml``) or globs.
+        Invoice files (any name), directories (searched recursively for names ending in ``.xml``, any case) or
+        glob patterns (``*``, ``?``, ``[...]``, ``**`` for any depth; case-sensitive, as written). Names starting
+        with a dot are skipped inside directories and by wildcards, as by the shell; symbolic links to files are
+        followed, links to directories only when named or matched by the pattern's last part. Every unreadable
+        directory or file is reported (exit 2), never skipped.
     out
         State directory for the spool and plan.json (created; must not hold a batch already).
     base_url

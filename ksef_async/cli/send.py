@@ -21,7 +21,7 @@ from ksef_async.cli._connection import EXIT_LOCAL_IO, EXIT_OK, EXIT_REJECTED, EX
 from ksef_async.cli._files import check_outputs, write_output
 from ksef_async.cli.send_batch import send_batch
 from ksef_async.cli.validate import expand_paths
-from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE
+from ksef_async.core.batch_limits import MAX_PART_PLAIN_SIZE
 from ksef_async.core.safepath import checked_reference_number
 from ksef_async.errors import TechnicalCorrectionError
 from ksef_async.online import (
@@ -63,7 +63,11 @@ def send(
     Parameters
     ----------
     paths
-        Invoice files, or directories searched recursively for ``*.xml``.
+        Invoice files (any name), directories (searched recursively for names ending in ``.xml``, any case) or
+        glob patterns (``*``, ``?``, ``[...]``, ``**`` for any depth; case-sensitive, as written). Names starting
+        with a dot are skipped inside directories and by wildcards, as by the shell; symbolic links to files are
+        followed, links to directories only when named or matched by the pattern's last part. Every unreadable
+        directory or file is reported (exit 2), never skipped.
     online
         Send through an online (interactive) session: one request per invoice.
     connection

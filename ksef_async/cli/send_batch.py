@@ -32,7 +32,7 @@ from ksef_async.cli._files import write_output
 from ksef_async.cli._progress import BatchProgress, data_console, print_summary
 from ksef_async.cli._remember import record_of, remember
 from ksef_async.client import ClientConfig
-from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE
+from ksef_async.core.batch_limits import MAX_PART_PLAIN_SIZE
 from ksef_async.errors import ConfigurationError
 from ksef_async.resources._features import check_features
 

@@ -10,11 +10,12 @@ from cyclopts import Parameter
 from ksef_async.cli._app import app
 from ksef_async.cli._connection import EXIT_OK, EXIT_REJECTED, Connection, run_async
 from ksef_async.cli.service_status import service_status
+from ksef_async.core.codes import SessionStatus
 from ksef_async.resources.sessions import SESSION_PENDING_CODES
 
 __all__ = ["status"]
 
-_SESSION_OK = 200
+_SESSION_OK = SessionStatus.PROCESSED
 
 
 @app.command(name="status")

@@ -69,7 +69,11 @@ def validate(
     Parameters
     ----------
     paths
-        Invoice files, or directories searched recursively for ``*.xml``.
+        Invoice files (any name), directories (searched recursively for names ending in ``.xml``, any case) or
+        glob patterns (``*``, ``?``, ``[...]``, ``**`` for any depth; case-sensitive, as written). Names starting
+        with a dot are skipped inside directories and by wildcards, as by the shell; symbolic links to files are
+        followed, links to directories only when named or matched by the pattern's last part. Every unreadable
+        directory or file is reported (exit 2), never skipped.
     as_json
         Print a JSON list of per-file results instead of problem lines.
     jobs

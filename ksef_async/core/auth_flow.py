@@ -12,6 +12,7 @@ import math
 
 import attrs
 
+from ksef_async.core.codes import AuthenticationStatus, is_final_failure
 from ksef_async.errors import ConfigurationError
 
 __all__ = [
@@ -26,7 +27,7 @@ __all__ = [
 
 AUTH_IN_PROGRESS = 100
 """``GET /auth/{referenceNumber}`` status code: authentication still in progress."""
-AUTH_SUCCESS = 200
+AUTH_SUCCESS = AuthenticationStatus.SUCCESS
 """``GET /auth/{referenceNumber}`` status code: authentication succeeded."""
 
 
@@ -46,7 +47,7 @@ def classify_auth_status(code: int) -> AuthStatus:
     """
     if code < AUTH_SUCCESS:
         return AuthStatus.PENDING
-    if code < 300:  # noqa: PLR2004
+    if not is_final_failure(code):
         return AuthStatus.SUCCESS
     return AuthStatus.FAILED
 

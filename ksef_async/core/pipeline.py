@@ -19,6 +19,7 @@ from typing import Final, Protocol
 
 import attrs
 
+from ksef_async.core.batch_limits import MAX_PART_PLAIN_SIZE, check_part_size
 from ksef_async.core.crypto import AesCbcEncryptor, SessionKey, b64, encrypted_size
 
 __all__ = [
@@ -30,8 +31,6 @@ __all__ = [
     "PreparedArchive",
 ]
 
-MAX_PART_PLAIN_SIZE: Final = 99_999_984
-"""Largest plaintext part: its ciphertext (padded to the next 16 bytes) is at most 100,000,000 B."""
 DEFAULT_CHUNK_SIZE: Final = 1 << 20
 """Bytes encrypted per ``update_into`` call: large enough to amortise the call, small enough to stay in cache."""
 
@@ -112,9 +111,7 @@ class ArchivePipeline:
         part_size: int = MAX_PART_PLAIN_SIZE,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
     ) -> None:
-        if not 16 <= part_size <= MAX_PART_PLAIN_SIZE:  # noqa: PLR2004 - one AES block at least
-            msg = f"part_size must be between 16 and {MAX_PART_PLAIN_SIZE:,} bytes, got {part_size:,}"
-            raise ValueError(msg)
+        check_part_size(part_size)
         if chunk_size < 16:  # noqa: PLR2004
             msg = f"chunk_size must be at least 16 bytes, got {chunk_size}"
             raise ValueError(msg)

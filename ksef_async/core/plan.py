@@ -27,7 +27,14 @@ import attrs
 import cattrs
 from cattrs.preconf.json import make_converter
 
-from ksef_async.core.pipeline import MAX_PART_PLAIN_SIZE, PreparedArchive
+from ksef_async.core.batch_limits import (
+    MAX_ARCHIVE_SIZE,
+    MAX_INVOICES,
+    MAX_PART_PLAIN_SIZE,
+    MAX_PARTS,
+    part_size_validator,
+)
+from ksef_async.core.pipeline import PreparedArchive
 from ksef_async.core.zipstream import END_OVERHEAD, zip_size_bound
 from ksef_async.errors import ConfigurationError, InvoiceError, InvoiceProblem
 
@@ -51,12 +58,6 @@ __all__ = [
 ]
 
 PLAN_VERSION: Final = 1
-MAX_INVOICES: Final = 10_000
-"""Invoices per session (batch status 420 beyond it)."""
-MAX_ARCHIVE_SIZE: Final = 5_000_000_000
-"""``batchFile.fileSize`` maximum."""
-MAX_PARTS: Final = 50
-"""``batchFile.fileParts`` maxItems."""
 _MB: Final = 1_000_000  # KSeF sizes are SI
 
 
@@ -284,9 +285,7 @@ class SessionLimits:
     max_invoices: int = attrs.field(default=MAX_INVOICES, validator=attrs.validators.ge(1))
     max_archive_size: int = attrs.field(default=MAX_ARCHIVE_SIZE, validator=attrs.validators.ge(1))
     max_parts: int = attrs.field(default=MAX_PARTS, validator=attrs.validators.ge(1))
-    part_size: int = attrs.field(
-        default=MAX_PART_PLAIN_SIZE, validator=[attrs.validators.ge(16), attrs.validators.le(MAX_PART_PLAIN_SIZE)]
-    )
+    part_size: int = attrs.field(default=MAX_PART_PLAIN_SIZE, validator=part_size_validator)
     max_invoice_size: int = attrs.field(default=1_000_000, validator=attrs.validators.ge(0))
     max_invoice_with_attachment_size: int = attrs.field(default=3_000_000, validator=attrs.validators.ge(0))
 

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable
 
 import attrs
 
-from ksef_async.errors import ConfigurationError
+from ksef_async.core.validators import fraction, positive
 
 __all__ = ["Backoff", "PollSchedule"]
-
-
-def _positive(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigurationError(f"{attribute.name} must be a finite number > 0, got {value!r}")
-
-
-def _fraction(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not 0 <= value < 1:
-        raise ConfigurationError(f"{attribute.name} must be in [0, 1), got {value!r}")
 
 
 @attrs.frozen
@@ -37,10 +26,10 @@ class Backoff:
         jitter: Fraction of each wait that is randomised away (default 0.1).
     """
 
-    initial: float = attrs.field(default=0.5, validator=_positive)
-    factor: float = attrs.field(default=1.5, validator=_positive)
-    maximum: float = attrs.field(default=5.0, validator=_positive)
-    jitter: float = attrs.field(default=0.1, validator=_fraction)
+    initial: float = attrs.field(default=0.5, validator=positive)
+    factor: float = attrs.field(default=1.5, validator=positive)
+    maximum: float = attrs.field(default=5.0, validator=positive)
+    jitter: float = attrs.field(default=0.1, validator=fraction)
 
     def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Return the wait after poll number ``attempt`` (0-based); ``rand`` returns a float in [0, 1)."""

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ksef_async._logging import extras, get_logger
+from ksef_async.core.codes import ExceptionCode
 from ksef_async.core.crypto import MfPublicKey, SessionKey, b64decode
 from ksef_async.errors import BadRequestError
 from ksef_async.models import EncryptionInfo
@@ -15,7 +16,7 @@ __all__ = ["UNKNOWN_PUBLIC_KEY", "encryption_info", "with_key_rotation"]
 
 T = TypeVar("T")
 
-UNKNOWN_PUBLIC_KEY = 21470
+UNKNOWN_PUBLIC_KEY = ExceptionCode.UNKNOWN_PUBLIC_KEY
 """KSeF exception code: the ``publicKeyId`` is unknown or retired (emergency key rotation)."""
 
 logger = get_logger("security")

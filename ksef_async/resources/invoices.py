@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from ksef_async.core.codes import INVOICE_PENDING
 from ksef_async.core.polling import Backoff
 from ksef_async.models import SessionInvoiceStatusResponse
 from ksef_async.resources._base import Resource, poll_until
 
 __all__ = ["INVOICE_PENDING_CODES", "InvoicesResource"]
 
-INVOICE_PENDING_CODES = frozenset({100, 150})
+INVOICE_PENDING_CODES = INVOICE_PENDING
 """Invoice status codes that are not final: accepted for processing (100), processing (150)."""
 
 

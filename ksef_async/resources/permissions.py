@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol, TypeVar
 
 from ksef_async._logging import extras, get_logger
+from ksef_async.core.codes import PermissionOperationStatus
 from ksef_async.core.paging import PageGuard
 from ksef_async.core.polling import Backoff
 from ksef_async.errors import ConfigurationError, OperationFailedError
@@ -64,9 +65,9 @@ __all__ = [
 
 logger = get_logger("permissions")
 
-PERMISSION_OPERATION_PENDING_CODE = 100
+PERMISSION_OPERATION_PENDING_CODE = PermissionOperationStatus.ACCEPTED
 """Operation status: accepted, in progress."""
-PERMISSION_OPERATION_SUCCESS_CODE = 200
+PERMISSION_OPERATION_SUCCESS_CODE = PermissionOperationStatus.SUCCESS
 """Operation status: done. Any other final code (400, 410, 420, 430, 440, 450, 500, 550) is a failure."""
 MIN_PAGE_SIZE = 10
 """Smallest ``pageSize`` of the permission queries."""

@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager
 import attrs
 
 from ksef_async._logging import extras, get_logger
+from ksef_async.core.codes import EXPORT_FAILURES, ExceptionCode, ExportStatus
 from ksef_async.core.crypto import KEY_USAGE_SYMMETRIC, MfPublicKey, SessionKey
 from ksef_async.core.polling import Backoff
 from ksef_async.core.windows import require_aware
@@ -43,9 +44,9 @@ logger = get_logger("retrieval")
 WARSAW = zoneinfo.ZoneInfo("Europe/Warsaw")
 """Europe/Warsaw: the zone of KSeF's offset-less response dates and of the CLI's offset-less input."""
 
-EXPORT_PENDING_CODE = 100
+EXPORT_PENDING_CODE = ExportStatus.IN_PROGRESS
 """Export status: in progress."""
-EXPORT_FAILURE_CODES = frozenset({210, 415, 420, 500, 550})
+EXPORT_FAILURE_CODES = EXPORT_FAILURES
 """Export status codes that end an export without a package (expired, key error, from > HWM, unknown, cancelled)."""
 
 
@@ -57,7 +58,7 @@ def aware(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=WARSAW)
 
 
-VALIDATION_CODE = 21405
+VALIDATION_CODE = ExceptionCode.VALIDATION_ERROR
 """KSeF exception code: input validation failed (the details name the field and the rule)."""
 
 
@@ -181,7 +182,7 @@ class RetrievalResource(Resource):
             max_wait=max_wait,
             backoff=backoff or Backoff(initial=0.5, factor=1.5, maximum=15.0),
         )
-        if status.status.code != 200:  # noqa: PLR2004
+        if status.status.code != ExportStatus.DONE:
             raise ExportFailedError(
                 status.status.code,
                 status.status.description,

@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+from ksef_async.core.codes import SESSION_PENDING
 from ksef_async.core.polling import Backoff
 from ksef_async.models import (
     SessionInvoicesResponse,
@@ -19,7 +20,7 @@ from ksef_async.transport import HASH_HEADER, check_hash
 
 __all__ = ["SESSION_PENDING_CODES", "SessionsResource"]
 
-SESSION_PENDING_CODES = frozenset({100, 150, 170})
+SESSION_PENDING_CODES = SESSION_PENDING
 """Session status codes that are not final: open (100), processing (150), closed and awaiting processing (170)."""
 
 _XML = {"Accept": "application/xml"}

@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from ksef_async._logging import extras, get_logger
+from ksef_async.core.codes import ExceptionCode
 from ksef_async.core.polling import Backoff, PollSchedule
 from ksef_async.errors import BadRequestError, DeadlineExceededError
 from ksef_async.resources.retrieval import RetrievalResource
@@ -15,9 +16,9 @@ __all__ = ["NOT_AVAILABLE_YET", "NOT_FOUND", "download_invoice"]
 
 logger = get_logger("retrieval")
 
-NOT_FOUND = 21164
+NOT_FOUND = ExceptionCode.INVOICE_NOT_FOUND
 """KSeF exception code: no invoice with that KSeF number (for this context)."""
-NOT_AVAILABLE_YET = 21165
+NOT_AVAILABLE_YET = ExceptionCode.INVOICE_NOT_AVAILABLE_YET
 """KSeF exception code: the invoice is processed but not available for download yet."""
 
 

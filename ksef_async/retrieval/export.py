@@ -31,6 +31,7 @@ from typing import Any
 
 import attrs
 
+from ksef_async._aio import task_group
 from ksef_async._logging import extras, get_logger
 from ksef_async._private_files import private_dir, write_private_in
 from ksef_async.core.crypto import AesCbcDecryptor, SessionKey, b64, b64decode
@@ -560,7 +561,7 @@ async def download_package(  # noqa: C901
                     return
 
     try:
-        async with asyncio.TaskGroup() as group:
+        async with task_group() as group:
             for part, path in zip(parts, paths, strict=True):
                 group.create_task(fetch(part, path))
     except BaseExceptionGroup as group_error:

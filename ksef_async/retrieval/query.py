@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import attrs
 
 from ksef_async._logging import extras, get_logger
+from ksef_async.core.codes import ExceptionCode
 from ksef_async.core.paging import PageGuard
 from ksef_async.core.windows import MAX_WINDOW, require_aware, split_windows
 from ksef_async.errors import BadRequestError, ConfigurationError
@@ -33,7 +34,7 @@ logger = get_logger("retrieval")
 
 MIN_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 250
-FROM_AFTER_HWM = 21183
+FROM_AFTER_HWM = ExceptionCode.FROM_AFTER_HWM
 """KSeF exception code: ``dateRange.from`` is after the HWM while ``restrictToPermanentStorageHwmDate`` is set."""
 
 

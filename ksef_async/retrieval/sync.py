@@ -40,6 +40,7 @@ import attrs
 
 from ksef_async._logging import extras, get_logger
 from ksef_async._private_files import append_private, private_dir, sync_directory, write_private
+from ksef_async.core.codes import ExceptionCode, ExportStatus
 from ksef_async.core.polling import Backoff
 from ksef_async.core.safepath import safe_join
 from ksef_async.core.system_warnings import WarningTally
@@ -74,9 +75,9 @@ CHECKPOINT_FILE = ".ksef-sync-checkpoints.json"
 """Default checkpoint file inside the output directory."""
 INDEX_FILE = "index.jsonl"
 """Metadata index: one JSON object per invoice written (``ksefNumber``, ``subjectType``, ``file``, ``metadata``)."""
-FROM_AFTER_HWM_STATUS = 420
+FROM_AFTER_HWM_STATUS = ExportStatus.FROM_AFTER_HWM
 """Export status: ``from`` is after the HWM (nothing is final there yet)."""
-EXPORTS_IN_PROGRESS = 21182
+EXPORTS_IN_PROGRESS = ExceptionCode.EXPORTS_IN_PROGRESS
 """KSeF exception code: 10 exports already in progress in this context."""
 _WRITE_BATCH = 256
 _WINDOW_MARGIN = dt.timedelta(minutes=1)

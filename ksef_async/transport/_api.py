@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import time
 import warnings
 from collections.abc import Mapping
@@ -44,6 +43,7 @@ from ksef_async.core.system_warnings import (
     SystemWarningLog,
     warnings_from_header,
 )
+from ksef_async.core.validators import at_least_one, non_negative
 from ksef_async.errors import (
     AmbiguousRequestError,
     ApiError,
@@ -97,16 +97,6 @@ class TokenSource(Protocol):
         ...
 
 
-def _non_negative(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not math.isfinite(value) or value < 0:
-        raise ConfigurationError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
-
-
-def _at_least_one(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if value < 1:
-        raise ConfigurationError(f"{attribute.name} must be >= 1, got {value!r}")
-
-
 @attrs.frozen
 class RetryPolicy:
     """Retries of idempotent calls (stamina) and of rate-limited calls.
@@ -122,11 +112,11 @@ class RetryPolicy:
             makes 429s rare; a persistent one means another client shares the context and IP.
     """
 
-    attempts: int = attrs.field(default=5, validator=_at_least_one)
-    timeout: float = attrs.field(default=60.0, validator=_non_negative)
-    wait_initial: float = attrs.field(default=0.5, validator=_non_negative)
-    wait_max: float = attrs.field(default=10.0, validator=_non_negative)
-    wait_jitter: float = attrs.field(default=1.0, validator=_non_negative)
+    attempts: int = attrs.field(default=5, validator=at_least_one)
+    timeout: float = attrs.field(default=60.0, validator=non_negative)
+    wait_initial: float = attrs.field(default=0.5, validator=non_negative)
+    wait_max: float = attrs.field(default=10.0, validator=non_negative)
+    wait_jitter: float = attrs.field(default=1.0, validator=non_negative)
     max_rate_limit_retries: int = attrs.field(default=3, validator=attrs.validators.ge(0))
 
 

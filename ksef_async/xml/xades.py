@@ -23,6 +23,7 @@ from signxml import exceptions as signxml_exceptions
 from signxml.xades.xades import XAdESSignatureConfiguration, XAdESVerifier, XAdESVerifyResult
 
 from ksef_async.core.certs import certificate_fingerprint
+from ksef_async.core.codes import ExceptionCode
 from ksef_async.errors import CryptoError, KsefError
 from ksef_async.xml._resolver import DoctypeRefusedError, parse_untrusted
 from ksef_async.xml.auth_request import (
@@ -61,7 +62,7 @@ _SIGNED_PROPERTIES_TYPE = "http://uri.etsi.org/01903#SignedProperties"
 _MIN_RSA_BITS = 2048
 _MIN_EC_BITS = 256
 
-SignatureErrorCode = Literal[9101, 9102, 9103, 9105, 21115, 21401]
+SignatureErrorCode = Literal[9101, 9102, 9103, 9105, ExceptionCode.BAD_CERTIFICATE, ExceptionCode.XSD_MISMATCH]
 """KSeF codes: 9101 bad document, 9102 no signature, 9103 too many signatures, 9105 invalid signature,
 21115 unusable certificate, 21401 document does not match the XSD."""
 
@@ -362,7 +363,7 @@ def identity_from_certificate(
         f"certificate {certificate.subject.rfc4514_string()} has no PESEL/NIP serialNumber nor VATPL "
         "organizationIdentifier; use certificateFingerprint"
     )
-    raise SignatureError(21115, msg)
+    raise SignatureError(ExceptionCode.BAD_CERTIFICATE, msg)
 
 
 @attrs.frozen
@@ -432,7 +433,7 @@ def verify_auth_token_request(signed_xml: bytes, *, now: dt.datetime | None = No
         verifier._parser = safe_xml_parser()  # type: ignore[assignment]  # signxml parses with it  # noqa: SLF001
         results = verifier.verify(signed_xml, x509_cert=certificate, expect_config=config)
     except signxml_exceptions.InvalidCertificate as exc:
-        raise SignatureError(21115, f"certificate not usable: {exc}") from None
+        raise SignatureError(ExceptionCode.BAD_CERTIFICATE, f"certificate not usable: {exc}") from None
     except signxml_exceptions.SignXMLException as exc:
         raise SignatureError(9105, f"signature verification failed: {exc}") from None
     properties = [r for r in results if isinstance(r, XAdESVerifyResult)]
@@ -446,11 +447,13 @@ def verify_auth_token_request(signed_xml: bytes, *, now: dt.datetime | None = No
         request_el = etree.fromstring(etree.tostring(request_el), safe_xml_parser())
     problems = validate_auth_token_request(request_el)
     if problems:
-        raise SignatureError(21401, "AuthTokenRequest does not match the XSD: " + "; ".join(problems[:5]))
+        raise SignatureError(
+            ExceptionCode.XSD_MISMATCH, "AuthTokenRequest does not match the XSD: " + "; ".join(problems[:5])
+        )
     try:
         request = parse_auth_token_request(request_el)
     except AuthRequestError as exc:
-        raise SignatureError(21401, str(exc)) from None
+        raise SignatureError(ExceptionCode.XSD_MISMATCH, str(exc)) from None
     return VerifiedAuthRequest(
         challenge=request.challenge,
         context=request.context,
@@ -522,4 +525,4 @@ def _embedded_certificate(signature: etree._Element) -> x509.Certificate:
     try:
         return x509.load_der_x509_certificate(base64.b64decode("".join(text.split()), validate=True))
     except ValueError:
-        raise SignatureError(21115, "the X509Certificate in KeyInfo cannot be read") from None
+        raise SignatureError(ExceptionCode.BAD_CERTIFICATE, "the X509Certificate in KeyInfo cannot be read") from None

@@ -201,6 +201,10 @@ async def test_an_absurd_declared_part_size_is_refused_before_downloading(
     with pytest.raises(ProtocolError, match="encryptedPartSize"):
         await download_package(client.retrieval, REFERENCE, status, key, workdir=tmp_path)
     assert hostile.hits == {}
+    # The failed download left this task as it was (Python 3.11's TaskGroup left it "cancelling": anyio < 4.7 hung).
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
 
 
 @pytest.mark.anyio

@@ -23,6 +23,7 @@ from typing import IO, Any
 
 from aiohttp import web
 
+from ksef_async.core.batch_limits import MAX_ARCHIVE_SIZE, MAX_PART_SIZE, MAX_PARTS
 from ksef_async.core.crypto import SessionKey, b64
 from ksef_async.errors import CryptoError, InvoiceProblem
 from ksef_async.testing.simulator.features import requested_features
@@ -46,9 +47,7 @@ __all__ = ["MAX_FILE_SIZE", "MAX_PARTS", "MAX_PART_SIZE", "close_batch", "open_b
 
 _log = logging.getLogger("ksef_async.testing.simulator.batch")
 
-MAX_PARTS = 50
-MAX_PART_SIZE = 100_000_000
-MAX_FILE_SIZE = 5_000_000_000
+MAX_FILE_SIZE = MAX_ARCHIVE_SIZE
 _CHUNK = 1 << 20
 _HASH_LENGTH = 44
 

@@ -8,13 +8,14 @@ import re
 from typing import Any
 
 from ksef_async._schemas import schema_path
+from ksef_async.core.codes import ExceptionCode
 
 __all__ = [
     "UNREADABLE_CONTENT",
     "documented_400_codes",
 ]
 
-UNREADABLE_CONTENT = 21001
+UNREADABLE_CONTENT = ExceptionCode.UNREADABLE_CONTENT
 """``21001`` "Nieczytelna treść." ({szczegółowy opis błędu}): the request body could not be read."""
 
 _TABLE_ROW = re.compile(r"^\|\s*(\d{5})\s*\|", re.MULTILINE)
