@@ -44,6 +44,7 @@ from ksef_async.testing.simulator import (
     sessions,
     storage,
     testdata,
+    upo_documents,
 )
 from ksef_async.testing.simulator.bodylimits import body_limit, read_body
 from ksef_async.testing.simulator.contract import ContractChecker, ContractViolation, ContractViolationError
@@ -105,9 +106,9 @@ _HANDLERS: dict[str, Handler] = {
     "get_sessions_invoices": sessions.list_invoices,
     "get_sessions_invoices_failed": sessions.list_failed_invoices,
     "get_sessions_invoices_by_invoice_reference_number": sessions.get_invoice_status,
-    "get_sessions_upo_by_upo_reference_number": sessions.get_session_upo,
-    "get_sessions_invoices_upo": sessions.get_invoice_upo,
-    "get_sessions_invoices_ksef_upo": sessions.get_invoice_upo_by_ksef,
+    "get_sessions_upo_by_upo_reference_number": upo_documents.get_session_upo,
+    "get_sessions_invoices_upo": upo_documents.get_invoice_upo,
+    "get_sessions_invoices_ksef_upo": upo_documents.get_invoice_upo_by_ksef,
     **retrieval.HANDLERS,
     **permissions.HANDLERS,
     **certificates.HANDLERS,
@@ -307,7 +308,7 @@ def build_app(rt: Runtime) -> web.Application:
 
     async def download(request: web.Request) -> web.StreamResponse:
         rt.counters.requests["storage"] += 1
-        return await sessions.download_upo(rt, request)
+        return await upo_documents.download_upo(rt, request)
 
     app.router.add_put("/storage/batch-parts/{session}/{part}", upload)
     app.router.add_get("/storage/upo/{session}/invoices/{invoice}", download)
