@@ -1,16 +1,18 @@
 """The simulator's aiohttp application and `KsefSimulator`, the in-process server object tests and the CLI use.
 
-Every spec operation is routed under ``/v2`` through one pipeline, in this order: count the request, inject an
-``api-error`` fault, check the bearer token (401), count it against the rate limits (429), check the operation's
-required permissions (403), check the JSON body against the spec (strict mode: a mismatch is logged at ERROR and
-recorded in ``sim.contract_violations``, and the handler still answers as KSeF would, e.g. 21161 for 51 parts), run
-the handler, inject a ``close-error`` fault, and check the answer against the spec (strict mode: a mismatch is
-recorded, logged and raised as `ContractViolationError`, so the client gets a 500). Every operation of the bundled
-spec has a handler (``tests/test_coverage.py`` checks it); an operation without one would answer 501 with an
-``ExceptionResponse``, which strict mode does not count as a violation. ``sim.counters.operations`` counts requests
-per operation id. Storage (part uploads, UPO downloads) lives under ``/storage`` outside the API: no token, no rate
-limit. The status service (Latarnia) is served under ``/latarnia`` (``sim.status_url``), scripted through
-``sim.status_service`` or ``POST /latarnia/control`` (see `ksef_async.testing.simulator.status_service`).
+Every spec operation is routed under ``/v2`` through one pipeline, in this order: count the request, inject an ``api-
+error`` fault, check the bearer token (401), count it against the rate limits (429), check the operation's required
+permissions (403), check the JSON body against the spec (strict mode: a mismatch is logged at ERROR and recorded in
+``sim.contract_violations``), refuse a request whose parameters or body break the spec (every mode: 400 21405 naming the
+field, see `ksef_async.testing.simulator.request_validation`), run the handler, inject a ``close-error`` fault, and
+check the answer against the spec (strict mode: a mismatch is recorded, logged and raised as `ContractViolationError`,
+so the client gets a 500). Every operation of the bundled spec has a handler (``tests/test_coverage.py`` checks it); an
+operation without one would answer 501 with an ``ExceptionResponse``, which strict mode does not count as a violation.
+``sim.counters.operations`` counts requests per operation id. A handler's unexpected exception (a simulator bug) is
+logged, recorded in ``sim.internal_errors`` and answered 400 in the documented shape, never as a 500. Storage (part
+uploads, UPO downloads) lives under ``/storage`` outside the API: no token, no rate limit. The status service (Latarnia)
+is served under ``/latarnia`` (``sim.status_url``), scripted through ``sim.status_service`` or ``POST
+/latarnia/control`` (see `ksef_async.testing.simulator.status_service`).
 """
 
 from __future__ import annotations
@@ -242,6 +244,10 @@ def _parse_body(rt: Runtime, request: web.Request, op: Operation, raw: bytes) ->
         # Recorded and logged (the pytest plugin fails the test), but the handler still answers: KSeF's own checks
         # give documented codes (21157, 21161...) for some out-of-contract bodies, and those must stay testable.
         rt.contract.check_request(op, request.method, request.path, content_type or "", body)
+    if rt.request_validator is not None:
+        problems = rt.request_validator.problems(op, request, content_type, body)
+        if problems:
+            raise ApiFailure(400, 21405, "Błąd walidacji danych wejściowych.", problems)
     return body
 
 
@@ -279,10 +285,15 @@ def _error_recorder(rt: Runtime) -> Any:
             # The client went away mid-request (e.g. an upload it aborted): nothing to answer, not a bug.
             _log.info("%s %s: client disconnected", request.method, request.path)
             return web.Response(status=400)  # never delivered; returning keeps aiohttp from logging an error
-        except Exception as exc:
-            # aiohttp answers 500 and logs the traceback; keep a record so tests can fail on simulator bugs.
+        except Exception as exc:  # noqa: BLE001 - the last-resort guard
+            # The last-resort guard: a simulator bug must not reach the client as an undocumented 500. It is
+            # logged and recorded (the pytest plugin fails the test) and answered in the documented 400 shape.
             rt.internal_errors.append(f"{request.method} {request.path}: {exc!r}")
-            raise
+            _log.exception("simulator bug: %s %s failed", request.method, request.path)
+            failure = ApiFailure(
+                400, 21405, "Błąd walidacji danych wejściowych.", [f"the simulator failed: {type(exc).__name__}"]
+            )
+            return render_failure(failure, request, rt.state.clock)
 
     return record_internal_errors
 
