@@ -18,13 +18,13 @@ from .conftest import Api
 
 pytestmark = pytest.mark.anyio
 
-_AUTHORIZATION = {
+_AUTHORIZATION: dict[str, Any] = {
     "subjectIdentifier": {"type": "Nip", "value": "7762811692"},
     "permission": "SelfInvoicing",
     "description": "działanie w imieniu 3393244202 w kontekście 7762811692",
     "subjectDetails": {"fullName": "Firma sp. z o.o."},
 }
-_PERSON = {
+_PERSON: dict[str, Any] = {
     "subjectIdentifier": {"type": "Pesel", "value": "15062788702"},
     "permissions": ["InvoiceRead"],
     "description": "Opis uprawnienia",
