@@ -1,18 +1,19 @@
 """The simulator's aiohttp application and `KsefSimulator`, the in-process server object tests and the CLI use.
 
-Every spec operation is routed under ``/v2`` through one pipeline, in this order: count the request, inject an ``api-
-error`` fault, check the bearer token (401), count it against the rate limits (429), check the operation's required
-permissions (403), check the JSON body against the spec (strict mode: a mismatch is logged at ERROR and recorded in
-``sim.contract_violations``), refuse a request whose parameters or body break the spec (every mode: 400 21405 naming the
-field, see `ksef_async.testing.simulator.request_validation`), run the handler, inject a ``close-error`` fault, and
-check the answer against the spec (strict mode: a mismatch is recorded, logged and raised as `ContractViolationError`,
-so the client gets a 500). Every operation of the bundled spec has a handler (``tests/test_coverage.py`` checks it); an
-operation without one would answer 501 with an ``ExceptionResponse``, which strict mode does not count as a violation.
-``sim.counters.operations`` counts requests per operation id. A handler's unexpected exception (a simulator bug) is
-logged, recorded in ``sim.internal_errors`` and answered 400 in the documented shape, never as a 500. Storage (part
-uploads, UPO downloads) lives under ``/storage`` outside the API: no token, no rate limit. The status service (Latarnia)
-is served under ``/latarnia`` (``sim.status_url``), scripted through ``sim.status_service`` or ``POST
-/latarnia/control`` (see `ksef_async.testing.simulator.status_service`).
+Every spec operation is routed under ``/v2`` through one pipeline, in this order: count the request, inject an
+``api-error`` fault, check the bearer token (401), count it against the rate limits (429), check the operation's
+required permissions (403), check the JSON body against the spec (strict mode: a mismatch is logged at ERROR and
+recorded in ``sim.contract_violations``), refuse a request whose parameters or body break the spec (every mode: 400
+21405 naming the field; see `ksef_async.testing.simulator.request_validation`; 51 parts stay 21161), run
+the handler, inject a ``close-error`` fault, and check the answer against the spec (strict mode: a mismatch is
+recorded, logged and raised as `ContractViolationError`, so the client gets a 500). Every operation of the bundled
+spec has a handler (``tests/test_coverage.py`` checks it); an operation without one would answer 501 with an
+``ExceptionResponse``, which strict mode does not count as a violation. ``sim.counters.operations`` counts requests
+per operation id. A handler's unexpected exception (a simulator bug) is logged, recorded in ``sim.internal_errors``
+and answered 400 in the documented shape, never as a 500.
+Storage (part uploads, UPO downloads) lives under ``/storage`` outside the API: no token, no rate limit.
+The status service (Latarnia) is served under ``/latarnia`` (``sim.status_url``), scripted through
+``sim.status_service`` or ``POST /latarnia/control`` (see `ksef_async.testing.simulator.status_service`).
 """
 
 from __future__ import annotations
