@@ -14,7 +14,7 @@ from ksef_async.errors import BadRequestError, DeadlineExceededError, ExportFail
 from ksef_async.models import InvoiceQueryDateRange, InvoiceQueryFilters
 from ksef_async.retrieval.download import download_invoice
 from ksef_async.retrieval.export import export_invoices
-from ksef_async.testing.simulator import KsefSimulator
+from ksef_async.testing.simulator import KsefSimulator, retrieval_store
 from ksef_async.testing.simulator import retrieval as simret
 
 from .conftest import NIP
@@ -84,7 +84,7 @@ async def test_a_corrupted_part_is_refused(sim: KsefSimulator, client: KsefClien
 
     async def corrupt_then_return(reference: str, **kwargs: object) -> object:
         status = await original(reference, **kwargs)  # type: ignore[arg-type]
-        job = simret._store(sim.runtime).exports[reference]
+        job = retrieval_store._store(sim.runtime).exports[reference]
         path, _ = job.part_paths[1]
         data = bytearray(path.read_bytes())
         data[40] ^= 0xFF  # one flipped bit in the ciphertext on the storage side

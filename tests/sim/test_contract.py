@@ -102,7 +102,12 @@ async def test_a_simulator_bug_is_recorded_as_an_internal_error(monkeypatch: pyt
     monkeypatch.setitem(app_module._HANDLERS, "post_auth_challenge", broken)
     async with KsefSimulator() as sim, aiohttp.ClientSession() as http:
         async with http.post(sim.base_url + "/auth/challenge") as resp:
-            assert resp.status == 500
+            # the last-resort guard: the documented 400 shape, never a 500
+            assert resp.status == 400
+            body = await resp.json()
+        detail = body["exception"]["exceptionDetailList"][0]
+        assert detail["exceptionCode"] == 21405
+        assert detail["details"] == ["the simulator failed: RuntimeError"]
         assert sim.internal_errors == ["POST /v2/auth/challenge: RuntimeError('boom')"]
 
 

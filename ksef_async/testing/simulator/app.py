@@ -3,13 +3,16 @@
 Every spec operation is routed under ``/v2`` through one pipeline, in this order: count the request, inject an
 ``api-error`` fault, check the bearer token (401), count it against the rate limits (429), check the operation's
 required permissions (403), check the JSON body against the spec (strict mode: a mismatch is logged at ERROR and
-recorded in ``sim.contract_violations``, and the handler still answers as KSeF would, e.g. 21161 for 51 parts), run
+recorded in ``sim.contract_violations``), refuse a request whose parameters or body break the spec (every mode: 400
+21405 naming the field; see `ksef_async.testing.simulator.request_validation`; 51 parts stay 21161), run
 the handler, inject a ``close-error`` fault, and check the answer against the spec (strict mode: a mismatch is
 recorded, logged and raised as `ContractViolationError`, so the client gets a 500). Every operation of the bundled
 spec has a handler (``tests/test_coverage.py`` checks it); an operation without one would answer 501 with an
 ``ExceptionResponse``, which strict mode does not count as a violation. ``sim.counters.operations`` counts requests
-per operation id. Storage (part uploads, UPO downloads) lives under ``/storage`` outside the API: no token, no rate
-limit. The status service (Latarnia) is served under ``/latarnia`` (``sim.status_url``), scripted through
+per operation id. A handler's unexpected exception (a simulator bug) is logged, recorded in ``sim.internal_errors``
+and answered 400 in the documented shape, never as a 500.
+Storage (part uploads, UPO downloads) lives under ``/storage`` outside the API: no token, no rate limit.
+The status service (Latarnia) is served under ``/latarnia`` (``sim.status_url``), scripted through
 ``sim.status_service`` or ``POST /latarnia/control`` (see `ksef_async.testing.simulator.status_service`).
 """
 
@@ -44,6 +47,7 @@ from ksef_async.testing.simulator import (
     sessions,
     storage,
     testdata,
+    upo_documents,
 )
 from ksef_async.testing.simulator.bodylimits import body_limit, read_body
 from ksef_async.testing.simulator.contract import (
@@ -110,9 +114,9 @@ _HANDLERS: dict[str, Handler] = {
     "get_sessions_invoices": sessions.list_invoices,
     "get_sessions_invoices_failed": sessions.list_failed_invoices,
     "get_sessions_invoices_by_invoice_reference_number": sessions.get_invoice_status,
-    "get_sessions_upo_by_upo_reference_number": sessions.get_session_upo,
-    "get_sessions_invoices_upo": sessions.get_invoice_upo,
-    "get_sessions_invoices_ksef_upo": sessions.get_invoice_upo_by_ksef,
+    "get_sessions_upo_by_upo_reference_number": upo_documents.get_session_upo,
+    "get_sessions_invoices_upo": upo_documents.get_invoice_upo,
+    "get_sessions_invoices_ksef_upo": upo_documents.get_invoice_upo_by_ksef,
     **retrieval.HANDLERS,
     **permissions.HANDLERS,
     **certificates.HANDLERS,
@@ -246,6 +250,10 @@ def _parse_body(rt: Runtime, request: web.Request, op: Operation, raw: bytes) ->
         # Recorded and logged (the pytest plugin fails the test), but the handler still answers: KSeF's own checks
         # give documented codes (21157, 21161...) for some out-of-contract bodies, and those must stay testable.
         rt.contract.check_request(op, request.method, request.path, content_type or "", body)
+    if rt.request_validator is not None:
+        problems = rt.request_validator.problems(op, request, content_type, body)
+        if problems:
+            raise ApiFailure(400, 21405, "Błąd walidacji danych wejściowych.", problems)
     return body
 
 
@@ -283,10 +291,15 @@ def _error_recorder(rt: Runtime) -> Any:
             # The client went away mid-request (e.g. an upload it aborted): nothing to answer, not a bug.
             _log.info("%s %s: client disconnected", request.method, request.path)
             return web.Response(status=400)  # never delivered; returning keeps aiohttp from logging an error
-        except Exception as exc:
-            # aiohttp answers 500 and logs the traceback; keep a record so tests can fail on simulator bugs.
+        except Exception as exc:  # noqa: BLE001 - the last-resort guard
+            # The last-resort guard: a simulator bug must not reach the client as an undocumented 500. It is
+            # logged and recorded (the pytest plugin fails the test) and answered in the documented 400 shape.
             rt.internal_errors.append(f"{request.method} {request.path}: {exc!r}")
-            raise
+            _log.exception("simulator bug: %s %s failed", request.method, request.path)
+            failure = ApiFailure(
+                400, 21405, "Błąd walidacji danych wejściowych.", [f"the simulator failed: {type(exc).__name__}"]
+            )
+            return render_failure(failure, request, rt.state.clock)
 
     return record_internal_errors
 
@@ -312,7 +325,7 @@ def build_app(rt: Runtime) -> web.Application:
 
     async def download(request: web.Request) -> web.StreamResponse:
         rt.counters.requests["storage"] += 1
-        return await sessions.download_upo(rt, request)
+        return await upo_documents.download_upo(rt, request)
 
     app.router.add_put("/storage/batch-parts/{session}/{part}", upload)
     app.router.add_get("/storage/upo/{session}/invoices/{invoice}", download)

@@ -23,8 +23,8 @@ from ksef_async.errors import CryptoError
 from ksef_async.testing.simulator import certificates
 from ksef_async.testing.simulator.problems import ApiFailure, forbidden
 from ksef_async.testing.simulator.ratelimits import OVERRIDABLE_GROUPS
+from ksef_async.testing.simulator.request_fields import opt, page_size, paged, req
 from ksef_async.testing.simulator.runtime import RAW_BODY, Principal, Runtime
-from ksef_async.testing.simulator.sessions import _page_size, opt, paged, req
 from ksef_async.testing.simulator.state import (
     ALL_PERMISSIONS,
     AuthOperation,
@@ -437,7 +437,7 @@ async def list_auth_sessions(
             continue
         ranked.append(((op.started, position), op))
     ranked.sort(key=lambda pair: pair[0], reverse=True)
-    size = _page_size(request, 10, 100)
+    size = page_size(request, 10, 100)
     after = rt.parse_continuation(scope, request.headers.get("x-continuation-token"))
     if after:
         # The token holds the position (+1) of the last item of the previous page: continue below its sort key.

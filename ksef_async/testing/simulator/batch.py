@@ -28,15 +28,14 @@ from ksef_async.core.crypto import SessionKey, b64
 from ksef_async.errors import CryptoError, InvoiceProblem
 from ksef_async.testing.simulator.features import requested_features
 from ksef_async.testing.simulator.problems import ApiFailure
+from ksef_async.testing.simulator.request_fields import opt, req
 from ksef_async.testing.simulator.runtime import Principal, Runtime
-from ksef_async.testing.simulator.sessions import (
+from ksef_async.testing.simulator.session_core import (
     decrypt_session_key,
     find_session,
     open_session,
-    opt,
     parse_form_code,
     register_invoice,
-    req,
     session_status,
 )
 from ksef_async.testing.simulator.state import BatchPart, Session, SessionKind, iso

@@ -33,8 +33,8 @@ from cryptography.x509.oid import NameOID
 
 from ksef_async.core.certs import signing_certificate
 from ksef_async.testing.simulator.problems import ApiFailure, forbidden, gone
+from ksef_async.testing.simulator.request_fields import opt, req
 from ksef_async.testing.simulator.runtime import Principal, Runtime
-from ksef_async.testing.simulator.sessions import opt, req
 from ksef_async.testing.simulator.state import AuthOperation, CertificateEnrollment, IssuedCertificate, iso
 
 __all__ = [

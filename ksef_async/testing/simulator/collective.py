@@ -23,8 +23,8 @@ from aiohttp import web
 
 from ksef_async.core.identifiers import crc8, is_valid_ksef_number
 from ksef_async.testing.simulator.problems import ApiFailure
+from ksef_async.testing.simulator.request_fields import opt, req
 from ksef_async.testing.simulator.runtime import Principal, Runtime
-from ksef_async.testing.simulator.sessions import opt, req
 from ksef_async.testing.simulator.state import ContextKey, SimState, StoredInvoice, iso
 
 __all__ = [

@@ -26,6 +26,7 @@ from ksef_async.testing.simulator.faults import FaultInjector
 from ksef_async.testing.simulator.keys import MfKeyring
 from ksef_async.testing.simulator.problems import ApiFailure
 from ksef_async.testing.simulator.ratelimits import RateLimiter
+from ksef_async.testing.simulator.request_validation import RequestValidator
 from ksef_async.testing.simulator.state import AuthOperation, SimState
 from ksef_async.testing.simulator.status_service import StatusServiceScript
 
@@ -135,6 +136,8 @@ class Runtime:
         self.counters = Counters(faults=faults.injected)
         self.internal_errors: list[str] = []
         """Unexpected exceptions in handlers or batch processing (simulator bugs), as ``"METHOD path: error"``."""
+        self.request_validator: RequestValidator | None = RequestValidator()
+        """Checks every API request against the spec before its handler runs (None only to measure its cost)."""
         self.background: set[asyncio.Task[None]] = set()
         """Running batch-processing tasks (kept referenced until done)."""
         self.public_url = ""

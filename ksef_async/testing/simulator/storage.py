@@ -28,8 +28,9 @@ from aiohttp import web
 
 from ksef_async.core.crypto import b64
 from ksef_async.testing.simulator.runtime import Runtime
-from ksef_async.testing.simulator.sessions import session_status, storage_error
+from ksef_async.testing.simulator.session_core import session_status
 from ksef_async.testing.simulator.state import BatchPart, Session, SessionKind
+from ksef_async.testing.simulator.upo_documents import storage_error
 
 __all__ = ["upload_part"]
 

@@ -18,8 +18,8 @@ from typing import Any
 from aiohttp import web
 
 from ksef_async.testing.simulator.problems import ApiFailure
+from ksef_async.testing.simulator.request_fields import req
 from ksef_async.testing.simulator.runtime import Principal, Runtime
-from ksef_async.testing.simulator.sessions import req
 from ksef_async.testing.simulator.state import TestPerson
 
 __all__ = [
