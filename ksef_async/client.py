@@ -248,6 +248,7 @@ class KsefClient:
         cfg = self.config
         storage = StorageTransport(None)
         public = self._api_transport(None)
+        self.security = SecurityResource(public, storage)  # public keys need no token; one cache for all
         self._authenticator: Authenticator | None = None
         if self._credentials is not None:
             assert self.context is not None
@@ -255,7 +256,7 @@ class KsefClient:
                 self._credentials,
                 self.context,
                 AuthResource(public, storage),
-                SecurityResource(public, storage),
+                self.security,
                 clock=self._clock,
                 refresh_margin=cfg.refresh_margin,
                 poll_backoff=cfg.auth_poll_backoff,
@@ -265,7 +266,6 @@ class KsefClient:
         api = self._api_transport(self._authenticator)
         self._transports: tuple[ApiTransport, ApiTransport, StorageTransport] = (api, public, storage)
         self.auth = AuthResource(api, storage)
-        self.security = SecurityResource(public, storage)
         self.sessions = SessionsResource(api, storage)
         self.online = OnlineResource(api, storage, self.security, features=cfg.features)
         self.batch = BatchResource(api, storage, self.security, features=cfg.features)

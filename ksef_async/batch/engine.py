@@ -346,16 +346,10 @@ class BatchSender:
             InvoiceError: ``on_invalid="stop"`` and an invoice is invalid (nothing was sent), or no input is valid.
             ConfigurationError: Bad options or an unusable state directory.
         """
+        # Long: one task group owns preparation and the session drivers, so a failed prepare stops the drivers
+        # (and waits for them) before it deletes the parts they upload; splitting it would scatter that handover.
         cfg = self.config
-        limits = SessionLimits(part_size=cfg.part_size)
-        if cfg.use_context_limits:
-            try:
-                context = await self._call(self.client.limits.context)
-            except ApiError as exc:
-                # KSeF's fixed limits still split the batch safely; the context's may only be lower for sizes.
-                logger.warning("GET /limits/context failed; using KSeF's fixed limits", extra=extras(status=exc.status))
-            else:
-                limits = SessionLimits.from_context(unstructure(context.batch_session), part_size=cfg.part_size)
+        limits = await self._session_limits()
         key = await self._call(lambda: self.client.security.public_key(KEY_USAGE_SYMMETRIC))
         failure: Exception | None = None
         all_started = anyio.Event()
@@ -416,6 +410,19 @@ class BatchSender:
         if failure is not None:
             raise failure
         return self.report()
+
+    async def _session_limits(self) -> SessionLimits:
+        """The limits that split the batch: KSeF's fixed ones, lowered by the context's (``GET /limits/context``)."""
+        part_size = self.config.part_size
+        if not self.config.use_context_limits:
+            return SessionLimits(part_size=part_size)
+        try:
+            context = await self._call(self.client.limits.context)
+        except ApiError as exc:
+            # KSeF's fixed limits still split the batch safely; the context's may only be lower for sizes.
+            logger.warning("GET /limits/context failed; using KSeF's fixed limits", extra=extras(status=exc.status))
+            return SessionLimits(part_size=part_size)
+        return SessionLimits.from_context(unstructure(context.batch_session), part_size=part_size)
 
     async def resume(self) -> BatchReport:
         """Finish the send recorded in the state directory; return the report.

@@ -152,6 +152,24 @@ def _open_spool(path: Path, ordinal: int) -> io.FileIO:
         raise ConfigurationError(msg) from exc
 
 
+async def _check_spool(path: Path, size: int, ordinal: int) -> None:
+    """Check that the spool file of part ``ordinal`` exists and has the declared ``size``.
+
+    Raises:
+        ConfigurationError: It is missing, unreadable or of another size (retrying cannot help).
+    """
+    from ksef_async.errors import ConfigurationError  # noqa: PLC0415
+
+    try:
+        actual = (await anyio.Path(path).stat()).st_size
+    except OSError as exc:
+        msg = f"{path}: spool file of part {ordinal} cannot be read: {exc.strerror or exc}"
+        raise ConfigurationError(msg) from exc
+    if actual != size:
+        msg = f"{path}: spool file has {actual:,} bytes, but {size:,} were declared for part {ordinal}"
+        raise ConfigurationError(msg)
+
+
 async def upload_part(
     uploader: PartUploader,
     *,
@@ -187,16 +205,8 @@ async def upload_part(
         ApiError: The storage refused the part with a status that retrying cannot change.
         ConfigurationError: The spool file is missing or has the wrong size.
     """
-    from ksef_async.errors import ConfigurationError  # noqa: PLC0415
-
-    try:
-        actual = (await anyio.Path(path).stat()).st_size
-    except OSError as exc:
-        msg = f"{path}: spool file of part {request.ordinal} cannot be read: {exc.strerror or exc}"
-        raise ConfigurationError(msg) from exc
-    if actual != size:
-        msg = f"{path}: spool file has {actual:,} bytes, but {size:,} were declared for part {request.ordinal}"
-        raise ConfigurationError(msg)
+    # Long by its docstring: the attempt loop (window check, counted read, rewind, classify, wait) reads best whole.
+    await _check_spool(path, size, request.ordinal)
     loop = asyncio.get_running_loop()
     model = request.model()
     attempt = 0
