@@ -25,6 +25,10 @@ close sent, answer lost           asks the status: 100 -> closes again; 150/200/
 after close, before results       polls to a final status, fetches the results, saves the UPO.
 ================================  ============================================================================
 
+The decisions of this table are `ksef_async.core.resume_machine`'s (pure, tested for every state and event); the
+engine asks KSeF, records the answers and carries them out. Every KSeF call goes through the client's typed
+resources (`BatchClient`).
+
 A new session for the same invoices reuses the prepared parts and their ``encryption`` object: the plaintext,
 key and IV are identical, so nothing new is revealed, and no invoice can be processed twice because the old
 session never reached processing. Only a session whose final status is 440 (cancelled before processing) or

@@ -13,6 +13,9 @@ The algorithm (api-digest §9, docs ``przyrostowe-pobieranie-faktur.md``), for e
    limit), else ``permanentStorageHwmDate``; repeat from 1 while the package was truncated or the window ended
    below the HWM.
 
+Steps 1 and 4 (windows, checkpoint moves, budget, the 21182 waits) are the pure machine of
+`ksef_async.core.sync_machine`; this module exports, writes and saves what it commands.
+
 A crash anywhere leaves the checkpoint at or before the first invoice not durably written, so a re-run exports
 that range again and the KSeF-number check skips what is already on disk: nothing lost, nothing written twice.
 Windows share their boundary instants (inclusive ranges), which the same check absorbs. Status 420 (``from``
