@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from ksef_async.auth import KsefTokenCredentials
-from ksef_async.batch.api import TransportBatchApi
 from ksef_async.batch.engine import BatchSender, SendConfig
 from ksef_async.client import ClientConfig, KsefClient
 from ksef_async.core.polling import Backoff
@@ -72,7 +71,7 @@ async def send_once(base_url: str, inputs: Path, state: Path, config: SendConfig
     async with client:
         await client.login()
         begun = time.perf_counter()
-        report = await BatchSender(TransportBatchApi.from_client(client), state, config).send(str(inputs))
+        report = await BatchSender(client, state, config).send(str(inputs))
     timings: dict[str, float] = dict(report.timings)
     timings["total"] = time.perf_counter() - begun
     timings["login"] = begun - started

@@ -180,9 +180,11 @@ class KsefClient:
         clock: Wall-clock Unix time for token expiry (tests inject a fake).
         trace_configs: aiohttp trace configs attached to both sessions (instrumentation, request counting).
 
-    Resources: ``auth``, ``security``, ``sessions``, ``online``, ``batch``, ``invoices``, ``limits``,
-    ``rate_limits``, ``permissions``, ``tokens``, ``certificates``, ``peppol``, ``testdata``.
-    The login happens on the first call that needs the access token, or on `login`.
+    Resources: ``auth``, ``security``, ``sessions``, ``online``, ``batch``, ``invoices``, ``retrieval``,
+    ``limits``, ``rate_limits``, ``permissions``, ``tokens``, ``certificates``, ``peppol``, ``testdata``,
+    ``collective_identifiers``. They exist from construction; their calls need the client open (``async with``,
+    else `ksef_async.errors.ConfigurationError`). The login happens on the first call that needs the access token,
+    or on `login`.
     """
 
     def __init__(
@@ -220,8 +222,55 @@ class KsefClient:
         self._trace_configs = trace_configs
         self._api_session: aiohttp.ClientSession | None = None
         self._storage_session: aiohttp.ClientSession | None = None
-        self._transports: tuple[ApiTransport, StorageTransport] | None = None
+        self._build()
+
+    def _build(self) -> None:
+        """Create the transports (bound to sessions by `open`), the authenticator and every resource.
+
+        Authentication calls carry their own bearer, so the authenticator's resources use a transport without a
+        token source; the main API transport is given the authenticator as its token source.
+        """
+        cfg = self.config
+        storage = StorageTransport(None)
+        public = self._api_transport(None)
+        self.security = SecurityResource(public, storage)  # public keys need no token; one cache for all
         self._authenticator: Authenticator | None = None
+        if self._credentials is not None:
+            assert self.context is not None
+            self._authenticator = Authenticator(
+                self._credentials,
+                self.context,
+                AuthResource(public, storage),
+                self.security,
+                clock=self._clock,
+                refresh_margin=cfg.refresh_margin,
+                poll_backoff=cfg.auth_poll_backoff,
+                poll_timeout=cfg.auth_timeout,
+                on_login=self._sync_rate_limits if cfg.sync_rate_limits else None,
+            )
+        api = self._api_transport(self._authenticator)
+        self._transports: tuple[ApiTransport, ApiTransport, StorageTransport] = (api, public, storage)
+        self.auth = AuthResource(api, storage)
+        self.sessions = SessionsResource(api, storage)
+        self.online = OnlineResource(api, storage, self.security, features=cfg.features)
+        self.batch = BatchResource(api, storage, self.security, features=cfg.features)
+        self.invoices = InvoicesResource(api, storage)
+        self.retrieval = RetrievalResource(api, storage, self.security)
+        self.limits = LimitsResource(api, storage)
+        self.rate_limits = RateLimitsResource(api, storage)
+        self.permissions = PermissionsResource(api, storage)
+        self.tokens = TokensResource(api, storage)
+        self.certificates = CertificatesResource(api, storage)
+        self.peppol = PeppolResource(api, storage)
+        self.testdata = TestDataResource(api, storage)
+        self.collective_identifiers = CollectiveIdentifiersResource(api, storage)
+
+    def _api_transport(self, tokens: Authenticator | None) -> ApiTransport:
+        api = ApiTransport(self.base_url, None, self.limiter, self.config.retry, tokens)
+        api.system_warnings = self.system_warnings
+        api.on_system_warning = self.config.on_system_warning
+        api.test_system_warning = self.config.test_system_warning
+        return api
 
     def __repr__(self) -> str:
         return f"KsefClient(base_url={self.base_url!r}, context={self.context!r}, credentials={self._credentials!r})"
@@ -236,7 +285,7 @@ class KsefClient:
         await self.close()
 
     async def open(self) -> None:
-        """Create the HTTP sessions and resources (done by ``async with``)."""
+        """Open the HTTP sessions the resources send through (done by ``async with``)."""
         if self._api_session is not None:
             return
         bind_log_context(None if self.context is None else f"{self.context.type}:{self.context.value}")
@@ -258,72 +307,31 @@ class KsefClient:
             trace_configs=self._trace_configs,
             raise_for_status=False,
         )
-        api = ApiTransport(self.base_url, self._api_session, self.limiter, cfg.retry)
-        api.system_warnings = self.system_warnings
-        api.on_system_warning = cfg.on_system_warning
-        api.test_system_warning = cfg.test_system_warning
-        storage = StorageTransport(self._storage_session)
-        self._transports = (api, storage)
-        self.auth = AuthResource(api, storage)
-        self.security = SecurityResource(api, storage)
-        self.sessions = SessionsResource(api, storage)
-        self.online = OnlineResource(api, storage, self.security, features=cfg.features)
-        self.batch = BatchResource(api, storage, self.security, features=cfg.features)
-        self.invoices = InvoicesResource(api, storage)
-        self.retrieval = RetrievalResource(api, storage, self.security)
-        self.limits = LimitsResource(api, storage)
-        self.rate_limits = RateLimitsResource(api, storage)
-        self.permissions = PermissionsResource(api, storage)
-        self.tokens = TokensResource(api, storage)
-        self.certificates = CertificatesResource(api, storage)
-        self.peppol = PeppolResource(api, storage)
-        self.testdata = TestDataResource(api, storage)
-        self.collective_identifiers = CollectiveIdentifiersResource(api, storage)
-        if self._credentials is not None:
-            assert self.context is not None
-            self._authenticator = Authenticator(
-                self._credentials,
-                self.context,
-                self.auth,
-                self.security,
-                clock=self._clock,
-                refresh_margin=cfg.refresh_margin,
-                poll_backoff=cfg.auth_poll_backoff,
-                poll_timeout=cfg.auth_timeout,
-                on_login=self._sync_rate_limits if cfg.sync_rate_limits else None,
-            )
-            api.tokens = self._authenticator
+        self._bind(self._api_session, self._storage_session)
 
     async def close(self) -> None:
         """Close both HTTP sessions (done by ``async with``); tokens are not revoked (see `logout`)."""
+        self._bind(None, None)
         for session in (self._api_session, self._storage_session):
             if session is not None:
                 await session.close()
         self._api_session = self._storage_session = None
-        self._transports = None
 
-    @property
-    def transports(self) -> tuple[ApiTransport, StorageTransport]:
-        """The API transport (auth, limiter, retries) and the storage transport (pre-signed URLs) of the open client.
-
-        For engines that drive KSeF calls themselves (the batch engine); every resource shares this pair.
-
-        Raises:
-            ConfigurationError: The client is not open.
-        """
-        if self._transports is None:
-            raise ConfigurationError("the client is not open: use 'async with KsefClient(...)'")
-        return self._transports
+    def _bind(self, api_session: aiohttp.ClientSession | None, storage_session: aiohttp.ClientSession | None) -> None:
+        api, public, storage = self._transports
+        api.bind(api_session)
+        public.bind(api_session)
+        storage.bind(storage_session)
 
     @property
     def authenticator(self) -> Authenticator:
         """The token owner of this client.
 
         Raises:
-            ConfigurationError: The client has no credentials, or is not open.
+            ConfigurationError: The client has no credentials.
         """
         if self._authenticator is None:
-            raise ConfigurationError("this client has no credentials (or is not open: use 'async with')")
+            raise ConfigurationError("this client has no credentials: give KsefClient(credentials=..., context=...)")
         return self._authenticator
 
     async def login(self) -> None:

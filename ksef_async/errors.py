@@ -36,10 +36,11 @@
     │   ├── AuthenticationFailedError  GET /auth/{ref} ended with a code >= 300
     │   ├── SessionFailedError         a session ended in 4xx/5xx
     │   └── ExportFailedError          an export ended in 210/415/420/500/550
-    ├── ResponseFormatError            a KSeF success body does not match its model in the spec
-    │                                  (.operation, .problems: tuple of "$.path: reason", never values)
     ├── IntegrityError                 a hash or size from KSeF does not match the bytes received
     ├── ProtocolError                  a server broke a bound: an unsafe name, an oversized body, an endless loop
+    │   │                              (.operation, .field when known)
+    │   └── ResponseFormatError        a KSeF success body does not match its model in the spec
+    │                                  (.operation, .field, .problems: tuple of "$.path: reason", never values)
     └── DeadlineExceededError          polling gave up at the caller's deadline
 
 Secrets never reach these messages: callers pass only codes, descriptions and reference numbers.
@@ -154,34 +155,49 @@ class IntegrityError(KsefError):
 
 
 class ProtocolError(KsefError):
-    """A server (or a file from one) broke a documented bound.
+    """A server (or a file from one) broke a documented bound, or answered with a body its operation cannot have.
 
     For example a name off its pattern, a path outside its directory, a body over its size limit, a page or a wait
-    that never ends. Nothing was written for the offending value; the message names it, redacted and shortened.
+    that never ends, a response that does not match its model. Nothing was written for the offending value; the
+    message names it, redacted and shortened.
+
+    Attributes:
+        operation: The operation id (``ksef_async.operations``) whose response broke the rule, when known.
+        field: The JSON path (``$.status.code``) or header of the offending value, when known.
     """
+
+    def __init__(self, message: str, *, operation: str | None = None, field: str | None = None) -> None:
+        self.operation = operation
+        self.field = field
+        super().__init__(message)
 
 
 class DeadlineExceededError(KsefError):
     """Polling stopped at the caller's deadline before the operation finished."""
 
 
-class ResponseFormatError(KsefError):
+class ResponseFormatError(ProtocolError):
     """A KSeF response body does not match the model the spec gives it (KSeF changed, or a proxy answered).
 
-    The message names the operation and the JSON paths of the offending fields, never their values: a body may
-    hold tokens or pre-signed URLs.
+    The one protocol error of a malformed response, whichever path made the call (resources, batch, online,
+    retrieval). The message names the operation and the JSON paths of the offending fields, never their values: a
+    body may hold tokens or pre-signed URLs.
 
     Attributes:
         operation: The operation id (``ksef_async.operations``) whose response failed.
+        field: The JSON path of the first offending field, e.g. ``"$.status.code"``.
         problems: One ``"$.path: reason"`` per offending field, e.g. ``"$.status.code: expected int"``.
     """
 
+    operation: str
+    field: str
+
     def __init__(self, operation: str, problems: Sequence[str]) -> None:
-        self.operation = operation
         self.problems = tuple(problems) or ("$: does not match the model",)
         head = "; ".join(self.problems[:5])
         more = f" (+{len(self.problems) - 5} more)" if len(self.problems) > 5 else ""  # noqa: PLR2004
-        super().__init__(f"{operation}: unexpected response format: {head}{more}")
+        field = self.problems[0].split(":", 1)[0].strip() or "$"
+        super().__init__(f"{operation}: unexpected response format: {head}{more}", operation=operation, field=field)
 
 
 @attrs.frozen

@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, BinaryIO, Protocol, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
@@ -39,7 +39,6 @@ from ksef_async.errors import (
 
 __all__ = [
     "TRANSIENT_ERRORS",
-    "OutageAwareBatchApi",
     "OutageGuard",
     "OutageNotice",
     "OutagePolicy",
@@ -251,59 +250,3 @@ async def guarded(guard: OutageGuard | None, fn: Callable[[], Awaitable[T]], *, 
     if guard is None:
         return await fn()
     return await guard.call(fn, retry=retry)
-
-
-class OutageAwareBatchApi:
-    """A `ksef_async.batch.api.BatchApi` whose calls wait out announced outages (see `OutageGuard.call`).
-
-    Idempotent calls (and opening a session, which the engine already repeats: an unused open session expires
-    unsent) are retried after the wait; a close is never repeated here: the error is raised after the wait and the
-    engine asks the session status first, as it does today.
-    """
-
-    def __init__(self, api: Any, guard: OutageGuard) -> None:
-        self.inner = api
-        self.guard = guard
-
-    async def public_key(self) -> Any:
-        """See `BatchApi.public_key`."""
-        return await self.guard.call(self.inner.public_key)
-
-    async def batch_limits(self) -> Mapping[str, Any] | None:
-        """See `BatchApi.batch_limits`."""
-        result: Mapping[str, Any] | None = await self.guard.call(self.inner.batch_limits)
-        return result
-
-    async def open_batch(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
-        """See `BatchApi.open_batch`."""
-        result: Mapping[str, Any] = await self.guard.call(lambda: self.inner.open_batch(body))
-        return result
-
-    async def upload_part(
-        self, method: str, url: str, headers: Mapping[str, str | None], body: BinaryIO, size: int
-    ) -> None:
-        """See `BatchApi.upload_part` (the part loop retries; here the failure only waits out an outage)."""
-        await self.guard.call(lambda: self.inner.upload_part(method, url, headers, body, size), retry=False)
-
-    async def close_batch(self, reference_number: str) -> None:
-        """See `BatchApi.close_batch` (never repeated here)."""
-        await self.guard.call(lambda: self.inner.close_batch(reference_number), retry=False)
-
-    async def session_status(self, reference_number: str) -> Mapping[str, Any]:
-        """See `BatchApi.session_status`."""
-        result: Mapping[str, Any] = await self.guard.call(lambda: self.inner.session_status(reference_number))
-        return result
-
-    def session_invoices(self, reference_number: str, *, failed: bool = False) -> Any:
-        """See `BatchApi.session_invoices` (a stream: not wrapped)."""
-        return self.inner.session_invoices(reference_number, failed=failed)
-
-    async def download(self, url: str) -> bytes:
-        """See `BatchApi.download`."""
-        result: bytes = await self.guard.call(lambda: self.inner.download(url))
-        return result
-
-    async def session_upo(self, reference_number: str, upo_reference_number: str) -> bytes:
-        """See `BatchApi.session_upo`."""
-        result: bytes = await self.guard.call(lambda: self.inner.session_upo(reference_number, upo_reference_number))
-        return result

@@ -25,6 +25,10 @@ close sent, answer lost           asks the status: 100 -> closes again; 150/200/
 after close, before results       polls to a final status, fetches the results, saves the UPO.
 ================================  ============================================================================
 
+The decisions of this table are `ksef_async.core.resume_machine`'s (pure, tested for every state and event); the
+engine asks KSeF, records the answers and carries them out. Every KSeF call goes through the client's typed
+resources (`BatchClient`).
+
 A new session for the same invoices reuses the prepared parts and their ``encryption`` object: the plaintext,
 key and IV are identical, so nothing new is revealed, and no invoice can be processed twice because the old
 session never reached processing. Only a session whose final status is 440 (cancelled before processing) or
@@ -43,9 +47,9 @@ import contextlib
 import datetime as dt
 import functools
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import BinaryIO, Final, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -55,7 +59,6 @@ from anyio.abc import TaskGroup, TaskStatus
 from ksef_async._logging import extras, get_logger
 from ksef_async._private_files import private_dir, write_private_in
 from ksef_async.batch._telemetry import BatchTelemetry
-from ksef_async.batch.api import BatchApi
 from ksef_async.batch.events import (
     BatchEvent,
     EventSink,
@@ -76,9 +79,11 @@ from ksef_async.batch.resume import (
     read_upload_record,
     write_upload_record,
 )
-from ksef_async.batch.upload import PartRequest, UploadWindowClosedError, upload_part
+from ksef_async.batch.upload import PartRequest, PartUploader, UploadWindowClosedError, upload_part
+from ksef_async.core import resume_machine as rm
 from ksef_async.core.batch_limits import MAX_PART_PLAIN_SIZE, part_size_validator
 from ksef_async.core.codes import ExceptionCode, SessionStatus
+from ksef_async.core.crypto import KEY_USAGE_SYMMETRIC
 from ksef_async.core.plan import (
     BatchPlan,
     InvoiceOutcome,
@@ -89,7 +94,7 @@ from ksef_async.core.plan import (
 )
 from ksef_async.core.polling import Backoff
 from ksef_async.core.safepath import checked_reference_number
-from ksef_async.core.system_warnings import SystemWarningLog, SystemWarningRecorder
+from ksef_async.core.system_warnings import SystemWarningLog
 from ksef_async.core.validators import at_least_one, positive
 from ksef_async.errors import (
     ApiError,
@@ -103,9 +108,17 @@ from ksef_async.errors import (
     SessionFailedError,
     TransportError,
 )
-from ksef_async.outage import OutageAwareBatchApi, OutageGuard, OutageNotice
+from ksef_async.models import OpenBatchSessionRequest, PartUploadRequest, SessionStatusResponse
+from ksef_async.models.converter import structure, unstructure
+from ksef_async.outage import OutageGuard, OutageNotice, guarded
+from ksef_async.resources.batch import BatchResource
+from ksef_async.resources.limits import LimitsResource
+from ksef_async.resources.security import SecurityResource
+from ksef_async.resources.sessions import SessionsResource
 
-__all__ = ["PART_WINDOW", "BatchSender", "SendConfig"]
+__all__ = ["PART_WINDOW", "BatchClient", "BatchSender", "SendConfig"]
+
+T = TypeVar("T")
 
 logger = get_logger("batch")
 
@@ -115,7 +128,8 @@ _OPEN: Final = SessionStatus.OPEN
 _PROCESSING: Final = SessionStatus.PROCESSING
 _OK: Final = SessionStatus.PROCESSED
 _CANCELLED: Final = SessionStatus.CANCELLED  # "upload time exceeded" or "no invoices": nothing was processed
-_NOT_FINAL: Final = frozenset({_OPEN, _PROCESSING})
+_NOT_FINAL: Final = rm.PENDING_CODES
+_PAGE_SIZE: Final = 1000  # the spec's maximum for the session invoice lists: fewest calls (rate group sessionMisc)
 _PART_MISSING: Final = ExceptionCode.EMPTY_PACKAGE
 _WINDOW_EXCEEDED: Final = ExceptionCode.UPLOAD_WINDOW_EXCEEDED
 _TRANSIENT: Final = (TransportError, ServerError, RateLimitedError)
@@ -170,6 +184,50 @@ class SendConfig:
     offline_mode: bool = False
 
 
+class BatchClient(Protocol):
+    """What the batch engine uses of a client: its typed resources (`ksef_async.client.KsefClient` is one).
+
+    Every KSeF call of the engine goes through these, so responses are structured (and a malformed one raises
+    `ksef_async.errors.ResponseFormatError`) the same way as on every other path.
+    """
+
+    @property
+    def batch(self) -> BatchResource:
+        """Open and close batch sessions, upload parts."""
+        ...
+
+    @property
+    def sessions(self) -> SessionsResource:
+        """Session status, per-invoice results, UPO."""
+        ...
+
+    @property
+    def security(self) -> SecurityResource:
+        """The MF public keys (cached per client)."""
+        ...
+
+    @property
+    def limits(self) -> LimitsResource:
+        """The context's session limits."""
+        ...
+
+    @property
+    def system_warnings(self) -> SystemWarningLog:
+        """Every ``X-System-Warning`` the client received (the batch report lists what arrives during a run)."""
+        ...
+
+
+class _GuardedUploads:
+    """Part uploads that wait out an announced outage after a failure (never repeated here: the part loop retries)."""
+
+    def __init__(self, batch: BatchResource, guard: OutageGuard) -> None:
+        self._batch = batch
+        self._guard = guard
+
+    async def upload_part(self, request: PartUploadRequest, body: bytes | BinaryIO, size: int) -> int:
+        return await self._guard.call(lambda: self._batch.upload_part(request, body, size), retry=False)
+
+
 class _Restart(Exception):  # noqa: N818 - internal signal
     """The session cannot go on (window passed, cancelled before processing): re-send its parts in a new one."""
 
@@ -211,7 +269,8 @@ class BatchSender:
     """Send invoices by batch, or finish a send from its state directory (`resume`).
 
     Args:
-        api: The KSeF calls (`ksef_async.batch.api.TransportBatchApi` over a logged-in client).
+        client: A logged-in client (`ksef_async.client.KsefClient`; its storage pool should match the upload
+            concurrency); every KSeF call goes through its typed resources.
         state_dir: The state directory (plan, spool, upload records); for `send` it must be new or empty.
         config: Tunables.
         on_event: Receives every `ksef_async.batch.events` event (on the event loop; keep it quick).
@@ -220,11 +279,13 @@ class BatchSender:
         sleep: Async sleep (tests inject a fast one).
         outage: Consult the status service after API failures and wait out announced outages
             (`ksef_async.outage.OutageGuard`); the windows seen go into the report with their offline deadline.
+        features: ``X-KSeF-Feature`` values for the sessions it opens, added to the client's
+            ``ClientConfig.features`` (e.g. ``subject-identifier-validation``).
     """
 
     def __init__(
         self,
-        api: BatchApi,
+        client: BatchClient,
         state_dir: str | Path,
         config: SendConfig | None = None,
         *,
@@ -233,8 +294,11 @@ class BatchSender:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         outage: OutageGuard | None = None,
+        features: Iterable[str] | None = None,
     ) -> None:
-        self.api: BatchApi = api if outage is None else OutageAwareBatchApi(api, outage)
+        self.client = client
+        self._features = tuple(features or ())
+        self._uploader: PartUploader = client.batch if outage is None else _GuardedUploads(client.batch, outage)
         self._outage = outage
         if outage is not None and outage.on_notice is None:
             outage.on_notice = self._on_outage
@@ -257,11 +321,8 @@ class BatchSender:
         self._saved = 0
         self._slots = anyio.CapacityLimiter(self.config.concurrency)
         self._resuming = False
-        # Warnings KSeF sends while this sender exists go into its report (a fake API without a log: none).
-        warnings_log = getattr(api, "system_warnings", None)
-        self._warnings = (
-            warnings_log.recorder() if isinstance(warnings_log, SystemWarningLog) else SystemWarningRecorder()
-        )
+        # Warnings KSeF sends while this sender exists go into its report.
+        self._warnings = client.system_warnings.recorder()
 
     def __repr__(self) -> str:
         return f"BatchSender(state_dir={str(self.state_dir)!r})"
@@ -282,18 +343,11 @@ class BatchSender:
             InvoiceError: ``on_invalid="stop"`` and an invoice is invalid (nothing was sent), or no input is valid.
             ConfigurationError: Bad options or an unusable state directory.
         """
+        # Long: one task group owns preparation and the session drivers, so a failed prepare stops the drivers
+        # (and waits for them) before it deletes the parts they upload; splitting it would scatter that handover.
         cfg = self.config
-        limits = SessionLimits(part_size=cfg.part_size)
-        if cfg.use_context_limits:
-            try:
-                raw = await self.api.batch_limits()
-            except ApiError as exc:
-                # KSeF's fixed limits still split the batch safely; the context's may only be lower for sizes.
-                logger.warning("GET /limits/context failed; using KSeF's fixed limits", extra=extras(status=exc.status))
-                raw = None
-            if raw:
-                limits = SessionLimits.from_context(dict(raw), part_size=cfg.part_size)
-        key = await self.api.public_key()
+        limits = await self._session_limits()
+        key = await self._call(lambda: self.client.security.public_key(KEY_USAGE_SYMMETRIC))
         failure: Exception | None = None
         all_started = anyio.Event()
         drivers_stopped = anyio.Event()
@@ -354,6 +408,19 @@ class BatchSender:
             raise failure
         return self.report()
 
+    async def _session_limits(self) -> SessionLimits:
+        """The limits that split the batch: KSeF's fixed ones, lowered by the context's (``GET /limits/context``)."""
+        part_size = self.config.part_size
+        if not self.config.use_context_limits:
+            return SessionLimits(part_size=part_size)
+        try:
+            context = await self._call(self.client.limits.context)
+        except ApiError as exc:
+            # KSeF's fixed limits still split the batch safely; the context's may only be lower for sizes.
+            logger.warning("GET /limits/context failed; using KSeF's fixed limits", extra=extras(status=exc.status))
+            return SessionLimits(part_size=part_size)
+        return SessionLimits.from_context(unstructure(context.batch_session), part_size=part_size)
+
     async def resume(self) -> BatchReport:
         """Finish the send recorded in the state directory; return the report.
 
@@ -374,8 +441,8 @@ class BatchSender:
         self._prepared.set()
         try:
             async with anyio.create_task_group() as tg:
-                for index, session in sorted(self._sessions.items()):
-                    if session.state is not SessionState.DONE or self._needs_resend(session):
+                for index in sorted(self._sessions):
+                    if rm.entry(self._recorded(index), resuming=True) is not rm.Action.SKIP:
                         tg.start_soon(self._drive, index)
         finally:
             await self._final_save()
@@ -421,6 +488,10 @@ class BatchSender:
         drivers.cancel_scope.cancel()
         await stopped.wait()
 
+    async def _call(self, fn: Callable[[], Awaitable[T]], *, retry: bool = True) -> T:
+        """Make one KSeF call; with an outage guard, wait out an announced outage after a failure (see `guarded`)."""
+        return await guarded(self._outage, fn, retry=retry)
+
     def _on_outage(self, notice: OutageNotice) -> None:
         since = None if notice.since is None else notice.since.isoformat()
         self._emit(
@@ -465,9 +536,15 @@ class BatchSender:
         with anyio.CancelScope(shield=True):
             await self._save()
 
-    @staticmethod
-    def _needs_resend(session: SessionPlan) -> bool:
-        return session.status_code == _CANCELLED and any(i.outcome is None for i in session.invoices)
+    def _recorded(self, index: int) -> rm.Recorded:
+        """The plan's record of session ``index`` as the resume decisions read it (`ksef_async.core.resume_machine`)."""
+        session = self._sessions[index]
+        return rm.Recorded(
+            session.state,
+            session.status_code,
+            session.reference_number is not None,
+            any(i.outcome is None for i in session.invoices),
+        )
 
     # -- one session's lifecycle -----------------------------------------------------------------------------------
 
@@ -503,15 +580,20 @@ class BatchSender:
         self._set(attrs.evolve(session, state=SessionState.FAILED, status_description=description), announce=True)
 
     async def _advance(self, index: int) -> None:
-        if not await self._settle_failed(index):
+        """Drive session ``index`` once: the resume machine says where to start; KSeF's answers say where to go."""
+        action = rm.entry(self._recorded(index), resuming=self._resuming)
+        if action is rm.Action.SKIP:
             return
-        session = self._sessions[index]
-        if session.state in {SessionState.PLANNED, SessionState.PREPARED} and not await self._adopt(index):
+        if action is rm.Action.REOPEN:
+            raise _Restart("the session was cancelled before processing (440)")
+        if action is rm.Action.RESET:
+            await self._restart(index)  # it never got a session at KSeF: try again
+            action = rm.entry(self._recorded(index), resuming=self._resuming)
+        action = await self._probe(index, action)
+        if action is rm.Action.OPEN:
             await self._open(index)
-        session = self._sessions[index]
-        if session.state in {SessionState.OPENED, SessionState.UPLOADING} and not (
-            self._resuming and await self._closed_already(index)
-        ):
+            action = rm.Action.UPLOAD
+        if action is rm.Action.UPLOAD:
             await self._upload(index)
             await self._prepared.wait()
             await self._close(index)
@@ -528,23 +610,68 @@ class BatchSender:
         if final is SessionState.DONE and not self.config.keep_spool:
             await anyio.to_thread.run_sync(self._delete_spool, session)
 
-    async def _settle_failed(self, index: int) -> bool:
-        """Decide what a ``done``/``failed`` session recorded earlier needs; return whether to go on driving it."""
-        session = self._sessions[index]
-        if session.state is SessionState.DONE and not self._needs_resend(session):
-            return False
-        if session.state is not SessionState.FAILED:
-            return True
-        if self._needs_resend(session):
-            raise _Restart("the session was cancelled before processing (440)")
-        if session.reference_number is None:
-            await self._restart(index)  # it never got a session at KSeF: try again
-            return True
-        if session.status_code is None or session.status_code in _NOT_FINAL:
+    async def _probe(self, index: int, action: rm.Action) -> rm.Action:
+        """Find out what the plan cannot tell (an unrecorded open, a close that went through); return the action.
+
+        The questions and what each answer means are `ksef_async.core.resume_machine.transition`'s; this only
+        asks them and records the answers.
+        """
+        probe = rm.entry_probe(action)
+        if probe is rm.Probe.CLOSE and self._sessions[index].state is SessionState.FAILED:
             # It failed on our side (upload, close or polling); resume asks KSeF where it stands first.
-            self._set(attrs.evolve(session, state=SessionState.UPLOADING))
-            return True
-        return False  # a final failure at KSeF: its invoices carry their outcome (or the session's)
+            self._set(attrs.evolve(self._sessions[index], state=SessionState.UPLOADING))
+        record: UploadRecord | None = None
+        observation: rm.Observation | None = None
+        while probe is not None:
+            asked = probe
+            if probe is rm.Probe.RECORD:
+                record = await anyio.to_thread.run_sync(read_upload_record, self.state_dir, index)
+                window_open = record is not None and self._now() < record.upload_deadline
+                observation = rm.observe_record(present=record is not None, window_open=window_open)
+            elif probe is rm.Probe.ADOPTED:
+                assert record is not None
+                observation = await self._observe_adopted(index, record)
+            else:
+                await self._status(index)  # a 404 here fails the session (reported), as any KSeF error does
+                deadline = self._sessions[index].upload_deadline
+                window_open = deadline is None or self._now() < deadline
+                observation = rm.observe_status(self._code(index), window_open=window_open)
+            action, probe = rm.transition(asked, observation)
+        await self._apply(index, action, record, observation)
+        return action
+
+    async def _observe_adopted(self, index: int, record: UploadRecord) -> rm.Observation:
+        """Ask KSeF the status of the session an upload record names (opened before the plan recorded it)."""
+        self._set(attrs.evolve(self._sessions[index], reference_number=record.reference_number))
+        try:
+            await self._status(index)
+        except NotFoundError:
+            return rm.observe_status(None, window_open=False)
+        return rm.observe_status(self._code(index), window_open=self._now() < record.upload_deadline)
+
+    async def _apply(
+        self, index: int, action: rm.Action, record: UploadRecord | None, observation: rm.Observation | None
+    ) -> None:
+        """Record what the probes decided: adopt or drop an unrecorded open, mark a closed session, or re-send."""
+        session = self._sessions[index]
+        if action is rm.Action.OPEN and record is not None:
+            # It expires unsent at KSeF (never closed): open a new one.
+            self._set(attrs.evolve(session, reference_number=None, status_code=None))
+            await anyio.to_thread.run_sync(delete_upload_record, self.state_dir, index)
+        elif action is rm.Action.UPLOAD and record is not None:
+            self._records[index] = record
+            self._set(
+                attrs.evolve(session, state=SessionState.OPENED, upload_deadline=record.upload_deadline),
+                announce=True,
+            )
+            await self._save()
+        elif action is rm.Action.AWAIT:
+            self._set(attrs.evolve(session, state=SessionState.CLOSED), announce=True)
+            await self._save()
+        elif action is rm.Action.REOPEN:
+            if observation is rm.Observation.CANCELLED:
+                raise _Restart("KSeF cancelled the session before it was closed (440)")
+            raise _Restart("the upload window passed before the session was closed")
 
     def _delete_spool(self, session: SessionPlan) -> None:
         for part in session.parts:
@@ -577,18 +704,15 @@ class BatchSender:
         )
         await self._save()
 
-    async def _status(self, index: int) -> Mapping[str, Any]:
+    async def _status(self, index: int) -> SessionStatusResponse:
         """``GET /sessions/{ref}``; record and announce a changed code."""
+        reference = self._sessions[index].reference_number
+        assert reference is not None
+        body = await self._call(lambda: self.client.sessions.status(reference))
         session = self._sessions[index]
-        assert session.reference_number is not None
-        body = await self.api.session_status(session.reference_number)
-        status = body.get("status") or {}
-        code = status.get("code")
-        description = status.get("description")
-        if isinstance(code, int) and code != session.status_code:
-            state = session.state
-            if code == _PROCESSING:
-                state = SessionState.PROCESSING
+        code, description = body.status.code, body.status.description
+        if code != session.status_code:
+            state = SessionState.PROCESSING if code == _PROCESSING else session.state
             self._set(
                 attrs.evolve(session, status_code=code, status_description=description, state=state), announce=True
             )
@@ -597,47 +721,21 @@ class BatchSender:
     def _code(self, index: int) -> int | None:
         return self._sessions[index].status_code
 
-    async def _adopt(self, index: int) -> bool:
-        """On resume: take over a session opened before the plan recorded it, if it is still usable."""
-        if not self._resuming:
-            return False
-        record = await anyio.to_thread.run_sync(read_upload_record, self.state_dir, index)
-        if record is None:
-            return False
-        session = self._sessions[index]
-        usable = self._now() < record.upload_deadline
-        if usable:
-            self._set(attrs.evolve(session, reference_number=record.reference_number))
-            try:
-                await self._status(index)
-            except NotFoundError:
-                usable = False
-            usable = usable and self._code(index) == _OPEN
-        if not usable:
-            # It expires unsent at KSeF (never closed): open a new one.
-            self._set(attrs.evolve(self._sessions[index], reference_number=None, status_code=None))
-            await anyio.to_thread.run_sync(delete_upload_record, self.state_dir, index)
-            return False
-        self._records[index] = record
-        self._set(
-            attrs.evolve(self._sessions[index], state=SessionState.OPENED, upload_deadline=record.upload_deadline),
-            announce=True,
-        )
-        await self._save()
-        return True
-
     async def _open(self, index: int) -> None:
         session = self._sessions[index]
         if session.encryption is None:
             msg = f"session {index} has no encryption record: it was never prepared"
             raise ConfigurationError(msg)
-        body = session.open_request(offline_mode=session.offline_mode or self.config.offline_mode)
+        request = structure(
+            session.open_request(offline_mode=session.offline_mode or self.config.offline_mode),
+            OpenBatchSessionRequest,
+        )
         with self._stages.timed("open"):
             attempt = 0
             while True:
                 started = self._now()
                 try:
-                    answer = await self.api.open_batch(body)
+                    answer = await self._call(lambda: self.client.batch.open_prepared(request, features=self._features))
                     break
                 except _TRANSIENT as exc:
                     # An unanswered open may have created a session; it is never closed, so it expires unsent.
@@ -649,12 +747,8 @@ class BatchSender:
                         extra=extras(session=index, error=type(exc).__name__, attempt=attempt),
                     )
                     await self._sleep(self.config.open_backoff.delay(attempt - 1))
-        try:
-            reference = str(answer["referenceNumber"])
-            requests = tuple(PartRequest.from_json(r) for r in answer["partUploadRequests"])
-        except (KeyError, TypeError, ValueError) as exc:
-            msg = f"session {index}: POST /sessions/batch answered without a usable referenceNumber/partUploadRequests"
-            raise ConfigurationError(msg) from exc
+        reference = answer.reference_number
+        requests = tuple(PartRequest.from_model(r) for r in answer.part_upload_requests)
         record = UploadRecord(reference, started + PART_WINDOW * len(session.parts), requests)
         await anyio.to_thread.run_sync(write_upload_record, self.state_dir, index, record)
         self._records[index] = record
@@ -682,21 +776,6 @@ class BatchSender:
             self._records[index] = record
         return record
 
-    async def _closed_already(self, index: int) -> bool:
-        """On resume of an open session: ask KSeF whether a close went through before the crash."""
-        await self._status(index)
-        code = self._code(index)
-        session = self._sessions[index]
-        if code == _OPEN:
-            if session.upload_deadline is not None and self._now() >= session.upload_deadline:
-                raise _Restart("the upload window passed before the session was closed")
-            return False
-        if code == _CANCELLED:
-            raise _Restart("KSeF cancelled the session before it was closed (440)")
-        self._set(attrs.evolve(session, state=SessionState.CLOSED), announce=True)
-        await self._save()
-        return True
-
     async def _upload(self, index: int) -> None:
         session = self._sessions[index]
         record = await self._record(index)
@@ -711,7 +790,7 @@ class BatchSender:
             try:
                 async with self._slots:
                     await upload_part(
-                        self.api,
+                        self._uploader,
                         session=index,
                         request=record.request(ordinal),
                         path=self.state_dir / part.file,
@@ -749,7 +828,7 @@ class BatchSender:
         with self._stages.timed("close"):
             for attempt in range(self.config.close_attempts):
                 try:
-                    await self.api.close_batch(reference)
+                    await self._call(lambda: self.client.batch.close(reference), retry=False)
                     break
                 except BadRequestError as exc:
                     if exc.has_code(_WINDOW_EXCEEDED):
@@ -783,7 +862,7 @@ class BatchSender:
         await self._save()
         await anyio.to_thread.run_sync(delete_upload_record, self.state_dir, index)
 
-    async def _await_final(self, index: int) -> tuple[int, Mapping[str, Any]]:
+    async def _await_final(self, index: int) -> tuple[int, SessionStatusResponse]:
         """Poll the status with back-off until it is final (not 100/150); return the code and the status body."""
         schedule_start = self._monotonic()
         deadline = schedule_start + self.config.process_timeout
@@ -809,10 +888,11 @@ class BatchSender:
         with self._stages.timed("results"):
             attempt = 0
             while True:
-                items = [item async for item in self.api.session_invoices(reference)]
+                sessions = self.client.sessions
+                items = [item async for item in sessions.invoices(reference, page_size=_PAGE_SIZE)]
                 session, counts = match_results(self._sessions[index], items)
                 if counts.pending:
-                    failed = [item async for item in self.api.session_invoices(reference, failed=True)]
+                    failed = [item async for item in sessions.failed_invoices(reference, page_size=_PAGE_SIZE)]
                     session, counts = match_results(session, failed)
                 self._set(session)
                 if not counts.pending or attempt >= 5:  # noqa: PLR2004
@@ -833,26 +913,24 @@ class BatchSender:
         self._emit(ResultsFetched(index, counts.accepted, counts.duplicates, counts.rejected, counts.pending))
         await self._save()
 
-    async def _upo(self, index: int, status: Mapping[str, Any]) -> None:
+    async def _upo(self, index: int, status: SessionStatusResponse) -> None:
         """Download every session UPO page (hash-checked) into the UPO directory."""
         session = self._sessions[index]
         reference = session.reference_number
         assert reference is not None
-        upo = status.get("upo") or {}
-        pages = upo.get("pages") or []
+        pages = () if status.upo is None else status.upo.pages
         directory = self.config.upo_dir or (self.state_dir / "upo")
         saved: list[str] = []
         with self._stages.timed("upo"):
             checked_reference_number(reference, source="batch session referenceNumber")
             await anyio.to_thread.run_sync(private_dir, directory)
             for number, page in enumerate(pages, start=1):
-                url = page.get("downloadUrl")
+                sessions = self.client.sessions
                 try:
-                    data = await self.api.download(str(url)) if url else None
+                    data = await self._call(functools.partial(sessions.download_upo, page.download_url))
                 except ApiError:
-                    data = None  # an expired link: the API endpoint serves the same page
-                if data is None:
-                    data = await self.api.session_upo(reference, str(page["referenceNumber"]))
+                    # an expired link: the API endpoint serves the same page
+                    data = await self._call(functools.partial(sessions.upo, reference, page.reference_number))
                 name = f"UPO-{reference}-{number}.xml"
                 path = await anyio.to_thread.run_sync(write_private_in, directory, name, data)
                 saved.append(str(path))

@@ -19,8 +19,10 @@ from typing import Any, Final
 import attrs
 
 from ksef_async.core.codes import INVOICE_PENDING, InvoiceStatus, is_final_failure
+from ksef_async.core.crypto import b64
 from ksef_async.core.plan import BatchPlan, InvoiceEntry, InvoiceOutcome, OutcomeStatus, SessionPlan, SessionState
 from ksef_async.core.system_warnings import WarningTally
+from ksef_async.models import SessionInvoiceStatusResponse
 
 __all__ = [
     "PENDING_CODES",
@@ -38,25 +40,21 @@ _OK: Final = InvoiceStatus.SUCCESS
 _DUPLICATE: Final = InvoiceStatus.DUPLICATE
 
 
-def outcome_of(item: Mapping[str, Any]) -> InvoiceOutcome | None:
+def outcome_of(item: SessionInvoiceStatusResponse) -> InvoiceOutcome | None:
     """Turn one ``SessionInvoiceStatusResponse`` into an outcome (``None`` while its status is not final)."""
-    status = item.get("status") or {}
-    code = status.get("code")
-    if not isinstance(code, int) or code in PENDING_CODES:
+    status = item.status
+    code = status.code
+    if code in PENDING_CODES:
         return None
-    description = status.get("description")
-    details = tuple(str(d) for d in status.get("details") or ())
-    reference = item.get("referenceNumber")
-    raw_mode = item.get("invoicingMode")
-    mode = raw_mode if isinstance(raw_mode, str) else None
-    if code == _OK and item.get("ksefNumber"):
-        return InvoiceOutcome(OutcomeStatus.ACCEPTED, str(item["ksefNumber"]), code, description, (), reference, mode)
+    description = status.description
+    details = tuple(status.details or ())
+    reference = item.reference_number
+    mode = None if item.invoicing_mode is None else str(item.invoicing_mode)
+    if code == _OK and item.ksef_number:
+        return InvoiceOutcome(OutcomeStatus.ACCEPTED, item.ksef_number, code, description, (), reference, mode)
     if code == _DUPLICATE:
-        extensions = status.get("extensions") or {}
-        original = extensions.get("originalKsefNumber") if isinstance(extensions, Mapping) else None
-        return InvoiceOutcome(
-            OutcomeStatus.DUPLICATE, str(original) if original else None, code, description, details, reference, mode
-        )
+        original = (status.extensions or {}).get("originalKsefNumber")
+        return InvoiceOutcome(OutcomeStatus.DUPLICATE, original or None, code, description, details, reference, mode)
     return InvoiceOutcome(OutcomeStatus.REJECTED, None, code, description, details, reference, mode)
 
 
@@ -77,7 +75,9 @@ class MatchCounts:
         return self.pending
 
 
-def match_results(session: SessionPlan, items: Iterable[Mapping[str, Any]]) -> tuple[SessionPlan, MatchCounts]:
+def match_results(
+    session: SessionPlan, items: Iterable[SessionInvoiceStatusResponse]
+) -> tuple[SessionPlan, MatchCounts]:
     """Record the final results among ``items`` on ``session``'s invoices; return it and the counts."""
     by_name = {e.name: i for i, e in enumerate(session.invoices)}
     by_hash: dict[str, list[int]] = {}
@@ -86,10 +86,10 @@ def match_results(session: SessionPlan, items: Iterable[Mapping[str, Any]]) -> t
     invoices = list(session.invoices)
     unmatched = 0
     for item in items:
-        index = by_name.get(str(item.get("invoiceFileName")))
-        digest = item.get("invoiceHash")
-        if index is None or (digest is not None and invoices[index].sha256 != digest):
-            candidates = by_hash.get(str(digest), [])
+        index = None if item.invoice_file_name is None else by_name.get(item.invoice_file_name)
+        digest = b64(item.invoice_hash)  # the plan keeps Base64 text, as the spec sends it
+        if index is None or invoices[index].sha256 != digest:
+            candidates = by_hash.get(digest, [])
             # Among identical invoices (not possible after the duplicate check, but cheap), fill an empty slot.
             index = next((c for c in candidates if invoices[c].outcome is None), candidates[0] if candidates else None)
         if index is None:

@@ -27,7 +27,7 @@ import attrs
 
 from ksef_async._private_files import write_private
 from ksef_async.batch.upload import PartRequest
-from ksef_async.errors import ConfigurationError
+from ksef_async.errors import ConfigurationError, ProtocolError
 
 __all__ = [
     "STATE_ENV",
@@ -67,13 +67,13 @@ class UploadRecord:
         """The upload request of part ``ordinal``.
 
         Raises:
-            ConfigurationError: KSeF sent none for it.
+            ProtocolError: KSeF's ``POST /sessions/batch`` answer had none for it.
         """
         for r in self.requests:
             if r.ordinal == ordinal:
                 return r
         msg = f"session {self.reference_number}: KSeF returned no upload request for part {ordinal}"
-        raise ConfigurationError(msg)
+        raise ProtocolError(msg, operation="post_sessions_batch", field="$.partUploadRequests")
 
 
 def upload_record_name(session: int) -> str:

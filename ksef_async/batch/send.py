@@ -16,7 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ksef_async.batch.api import TransportBatchApi
 from ksef_async.batch.engine import BatchSender, SendConfig
 from ksef_async.batch.resume import default_state_dir
 
@@ -57,8 +56,7 @@ async def send_batch(
         ConfigurationError: Bad options or an unusable state directory.
     """
     directory = Path(state_dir) if state_dir is not None else default_state_dir()
-    api = TransportBatchApi.from_client(client, features=features)
-    sender = BatchSender(api, directory, config, on_event=on_event)
+    sender = BatchSender(client, directory, config, on_event=on_event, features=features)
     return await sender.send(invoices)
 
 
@@ -77,5 +75,5 @@ async def resume_batch(
 
     ``features``: ``X-KSeF-Feature`` values for sessions still to be opened, added to ``ClientConfig.features``.
     """
-    sender = BatchSender(TransportBatchApi.from_client(client, features=features), state_dir, config, on_event=on_event)
+    sender = BatchSender(client, state_dir, config, on_event=on_event, features=features)
     return await sender.resume()

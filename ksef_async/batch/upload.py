@@ -17,17 +17,17 @@ import datetime as dt
 import io
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final, Protocol
 
 import anyio
 import attrs
 
-from ksef_async.batch.api import BatchApi
 from ksef_async.batch.events import EventSink, PartProgress, PartRetried, PartUploaded
 from ksef_async.core.polling import Backoff
 from ksef_async.errors import ApiError, KsefError, TransportError
+from ksef_async.models import PartUploadRequest
 
-__all__ = ["PartRequest", "UploadWindowClosedError", "upload_part"]
+__all__ = ["PartRequest", "PartUploader", "UploadWindowClosedError", "upload_part"]
 
 _RETRY_STATUSES: Final = frozenset({408, 429})
 _FORBIDDEN: Final = 403
@@ -46,8 +46,19 @@ class PartRequest:
     headers: Mapping[str, str | None] = attrs.field(factory=dict)
 
     @classmethod
+    def from_model(cls, request: PartUploadRequest) -> PartRequest:
+        """Keep one entry of ``OpenBatchSessionResponse.partUploadRequests`` (as structured by the resource)."""
+        return cls(request.ordinal_number, request.method, request.url, dict(request.headers))
+
+    def model(self) -> PartUploadRequest:
+        """Return the request as the ``PartUploadRequest`` model `ksef_async.resources.batch.BatchResource` takes."""
+        return PartUploadRequest(
+            ordinal_number=self.ordinal, method=self.method, url=self.url, headers=dict(self.headers)
+        )
+
+    @classmethod
     def from_json(cls, raw: Mapping[str, object]) -> PartRequest:
-        """Build from a ``PartUploadRequest`` object (``ordinalNumber``, ``method``, ``url``, ``headers``)."""
+        """Read back `to_json`'s object from an upload record (``ordinalNumber``, ``method``, ``url``, ``headers``)."""
         headers = raw.get("headers") or {}
         if not isinstance(headers, Mapping):
             headers = {}
@@ -61,6 +72,14 @@ class PartRequest:
     def to_json(self) -> dict[str, object]:
         """Return the ``PartUploadRequest`` object as KSeF sent it."""
         return {"ordinalNumber": self.ordinal, "method": self.method, "url": self.url, "headers": dict(self.headers)}
+
+
+class PartUploader(Protocol):
+    """Sends one part to its pre-signed URL (`ksef_async.resources.batch.BatchResource.upload_part`)."""
+
+    async def upload_part(self, request: PartUploadRequest, body: bytes | BinaryIO, size: int) -> int:
+        """Upload ``size`` bytes of ``body`` exactly as ``request`` says; return the storage's 2xx status."""
+        ...
 
 
 class UploadWindowClosedError(KsefError):
@@ -133,8 +152,26 @@ def _open_spool(path: Path, ordinal: int) -> io.FileIO:
         raise ConfigurationError(msg) from exc
 
 
+async def _check_spool(path: Path, size: int, ordinal: int) -> None:
+    """Check that the spool file of part ``ordinal`` exists and has the declared ``size``.
+
+    Raises:
+        ConfigurationError: It is missing, unreadable or of another size (retrying cannot help).
+    """
+    from ksef_async.errors import ConfigurationError  # noqa: PLC0415
+
+    try:
+        actual = (await anyio.Path(path).stat()).st_size
+    except OSError as exc:
+        msg = f"{path}: spool file of part {ordinal} cannot be read: {exc.strerror or exc}"
+        raise ConfigurationError(msg) from exc
+    if actual != size:
+        msg = f"{path}: spool file has {actual:,} bytes, but {size:,} were declared for part {ordinal}"
+        raise ConfigurationError(msg)
+
+
 async def upload_part(
-    api: BatchApi,
+    uploader: PartUploader,
     *,
     session: int,
     request: PartRequest,
@@ -149,7 +186,7 @@ async def upload_part(
     """Upload ``path`` (``size`` bytes) as described by ``request``; retry until acknowledged or out of time.
 
     Args:
-        api: Where to send.
+        uploader: Where to send (``client.batch``, or a wrapper that waits out outages).
         session: The session index (for events).
         request: The part's upload request.
         path: The spool file.
@@ -168,17 +205,10 @@ async def upload_part(
         ApiError: The storage refused the part with a status that retrying cannot change.
         ConfigurationError: The spool file is missing or has the wrong size.
     """
-    from ksef_async.errors import ConfigurationError  # noqa: PLC0415
-
-    try:
-        actual = (await anyio.Path(path).stat()).st_size
-    except OSError as exc:
-        msg = f"{path}: spool file of part {request.ordinal} cannot be read: {exc.strerror or exc}"
-        raise ConfigurationError(msg) from exc
-    if actual != size:
-        msg = f"{path}: spool file has {actual:,} bytes, but {size:,} were declared for part {request.ordinal}"
-        raise ConfigurationError(msg)
+    # Long by its docstring: the attempt loop (window check, counted read, rewind, classify, wait) reads best whole.
+    await _check_spool(path, size, request.ordinal)
     loop = asyncio.get_running_loop()
+    model = request.model()
     attempt = 0
     while True:
         attempt += 1
@@ -193,7 +223,7 @@ async def upload_part(
         raw = _open_spool(path, request.ordinal)
         try:
             with _CountingReader(raw, on_read) as body:
-                await api.upload_part(request.method, request.url, request.headers, body, size)
+                await uploader.upload_part(model, body, size)
         except Exception as exc:
             await asyncio.sleep(0)  # let queued progress callbacks run before the rewind
             counter.rewind()

@@ -9,7 +9,6 @@ from typing import Final
 import attrs
 
 from ksef_async.auth import KsefTokenCredentials
-from ksef_async.batch.api import TransportBatchApi
 from ksef_async.batch.engine import BatchSender, SendConfig
 from ksef_async.batch.resume import default_state_dir
 from ksef_async.cli._app import app
@@ -95,9 +94,7 @@ def demo(
             )
             async with client:
                 with BatchProgress(console) as progress:
-                    sender = BatchSender(
-                        TransportBatchApi.from_client(client), directory, config, on_event=progress.handle
-                    )
+                    sender = BatchSender(client, directory, config, on_event=progress.handle)
                     run = await run_interruptible(lambda: sender.send(items), directory)
         if run.report is not None:
             timings = {"generate": round(generated, 6), **run.report.timings}

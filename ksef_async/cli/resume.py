@@ -7,7 +7,6 @@ from typing import Annotated
 
 from cyclopts import Parameter
 
-from ksef_async.batch.api import TransportBatchApi
 from ksef_async.batch.engine import BatchSender, SendConfig
 from ksef_async.cli._app import app
 from ksef_async.cli._connection import EXIT_LOCAL_IO, EXIT_USAGE, Connection, run_async
@@ -75,7 +74,7 @@ def resume(
     async def main() -> BatchRun:
         async with connection.client(ClientConfig(storage_connections=concurrency)) as client:
             with BatchProgress(console) as progress:
-                sender = BatchSender(TransportBatchApi.from_client(client), state_dir, config, on_event=progress.handle)
+                sender = BatchSender(client, state_dir, config, on_event=progress.handle)
                 return await run_interruptible(sender.resume, state_dir)
 
     needed = record_of(connection).needed_secret()

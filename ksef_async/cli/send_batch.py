@@ -22,7 +22,6 @@ import attrs
 from rich.console import Console
 
 from ksef_async.batch import PLAN_FILE
-from ksef_async.batch.api import TransportBatchApi
 from ksef_async.batch.engine import BatchSender, SendConfig
 from ksef_async.batch.reconcile import BatchReport
 from ksef_async.batch.resume import default_state_dir
@@ -162,8 +161,7 @@ def send_batch(
             if not (directory / PLAN_FILE).exists():  # a directory holding a batch keeps its record (send refuses it)
                 remember(directory, record_of(connection))
             with BatchProgress(out) as progress:
-                api = TransportBatchApi.from_client(client, features=features)
-                sender = BatchSender(api, directory, config, on_event=progress.handle)
+                sender = BatchSender(client, directory, config, on_event=progress.handle, features=features)
                 return await run_interruptible(lambda: sender.send([str(f) for f in files]), directory)
 
     return run_async(

@@ -23,6 +23,8 @@ __all__ = ["CONTINUATION_HEADER", "Resource", "decode_json", "poll_until", "stru
 
 T = TypeVar("T")
 P = TypeVar("P")
+Params = Mapping[str, str | int] | list[tuple[str, str | int]]
+"""Query parameters of one request (a list of pairs repeats a name)."""
 
 CONTINUATION_HEADER = "x-continuation-token"
 """Request header that asks for the page after the one whose body carried this ``continuationToken``."""
@@ -108,11 +110,66 @@ class Resource:
         """The ``X-System-Warning`` log of the transport this resource sends through."""
         return self._api.system_warnings
 
-    async def _send(self, op_id: str, **kwargs: Any) -> ApiResponse:
-        return await self._api.request(operation(op_id), **kwargs)
+    async def _send(
+        self,
+        op_id: str,
+        *,
+        path_params: Mapping[str, str] | None = None,
+        params: Params | None = None,
+        json_body: Any = None,
+        content: bytes | None = None,
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        bearer: str | None = None,
+        idempotent: bool | None = None,
+        reference_number: str | None = None,
+    ) -> ApiResponse:
+        """Send operation ``op_id`` (the arguments are `ApiTransport.request`'s); return the successful response."""
+        return await self._api.request(
+            operation(op_id),
+            path_params=path_params,
+            params=params,
+            json_body=json_body,
+            content=content,
+            content_type=content_type,
+            headers=headers,
+            bearer=bearer,
+            idempotent=idempotent,
+            reference_number=reference_number,
+        )
 
-    async def _get_model(self, op_id: str, model: type[T], **kwargs: Any) -> T:
-        response = await self._send(op_id, **kwargs)
+    async def _get_model(
+        self,
+        op_id: str,
+        model: type[T],
+        *,
+        path_params: Mapping[str, str] | None = None,
+        params: Params | None = None,
+        json_body: Any = None,
+        content: bytes | None = None,
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        bearer: str | None = None,
+        idempotent: bool | None = None,
+        reference_number: str | None = None,
+    ) -> T:
+        """Send operation ``op_id`` and return its JSON body structured as ``model``.
+
+        Raises:
+            ResponseFormatError: The body is not JSON or does not match ``model`` (a `ProtocolError`).
+        """
+        response = await self._send(
+            op_id,
+            path_params=path_params,
+            params=params,
+            json_body=json_body,
+            content=content,
+            content_type=content_type,
+            headers=headers,
+            bearer=bearer,
+            idempotent=idempotent,
+            reference_number=reference_number,
+        )
         return structure_response(op_id, decode_json(op_id, response), model)
 
     def _structure(self, op_id: str, response: ApiResponse, model: type[T]) -> T:
@@ -128,15 +185,18 @@ class Resource:
         op_id: str,
         model: type[P],
         *,
-        params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
+        params: Params | None = None,
         path_params: Mapping[str, str] | None = None,
+        reference_number: str | None = None,
     ) -> AsyncIterator[P]:
         """Yield every page of a list operation, following ``continuationToken`` (absent or empty: last page)."""
         token: str | None = None
         guard = PageGuard(op_id)
         while True:
             headers = {CONTINUATION_HEADER: token} if token else None
-            response = await self._send(op_id, params=params, path_params=path_params, headers=headers)
+            response = await self._send(
+                op_id, params=params, path_params=path_params, headers=headers, reference_number=reference_number
+            )
             body = decode_json(op_id, response)
             page = structure_response(op_id, body, model)
             token = body.get("continuationToken") if isinstance(body, dict) else None

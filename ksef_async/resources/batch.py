@@ -72,6 +72,22 @@ class BatchResource(Resource):
 
         return await with_key_rotation(self._security, KEY_USAGE_SYMMETRIC, attempt, what="post_sessions_batch")
 
+    async def open_prepared(
+        self, request: OpenBatchSessionRequest, *, features: Iterable[str] | None = None
+    ) -> OpenBatchSessionResponse:
+        """``POST /sessions/batch`` with an ``encryption`` built when the parts were encrypted (the batch engine).
+
+        The parts are already encrypted under the key that ``request.encryption`` wraps, so it is sent as it is
+        (no re-wrapping, hence no 21470 retry here). ``features`` are sent as ``X-KSeF-Feature`` together with the
+        client's ``ClientConfig.features``. Not retried blindly: an unanswered open may have created a session.
+        """
+        return await self._get_model(
+            "post_sessions_batch",
+            OpenBatchSessionResponse,
+            json_body=unstructure(request),
+            headers=feature_headers(self._features, features),
+        )
+
     async def close(self, reference_number: str) -> None:
         """``POST /sessions/batch/{referenceNumber}/close``: every part is uploaded; KSeF starts processing."""
         await self._send(

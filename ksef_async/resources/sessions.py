@@ -115,7 +115,11 @@ class SessionsResource(Resource):
     ) -> AsyncIterator[SessionInvoiceStatusResponse]:
         params = None if page_size is None else {"pageSize": page_size}
         async for page in self._pages(
-            op_id, SessionInvoicesResponse, params=params, path_params={"referenceNumber": reference_number}
+            op_id,
+            SessionInvoicesResponse,
+            params=params,
+            path_params={"referenceNumber": reference_number},
+            reference_number=reference_number,
         ):
             for item in page.invoices:
                 yield item

@@ -14,6 +14,9 @@ subject type:
    limit), else ``permanentStorageHwmDate``; repeat from 1 while the package was truncated or the window ended
    below the HWM.
 
+Steps 1 and 4 (windows, checkpoint moves, budget, the 21182 waits) are the pure machine of
+`ksef_async.core.sync_machine`; this module exports, writes and saves what it commands.
+
 A crash anywhere leaves the checkpoint at or before the first invoice not durably written, so a re-run exports
 that range again and the KSeF-number check skips what is already on disk: nothing lost, nothing written twice.
 Windows share their boundary instants (inclusive ranges), which the same check absorbs. Status 420 (``from``
@@ -32,7 +35,7 @@ import datetime as dt
 import json
 import os
 import time
-from collections.abc import AsyncIterable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,9 +46,24 @@ from ksef_async._private_files import append_private, private_dir, sync_director
 from ksef_async.core.codes import ExceptionCode, ExportStatus
 from ksef_async.core.polling import Backoff
 from ksef_async.core.safepath import safe_join
+from ksef_async.core.sync_machine import (
+    Busy,
+    Event,
+    Export,
+    Exported,
+    Next,
+    NothingNew,
+    Phase,
+    SaveCheckpoint,
+    Stop,
+    StopReason,
+    SubjectSync,
+    Wait,
+    step,
+)
 from ksef_async.core.system_warnings import WarningTally
-from ksef_async.core.windows import require_aware, window_end
-from ksef_async.errors import BadRequestError, ConfigurationError, ExportFailedError, IntegrityError, ProtocolError
+from ksef_async.core.windows import require_aware
+from ksef_async.errors import BadRequestError, ConfigurationError, ExportFailedError
 from ksef_async.models import (
     CompressionType,
     InvoiceQueryDateRange,
@@ -80,10 +98,6 @@ FROM_AFTER_HWM_STATUS = ExportStatus.FROM_AFTER_HWM
 EXPORTS_IN_PROGRESS = ExceptionCode.EXPORTS_IN_PROGRESS
 """KSeF exception code: 10 exports already in progress in this context."""
 _WRITE_BATCH = 256
-_WINDOW_MARGIN = dt.timedelta(minutes=1)
-_HWM_PRECISION = dt.timedelta(seconds=1)
-"""KSeF (and the simulator) report dates to the millisecond: a package HWM this close to the window's ``to`` is
-that ``to`` (the window is done, the next one follows), not the global mark."""
 
 
 class CheckpointStore(Protocol):
@@ -344,7 +358,21 @@ async def _write_all(
         await flush()
 
 
-async def sync_invoices(  # noqa: C901, PLR0912, PLR0915
+@attrs.define
+class _Run:
+    """What every subject type of one `sync_invoices` run shares: where to write, how to export, the clocks."""
+
+    retrieval: RetrievalResource
+    directory: InvoiceDirectory
+    checkpoints: CheckpointStore
+    export_options: dict[str, Any]
+    on_progress: ProgressCallback | None
+    now: Callable[[], dt.datetime]
+    monotonic: Callable[[], float]
+    sleep: Callable[[float], Awaitable[None]]
+
+
+async def sync_invoices(  # long only by its documented keywords: the logic is _sync_subject's and the machine's
     retrieval: RetrievalResource,
     outdir: Path,
     *,
@@ -362,8 +390,13 @@ async def sync_invoices(  # noqa: C901, PLR0912, PLR0915
     busy_retries: int = 60,
     on_progress: ProgressCallback | None = None,
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> SyncReport:
     """Bring ``outdir`` up to the High Water Mark for each subject type (see the module docstring).
+
+    The decisions (windows, checkpoint moves, budget, 21182) are `ksef_async.core.sync_machine`'s; this loop
+    exports, writes and saves what it says.
 
     Args:
         retrieval: ``client.retrieval``.
@@ -382,6 +415,8 @@ async def sync_invoices(  # noqa: C901, PLR0912, PLR0915
         busy_retries: Give up after this many 21182 answers in a row (`ProtocolError`).
         on_progress: Called after each batch of invoices is written.
         now: Current time (decides whether a window reaches the present).
+        monotonic: Monotonic clock (elapsed and waited seconds in the report).
+        sleep: Async sleep for the 21182 waits (tests inject a fake).
 
     Raises:
         NaiveDateTimeError: ``since`` has no UTC offset (checked before anything is sent).
@@ -391,110 +426,39 @@ async def sync_invoices(  # noqa: C901, PLR0912, PLR0915
     """
     if since is not None:
         since = require_aware(since, "since")
-    started = time.monotonic()
-    directory = await asyncio.to_thread(InvoiceDirectory, outdir, fsync=fsync)
-    checkpoints = store or JsonCheckpointStore(outdir / CHECKPOINT_FILE)
+    started = monotonic()
+    run = _Run(
+        retrieval,
+        await asyncio.to_thread(InvoiceDirectory, outdir, fsync=fsync),
+        store or JsonCheckpointStore(outdir / CHECKPOINT_FILE),
+        {
+            "compression": compression,
+            "workdir": workdir,
+            "concurrency": concurrency,
+            "max_wait": max_wait,
+            "backoff": backoff,
+        },
+        on_progress,
+        now,
+        monotonic,
+        sleep,
+    )
     report = SyncReport()
     seen_warnings = retrieval.system_warnings.recorder()
     budget = export_budget
-    busy = 0
     for subject_value in subject_types:
         subject = str(subject_value)
         sub = SubjectReport(subject)
         report.subjects.append(sub)
-        checkpoint = await asyncio.to_thread(checkpoints.load, subject)
+        checkpoint = await asyncio.to_thread(run.checkpoints.load, subject)
         if checkpoint is None:
             if since is None:
-                raise ConfigurationError(f"{subject}: no checkpoint yet in {checkpoints!r}: give 'since' (--since)")
+                raise ConfigurationError(f"{subject}: no checkpoint yet in {run.checkpoints!r}: give 'since' (--since)")
             checkpoint = since
         sub.checkpoint_before = sub.checkpoint_after = checkpoint
-        while True:
-            if budget is not None and budget <= 0:
-                sub.stopped_by_budget = True
-                logger.info("export budget spent: stopping", extra=extras(subject_type=subject))
-                break
-            end = window_end(checkpoint) - _WINDOW_MARGIN
-            end = end.replace(microsecond=end.microsecond // 1000 * 1000)  # KSeF's precision: the HWM comes back equal
-            to = None if end >= now() else end
-            filters = InvoiceQueryFilters(
-                subject_type=subject,
-                date_range=InvoiceQueryDateRange(
-                    date_type=InvoiceQueryDateType.PERMANENT_STORAGE,
-                    from_=checkpoint,
-                    to=to,
-                    restrict_to_permanent_storage_hwm_date=True,
-                ),
-            )
-            asked = time.monotonic()
-            accepted: list[float] = []
-
-            def on_started(reference: str, accepted: list[float] = accepted, sub: SubjectReport = sub) -> None:
-                accepted.append(time.monotonic())
-                sub.reference_numbers.append(reference)
-
-            try:
-                async with export_invoices(
-                    retrieval,
-                    filters,
-                    compression=compression,
-                    workdir=workdir,
-                    concurrency=concurrency,
-                    max_wait=max_wait,
-                    backoff=backoff,
-                    on_started=on_started,
-                ) as package:
-                    busy = 0
-                    sub.exports += 1
-                    sub.waited_seconds += accepted[0] - asked
-                    await _write_all(directory, package.invoices(), subject, sub, on_progress)
-                    info = package.package
-            except ExportFailedError as exc:
-                if accepted:
-                    sub.exports += 1
-                    sub.waited_seconds += accepted[0] - asked
-                if exc.code == FROM_AFTER_HWM_STATUS:
-                    sub.up_to_date = True
-                    logger.info("nothing final after the checkpoint yet (420)", extra=extras(subject_type=subject))
-                    break
-                raise
-            except BadRequestError as exc:
-                if not exc.has_code(EXPORTS_IN_PROGRESS):
-                    raise
-                busy += 1
-                if busy > busy_retries:
-                    raise ProtocolError(
-                        f"{subject}: KSeF answered 21182 (10 exports in progress) {busy} times in a row: giving up"
-                    ) from None
-                logger.warning("10 exports in progress (21182): waiting", extra=extras(wait=busy_wait))
-                await asyncio.sleep(busy_wait)
-                continue
-            finally:
-                if budget is not None and accepted:
-                    budget -= 1
-            if info.is_truncated:
-                sub.truncated_packages += 1
-                following = info.last_permanent_storage_date
-                if following is None:
-                    raise IntegrityError(f"{subject}: truncated package without lastPermanentStorageDate")
-                if aware(following) <= checkpoint:
-                    raise IntegrityError(
-                        f"{subject}: a full package shares one permanent-storage date ({following.isoformat()}): the "
-                        "checkpoint cannot advance"
-                    )
-            else:
-                following = info.permanent_storage_hwm_date
-                if following is None:
-                    raise IntegrityError(f"{subject}: package without permanentStorageHwmDate")
-            following = aware(following)
-            if following > checkpoint:
-                # Invoices are durably on disk and indexed: only now may the checkpoint move past them.
-                await asyncio.to_thread(checkpoints.save, subject, following)
-                checkpoint = following
-                sub.checkpoint_after = following
-            reached_hwm = not info.is_truncated and (to is None or following < to - _HWM_PRECISION)
-            if reached_hwm:
-                break
-    report.elapsed_seconds = time.monotonic() - started
+        state = SubjectSync(subject, checkpoint, budget, busy_wait=busy_wait, busy_retries=busy_retries)
+        budget = await _sync_subject(run, state, sub)
+    report.elapsed_seconds = monotonic() - started
     with seen_warnings:
         report.system_warnings, report.system_warning_count = seen_warnings.tallies(), seen_warnings.total
     logger.info(
@@ -502,3 +466,74 @@ async def sync_invoices(  # noqa: C901, PLR0912, PLR0915
         extra=extras(exports=report.exports, written=report.invoices_written, skipped=report.duplicates_skipped),
     )
     return report
+
+
+async def _sync_subject(run: _Run, state: SubjectSync, sub: SubjectReport) -> int | None:
+    """Drive one subject type's `SubjectSync` to done: carry out its commands, feed it their outcomes.
+
+    Returns:
+        The export budget left for the next subject type.
+    """
+    event: Event = Next(run.now())
+    while True:
+        state, commands = step(state, event)
+        for command in commands:
+            if isinstance(command, SaveCheckpoint):
+                # Invoices are durably on disk and indexed: only now may the checkpoint move past them.
+                await asyncio.to_thread(run.checkpoints.save, sub.subject_type, command.checkpoint)
+                sub.checkpoint_after = command.checkpoint
+            elif isinstance(command, Wait):
+                logger.warning("10 exports in progress (21182): waiting", extra=extras(wait=command.seconds))
+                await run.sleep(command.seconds)
+            elif isinstance(command, Stop):
+                sub.stopped_by_budget = command.reason is StopReason.BUDGET
+                sub.up_to_date = command.reason is StopReason.UP_TO_DATE
+                if command.reason is not StopReason.HWM:
+                    logger.info(
+                        "sync stopped", extra=extras(subject_type=sub.subject_type, reason=command.reason.value)
+                    )
+            else:
+                event = await _export(run, command, sub)
+        if state.phase is Phase.DONE:
+            return state.budget
+        if state.phase is Phase.READY:
+            event = Next(run.now())
+
+
+async def _export(run: _Run, command: Export, sub: SubjectReport) -> Event:
+    """Run one export of ``command``'s window, write its invoices; return what it came to (the machine's event)."""
+    filters = InvoiceQueryFilters(
+        subject_type=sub.subject_type,
+        date_range=InvoiceQueryDateRange(
+            date_type=InvoiceQueryDateType.PERMANENT_STORAGE,
+            from_=command.from_,
+            to=command.to,
+            restrict_to_permanent_storage_hwm_date=True,
+        ),
+    )
+    asked = run.monotonic()
+    accepted: list[float] = []
+
+    def on_started(reference: str) -> None:
+        accepted.append(run.monotonic())
+        sub.reference_numbers.append(reference)
+        sub.exports += 1
+        sub.waited_seconds += accepted[0] - asked
+
+    try:
+        async with export_invoices(run.retrieval, filters, on_started=on_started, **run.export_options) as package:
+            await _write_all(run.directory, package.invoices(), sub.subject_type, sub, run.on_progress)
+            info = package.package
+    except ExportFailedError as exc:
+        if exc.code != FROM_AFTER_HWM_STATUS:
+            raise
+        logger.info("nothing final after the checkpoint yet (420)", extra=extras(subject_type=sub.subject_type))
+        return NothingNew(accepted=bool(accepted))
+    except BadRequestError as exc:
+        if not exc.has_code(EXPORTS_IN_PROGRESS):
+            raise
+        return Busy()
+    if info.is_truncated:
+        sub.truncated_packages += 1
+    last, hwm = info.last_permanent_storage_date, info.permanent_storage_hwm_date
+    return Exported(info.is_truncated, None if last is None else aware(last), None if hwm is None else aware(hwm))

@@ -164,7 +164,7 @@ class ApiTransport:
 
     Args:
         base_url: The API base, e.g. ``https://api-test.ksef.mf.gov.pl/v2`` (no trailing slash needed).
-        session: The pooled API session (owned by the caller).
+        session: The pooled API session (owned by the caller); ``None`` until the owner opens one and `bind` s it.
         limiter: The shared rate limiter of the (environment, context) pair.
         retry: Retry policy.
         tokens: Where the access token comes from; None for a transport used only for public operations.
@@ -173,13 +173,13 @@ class ApiTransport:
     def __init__(
         self,
         base_url: str,
-        session: aiohttp.ClientSession,
+        session: aiohttp.ClientSession | None,
         limiter: RateLimiter,
         retry: RetryPolicy,
         tokens: TokenSource | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._session = session
+        self._bound = session
         self.limiter = limiter
         self.retry = retry
         self.tokens = tokens
@@ -192,6 +192,16 @@ class ApiTransport:
 
     def __repr__(self) -> str:
         return f"ApiTransport(base_url={self.base_url!r})"
+
+    @property
+    def _session(self) -> aiohttp.ClientSession:
+        if self._bound is None:
+            raise ConfigurationError("the client is not open: use 'async with KsefClient(...)'")
+        return self._bound
+
+    def bind(self, session: aiohttp.ClientSession | None) -> None:
+        """Send through ``session`` from now on (``None``: its owner closed it, and calls raise until rebound)."""
+        self._bound = session
 
     def url_for(self, op: Operation, path_params: Mapping[str, str]) -> str:
         """Return the absolute URL of ``op`` with its path parameters filled in (percent-encoded)."""
@@ -239,6 +249,7 @@ class ApiTransport:
             AmbiguousRequestError: A call that may have taken effect got no clear answer (connection lost after
                 sending, timeout, or 5xx); check the state before repeating it.
         """
+        self._session  # noqa: B018 - raises ConfigurationError before a token or a rate-limit slot is taken
         if idempotent is None:
             idempotent = op.method in _IDEMPOTENT_METHODS or op.operation_id in SAFE_POSTS
         headers_out = CIMultiDict({"X-Error-Format": "problem-details", "Accept": "application/json"})

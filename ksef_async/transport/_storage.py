@@ -13,7 +13,7 @@ import attrs
 
 from ksef_async._logging import extras, get_logger
 from ksef_async.core.redact import redact_url
-from ksef_async.errors import IntegrityError, TransportError, api_error_from_response
+from ksef_async.errors import ConfigurationError, IntegrityError, TransportError, api_error_from_response
 from ksef_async.transport._limits import MAX_DOWNLOAD_BODY, MAX_ERROR_BODY, read_limited
 
 __all__ = ["HASH_HEADER", "StorageStream", "StorageTransport", "check_hash"]
@@ -41,14 +41,25 @@ class StorageTransport:
     Part uploads and these downloads are not rate-limited by KSeF, so nothing here touches the limiter.
 
     Args:
-        session: The storage session (its own connection limit and connect/read timeouts; owned by the caller).
+        session: The storage session (its own connection limit and connect/read timeouts; owned by the caller);
+            ``None`` until the owner opens one and `bind` s it.
     """
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self._session = session
+    def __init__(self, session: aiohttp.ClientSession | None) -> None:
+        self._bound = session
 
     def __repr__(self) -> str:
         return "StorageTransport()"
+
+    @property
+    def _session(self) -> aiohttp.ClientSession:
+        if self._bound is None:
+            raise ConfigurationError("the client is not open: use 'async with KsefClient(...)'")
+        return self._bound
+
+    def bind(self, session: aiohttp.ClientSession | None) -> None:
+        """Send through ``session`` from now on (``None``: its owner closed it, and calls raise until rebound)."""
+        self._bound = session
 
     async def upload(
         self,

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from ksef_async.auth import KsefTokenCredentials
-from ksef_async.batch.api import TransportBatchApi
 from ksef_async.batch.engine import BatchSender, SendConfig
 from ksef_async.batch.events import BatchEvent
 from ksef_async.client import ClientConfig, KsefClient
@@ -51,11 +50,10 @@ async def sender_for(
     async with KsefClient(
         sim.base_url, credentials=KsefTokenCredentials(TOKEN), context=NIP, config=client_config
     ) as client:
-        api = TransportBatchApi.from_client(client)
         if now is None:
-            yield BatchSender(api, state_dir, cfg, on_event=on_event)
+            yield BatchSender(client, state_dir, cfg, on_event=on_event)
         else:
-            yield BatchSender(api, state_dir, cfg, on_event=on_event, now=now)
+            yield BatchSender(client, state_dir, cfg, on_event=on_event, now=now)
 
 
 def accepted_per_number(sim: KsefSimulator) -> Counter[str]:

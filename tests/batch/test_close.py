@@ -4,25 +4,36 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO, cast
 
 import pytest
 
-from ksef_async.batch.engine import BatchSender
+from ksef_async.batch.engine import BatchClient, BatchSender
 from ksef_async.core.crypto import KEY_USAGE_SYMMETRIC, MfPublicKey, b64
+from ksef_async.core.system_warnings import SystemWarningLog
 from ksef_async.errors import AmbiguousRequestError, ApiErrorDetail, BadRequestError
+from ksef_async.models import (
+    OpenBatchSessionRequest,
+    OpenBatchSessionResponse,
+    PartUploadRequest,
+    SessionInvoiceStatusResponse,
+    SessionStatusResponse,
+)
+from ksef_async.models.converter import structure
 from ksef_async.testing.invoices import InvoiceFactory
 from ksef_async.testing.simulator.keys import MfKey
 
 from .conftest import NIP, fast_config
 
 pytestmark = pytest.mark.anyio
+NOW = "2026-01-01T00:00:00+00:00"
 
 
 class ScriptedApi:
-    """`BatchApi` whose close answers follow a script; the session is open (100) until a close takes effect."""
+    """The client's resources, typed, whose close answers follow a script; the session is open (100) until a close
+    takes effect."""
 
     def __init__(self, close_script: list[str], invoices: list[tuple[str, bytes]], *, refuse_uploads: int = 0) -> None:
         mf = MfKey.generate(KEY_USAGE_SYMMETRIC, bits=2048, now=dt.datetime.now(dt.UTC))
@@ -35,42 +46,48 @@ class ScriptedApi:
             raw["publicKeyId"],
         )
         self.script = list(close_script)
-        self.invoices = [(name, b64(hashlib.sha256(data).digest())) for name, data in invoices]
+        self.invoices_sent = [(name, b64(hashlib.sha256(data).digest())) for name, data in invoices]
         self.closed = False
         self.close_calls = 0
         self.uploads = 0
         self.opens = 0
         self.refuse_uploads = refuse_uploads
 
-    async def public_key(self) -> MfPublicKey:
+        self.system_warnings = SystemWarningLog()
+        # One object stands in for every resource the engine uses.
+        self.batch = self.sessions = self.security = self.limits = self
+
+    async def public_key(self, usage: str) -> MfPublicKey:
+        assert usage == KEY_USAGE_SYMMETRIC
         return self.key
 
-    async def batch_limits(self) -> Mapping[str, Any] | None:
-        return None
-
-    async def open_batch(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
-        parts = body["batchFile"]["fileParts"]
+    async def open_prepared(
+        self, request: OpenBatchSessionRequest, *, features: Iterable[str] | None = None
+    ) -> OpenBatchSessionResponse:
         self.opens += 1
-        return {
-            "referenceNumber": "20260101-SB-0000000000-0000000000-00",
-            "partUploadRequests": [
-                {"ordinalNumber": p["ordinalNumber"], "method": "PUT", "url": f"https://s/{p['ordinalNumber']}?sig=S",
-                 "headers": {"x-ms-blob-type": "BlockBlob"}}
-                for p in parts
-            ],
-        }  # fmt: skip
+        return structure(
+            {
+                "referenceNumber": "20260101-SB-0000000000-0000000000-00",
+                "partUploadRequests": [
+                    {"ordinalNumber": p.ordinal_number, "method": "PUT",
+                     "url": f"https://s/{p.ordinal_number}?sig=S", "headers": {"x-ms-blob-type": "BlockBlob"}}
+                    for p in request.batch_file.file_parts
+                ],
+            },
+            OpenBatchSessionResponse,
+        )  # fmt: skip
 
-    async def upload_part(
-        self, method: str, url: str, headers: Mapping[str, str | None], body: BinaryIO, size: int
-    ) -> None:
-        assert method == "PUT"
+    async def upload_part(self, request: PartUploadRequest, body: bytes | BinaryIO, size: int) -> int:
+        assert request.method == "PUT"
+        assert not isinstance(body, bytes)
         assert len(body.read()) == size
         if self.refuse_uploads:
             self.refuse_uploads -= 1
             raise BadRequestError(400, [ApiErrorDetail(None, "InvalidHeaderValue")])
         self.uploads += 1
+        return 201
 
-    async def close_batch(self, reference_number: str) -> None:
+    async def close(self, reference_number: str) -> None:
         self.close_calls += 1
         step = self.script.pop(0)
         if step in {"ok", "lost-after"}:
@@ -80,34 +97,56 @@ class ScriptedApi:
         if step == "21205":
             raise BadRequestError(400, [ApiErrorDetail(21205, "a declared part was not uploaded")])
 
-    async def session_status(self, reference_number: str) -> Mapping[str, Any]:
+    async def status(self, reference_number: str) -> SessionStatusResponse:
         code = 200 if self.closed else 100
-        return {"status": {"code": code, "description": f"status {code}"}, "upo": {"pages": []}}
+        return structure(
+            {
+                "status": {"code": code, "description": f"status {code}"},
+                "dateCreated": NOW,
+                "dateUpdated": NOW,
+                "upo": {"pages": []},
+            },
+            SessionStatusResponse,
+        )
 
-    async def session_invoices(
-        self, reference_number: str, *, failed: bool = False
-    ) -> AsyncIterator[Mapping[str, Any]]:
-        if failed or not self.closed:
+    async def invoices(
+        self, reference_number: str, *, page_size: int | None = None
+    ) -> AsyncIterator[SessionInvoiceStatusResponse]:
+        if not self.closed:
             return
-        for number, (name, sha) in enumerate(self.invoices):
-            yield {"invoiceFileName": name, "invoiceHash": sha, "ksefNumber": f"K{number}",
-                   "status": {"code": 200, "description": "ok"}}  # fmt: skip
+        for number, (name, sha) in enumerate(self.invoices_sent):
+            yield structure(
+                {"ordinalNumber": number + 1, "referenceNumber": f"R{number}", "invoiceFileName": name,
+                 "invoiceHash": sha, "ksefNumber": f"K{number}", "invoicingDate": NOW,
+                 "status": {"code": 200, "description": "ok"}},
+                SessionInvoiceStatusResponse,
+            )  # fmt: skip
 
-    async def download(self, url: str) -> bytes:
+    async def failed_invoices(
+        self, reference_number: str, *, page_size: int | None = None
+    ) -> AsyncIterator[SessionInvoiceStatusResponse]:
+        return
+        yield  # an async generator that yields nothing
+
+    async def download_upo(self, url: str) -> bytes:
         raise AssertionError("no UPO pages are listed")
 
-    async def session_upo(self, reference_number: str, upo_reference_number: str) -> bytes:
+    async def upo(self, reference_number: str, upo_reference_number: str) -> bytes:
         raise AssertionError("no UPO pages are listed")
+
+
+def _sender(api: ScriptedApi, tmp_path: Path) -> BatchSender:
+    async def no_wait(_seconds: float) -> None:
+        return None
+
+    config = fast_config(use_context_limits=False)
+    return BatchSender(cast("BatchClient", api), tmp_path / "state", config, sleep=no_wait)
 
 
 async def _send(tmp_path: Path, script: list[str]) -> tuple[ScriptedApi, bool]:
     items = list(InvoiceFactory(NIP, seed=51, size_kb=4).iter(5))
     api = ScriptedApi(script, items)
-
-    async def no_wait(_seconds: float) -> None:
-        return None
-
-    sender = BatchSender(api, tmp_path / "state", fast_config(), sleep=no_wait)
+    sender = _sender(api, tmp_path)
     report = await sender.send(items)
     return api, report.all_accepted
 
@@ -133,18 +172,14 @@ async def test_close_racing_the_last_part_21205_is_retried(tmp_path: Path) -> No
 async def test_a_session_failed_mid_upload_is_finished_by_resume(tmp_path: Path) -> None:
     items = list(InvoiceFactory(NIP, seed=52, size_kb=4).iter(5))
     api = ScriptedApi(["ok"], items, refuse_uploads=1)
-
-    async def no_wait(_seconds: float) -> None:
-        return None
-
-    first = await BatchSender(api, tmp_path / "state", fast_config(), sleep=no_wait).send(items)
+    first = await _sender(api, tmp_path).send(items)
     assert not first.all_accepted
     assert {e.outcome for e in first.entries} == {"unknown"}
     error = first.entries[0].error
     assert error is not None
     assert "BadRequestError" in str(error["description"])
     assert api.close_calls == 0  # a session with a missing part is never closed
-    again = await BatchSender(api, tmp_path / "state", fast_config(), sleep=no_wait).resume()
+    again = await _sender(api, tmp_path).resume()
     assert again.all_accepted
     assert api.opens == 1  # the same session, still open and in its window, was finished
     assert api.close_calls == 1

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 import anyio
 import anyio.to_thread
@@ -14,13 +14,13 @@ import pytest
 from rich.console import Console
 
 from ksef_async.auth import KsefTokenCredentials
-from ksef_async.batch.api import TransportBatchApi
-from ksef_async.batch.engine import BatchSender
+from ksef_async.batch.engine import BatchClient, BatchSender
 from ksef_async.batch.events import BatchEvent, PartUploaded
 from ksef_async.cli._connection import Connection
 from ksef_async.cli.send_batch import send_batch
 from ksef_async.client import KsefClient
 from ksef_async.errors import InvoiceError
+from ksef_async.models import PartUploadRequest
 from ksef_async.testing.invoices import InvoiceFactory
 from ksef_async.testing.simulator import KsefSimulator
 
@@ -160,22 +160,36 @@ async def test_stop_after_a_session_was_opened_leaves_it_unclosed(
     assert not (state / "plan.json").exists()
 
 
-class _HeldUploads(TransportBatchApi):
-    """Holds every part upload until the spool files are gone (or the upload is cancelled), and records it."""
+class _HeldUploads:
+    """``client.batch`` whose part uploads are held until the spool files are gone (or cancelled), and recorded."""
 
-    def hold(self, state_dir: Path) -> None:
+    def __init__(self, client: KsefClient, state_dir: Path) -> None:
+        self._batch = client.batch
         self.state_dir = state_dir
         self.uploading = anyio.Event()
         self.outlived_spool: list[str] = []
 
-    async def upload_part(
-        self, method: str, url: str, headers: Mapping[str, str | None], body: BinaryIO, size: int
-    ) -> None:
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._batch, name)
+
+    async def upload_part(self, request: PartUploadRequest, body: bytes | BinaryIO, size: int) -> int:
         self.uploading.set()
         # Polls the directory: deletion has no event to wait on.
         while any(self.state_dir.glob("*.aes")):  # noqa: ASYNC110
             await anyio.sleep(0.01)
-        self.outlived_spool.append(url.split("?", maxsplit=1)[0])
+        self.outlived_spool.append(request.url.split("?", maxsplit=1)[0])
+        return 201
+
+
+class _HeldClient:
+    """The client's resources, with `_HeldUploads` as ``batch``."""
+
+    def __init__(self, client: KsefClient, batch: _HeldUploads) -> None:
+        self.batch = batch
+        self.sessions = client.sessions
+        self.security = client.security
+        self.limits = client.limits
+        self.system_warnings = client.system_warnings
 
 
 async def test_stop_cancels_uploads_before_the_spool_is_deleted(
@@ -186,9 +200,7 @@ async def test_stop_cancels_uploads_before_the_spool_is_deleted(
     factory = InvoiceFactory(NIP, seed=35, size_kb=4)
     state = tmp_path / "state"
     async with KsefClient(sim.base_url, credentials=KsefTokenCredentials(TOKEN), context=NIP) as client:
-        api = _HeldUploads.from_client(client)
-        assert isinstance(api, _HeldUploads)
-        api.hold(state)
+        api = _HeldUploads(client, state)
 
         async def invoices() -> AsyncIterator[tuple[str, bytes]]:
             # Valid invoices until a part upload of session 1 is in flight; then the bad one.
@@ -199,7 +211,9 @@ async def test_stop_cancels_uploads_before_the_spool_is_deleted(
                 await anyio.sleep(0.005)
             yield "zz-broken.xml", b"<Faktura>"
 
-        sender = BatchSender(api, state, fast_config(part_size=10_000, concurrency=1))
+        sender = BatchSender(
+            cast("BatchClient", _HeldClient(client, api)), state, fast_config(part_size=10_000, concurrency=1)
+        )
         with anyio.fail_after(30), pytest.raises(InvoiceError):
             await sender.send(invoices())
     assert api.uploading.is_set()

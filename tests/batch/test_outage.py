@@ -13,7 +13,6 @@ import anyio
 import pytest
 
 from ksef_async.auth import KsefTokenCredentials
-from ksef_async.batch.api import TransportBatchApi
 from ksef_async.batch.engine import BatchSender
 from ksef_async.batch.events import BatchEvent, OutageWaiting
 from ksef_async.client import ClientConfig, KsefClient
@@ -63,8 +62,7 @@ async def outage_sender(
         context=DEFAULT_NIP,
         config=ClientConfig(retry=FAST_RETRY),
     ) as client:
-        api = TransportBatchApi.from_client(client)
-        yield BatchSender(api, state_dir, fast_config(), on_event=on_event, outage=guard)
+        yield BatchSender(client, state_dir, fast_config(), on_event=on_event, outage=guard)
 
 
 def fail_at_first_upload(sim: KsefSimulator, events: list[BatchEvent]) -> Callable[[BatchEvent], None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import stat
 from pathlib import Path
@@ -20,14 +21,16 @@ from ksef_async.batch.resume import (
 )
 from ksef_async.batch.upload import PartRequest
 from ksef_async.core.plan import BatchPlan, FormKey, InvoiceEntry, OutcomeStatus, SessionPlan
-from ksef_async.errors import ConfigurationError, InvoiceProblem
+from ksef_async.errors import ConfigurationError, InvoiceProblem, ProtocolError
+from ksef_async.models import SessionInvoiceStatusResponse
+from ksef_async.models.converter import structure
 
 FA3 = FormKey("FA (3)", "1-0E", "FA")
 SIGNED = "https://storage.example/batch-parts/1?sv=2025&se=2026-01-01T00%3A00%3A00Z&sp=w&sig=SECRETSIG"
 
 
 def _session() -> SessionPlan:
-    invoices = tuple(InvoiceEntry(f"f{i}.xml", f"hash{i}", 100, FA3) for i in range(3))
+    invoices = tuple(InvoiceEntry(f"f{i}.xml", _hash(f"hash{i}"), 100, FA3) for i in range(3))
     return SessionPlan(1, FA3, invoices, reference_number="20260101-SB-X")
 
 
@@ -35,19 +38,36 @@ def _status(code: int, **extra: object) -> dict[str, object]:
     return {"code": code, "description": f"d{code}", **extra}
 
 
+def _hash(text: str) -> str:
+    """A Base64 stand-in for an invoice hash (the plan keeps Base64 text)."""
+    return base64.b64encode(text.encode()).decode()
+
+
+def _item(**fields: Any) -> SessionInvoiceStatusResponse:
+    """One ``SessionInvoiceStatusResponse`` as the resource structures it, with the required fields filled in."""
+    body: dict[str, Any] = {
+        "ordinalNumber": 1,
+        "referenceNumber": "20260101-EE-0000000000-0000000000-00",
+        "invoiceHash": _hash("none"),
+        "invoicingDate": "2026-01-01T00:00:00+00:00",
+        **fields,
+    }
+    return structure(body, SessionInvoiceStatusResponse)
+
+
 def test_results_match_by_name_then_hash_never_by_ordinal() -> None:
     session = _session()
-    items: list[dict[str, Any]] = [
+    items = [
         # Ordinal numbers deliberately disagree with archive order (KSeF issue #267).
-        {"ordinalNumber": 3, "invoiceFileName": "f0.xml", "invoiceHash": "hash0", "ksefNumber": "K0",
-         "status": _status(200)},
+        _item(ordinalNumber=3, invoiceFileName="f0.xml", invoiceHash=_hash("hash0"), ksefNumber="K0",
+              status=_status(200)),
         # A result under an unknown name is matched by its hash.
-        {"ordinalNumber": 1, "invoiceFileName": "renamed.xml", "invoiceHash": "hash1", "ksefNumber": "K1",
-         "status": _status(200)},
+        _item(ordinalNumber=1, invoiceFileName="renamed.xml", invoiceHash=_hash("hash1"), ksefNumber="K1",
+              status=_status(200)),
         # A name whose hash disagrees is not trusted: the hash decides (here: f2's hash).
-        {"ordinalNumber": 2, "invoiceFileName": "f0.xml", "invoiceHash": "hash2",
-         "status": _status(450, details=["P_2 is wrong"])},
-        {"invoiceFileName": "ghost.xml", "invoiceHash": "nothing", "status": _status(200), "ksefNumber": "K9"},
+        _item(ordinalNumber=2, invoiceFileName="f0.xml", invoiceHash=_hash("hash2"),
+              status=_status(450, details=["P_2 is wrong"])),
+        _item(invoiceFileName="ghost.xml", invoiceHash=_hash("nothing"), status=_status(200), ksefNumber="K9"),
     ]  # fmt: skip
     matched, counts = match_results(session, items)
     outcomes = [i.outcome for i in matched.invoices]
@@ -63,22 +83,22 @@ def test_results_match_by_name_then_hash_never_by_ordinal() -> None:
 
 def test_duplicate_reports_the_original_number_and_pending_is_not_final() -> None:
     duplicate = outcome_of(
-        {"status": _status(440, extensions={"originalKsefNumber": "ORIG", "originalSessionReferenceNumber": "S"})}
+        _item(status=_status(440, extensions={"originalKsefNumber": "ORIG", "originalSessionReferenceNumber": "S"}))
     )
     assert duplicate is not None
     assert duplicate.status is OutcomeStatus.DUPLICATE
     assert duplicate.ksef_number == "ORIG"
-    assert outcome_of({"status": _status(150)}) is None
-    assert outcome_of({"status": _status(100)}) is None
+    assert outcome_of(_item(status=_status(150))) is None
+    assert outcome_of(_item(status=_status(100))) is None
 
 
 def test_report_has_one_entry_per_input_and_exit_semantics() -> None:
     session, _ = match_results(
         _session(),
         [
-            {"invoiceFileName": "f0.xml", "invoiceHash": "hash0", "ksefNumber": "K0", "status": _status(200)},
-            {"invoiceFileName": "f1.xml", "invoiceHash": "hash1", "status": _status(440, extensions={
-                "originalKsefNumber": "OLD"})},
+            _item(invoiceFileName="f0.xml", invoiceHash=_hash("hash0"), ksefNumber="K0", status=_status(200)),
+            _item(invoiceFileName="f1.xml", invoiceHash=_hash("hash1"), status=_status(440, extensions={
+                "originalKsefNumber": "OLD"})),
         ],
     )  # fmt: skip
     plan = BatchPlan((session,), skipped=(InvoiceProblem("/in/bad.xml", "not XML", 1, "xml"),))
@@ -104,8 +124,9 @@ def test_upload_record_is_owner_only_and_secrets_stay_out_of_reprs(tmp_path: Pat
     again = read_upload_record(tmp_path, 1)
     assert again == record
     assert again.request(1).url == SIGNED
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(ProtocolError) as missing:
         again.request(2)
+    assert (missing.value.operation, missing.value.field) == ("post_sessions_batch", "$.partUploadRequests")
     assert read_upload_record(tmp_path, 2) is None
     path.write_text("{}")
     with pytest.raises(ConfigurationError, match="malformed"):

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO, cast
 
 import pytest
 
-from ksef_async.batch.api import BatchApi
 from ksef_async.batch.events import BatchEvent
-from ksef_async.batch.upload import PartRequest, upload_part
+from ksef_async.batch.upload import PartRequest, PartUploader, upload_part
 from ksef_async.core.polling import Backoff
 from ksef_async.errors import ConfigurationError
+from ksef_async.models import PartUploadRequest
 
 pytestmark = pytest.mark.anyio
 
@@ -22,10 +21,9 @@ class _Storage:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def upload_part(
-        self, method: str, url: str, headers: Mapping[str, str | None], body: BinaryIO, size: int
-    ) -> None:
+    async def upload_part(self, request: PartUploadRequest, body: bytes | BinaryIO, size: int) -> int:
         self.calls += 1
+        return 201
 
 
 async def test_a_spool_file_deleted_after_the_size_check_is_a_configuration_error(tmp_path: Path) -> None:
@@ -42,7 +40,7 @@ async def test_a_spool_file_deleted_after_the_size_check_is_a_configuration_erro
     events: list[BatchEvent] = []
     with pytest.raises(ConfigurationError, match=r"s001-part-0001\.aes: spool file of part 1 cannot be read"):
         await upload_part(
-            cast("BatchApi", storage),
+            cast("PartUploader", storage),
             session=1,
             request=PartRequest(1, "PUT", "https://storage.invalid/part-1?sig=secret"),
             path=part,
