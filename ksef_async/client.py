@@ -136,6 +136,9 @@ class ClientConfig:
             trickling bytes cannot hold a call past it. Part uploads and downloads are not API calls.
         allow_insecure_http: Accept a plain ``http://`` base URL to a non-loopback host (default False: ``http://``
             only for loopback, e.g. a local simulator).
+        max_limiter_wait: Longest wait in seconds of one API call for the rate limiter (default None: no bound);
+            a call that would wait longer raises `ksef_async.errors.RateLimitWaitExceededError` (``retry_after``,
+            ``group``) before anything is sent. `ksef_async.ratelimit.limiter_wait` overrides it per call.
     """
 
     api_connections: int = attrs.field(default=20, validator=_at_least_one)
@@ -156,6 +159,7 @@ class ClientConfig:
     system_warning_history: int = attrs.field(default=100, validator=_at_least_one)
     api_total_timeout: float = attrs.field(default=120.0, validator=_positive)
     allow_insecure_http: bool = False
+    max_limiter_wait: float | None = attrs.field(default=None, validator=attrs.validators.optional(_non_negative))
 
 
 def _allows_test_warning(base_url: str) -> bool:
@@ -276,6 +280,7 @@ class KsefClient:
         api.system_warnings = self.system_warnings
         api.on_system_warning = cfg.on_system_warning
         api.test_system_warning = cfg.test_system_warning
+        api.max_limiter_wait = cfg.max_limiter_wait
         storage = StorageTransport(self._storage_session)
         self._transports = (api, storage)
         self.auth = AuthResource(api, storage)
