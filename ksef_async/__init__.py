@@ -11,6 +11,7 @@ from ksef_async.client import ClientConfig, Environment, KsefClient
 from ksef_async.core.system_warnings import SystemWarning
 from ksef_async.online import InvoiceOutcome, OnlineSendResult, SessionOutcome, send_online, send_technical_correction
 from ksef_async.online_retry import SessionUnavailablePolicy
+from ksef_async.online_sender import OnlineSender
 from ksef_async.transport import KsefSystemWarning, RetryPolicy
 from ksef_async.xml.auth_request import ContextIdentifier
 
@@ -25,6 +26,7 @@ __all__ = [
     "KsefSystemWarning",
     "KsefTokenCredentials",
     "OnlineSendResult",
+    "OnlineSender",
     "RetryPolicy",
     "SendConfig",
     "SessionOutcome",
