@@ -31,7 +31,11 @@ def client_for(sim: KsefSimulator, *, generous: bool = False) -> KsefClient:
     if generous:  # the simulator runs with rate_limits="off": the client need not pace either
         limiter = RateLimiter(dict.fromkeys(API_RATE_LIMITS, WindowLimits(1000, 100_000, 1_000_000)))
     return KsefClient(
-        sim.base_url, credentials=KsefTokenCredentials(DEFAULT_TOKEN), context=DEFAULT_NIP, config=QUICK, limiter=limiter
+        sim.base_url,
+        credentials=KsefTokenCredentials(DEFAULT_TOKEN),
+        context=DEFAULT_NIP,
+        config=QUICK,
+        limiter=limiter,
     )
 
 
@@ -157,12 +161,18 @@ async def test_cancelling_50_submits_loses_no_outcome_and_leaves_no_session_open
         contexts=[(DEFAULT_NIP, DEFAULT_TOKEN)], rate_limits="off", processing_delay=0.5, seed=3
     )
     events: list[SenderEvent] = []
+    ten_sent = asyncio.Event()
+
+    def on_event(event: SenderEvent) -> None:
+        events.append(event)
+        if sum(e.kind == "invoice-sent" for e in events) >= 10:
+            ten_sent.set()
+
     async with client_for(sim, generous=True) as client:
-        sender = OnlineSender(client, on_event=events.append, status_backoff=Backoff(initial=0.05, maximum=0.1))
+        sender = OnlineSender(client, on_event=on_event, status_backoff=Backoff(initial=0.05, maximum=0.1))
         async with sender:
             tasks = [asyncio.create_task(sender.submit(x)) for x in invoices(50, seed=71)]
-            while sum(e.kind == "invoice-sent" for e in events) < 10:
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(ten_sent.wait(), 30)
             for task in tasks:
                 task.cancel()
             results = await asyncio.gather(*tasks, return_exceptions=True)
