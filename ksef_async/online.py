@@ -20,7 +20,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,7 @@ from ksef_async.errors import (
     DeadlineExceededError,
     InvoiceError,
     InvoiceProblem,
+    KsefError,
     SessionTemporarilyUnavailableError,
 )
 from ksef_async.models import FormCode, SessionInvoiceStatusResponse
@@ -286,6 +287,7 @@ async def send_online(
     features: Iterable[str] | None = None,
     unavailable: SessionUnavailablePolicy | None = None,
     outage: OutageGuard | None = None,
+    on_outcome: Callable[[InvoiceOutcome], None] | None = None,
 ) -> OnlineSendResult:
     """Send invoices through online sessions and return each one's final outcome.
 
@@ -306,6 +308,14 @@ async def send_online(
         outage: Wait out KSeF outages announced by the status service when opening a session or sending an
             invoice fails with 5xx or a connection error (`ksef_async.outage.OutageGuard`); the windows seen are
             in the result's ``outages``.
+        on_outcome: Called on the event loop with each invoice's outcome as soon as KSeF acknowledged it (its
+            ``reference_number``), and with the final outcomes of a cancelled call (see below); it must not block.
+
+    Cancellation: invoices not yet sent are not sent. The session is always closed (shielded: a background task
+    finishes the close when the call is cancelled during it). Invoices KSeF acknowledged before the cancellation
+    are logged (INFO, with their reference numbers) and passed to ``on_outcome``; after a cancellation during
+    sending, a background task also waits (``max_wait``) for KSeF to process the session and passes their final
+    outcomes, matched by reference number or hash, to ``on_outcome``.
 
     Raises:
         InvoiceError: Some invoices are invalid and ``skip_invalid`` is false (nothing was sent).
@@ -334,7 +344,7 @@ async def send_online(
         if valid is not None:
             groups.setdefault(valid.form.form_code, []).append(index)
     sessions: list[SessionOutcome] = []
-    options = _Options(concurrency, offline_mode, max_wait, download_upo, feature_list, policy, outage)
+    options = _Options(concurrency, offline_mode, max_wait, download_upo, feature_list, policy, outage, on_outcome)
     for form_code, indices in groups.items():
         session_items = []
         for i in indices:
@@ -367,6 +377,16 @@ class _Options:
     features: tuple[str, ...]
     policy: SessionUnavailablePolicy
     outage: OutageGuard | None = None
+    on_outcome: Callable[[InvoiceOutcome], None] | None = None
+
+    def report(self, outcome: InvoiceOutcome) -> None:
+        """Hand ``outcome`` to ``on_outcome``; an exception it raises is logged and ignored."""
+        if self.on_outcome is None:
+            return
+        try:
+            self.on_outcome(outcome)
+        except Exception:
+            logger.warning("the on_outcome callback raised for %s", outcome.name, exc_info=True)
 
 
 @dataclass
@@ -397,11 +417,18 @@ async def _send_form(
         )
         ref = session.reference_number
         log = extras(reference_number=ref, form=form_code.system_code, invoices=len(pending))
-        logger.info("online session opened", extra=log)
+        logger.info("online session %s opened for %d invoices", ref, len(pending), extra=log)
         try:
             round_ = await _send_all(client, session, pending, outcomes, options)
-        finally:
-            await _close(client, session)
+        except asyncio.CancelledError:
+            _in_background(
+                _finish_after_cancel(client, form_code, ref, items=pending, outcomes=outcomes, options=options)
+            )
+            raise
+        except BaseException:
+            await _shielded_close(client, session.reference_number)
+            raise
+        await _shielded_close(client, session.reference_number)
         left = {item.index for item in round_.leftover}
         used.append((ref, [item for item in pending if item.index not in left], round_.given_up))
         if not round_.leftover:
@@ -515,9 +542,17 @@ async def _send_all(
                     details=tuple(f"exception code {code}" for code in exc.codes),
                 )
                 return
-        outcomes[item.index] = attrs.evolve(
+        outcomes[item.index] = sent = attrs.evolve(
             base, reference_number=response.reference_number, description="sent, no final status yet"
         )
+        logger.info(
+            "invoice %s sent in session %s as %s",
+            item.name,
+            ref,
+            response.reference_number,
+            extra=extras(reference_number=response.reference_number, session=ref),
+        )
+        options.report(sent)
 
     async with asyncio.TaskGroup() as group:
         for item in items:
@@ -544,6 +579,71 @@ async def _collect_statuses(
             outcomes[match.index] = attrs.evolve(
                 _outcome_from_status(match.name, ref, status), unavailable_sessions=moved
             )
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
+"""Closes and reconciliations that outlive a cancelled call (strong references until they end)."""
+
+
+def _in_background(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    task = asyncio.get_running_loop().create_task(coro)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+    return task
+
+
+async def _shielded_close(client: KsefClient, reference_number: str) -> None:
+    """Close the session; cancelling the caller does not stop the close (it finishes in the background)."""
+    await asyncio.shield(_in_background(_close_ref(client, reference_number)))
+
+
+async def _close_ref(client: KsefClient, reference_number: str) -> None:
+    try:
+        await client.online.close(reference_number)
+    except AmbiguousRequestError:
+        logger.warning(
+            "close of online session %s is ambiguous", reference_number, extra=extras(reference_number=reference_number)
+        )
+    except KsefError as exc:
+        logger.warning(
+            "close of online session %s failed: %s",
+            reference_number,
+            exc,
+            extra=extras(reference_number=reference_number),
+        )
+
+
+async def _finish_after_cancel(
+    client: KsefClient,
+    form_code: XmlFormCode,
+    ref: str,
+    *,
+    items: Sequence[_Item],
+    outcomes: list[InvoiceOutcome | None],
+    options: _Options,
+) -> None:
+    """After a cancellation during sending: close ``ref``, wait for KSeF, report what it received."""
+    await _close_ref(client, ref)
+    try:
+        await client.sessions.wait_until_processed(ref, max_wait=options.max_wait)
+        before = {item.index: outcomes[item.index] for item in items}
+        await _collect_statuses(client, ref, items, outcomes)
+    except KsefError as exc:
+        logger.warning("cancelled send: session %s not settled: %s", ref, exc, extra=extras(reference_number=ref))
+        return
+    settled = 0
+    for item in items:
+        outcome = outcomes[item.index]
+        if outcome is not None and outcome is not before[item.index] and outcome.status_code is not None:
+            settled += 1
+            options.report(outcome)
+    logger.info(
+        "cancelled send: session %s (%s) processed, %d invoices reported",
+        ref,
+        form_code.system_code,
+        settled,
+        extra=extras(reference_number=ref, invoices=settled),
+    )
 
 
 async def _close(client: KsefClient, session: OnlineSession) -> None:

@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 
 from ksef_async import OnlineSender
+from ksef_async import online as online_module
 from ksef_async.auth import KsefTokenCredentials
 from ksef_async.client import ClientConfig, KsefClient
 from ksef_async.core.polling import Backoff
 from ksef_async.core.ratelimit import WindowLimits
 from ksef_async.errors import ConfigurationError, InvoiceError
+from ksef_async.online import InvoiceOutcome, send_online
 from ksef_async.online_retry import SessionUnavailablePolicy
 from ksef_async.online_sender import SenderEvent
 from ksef_async.operations import API_RATE_LIMITS
@@ -190,3 +192,34 @@ async def test_cancelling_50_submits_loses_no_outcome_and_leaves_no_session_open
     assert open_sessions(sim) == []
     assert len(sender.sessions) == 1
     assert sender.sessions[0].status_code == 200
+
+
+async def test_cancelling_send_online_closes_the_session_and_reports_every_received_invoice(
+    ksef_simulator_factory: Any,
+) -> None:
+    sim: KsefSimulator = await ksef_simulator_factory(
+        contexts=[(DEFAULT_NIP, DEFAULT_TOKEN)], rate_limits="off", processing_delay=0.3, seed=4
+    )
+    reported: list[InvoiceOutcome] = []
+    ten_sent = asyncio.Event()
+
+    def on_outcome(outcome: InvoiceOutcome) -> None:
+        reported.append(outcome)
+        if sum(o.status_code is None for o in reported) >= 10:
+            ten_sent.set()
+
+    docs = [(f"inv-{i}.xml", data) for i, data in enumerate(invoices(50, seed=91))]
+    async with client_for(sim, generous=True) as client:
+        call = asyncio.create_task(send_online(client, docs, concurrency=4, on_outcome=on_outcome, max_wait=30))
+        await asyncio.wait_for(ten_sent.wait(), 30)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await asyncio.wait_for(asyncio.gather(*online_module._BACKGROUND), 30)
+    received = {e.reference_number for s in sim.state.sessions.values() for e in s.invoices}
+    assert len(received) >= 10
+    assert open_sessions(sim) == []
+    acknowledged = {o.reference_number for o in reported if o.status_code is None}
+    final = {o.reference_number for o in reported if o.accepted}
+    assert acknowledged <= received
+    assert final == received  # every invoice KSeF received got its final outcome reported, none was lost
