@@ -110,3 +110,17 @@ async def test_an_outage_costs_no_slots_and_sending_resumes_within_a_second(ksef
     assert received == 11
     hour = next(w for w in usage.windows if w.seconds == 3600)
     assert hour.used == received  # window use equals the invoices that reached the server
+
+
+async def test_a_simulator_without_limits_says_so_and_the_client_stops_pacing(ksef_simulator_factory: Any) -> None:
+    sim: KsefSimulator = await ksef_simulator_factory(contexts=[(DEFAULT_NIP, DEFAULT_TOKEN)], rate_limits="off")
+    config = ClientConfig(auth_poll_backoff=Backoff(initial=0.01, maximum=0.05))  # sync_rate_limits on
+    async with client_for(sim, config) as client:
+        await client.login()
+        assert client.limiter.limits["sessionList"] == WindowLimits(None)
+        assert (await client.limiter.usage("sessionList")).windows == ()
+        started = time.monotonic()
+        for _ in range(25):  # production: 5/s, 10/min would make this take minutes
+            [s async for s in client.sessions.list("Online")]
+        assert time.monotonic() - started < 10
+    assert sim.counters.rate_limited == 0
