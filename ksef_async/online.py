@@ -435,9 +435,16 @@ async def _send_form(
             break
         assert round_.error is not None
         if not options.policy.reopen or len(used) >= options.policy.max_sessions:
-            logger.warning("session unavailable (21184): giving up", extra=log | extras(left=len(left)))
+            logger.warning(
+                "session %s unavailable (21184): giving up, %d invoices not sent",
+                ref,
+                len(left),
+                extra=log | extras(left=len(left)),
+            )
             raise round_.error
-        logger.warning("session unavailable (21184): sending the rest in a fresh session", extra=log)
+        logger.warning(
+            "session %s unavailable (21184): sending %d invoices in a fresh session", ref, len(left), extra=log
+        )
         pending = round_.leftover
     return [
         await _finish_session(client, form_code, ref, sent, outcomes, options=options, unavailable=given_up)
@@ -460,7 +467,7 @@ async def _finish_session(
     try:
         status = await client.sessions.wait_until_processed(ref, max_wait=options.max_wait)
     except DeadlineExceededError as exc:
-        logger.warning("session not processed in time", extra=log)
+        logger.warning("session %s not processed in time", ref, extra=log)
         return SessionOutcome(
             reference_number=ref,
             form_code=form_code.system_code,
@@ -472,7 +479,13 @@ async def _finish_session(
     pages: list[bytes] = []
     if options.download_upo and status.upo is not None:
         pages = [await client.sessions.download_upo(page.download_url) for page in status.upo.pages]
-    logger.info("online session processed", extra=log | extras(status=status.status.code))
+    logger.info(
+        "online session %s processed: status %d, %d invoices",
+        ref,
+        status.status.code,
+        len(items),
+        extra=log | extras(status=status.status.code),
+    )
     return SessionOutcome(
         reference_number=ref,
         form_code=form_code.system_code,
@@ -742,7 +755,7 @@ async def send_technical_correction(
     session = await client.online.open(_api_form_code(form_code))
     ref = session.reference_number
     log = extras(reference_number=ref, form=form_code.system_code)
-    logger.info("online session opened for a technical correction", extra=log)
+    logger.info("online session %s opened for a technical correction of %s", ref, label, extra=log)
     outcome = InvoiceOutcome(name=label, invoice_hash=valid.sha256, session_reference_number=ref)
     try:
         response = await send_retrying_unavailable(
@@ -767,7 +780,7 @@ async def send_technical_correction(
     try:
         status = await client.sessions.wait_until_processed(ref, max_wait=max_wait)
     except DeadlineExceededError as exc:
-        logger.warning("session not processed in time", extra=log)
+        logger.warning("session %s not processed in time", ref, extra=log)
         session_outcome = SessionOutcome(
             reference_number=ref, form_code=form_code.system_code, status_code=None, description=str(exc)
         )
