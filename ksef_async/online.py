@@ -659,16 +659,6 @@ async def _finish_after_cancel(
     )
 
 
-async def _close(client: KsefClient, session: OnlineSession) -> None:
-    try:
-        await client.online.close(session.reference_number)
-    except AmbiguousRequestError:
-        # The close may have happened; the status poll that follows tells.
-        logger.warning(
-            "close of the online session is ambiguous", extra=extras(reference_number=session.reference_number)
-        )
-
-
 def _corrected_hash(original: bytes | Path | None, original_hash: str | None, corrected: bytes) -> str:
     """``hashOfCorrectedInvoice``: base64 SHA-256 of the original's exact bytes, checked locally."""
     if (original is None) == (original_hash is None):
@@ -736,6 +726,9 @@ async def send_technical_correction(
         CorrectionNotAllowedError: KSeF answered 21167 (the original's status forbids a correction).
         SessionTemporarilyUnavailableError: KSeF answered 21184 to every attempt (nothing was accepted).
         KsefError: Opening the session or another request failed.
+
+    Cancellation: the session is still closed (the close runs to its end); a correction already sent is settled
+    by KSeF as usual and can be read from the session's invoice list (``client.sessions.invoices``).
     """
     label = name or (str(corrected) if isinstance(corrected, Path) else "correction")
     (checked,) = await asyncio.to_thread(
@@ -775,7 +768,7 @@ async def send_technical_correction(
             raise CorrectionNotAllowedError(label, exc) from exc
         raise
     finally:
-        await _close(client, session)
+        await _shielded_close(client, session.reference_number)
     outcomes: list[InvoiceOutcome | None] = [outcome]
     try:
         status = await client.sessions.wait_until_processed(ref, max_wait=max_wait)

@@ -270,7 +270,7 @@ class OnlineSender:
         return None if live is None or live.retired else live.reference_number
 
     async def __aenter__(self) -> Self:
-        """Start the idle watcher; the first session is opened by the first `submit`."""
+        """Start the idle watcher; the first session is opened by the first `submit` (nothing to cancel here)."""
         if self._closed:
             raise ConfigurationError("this OnlineSender was closed; create a new one")
         self._entered = True

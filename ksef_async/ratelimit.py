@@ -417,6 +417,9 @@ class RateLimiter:
 
         Its group's entry and its ``global`` entry (if any) are removed, so an outage does not use up the windows.
         Never release a request that may have reached the server.
+
+        Cancellation: with the in-memory backend the release is not interrupted (no await point inside); with a
+        shared store, a cancelled release may leave the slot taken (the safe side).
         """
         owner = self._owner(admission.group)
         await owner._backend.release(admission.group, admission.admitted_at)  # noqa: SLF001 - same class
@@ -428,7 +431,8 @@ class RateLimiter:
     async def usage(self, group: str) -> GroupUsage:
         """Return the used and remaining requests of ``group`` in each window and its next free slot (no API call).
 
-        Times are on the limiter's clock (`Clock.now`); `RateLimiter.now` gives the current one.
+        Times are on the limiter's clock (`Clock.now`); `RateLimiter.now` gives the current one. Cancellation: a
+        read only; nothing to undo.
 
         Raises:
             ConfigurationError: ``group`` has no limits.
@@ -440,7 +444,7 @@ class RateLimiter:
         return await owner._backend.usage(group, state.limits, owner._clock.now())  # noqa: SLF001 - same class
 
     async def usage_report(self) -> dict[str, GroupUsage]:
-        """`usage` of every group with limits (the per-IP groups included), by group name."""
+        """`usage` of every group with limits (the per-IP groups included), by group name (cancellation: as `usage`)."""
         return {group: await self.usage(group) for group in sorted(self.limits)}
 
     def now(self) -> float:

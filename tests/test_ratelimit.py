@@ -21,7 +21,7 @@ import pytest
 
 import ksef_async.ratelimit as rl
 from ksef_async.core.ratelimit import WindowLimits
-from ksef_async.errors import ConfigurationError
+from ksef_async.errors import ConfigurationError, RateLimitWaitExceededError
 from ksef_async.ratelimit import DEFAULT_RETRY_AFTER, MemoryBackend, RateLimiter, limiter_for
 
 T = TypeVar("T")
@@ -514,7 +514,7 @@ def test_max_wait_refuses_at_once_with_the_exact_wait_for_the_head() -> None:
         lim = limiter(per_second=2)
         await lim.acquire("g")
         await lim.acquire("g")
-        with pytest.raises(rl.RateLimitWaitExceededError) as caught:
+        with pytest.raises(RateLimitWaitExceededError) as caught:
             await lim.acquire("g", max_wait=0.5)
         return caught.value.retry_after or -1.0, caught.value.group, now()
 
@@ -529,7 +529,7 @@ def test_max_wait_counts_the_requests_queued_ahead() -> None:
         await lim.acquire("g")  # the minute is full until t=60
         queued = [asyncio.create_task(lim.acquire("g")) for _ in range(2)]
         await asyncio.sleep(0)
-        with pytest.raises(rl.RateLimitWaitExceededError) as caught:
+        with pytest.raises(RateLimitWaitExceededError) as caught:
             await lim.acquire("g", max_wait=100.0)  # 2 ahead: at least 60 + 60 s
         for task in queued:
             task.cancel()
@@ -545,7 +545,7 @@ def test_a_queued_call_gives_up_at_its_deadline_and_leaves_the_queue_intact() ->
         await lim.acquire("g")
         behind = asyncio.create_task(lim.acquire("g"))  # head: admitted at t=1
         await asyncio.sleep(0)
-        with pytest.raises(rl.RateLimitWaitExceededError):
+        with pytest.raises(RateLimitWaitExceededError):
             await lim.acquire("g", max_wait=1.5)  # estimate 1.0 passes; its turn (t=2) is after the deadline
         refused_at = now()
         later = await lim.acquire("g")

@@ -266,6 +266,9 @@ class ApiTransport:
             TransportError: No answer (idempotent calls: after the retries).
             AmbiguousRequestError: A call that may have taken effect got no clear answer (connection lost after
                 sending, timeout, or 5xx); check the state before repeating it.
+
+        Cancellation: before the request is written (waiting for reachability, the token or the limiter), nothing
+        was sent; afterwards the call may or may not have taken effect, as with a lost connection.
         """
         if idempotent is None:
             idempotent = op.method in _IDEMPOTENT_METHODS or op.operation_id in SAFE_POSTS
