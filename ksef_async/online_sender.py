@@ -342,6 +342,7 @@ class OnlineSender:
         task = asyncio.create_task(self._run(job), name=f"ksef-online-submit-{label}")
         self._jobs.add(task)
         task.add_done_callback(self._jobs.discard)
+        task.add_done_callback(_retrieve)  # a cancelled caller never reads a failure: it is logged, not warned of
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -662,6 +663,9 @@ class OnlineSender:
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
-    """Mark a background task's exception as retrieved (its waiters got it; none may be left)."""
-    if not task.cancelled():
-        task.exception()
+    """Mark a background task's exception as retrieved (its waiters got it; none may be left) and log it."""
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None:
+        logger.info("%s ended with %s: %s", task.get_name(), type(error).__name__, error)

@@ -4,6 +4,7 @@ no slots (refused connections give their slot back, one probe at a time, a 401 n
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 import time
 from typing import Any
@@ -81,7 +82,8 @@ def free_port() -> int:
 
 
 async def test_an_outage_costs_no_slots_and_sending_resumes_within_a_second(ksef_simulator_factory: Any) -> None:
-    """15 s of refused connections with 10 invoices waiting, then the server returns on the same port."""
+    """15 s of refused connections with 10 invoices waiting, then the server returns on the same port without the
+    tokens it issued (every waiting send first meets a 401)."""
     sim: KsefSimulator = await ksef_simulator_factory(
         contexts=[(DEFAULT_NIP, DEFAULT_TOKEN)], port=free_port(), seed=5, strict_contract=False
     )
@@ -99,6 +101,7 @@ async def test_an_outage_costs_no_slots_and_sending_resumes_within_a_second(ksef
         assert not reach.up
         assert 5 <= reach.probes <= 25  # one probe at a time, about one a second: no storm of retries
         assert not any(task.done() for task in waiting)
+        sim.state.secret = secrets.token_bytes(32)  # the server comes back without the tokens it issued: 401s
         await sim.start()
         back = time.monotonic()
         outcomes = await asyncio.gather(*waiting)
@@ -110,6 +113,8 @@ async def test_an_outage_costs_no_slots_and_sending_resumes_within_a_second(ksef
     assert received == 11
     hour = next(w for w in usage.windows if w.seconds == 3600)
     assert hour.used == received  # window use equals the invoices that reached the server
+    # the first sends after recovery met 401s (which KSeF counts against no context): they cost no slot
+    assert sim.counters.requests["invoiceSend"] > 10  # counted since the restart: 10 invoices, plus the 401s
 
 
 async def test_a_simulator_without_limits_says_so_and_the_client_stops_pacing(ksef_simulator_factory: Any) -> None:
