@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 from _machine import describe
 
-from ksef_async.core.ratelimit import WindowLimits
+from ksef_async.core.ratelimit import GroupUsage, WindowLimits
 from ksef_async.ratelimit import MemoryBackend, RateLimiter
 
 WIDE = WindowLimits(10**7, 10**7, 10**7)  # never binds in these runs
@@ -160,6 +160,14 @@ class YieldingBackend:
     async def next_admission(self, group: str, limits: WindowLimits, now: float) -> float:
         await asyncio.sleep(0)
         return await self.inner.next_admission(group, limits, now)
+
+    async def release(self, group: str, admitted_at: float) -> None:
+        await asyncio.sleep(0)
+        await self.inner.release(group, admitted_at)
+
+    async def usage(self, group: str, limits: WindowLimits, now: float) -> GroupUsage:
+        await asyncio.sleep(0)
+        return await self.inner.usage(group, limits, now)
 
 
 def ours(limits: WindowLimits, clock: JumpClock | None, *, store_yields: bool) -> Acquirer:

@@ -29,6 +29,7 @@ if typing.TYPE_CHECKING:
         send_technical_correction,
     )
     from ksef_async.online_retry import SessionUnavailablePolicy
+    from ksef_async.online_sender import OnlineSender
     from ksef_async.outage import OutageGuard, OutagePolicy
     from ksef_async.resources.collective import payment as collective_payment
     from ksef_async.status_service import StatusServiceClient
@@ -47,6 +48,7 @@ _EXPORTS = {
     "KsefSystemWarning": "ksef_async.transport",
     "KsefTokenCredentials": "ksef_async.auth",
     "OnlineSendResult": "ksef_async.online",
+    "OnlineSender": "ksef_async.online_sender",
     "OutageGuard": "ksef_async.outage",
     "OutagePolicy": "ksef_async.outage",
     "RetryPolicy": "ksef_async.transport",
@@ -74,6 +76,7 @@ __all__ = [
     "KsefSystemWarning",
     "KsefTokenCredentials",
     "OnlineSendResult",
+    "OnlineSender",
     "OutageGuard",
     "OutagePolicy",
     "RetryPolicy",

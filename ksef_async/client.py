@@ -121,6 +121,9 @@ class ClientConfig:
             trickling bytes cannot hold a call past it. Part uploads and downloads are not API calls.
         allow_insecure_http: Accept a plain ``http://`` base URL to a non-loopback host (default False: ``http://``
             only for loopback, e.g. a local simulator).
+        max_limiter_wait: Longest wait in seconds of one API call for the rate limiter (default None: no bound);
+            a call that would wait longer raises `ksef_async.errors.RateLimitWaitExceededError` (``retry_after``,
+            ``group``) before anything is sent. `ksef_async.ratelimit.limiter_wait` overrides it per call.
     """
 
     api_connections: int = attrs.field(default=20, validator=at_least_one)
@@ -141,6 +144,7 @@ class ClientConfig:
     system_warning_history: int = attrs.field(default=100, validator=at_least_one)
     api_total_timeout: float = attrs.field(default=120.0, validator=positive)
     allow_insecure_http: bool = False
+    max_limiter_wait: float | None = attrs.field(default=None, validator=attrs.validators.optional(non_negative))
 
 
 def _allows_test_warning(base_url: str) -> bool:
@@ -270,6 +274,7 @@ class KsefClient:
         api.system_warnings = self.system_warnings
         api.on_system_warning = self.config.on_system_warning
         api.test_system_warning = self.config.test_system_warning
+        api.max_limiter_wait = self.config.max_limiter_wait
         return api
 
     def __repr__(self) -> str:
@@ -333,6 +338,14 @@ class KsefClient:
         if self._authenticator is None:
             raise ConfigurationError("this client has no credentials: give KsefClient(credentials=..., context=...)")
         return self._authenticator
+
+    @property
+    def reachable(self) -> bool:
+        """Whether KSeF accepted this client's last connection attempt.
+
+        ``False`` during an outage: calls then wait while one probe at a time checks whether KSeF is back.
+        """
+        return self._transports[0].reachability.up
 
     async def login(self) -> None:
         """Log in now instead of on the first call that needs the access token."""

@@ -29,7 +29,8 @@
     │   ├── ForbiddenError             403 problem+json (.reason_code, .security)
     │   ├── NotFoundError              404
     │   ├── GoneError                  410 retention expired
-    │   ├── RateLimitedError           429 (.retry_after seconds)
+    │   ├── RateLimitedError           429 (.retry_after seconds, .group when known)
+    │   │   └── RateLimitWaitExceededError  the local limiter would wait longer than max_wait (nothing sent)
     │   └── ServerError                5xx
     ├── OperationFailedError           an asynchronous operation ended in a failure status
     │   │                              (.code, .description, .details, .reference_number)
@@ -86,6 +87,7 @@ __all__ = [
     "NotFoundError",
     "OperationFailedError",
     "ProtocolError",
+    "RateLimitWaitExceededError",
     "RateLimitedError",
     "ResponseFormatError",
     "ServerError",
@@ -428,11 +430,29 @@ class GoneError(ApiError):
 
 
 class RateLimitedError(ApiError):
-    """HTTP 429; ``retry_after`` is the server's wait in seconds, when given."""
+    """HTTP 429; ``retry_after`` is the server's wait in seconds, when given; ``group`` the limit group, when known."""
 
-    def __init__(self, *args: Any, retry_after: float | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, retry_after: float | None = None, group: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.retry_after = retry_after
+        self.group = group
+
+
+class RateLimitWaitExceededError(RateLimitedError):
+    """The local limiter would make a call wait longer than its ``max_wait``: nothing was sent.
+
+    ``retry_after`` is the limiter's estimate of the wait in seconds (a lower bound when others are queued ahead;
+    exact otherwise) and ``group`` the limit group, so a web handler can answer its own caller with Retry-After.
+    """
+
+    def __init__(self, group: str, retry_after: float, max_wait: float) -> None:
+        super().__init__(429, retry_after=retry_after, group=group)
+        self.max_wait = max_wait
+        message = (
+            f"rate limit group {group!r}: the limiter would wait {retry_after:.1f} s, more than max_wait"
+            f" {max_wait:g} s; nothing was sent, retry after {retry_after:.1f} s"
+        )
+        self.args = (message,)
 
 
 class ServerError(ApiError):

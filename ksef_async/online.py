@@ -21,7 +21,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +43,7 @@ from ksef_async.errors import (
     DeadlineExceededError,
     InvoiceError,
     InvoiceProblem,
+    KsefError,
     SessionTemporarilyUnavailableError,
 )
 from ksef_async.models import FormCode, SessionInvoiceStatusResponse
@@ -290,6 +291,7 @@ async def send_online(
     features: Iterable[str] | None = None,
     unavailable: SessionUnavailablePolicy | None = None,
     outage: OutageGuard | None = None,
+    on_outcome: Callable[[InvoiceOutcome], None] | None = None,
 ) -> OnlineSendResult:
     """Send invoices through online sessions and return each one's final outcome.
 
@@ -310,6 +312,14 @@ async def send_online(
         outage: Wait out KSeF outages announced by the status service when opening a session or sending an
             invoice fails with 5xx or a connection error (`ksef_async.outage.OutageGuard`); the windows seen are
             in the result's ``outages``.
+        on_outcome: Called on the event loop with each invoice's outcome as soon as KSeF acknowledged it (its
+            ``reference_number``), and with the final outcomes of a cancelled call (see below); it must not block.
+
+    Cancellation: invoices not yet sent are not sent. The session is always closed (shielded: a background task
+    finishes the close when the call is cancelled during it). Invoices KSeF acknowledged before the cancellation
+    are logged (INFO, with their reference numbers) and passed to ``on_outcome``; after a cancellation during
+    sending, a background task also waits (``max_wait``) for KSeF to process the session and passes their final
+    outcomes, matched by reference number or hash, to ``on_outcome``.
 
     Raises:
         InvoiceError: Some invoices are invalid and ``skip_invalid`` is false (nothing was sent).
@@ -338,7 +348,7 @@ async def send_online(
         if valid is not None:
             groups.setdefault(valid.form.form_code, []).append(index)
     sessions: list[SessionOutcome] = []
-    options = _Options(concurrency, offline_mode, max_wait, download_upo, feature_list, policy, outage)
+    options = _Options(concurrency, offline_mode, max_wait, download_upo, feature_list, policy, outage, on_outcome)
     for form_code, indices in groups.items():
         session_items = []
         for i in indices:
@@ -375,6 +385,16 @@ class _Options:
     features: tuple[str, ...]
     policy: SessionUnavailablePolicy
     outage: OutageGuard | None = None
+    on_outcome: Callable[[InvoiceOutcome], None] | None = None
+
+    def report(self, outcome: InvoiceOutcome) -> None:
+        """Hand ``outcome`` to ``on_outcome``; an exception it raises is logged and ignored."""
+        if self.on_outcome is None:
+            return
+        try:
+            self.on_outcome(outcome)
+        except Exception:
+            logger.warning("the on_outcome callback raised for %s", outcome.name, exc_info=True)
 
 
 @dataclass
@@ -405,21 +425,35 @@ async def _send_form(
         )
         ref = session.reference_number
         log = extras(reference_number=ref, form=form_code.system_code, invoices=len(pending))
-        logger.info("online session opened", extra=log)
+        logger.info("online session %s opened for %d invoices", ref, len(pending), extra=log)
         telemetry.session_started("online", ref, form=form_code.system_code)
         try:
             round_ = await _send_all(client, session, pending, outcomes, options)
-        finally:
-            await _close(client, session)
+        except asyncio.CancelledError:
+            _in_background(
+                _finish_after_cancel(client, form_code, ref, items=pending, outcomes=outcomes, options=options)
+            )
+            raise
+        except BaseException:
+            await _shielded_close(client, session.reference_number)
+            raise
+        await _shielded_close(client, session.reference_number)
         left = {item.index for item in round_.leftover}
         used.append((ref, [item for item in pending if item.index not in left], round_.given_up))
         if not round_.leftover:
             break
         assert round_.error is not None
         if not options.policy.reopen or len(used) >= options.policy.max_sessions:
-            logger.warning("session unavailable (21184): giving up", extra=log | extras(left=len(left)))
+            logger.warning(
+                "session %s unavailable (21184): giving up, %d invoices not sent",
+                ref,
+                len(left),
+                extra=log | extras(left=len(left)),
+            )
             raise round_.error
-        logger.warning("session unavailable (21184): sending the rest in a fresh session", extra=log)
+        logger.warning(
+            "session %s unavailable (21184): sending %d invoices in a fresh session", ref, len(left), extra=log
+        )
         pending = round_.leftover
     return [
         await _finish_session(client, form_code, ref, sent, outcomes, options=options, unavailable=given_up)
@@ -442,7 +476,7 @@ async def _finish_session(
     try:
         status = await client.sessions.wait_until_processed(ref, max_wait=options.max_wait)
     except DeadlineExceededError as exc:
-        logger.warning("session not processed in time", extra=log)
+        logger.warning("session %s not processed in time", ref, extra=log)
         telemetry.session_ended("online", ref, None)
         return SessionOutcome(
             reference_number=ref,
@@ -456,7 +490,13 @@ async def _finish_session(
     if options.download_upo and status.upo is not None:
         pages = [await client.sessions.download_upo(page.download_url) for page in status.upo.pages]
         telemetry.upo_received("online", ref)
-    logger.info("online session processed", extra=log | extras(status=status.status.code))
+    logger.info(
+        "online session %s processed: status %d, %d invoices",
+        ref,
+        status.status.code,
+        len(items),
+        extra=log | extras(status=status.status.code),
+    )
     telemetry.session_ended("online", ref, status.status.code)
     return SessionOutcome(
         reference_number=ref,
@@ -527,9 +567,17 @@ async def _send_all(
                     details=tuple(f"exception code {code}" for code in exc.codes),
                 )
                 return
-        outcomes[item.index] = attrs.evolve(
+        outcomes[item.index] = sent = attrs.evolve(
             base, reference_number=response.reference_number, description="sent, no final status yet"
         )
+        logger.info(
+            "invoice %s sent in session %s as %s",
+            item.name,
+            ref,
+            response.reference_number,
+            extra=extras(reference_number=response.reference_number, session=ref),
+        )
+        options.report(sent)
 
     async with task_group() as group:
         for item in items:
@@ -558,15 +606,70 @@ async def _collect_statuses(
             )
 
 
-async def _close(client: KsefClient, session: OnlineSession) -> None:
+_BACKGROUND: set[asyncio.Task[None]] = set()
+"""Closes and reconciliations that outlive a cancelled call (strong references until they end)."""
+
+
+def _in_background(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    task = asyncio.get_running_loop().create_task(coro)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+    return task
+
+
+async def _shielded_close(client: KsefClient, reference_number: str) -> None:
+    """Close the session; cancelling the caller does not stop the close (it finishes in the background)."""
+    await asyncio.shield(_in_background(_close_ref(client, reference_number)))
+
+
+async def _close_ref(client: KsefClient, reference_number: str) -> None:
     try:
-        await client.online.close(session.reference_number)
-        telemetry.session_closed("online", session.reference_number)
+        await client.online.close(reference_number)
+        telemetry.session_closed("online", reference_number)
     except AmbiguousRequestError:
-        # The close may have happened; the status poll that follows tells.
         logger.warning(
-            "close of the online session is ambiguous", extra=extras(reference_number=session.reference_number)
+            "close of online session %s is ambiguous", reference_number, extra=extras(reference_number=reference_number)
         )
+    except KsefError as exc:
+        logger.warning(
+            "close of online session %s failed: %s",
+            reference_number,
+            exc,
+            extra=extras(reference_number=reference_number),
+        )
+
+
+async def _finish_after_cancel(
+    client: KsefClient,
+    form_code: XmlFormCode,
+    ref: str,
+    *,
+    items: Sequence[_Item],
+    outcomes: list[InvoiceOutcome | None],
+    options: _Options,
+) -> None:
+    """After a cancellation during sending: close ``ref``, wait for KSeF, report what it received."""
+    await _close_ref(client, ref)
+    try:
+        await client.sessions.wait_until_processed(ref, max_wait=options.max_wait)
+        before = {item.index: outcomes[item.index] for item in items}
+        await _collect_statuses(client, ref, items, outcomes)
+    except KsefError as exc:
+        logger.warning("cancelled send: session %s not settled: %s", ref, exc, extra=extras(reference_number=ref))
+        return
+    settled = 0
+    for item in items:
+        outcome = outcomes[item.index]
+        if outcome is not None and outcome is not before[item.index] and outcome.status_code is not None:
+            settled += 1
+            options.report(outcome)
+    logger.info(
+        "cancelled send: session %s (%s) processed, %d invoices reported",
+        ref,
+        form_code.system_code,
+        settled,
+        extra=extras(reference_number=ref, invoices=settled),
+    )
 
 
 def _corrected_hash(original: bytes | Path | None, original_hash: str | None, corrected: bytes) -> str:
@@ -630,6 +733,9 @@ async def send_technical_correction(
         CorrectionNotAllowedError: KSeF answered 21167 (the original's status forbids a correction).
         SessionTemporarilyUnavailableError: KSeF answered 21184 to every attempt (nothing was accepted).
         KsefError: Opening the session or another request failed.
+
+    Cancellation: the session is still closed (the close runs to its end); a correction already sent is settled
+    by KSeF as usual and can be read from the session's invoice list (``client.sessions.invoices``).
     """
     label = name or (str(corrected) if isinstance(corrected, Path) else "correction")
     (checked,) = await asyncio.to_thread(
@@ -649,7 +755,7 @@ async def send_technical_correction(
     session = await client.online.open(_api_form_code(form_code))
     ref = session.reference_number
     log = extras(reference_number=ref, form=form_code.system_code)
-    logger.info("online session opened for a technical correction", extra=log)
+    logger.info("online session %s opened for a technical correction of %s", ref, label, extra=log)
     outcome = InvoiceOutcome(name=label, invoice_hash=valid.sha256, session_reference_number=ref)
     try:
         response = await send_retrying_unavailable(
@@ -669,12 +775,12 @@ async def send_technical_correction(
             raise CorrectionNotAllowedError(label, exc) from exc
         raise
     finally:
-        await _close(client, session)
+        await _shielded_close(client, session.reference_number)
     outcomes: list[InvoiceOutcome | None] = [outcome]
     try:
         status = await client.sessions.wait_until_processed(ref, max_wait=max_wait)
     except DeadlineExceededError as exc:
-        logger.warning("session not processed in time", extra=log)
+        logger.warning("session %s not processed in time", ref, extra=log)
         session_outcome = SessionOutcome(
             reference_number=ref, form_code=form_code.system_code, status_code=None, description=str(exc)
         )

@@ -81,8 +81,12 @@ async def send_retrying_unavailable(
                 raise
             last = exc
         delay = policy.delay(retry)
-        logger.warning(
-            "session temporarily unavailable (21184): retrying", extra=extras(what=what, retry=retry, delay=delay)
+        logger.info(
+            "session temporarily unavailable (21184) for %s: retry %d in %.1f s",
+            what,
+            retry,
+            delay,
+            extra=extras(what=what, retry=retry, delay=delay),
         )
         await policy.sleep(delay)
         if given_up():

@@ -42,25 +42,32 @@ the safe side. A limiter that knows no ``global`` limits skips that step (one di
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import math
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Protocol
 
-from ksef_async.core.ratelimit import DEFAULT_SAFETY_MARGIN, SlidingWindowState, WindowLimits
+import attrs
+
+from ksef_async.core.ratelimit import DEFAULT_SAFETY_MARGIN, GroupUsage, SlidingWindowState, WindowLimits
 from ksef_async.core.ratelimit_groups import GLOBAL_GROUP, PER_IP_GROUPS
-from ksef_async.errors import ConfigurationError
+from ksef_async.errors import ConfigurationError, RateLimitWaitExceededError
 
 __all__ = [
     "DEFAULT_RETRY_AFTER",
+    "Admission",
     "Backend",
     "Clock",
     "LoopClock",
     "MemoryBackend",
     "RateLimiter",
+    "current_limiter_wait",
     "limiter_for",
+    "limiter_wait",
     "per_ip_limiter_for",
 ]
 
@@ -124,6 +131,14 @@ class Backend(Protocol):
         """
         ...
 
+    async def release(self, group: str, admitted_at: float) -> None:
+        """Remove one admission of ``group`` recorded at ``admitted_at`` (its request never reached KSeF)."""
+        ...
+
+    async def usage(self, group: str, limits: WindowLimits, now: float) -> GroupUsage:
+        """Return the used and remaining admissions of each window at ``now``, the next free slot and the pause."""
+        ...
+
 
 class MemoryBackend:
     """Admission logs in this process: one `SlidingWindowState` per group.
@@ -156,6 +171,16 @@ class MemoryBackend:
         """Return the earliest time (``>= now``) at which an admission would be allowed; record nothing."""
         return self._state(group, limits).next_admission_time(now)
 
+    async def release(self, group: str, admitted_at: float) -> None:
+        """Remove one admission of ``group`` recorded at ``admitted_at``."""
+        state = self._states.get(group)
+        if state is not None:
+            state.release(admitted_at)
+
+    async def usage(self, group: str, limits: WindowLimits, now: float) -> GroupUsage:
+        """Return the group's window use at ``now`` (nothing recorded)."""
+        return self._state(group, limits).usage(now)
+
     async def pause(self, group: str, until: float) -> None:
         """Admit nothing in ``group`` before ``until``."""
         state = self._states.get(group)
@@ -163,6 +188,55 @@ class MemoryBackend:
             # A pause may come before the first admission; the limits are set by the first try_admit.
             state = self._states[group] = SlidingWindowState(WindowLimits(None), margin=self._margin)
         state.pause_until(until)
+
+
+@attrs.frozen
+class Admission:
+    """One request admitted by `RateLimiter.admit`: what `RateLimiter.release` needs to give it back.
+
+    Attributes:
+        group: The limit group.
+        admitted_at: The admission time recorded in the group (limiter clock).
+        global_admitted_at: The admission time recorded in ``global``, when the request also passed it.
+        waited: Seconds waited for the admission.
+    """
+
+    group: str
+    admitted_at: float
+    global_admitted_at: float | None
+    waited: float
+
+
+_max_wait: contextvars.ContextVar[float | None] = contextvars.ContextVar("ksef_limiter_max_wait")
+
+
+@contextlib.contextmanager
+def limiter_wait(seconds: float | None) -> Iterator[None]:
+    """Bound the limiter wait of every API call made inside the block (this task and tasks it starts).
+
+    Overrides ``ClientConfig.max_limiter_wait`` for those calls: a call whose wait would be longer raises
+    `ksef_async.errors.RateLimitWaitExceededError` (with ``retry_after`` and ``group``) before anything is sent.
+    ``None`` lifts the bound inside the block. Nested blocks: the innermost wins.
+
+    Raises:
+        ConfigurationError: ``seconds`` is negative or not a number.
+    """
+    if seconds is not None and not (isinstance(seconds, int | float) and 0 <= seconds < math.inf):
+        raise ConfigurationError(f"limiter_wait: seconds must be a finite number >= 0 or None, got {seconds!r}")
+    token = _max_wait.set(seconds)
+    try:
+        yield
+    finally:
+        _max_wait.reset(token)
+
+
+_UNSET = object()
+
+
+def current_limiter_wait(default: float | None) -> float | None:
+    """The bound `limiter_wait` set for the current context, else ``default`` (the client-wide one)."""
+    value: object = _max_wait.get(_UNSET)
+    return default if value is _UNSET else value  # type: ignore[return-value]
 
 
 class _Group:
@@ -272,7 +346,7 @@ class RateLimiter:
             else:
                 group.limits = value
 
-    async def acquire(self, group: str) -> float:
+    async def acquire(self, group: str, *, max_wait: float | None = None) -> float:
         """Wait until one request of ``group`` may be sent, in arrival order, and record it.
 
         Cancelling the call gives up the place in the queue and records nothing (with a shared backend, a call
@@ -281,12 +355,33 @@ class RateLimiter:
         A group other than ``global`` is admitted only together with ``global`` when ``global`` has limits here
         or in the per-IP limiter (see the module docstring for the order).
 
+        Args:
+            group: The limit group.
+            max_wait: Longest wait in seconds (None: no bound); see `admit`.
+
         Returns:
             The seconds waited (0.0 when admitted at once).
 
         Raises:
             ConfigurationError: ``group`` has no limits.
+            RateLimitWaitExceededError: The wait would be longer than ``max_wait`` (nothing recorded).
         """
+        return (await self.admit(group, max_wait=max_wait)).waited
+
+    async def admit(self, group: str, *, max_wait: float | None = None) -> Admission:
+        """Like `acquire`, but return the `Admission`, which `release` can give back.
+
+        With ``max_wait``, the limiter first estimates the wait from its own state (no API call): the group's next
+        free slot plus, for the requests queued ahead, the full windows they need (a lower bound). A longer estimate
+        raises at once; otherwise the call queues and raises when ``max_wait`` passes before its turn. Either way
+        nothing is recorded and nothing is sent. Cancellation: as in `acquire`.
+
+        Raises:
+            ConfigurationError: ``group`` has no limits, or ``max_wait`` is negative or not a number.
+            RateLimitWaitExceededError: The wait would be longer than ``max_wait``; ``retry_after`` is the estimate.
+        """
+        if max_wait is not None and not max_wait >= 0:
+            raise ConfigurationError(f"max_wait must be a number >= 0 or None, got {max_wait!r}")
         owner = self._owner(group)
         state = owner._groups.get(group)  # noqa: SLF001 - same class
         if state is None:
@@ -297,57 +392,137 @@ class RateLimiter:
             global_state = holder._groups.get(GLOBAL_GROUP)  # noqa: SLF001 - same class
             if global_state is not None:
                 then = (holder, global_state)
-        return await owner._acquire(group, state, then)  # noqa: SLF001 - same class
+        start = owner._clock.now()  # noqa: SLF001 - same class
+        deadline = None
+        if max_wait is not None:
+            estimate = await owner._estimate(group, state, start)  # noqa: SLF001 - same class
+            if estimate > max_wait:
+                logger.info(
+                    "rate limit group %s: wait of %.1f s exceeds max_wait %g s, refused before sending",
+                    group,
+                    estimate,
+                    max_wait,
+                    extra={"group": group, "retry_after": estimate},
+                )
+                raise RateLimitWaitExceededError(group, estimate, max_wait)
+            deadline = start + max_wait
+        at, global_at = await owner._acquire(group, state, then, deadline)  # noqa: SLF001 - same class
+        waited = max(0.0, at - start)
+        if waited > 0:
+            logger.debug("rate limit wait", extra={"group": group, "waited": waited})
+        return Admission(group=group, admitted_at=at, global_admitted_at=global_at, waited=waited)
 
-    async def _acquire(self, group: str, state: _Group, then: tuple[RateLimiter, _Group] | None) -> float:
-        """Queue for ``group`` of this limiter and, as its head, get admitted (after ``then``'s group, if given)."""
+    async def release(self, admission: Admission) -> None:
+        """Give back an admission whose request never reached KSeF (connection refused, DNS failure...).
+
+        Its group's entry and its ``global`` entry (if any) are removed, so an outage does not use up the windows.
+        Never release a request that may have reached the server.
+
+        Cancellation: with the in-memory backend the release is not interrupted (no await point inside); with a
+        shared store, a cancelled release may leave the slot taken (the safe side).
+        """
+        owner = self._owner(admission.group)
+        await owner._backend.release(admission.group, admission.admitted_at)  # noqa: SLF001 - same class
+        if admission.global_admitted_at is not None:
+            holder = self._per_ip or self
+            await holder._backend.release(GLOBAL_GROUP, admission.global_admitted_at)  # noqa: SLF001 - same class
+        logger.debug("rate limit admission released", extra={"group": admission.group})
+
+    async def usage(self, group: str) -> GroupUsage:
+        """Return the used and remaining requests of ``group`` in each window and its next free slot (no API call).
+
+        Times are on the limiter's clock (`Clock.now`); `RateLimiter.now` gives the current one. Cancellation: a
+        read only; nothing to undo.
+
+        Raises:
+            ConfigurationError: ``group`` has no limits.
+        """
+        owner = self._owner(group)
+        state = owner._groups.get(group)  # noqa: SLF001 - same class
+        if state is None:
+            raise ConfigurationError(f"no rate limits known for group {group!r}")
+        return await owner._backend.usage(group, state.limits, owner._clock.now())  # noqa: SLF001 - same class
+
+    async def usage_report(self) -> dict[str, GroupUsage]:
+        """`usage` of every group with limits (the per-IP groups included), by group name (cancellation: as `usage`)."""
+        return {group: await self.usage(group) for group in sorted(self.limits)}
+
+    def now(self) -> float:
+        """The limiter clock's current time (the scale of `GroupUsage.next_free` and ``paused_until``)."""
+        return self._clock.now()
+
+    async def _estimate(self, group: str, state: _Group, now: float) -> float:
+        """A lower bound of the seconds a new acquire of ``group`` waits, from the backend's state and the queue."""
+        ahead = (1 if state.busy else 0) + sum(1 for future in state.waiters if not future.done())
+        usage = await self._backend.usage(group, state.limits, now)
+        extra = max((ahead // w.limit * w.seconds for w in usage.windows if w.limit > 0), default=0.0)
+        return max(0.0, max(usage.next_free, now) + extra - now)
+
+    async def _acquire(
+        self, group: str, state: _Group, then: tuple[RateLimiter, _Group] | None, deadline: float | None = None
+    ) -> tuple[float, float | None]:
+        """Queue for ``group`` of this limiter and, as its head, get admitted (after ``then``'s group, if given).
+
+        Returns:
+            The admission time of ``group`` and of ``global`` (None when ``then`` is None).
+        """
         clock = self._clock
-        start = now = clock.now()
+        now = clock.now()
         if state.busy:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             state.waiters.append(future)
             try:
-                await future
-            except asyncio.CancelledError:
+                if deadline is None:
+                    await future
+                else:
+                    async with asyncio.timeout(max(0.0, deadline - now)):
+                        await future
+            except (asyncio.CancelledError, TimeoutError) as exc:
                 if future.cancelled():
                     self._note_dead(state)
-                else:
+                elif future.done():
                     # The turn was handed to us as we were cancelled: pass it on.
                     self._hand_over(state)
+                if isinstance(exc, TimeoutError) and deadline is not None:
+                    retry_after = await self._estimate(group, state, clock.now())
+                    raise RateLimitWaitExceededError(group, retry_after, deadline - now) from None
                 raise
             now = clock.now()
         else:
             state.busy = True
         try:
-            now = await self._admit_as_head(group, state, then, now)
+            return await self._admit_as_head(group, state, then, now, deadline)
         finally:
             self._hand_over(state)
-        waited = now - start
-        if waited > 0:
-            logger.debug("rate limit wait", extra={"group": group, "waited": waited})
-        return waited
 
     async def _admit_as_head(
-        self, group: str, state: _Group, then: tuple[RateLimiter, _Group] | None, now: float
-    ) -> float:
-        """As the head of ``group``, wait until it (and ``then``'s group) admit; return the admission time."""
+        self,
+        group: str,
+        state: _Group,
+        then: tuple[RateLimiter, _Group] | None,
+        now: float,
+        deadline: float | None = None,
+    ) -> tuple[float, float | None]:
+        """As the head of ``group``, wait until it (and ``then``'s group) admit; return the admission times."""
         clock = self._clock
         backend = self._backend
         while True:
             if then is None:
                 allowed = await backend.try_admit(group, state.limits, now)
                 if allowed <= now:
-                    return now
+                    return now, None
             else:
                 allowed = await backend.next_admission(group, state.limits, now)
                 if allowed <= now:
                     # Our group would admit now: queue for global, then record the group at the send time.
                     holder, global_state = then
-                    await holder._acquire(GLOBAL_GROUP, global_state, None)  # noqa: SLF001 - same class
+                    global_at, _ = await holder._acquire(GLOBAL_GROUP, global_state, None)  # noqa: SLF001
                     now = clock.now()
                     allowed = await backend.try_admit(group, state.limits, now)
                     if allowed <= now:
-                        return now
+                        return now, global_at
+            if deadline is not None and allowed > deadline:
+                raise RateLimitWaitExceededError(group, allowed - now, max(0.0, deadline - now))
             await clock.sleep(allowed - now)
             now = clock.now()
 

@@ -41,12 +41,13 @@ async def test_log_json_writes_context_and_reference_numbers(ksef_simulator_fact
     records = [json.loads(line) for line in text.splitlines()]
     assert records
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
-    opened = [r for r in records if r["message"] == "online session opened"]
+    opened = [r for r in records if r["message"].startswith("online session ") and " opened " in r["message"]]
     assert len(opened) == 1
     assert opened[0]["ksef_context"] == f"Nip:{DEFAULT_NIP}"
-    assert opened[0]["ksef_reference_number"]
-    assert any(r["message"] == "KSeF call" and r.get("ksef_operation") for r in records)  # DEBUG goes to the file
-    assert "INFO ksef_async.online: online session opened" in done.stderr.decode()  # --verbose
+    ref = opened[0]["ksef_reference_number"]
+    assert opened[0]["message"] == f"online session {ref} opened for 1 invoices"
+    assert any(r["message"].startswith("KSeF call ") and r.get("ksef_operation") for r in records)  # DEBUG: file
+    assert f"INFO ksef_async.online: online session {ref} opened" in done.stderr.decode()  # --verbose
 
 
 def test_quiet_and_verbose_exclude_each_other() -> None:
@@ -72,7 +73,8 @@ async def test_limits_and_get_print_json(ksef_simulator_factory: Any, tmp_path: 
     from ksef_async import KsefClient, KsefTokenCredentials, send_online  # noqa: PLC0415
     from ksef_async.testing.invoices import InvoiceFactory  # noqa: PLC0415
 
-    sim = await ksef_simulator_factory(contexts=[(DEFAULT_NIP, DEFAULT_TOKEN)], rate_limits="off", seed=53)
+    # Production limits: with limiting off every window is reported unlimited (null in the JSON).
+    sim = await ksef_simulator_factory(contexts=[(DEFAULT_NIP, DEFAULT_TOKEN)], rate_limits="production", seed=53)
     limits = await anyio.run_process(
         [sys.executable, "-m", "ksef_async.cli", "limits", "--json"], check=False, env=_env(sim.base_url)
     )

@@ -21,7 +21,7 @@ import pytest
 
 import ksef_async.ratelimit as rl
 from ksef_async.core.ratelimit import WindowLimits
-from ksef_async.errors import ConfigurationError
+from ksef_async.errors import ConfigurationError, RateLimitWaitExceededError
 from ksef_async.ratelimit import DEFAULT_RETRY_AFTER, MemoryBackend, RateLimiter, limiter_for
 
 T = TypeVar("T")
@@ -507,3 +507,70 @@ def test_limiter_for_shares_the_per_ip_limiter_of_an_environment() -> None:
     second.update_limits({"global": WindowLimits(5)})
     third = limiter_for(env, "nip:2222222222", {"global": WindowLimits(75)})
     assert third.limits["global"] == WindowLimits(5)  # a learnt value is not reset by a new client
+
+
+def test_max_wait_refuses_at_once_with_the_exact_wait_for_the_head() -> None:
+    async def main() -> tuple[float, str | None, float]:
+        lim = limiter(per_second=2)
+        await lim.acquire("g")
+        await lim.acquire("g")
+        with pytest.raises(RateLimitWaitExceededError) as caught:
+            await lim.acquire("g", max_wait=0.5)
+        return caught.value.retry_after or -1.0, caught.value.group, now()
+
+    retry_after, group, when = run(main)
+    assert (retry_after, group, when) == (1.0, "g", 0.0)  # refused at t=0, the slot frees at t=1
+
+
+def test_max_wait_counts_the_requests_queued_ahead() -> None:
+    async def main() -> float:
+        lim = limiter(per_second=None, per_minute=2)
+        await lim.acquire("g")
+        await lim.acquire("g")  # the minute is full until t=60
+        queued = [asyncio.create_task(lim.acquire("g")) for _ in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(RateLimitWaitExceededError) as caught:
+            await lim.acquire("g", max_wait=100.0)  # 2 ahead: at least 60 + 60 s
+        for task in queued:
+            task.cancel()
+        await asyncio.gather(*queued, return_exceptions=True)
+        return caught.value.retry_after or -1.0
+
+    assert run(main) >= 120.0
+
+
+def test_a_queued_call_gives_up_at_its_deadline_and_leaves_the_queue_intact() -> None:
+    async def main() -> tuple[float, list[float]]:
+        lim = limiter(per_second=1)
+        await lim.acquire("g")
+        behind = asyncio.create_task(lim.acquire("g"))  # head: admitted at t=1
+        await asyncio.sleep(0)
+        with pytest.raises(RateLimitWaitExceededError):
+            await lim.acquire("g", max_wait=1.5)  # estimate 1.0 passes; its turn (t=2) is after the deadline
+        refused_at = now()
+        later = await lim.acquire("g")
+        return refused_at, [await behind, later]
+
+    refused_at, waits = run(main)
+    assert refused_at <= 1.5
+    assert waits[0] == 1.0
+
+
+def test_release_gives_the_slot_back_and_usage_reports_it() -> None:
+    async def main() -> tuple[Any, Any, float]:
+        lim = limiter(per_second=2, per_minute=3)
+        first = await lim.admit("g")
+        await lim.admit("g")
+        full = await lim.usage("g")
+        await lim.release(first)
+        freed = await lim.usage("g")
+        waited = await lim.acquire("g")
+        return full, freed, waited
+
+    full, freed, waited = run(main)
+    assert [(w.seconds, w.used, w.remaining) for w in full.windows] == [(1.0, 2, 0), (60.0, 2, 1)]
+    assert full.next_free == pytest.approx(1.0)
+    assert [(w.seconds, w.used, w.remaining) for w in freed.windows] == [(1.0, 1, 1), (60.0, 1, 2)]
+    assert freed.next_free == 0.0
+    assert freed.paused_until == 0.0
+    assert waited == 0.0

@@ -20,18 +20,21 @@ def cli_reference() -> str:
 
 
 def api_reference() -> str:
-    """Return one mkdocstrings directive per public name of ``ksef_async`` (its ``__all__``), by defining module."""
+    """Return one mkdocstrings directive per public name of ``ksef_async`` (its ``__all__``), by defining module.
+
+    The module comes from the package's lazy export map, not from ``obj.__module__``: a type alias such as
+    ``Credentials`` (a union) reports ``types`` there.
+    """
     package = importlib.import_module("ksef_async")
+    exports: dict[str, str] = package._EXPORTS  # noqa: SLF001 - the map the package itself resolves names by
     lines: list[str] = []
     for name in sorted(package.__all__, key=str.lower):
-        if name.startswith("_"):
+        if name.startswith("_") or name not in exports:
             continue
-        obj = getattr(package, name)
-        module = getattr(obj, "__module__", None)
-        qualname = getattr(obj, "__qualname__", name)
-        if module is None:
-            continue
-        lines.append(f"::: {module}.{qualname}\n    options:\n      heading: {name}\n")
+        # Renamed exports are written "module:attribute".
+        module_name, _, attribute = exports[name].partition(":")
+        attribute = attribute or name
+        lines.append(f"::: {module_name}.{attribute}\n    options:\n      heading: {name}\n")
     return "\n".join(lines)
 
 

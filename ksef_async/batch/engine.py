@@ -439,6 +439,29 @@ class BatchSender:
         self._persist = True
         self._resuming = True
         self._prepared.set()
+        # Progress from the first step: the totals and where each session stands, before any API call.
+        for session in plan.sessions:
+            self._emit(
+                SessionPrepared(
+                    session.index, len(session.invoices), len(session.parts), sum(p.size for p in session.parts)
+                )
+            )
+        self._emit(
+            InvoicesValidated(
+                plan.invoice_count, len(plan.skipped), sum(i.size for s in plan.sessions for i in s.invoices)
+            )
+        )
+        for session in plan.sessions:
+            self._emit(
+                SessionStatusChanged(session.index, session.state.value, session.reference_number, session.status_code)
+            )
+        logger.info(
+            "resuming batch in %s: %d sessions, %d invoices",
+            self.state_dir,
+            len(plan.sessions),
+            plan.invoice_count,
+            extra=extras(sessions=len(plan.sessions), invoices=plan.invoice_count),
+        )
         try:
             async with anyio.create_task_group() as tg:
                 for index in sorted(self._sessions):

@@ -2,17 +2,30 @@
 
 Every request goes through `ApiTransport.request`, in this order:
 
-1. wait for the operation's rate-limit group on the shared limiter (once per attempt: KSeF counts every attempt),
-   and for ``global`` (per IP address) after it;
-2. attach ``Authorization`` (the access token from the `TokenSource`, or the explicit token the caller passes for
-   operations that take the authentication or refresh token) and ``X-Error-Format: problem-details``;
-3. send; convert aiohttp's exceptions to `ksef_async.errors` here, at one boundary;
+0. while KSeF is unreachable (a connection could not be made), wait for the one probe at a time
+   (`ksef_async.transport._reach.Reachability`) instead of retrying on one's own;
+1. get the ``Authorization`` value (the access token from the `TokenSource`, logging in or refreshing first when
+   needed, or the explicit token the caller passes for operations that take the authentication or refresh
+   token): authentication happens before admission, never while holding a slot;
+2. wait for the operation's rate-limit group on the shared limiter (once per attempt: KSeF counts every attempt),
+   and for ``global`` (per IP address) after it, at most ``max_limiter_wait`` seconds
+   (`ksef_async.ratelimit.limiter_wait` overrides it per call): a longer wait raises
+   `RateLimitWaitExceededError` before anything is sent; after a wait the token is read again (a 401 seen by
+   another call meanwhile has renewed it);
+3. send; convert aiohttp's exceptions to `ksef_async.errors` here, at one boundary; an attempt that could not
+   connect (nothing reached KSeF) and one answered 401 (KSeF counts it against no context) give their limiter
+   slot back;
 4. on 429: pause the group for ``Retry-After`` (the group the body names, e.g. ``global``, else the operation's)
    and try again, up to ``max_rate_limit_retries``;
 5. on 401 with an access token: let the token source refresh once, and try once more;
 6. on a connection error, timeout or 5xx: an idempotent call is retried with jittered exponential back-off
-   (stamina); a call that may have taken effect raises `AmbiguousRequestError` instead. A failure to connect is
-   retried for every call: nothing reached KSeF.
+   (stamina; each retry is logged at INFO with its reason, giving up at WARNING); a call that may have taken
+   effect raises `AmbiguousRequestError` instead. A failure to connect is retried for every call (nothing reached
+   KSeF), through the reachability probe of step 0, for at most ``RetryPolicy.timeout`` seconds.
+
+Cancellation of `ApiTransport.request`: before the request is written, nothing happened (a limiter slot already
+taken stays taken: the safe side); after, the call may or may not have taken effect, exactly as with a lost
+connection.
 
 Tests make stamina's back-off instant with ``stamina.set_testing(True, attempts=N)``.
 """
@@ -50,14 +63,16 @@ from ksef_async.errors import (
     ConfigurationError,
     KsefError,
     RateLimitedError,
+    RateLimitWaitExceededError,
     ServerError,
     TransportError,
     UnauthorizedError,
     api_error_from_response,
 )
 from ksef_async.operations import Operation, TokenKind
-from ksef_async.ratelimit import RateLimiter
+from ksef_async.ratelimit import Admission, RateLimiter, current_limiter_wait
 from ksef_async.transport._limits import MAX_API_BODY, MAX_ERROR_BODY, check_retry_after, read_limited
+from ksef_async.transport._reach import Reachability
 
 __all__ = [
     "SAFE_POSTS",
@@ -189,6 +204,10 @@ class ApiTransport:
         """The application's callback for each warning (``ClientConfig.on_system_warning``)."""
         self.test_system_warning: str | None = None
         """Sent as ``X-Test-System-Warning`` on every request (TEST and simulators only; checked by `KsefClient`)."""
+        self.max_limiter_wait: float | None = None
+        """Longest limiter wait of a call (``ClientConfig.max_limiter_wait``); `limiter_wait` overrides it."""
+        self.reachability = Reachability()
+        """Whether KSeF accepts connections; one probe at a time while it does not."""
 
     def __repr__(self) -> str:
         return f"ApiTransport(base_url={self.base_url!r})"
@@ -248,6 +267,9 @@ class ApiTransport:
             TransportError: No answer (idempotent calls: after the retries).
             AmbiguousRequestError: A call that may have taken effect got no clear answer (connection lost after
                 sending, timeout, or 5xx); check the state before repeating it.
+
+        Cancellation: before the request is written (waiting for reachability, the token or the limiter), nothing
+        was sent; afterwards the call may or may not have taken effect, as with a lost connection.
         """
         self._session  # noqa: B018 - raises ConfigurationError before a token or a rate-limit slot is taken
         if idempotent is None:
@@ -280,37 +302,72 @@ class ApiTransport:
                 # retryable for them; their other failures raise AmbiguousRequestError, which is not.
                 return await telemetry.api_call(op, reference_number, self._send_retrying(call))
             except RateLimitedError as exc:
-                check_retry_after(exc, op.operation_id)
-                texts = [text for e in exc.errors for text in (e.description, *e.details)]
-                group = rate_limited_group(op.rate_group, texts, self.limiter.limits)
-                telemetry.rate_limited(group)
-                await self.limiter.on_rate_limited(group, exc.retry_after)
-                if rate_retries >= self.retry.max_rate_limit_retries:
-                    raise
+                if isinstance(exc, RateLimitWaitExceededError):
+                    raise  # the local limiter's refusal: nothing was sent
+                await self._after_429(exc, op, rate_retries, reference_number)
                 rate_retries += 1
-                telemetry.retried(op.operation_id, "rate_limited")
-                logger.warning(
-                    "429 from KSeF, retrying after the pause",
-                    extra=extras(
-                        operation=op.operation_id,
-                        group=group,
-                        retry_after=exc.retry_after,
-                        attempt=rate_retries,
-                        reference_number=reference_number,
-                    ),
-                )
             except _UnauthorizedWithGeneration as exc:
                 if auth_retried or self.tokens is None:
                     raise exc.error from None
                 auth_retried = True
                 logger.info(
-                    "401 from KSeF, refreshing the access token once",
+                    "401 from KSeF on %s, refreshing the access token once",
+                    op.operation_id,
                     extra=extras(operation=op.operation_id, reference_number=reference_number),
                 )
                 await self.tokens.on_unauthorized(exc.generation)
 
+    async def _after_429(
+        self, exc: RateLimitedError, op: Operation, rate_retries: int, reference_number: str | None
+    ) -> None:
+        """Pause the group KSeF named for its ``Retry-After``; re-raise when the 429 retries are used up."""
+        check_retry_after(exc, op.operation_id)
+        texts = [text for e in exc.errors for text in (e.description, *e.details)]
+        group = rate_limited_group(op.rate_group, texts, self.limiter.limits)
+        exc.group = group
+        telemetry.rate_limited(group)
+        await self.limiter.on_rate_limited(group, exc.retry_after)
+        if rate_retries >= self.retry.max_rate_limit_retries:
+            raise exc
+        telemetry.retried(op.operation_id, "rate_limited")
+        logger.warning(
+            "429 from KSeF on %s (group %s), retry %d after %s s",
+            op.operation_id,
+            group,
+            rate_retries + 1,
+            exc.retry_after,
+            extra=extras(
+                operation=op.operation_id,
+                group=group,
+                retry_after=exc.retry_after,
+                attempt=rate_retries + 1,
+                reference_number=reference_number,
+            ),
+        )
+
     async def _send_retrying(self, call: _Call) -> ApiResponse:
+        """Send with stamina's retries; while KSeF is unreachable, wait for the probe (bounded by ``timeout``)."""
         policy = self.retry
+        clock = time.monotonic
+        deadline = clock() + policy.timeout if policy.timeout else None
+        while True:
+            probe = await self.reachability.turn(deadline, call.op.operation_id)
+            try:
+                return await self._send_with_backoff(call, probe)
+            except _UnreachableError as exc:
+                if deadline is not None and clock() >= deadline:
+                    logger.warning(
+                        "giving up %s: KSeF unreachable for %.1f s",
+                        call.op.operation_id,
+                        policy.timeout,
+                        extra=extras(operation=call.op.operation_id, reference_number=call.reference_number),
+                    )
+                    raise exc.error from exc.__cause__
+
+    async def _send_with_backoff(self, call: _Call, probe: bool) -> ApiResponse:
+        policy = self.retry
+        name = call.op.operation_id
+        last: KsefError | None = None
         try:
             async for attempt in stamina.retry_context(
                 on=_is_retryable,
@@ -324,11 +381,26 @@ class ApiTransport:
                     if attempt.num > 1:
                         telemetry.retried(call.op.operation_id)
                         logger.info(
-                            "retrying a call",
-                            extra=extras(operation=call.op.operation_id, attempt=attempt.num),
+                            "retrying %s (attempt %d of %d) after: %s",
+                            name,
+                            attempt.num,
+                            policy.attempts,
+                            last,
+                            extra=extras(operation=name, attempt=attempt.num, reference_number=call.reference_number),
                         )
-                    return await self._send_once(call)
+                    try:
+                        return await self._send_once(call, probe=probe and attempt.num == 1)
+                    except _RetryableError as exc:
+                        last = exc.error
+                        raise
         except _RetryableError as exc:
+            logger.warning(
+                "giving up %s after %d attempts: %s",
+                name,
+                policy.attempts,
+                exc.error,
+                extra=extras(operation=name, reference_number=call.reference_number),
+            )
             raise exc.error from exc.__cause__
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
 
@@ -346,36 +418,34 @@ class ApiTransport:
             raise ConfigurationError(f"{op.operation_id} needs a bearer token")
         return f"Bearer {call.bearer}", None
 
-    async def _send_once(self, call: _Call) -> ApiResponse:
+    async def _send_once(self, call: _Call, *, probe: bool = False) -> ApiResponse:
         op = call.op
-        authorization, generation = await self._authorization(call)
-        headers = CIMultiDict(call.headers)
-        if authorization is not None:
-            headers["Authorization"] = authorization
-        if self.test_system_warning:
-            headers[TEST_SYSTEM_WARNING_HEADER] = self.test_system_warning
-        waited = await self.limiter.acquire(op.rate_group)
-        telemetry.limiter_waited(op.rate_group, waited)
         started = time.monotonic()
         log = extras(operation=op.operation_id, group=op.rate_group, reference_number=call.reference_number)
+        state = {"resolved": False}
         try:
-            async with self._session.request(
-                op.method, call.url, params=call.params, data=call.data, headers=headers
-            ) as response:
-                status = response.status
-                limit = MAX_API_BODY if 200 <= status < 300 else MAX_ERROR_BODY  # noqa: PLR2004
-                body = await read_limited(response, limit, op.operation_id)
-                resp_headers = response.headers
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            # Nothing reached KSeF: any call may be repeated.
-            logger.warning("cannot connect", extra=log)
-            failure = TransportError(f"{op.operation_id}: cannot connect to KSeF ({type(exc).__name__})")
-            raise _RetryableError(failure) from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise self._no_answer(call, exc, log) from exc
+            authorization, generation = await self._authorization(call)
+            admission = await self.limiter.admit(op.rate_group, max_wait=current_limiter_wait(self.max_limiter_wait))
+            telemetry.limiter_waited(op.rate_group, admission.waited)
+            if admission.waited > 0 and generation is not None:
+                # Another call may have renewed the token while this one waited (no I/O when it is still valid).
+                authorization, generation = await self._authorization(call)
+            headers = CIMultiDict(call.headers)
+            if authorization is not None:
+                headers["Authorization"] = authorization
+            if self.test_system_warning:
+                headers[TEST_SYSTEM_WARNING_HEADER] = self.test_system_warning
+            status, resp_headers, body = await self._exchange(call, headers, admission, probe, state)
+        finally:
+            if probe and not state["resolved"]:
+                self.reachability.abandoned()
         self._surface_system_warning(resp_headers, call)
+        waited = admission.waited
         logger.debug(
-            "KSeF call",
+            "KSeF call %s: HTTP %d (waited %.3f s)",
+            op.operation_id,
+            status,
+            waited,
             extra=log | extras(status=status, waited=round(waited, 6), elapsed=round(time.monotonic() - started, 6)),
         )
         if 200 <= status < 300:  # noqa: PLR2004
@@ -383,8 +453,15 @@ class ApiTransport:
         error = api_error_from_response(
             status, body, retry_after=resp_headers.get("Retry-After"), operation=op.operation_id
         )
-        logger.debug("KSeF error", extra=log | extras(status=status, codes=error.codes))
+        logger.debug(
+            "KSeF error on %s: HTTP %d %s",
+            op.operation_id,
+            status,
+            error.codes,
+            extra=log | extras(status=status, codes=error.codes),
+        )
         if isinstance(error, UnauthorizedError) and generation is not None:
+            await self._give_back(admission)  # KSeF counts a refused token against no context
             raise _UnauthorizedWithGeneration(error, generation)
         if isinstance(error, ServerError):
             if call.idempotent:
@@ -395,14 +472,48 @@ class ApiTransport:
             ) from error
         raise error
 
+    async def _exchange(
+        self, call: _Call, headers: CIMultiDict[str], admission: Admission, probe: bool, state: dict[str, bool]
+    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
+        """Send the request and read the answer; a failed connection gives the slot back and marks KSeF unreachable."""
+        op = call.op
+        log = extras(operation=op.operation_id, group=op.rate_group, reference_number=call.reference_number)
+        try:
+            async with self._session.request(
+                op.method, call.url, params=call.params, data=call.data, headers=headers
+            ) as response:
+                self.reachability.succeeded()
+                state["resolved"] = True
+                status = response.status
+                limit = MAX_API_BODY if 200 <= status < 300 else MAX_ERROR_BODY  # noqa: PLR2004
+                body = await read_limited(response, limit, op.operation_id)
+                return status, response.headers, body
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # Nothing reached KSeF: the slot goes back, and the call waits for the reachability probe.
+            await self._give_back(admission)
+            self.reachability.failed(probe=probe)
+            state["resolved"] = True
+            logger.warning("cannot connect to KSeF for %s (%s)", op.operation_id, type(exc).__name__, extra=log)
+            failure = TransportError(f"{op.operation_id}: cannot connect to KSeF ({type(exc).__name__})")
+            raise _UnreachableError(failure) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._no_answer(call, exc, log) from exc
+
+    async def _give_back(self, admission: Admission) -> None:
+        """Release ``admission`` (its request did not count at KSeF); a failing backend only costs the slot."""
+        try:
+            await self.limiter.release(admission)
+        except Exception:  # noqa: BLE001 - a shared store's failure must not hide the request's own error
+            logger.warning("could not give a rate limit slot back", extra=extras(group=admission.group))
+
     @staticmethod
     def _no_answer(call: _Call, exc: BaseException, log: dict[str, Any]) -> Exception:
         kind = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
         name = call.op.operation_id
         if call.idempotent:
-            logger.warning("no answer", extra=log)
+            logger.warning("no answer from KSeF to %s (%s)", name, kind, extra=log)
             return _RetryableError(TransportError(f"{name}: no answer from KSeF ({kind})"))
-        logger.warning("no answer to a call that may have taken effect", extra=log)
+        logger.warning("no answer from KSeF to %s (%s); it may have taken effect", name, kind, extra=log)
         return AmbiguousRequestError(
             f"{name}: no answer from KSeF ({kind}); the request may have taken effect, check its state before "
             "repeating it"
@@ -443,6 +554,14 @@ class ApiTransport:
                     logger.warning(
                         "the on_system_warning callback raised", extra=extras(operation=call.op.operation_id)
                     )
+
+
+class _UnreachableError(Exception):
+    """Internal: no connection could be made (nothing reached KSeF); the call waits for the reachability probe."""
+
+    def __init__(self, error: TransportError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class _UnauthorizedWithGeneration(Exception):  # noqa: N818 - internal signal, never escapes the transport

@@ -86,7 +86,13 @@ class RateLimiter:
         self._states: dict[tuple[str, str], SlidingWindowState] = {}
 
     def effective(self) -> dict[str, WindowLimits]:
-        """Limits in force per API group (what ``GET /rate-limits`` reports)."""
+        """Limits in force per API group (what ``GET /rate-limits`` reports).
+
+        With limiting off (profile ``off``) every window is reported unlimited (``-1`` on the wire), so a client
+        whose limiter follows ``GET /rate-limits`` stops pacing too, instead of waiting for windows nobody counts.
+        """
+        if not self.enabled:
+            return dict.fromkeys(API_GROUPS, WindowLimits(None))
         return {group: self._limits[group] for group in API_GROUPS}
 
     def set_limits(self, limits: Mapping[str, WindowLimits]) -> None:

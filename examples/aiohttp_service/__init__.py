@@ -1,0 +1,1 @@
+"""An aiohttp invoicing service on ksef-async (see app.py)."""
