@@ -8,8 +8,10 @@ the pipeline running too, processes fell behind threads (spawn start-up and pick
 (``executor="process"``) also need the caller's ``if __name__ == "__main__"`` guard, so they are opt-in, for
 large batches on many cores where the GIL-held share of validation (byte checks, field extraction) limits threads.
 
-Each valid invoice joins its session (`SessionPacker`: one open session per form code) and goes straight into that
-session's `ZipWriter` -> `ArchivePipeline` (split, encrypt, hash), whose ciphertext lands in spool files. Only
+Each invoice is compressed in the pool too (`deflate_entry`); each valid one then joins its session by its real
+archive bytes (`SessionPacker`: one open session per form code, closed when the next invoice would break a limit)
+and goes straight into that session's `ZipWriter` -> `ArchivePipeline` (split, encrypt, hash), whose ciphertext
+lands in spool files. Only
 ciphertext reaches the disk:
 
 * ``<state_dir>/s{session:03d}-part-{ordinal:04d}.aes``: created with ``O_CREAT | O_EXCL`` and mode 0o600;
@@ -57,7 +59,7 @@ from ksef_async.core.plan import (
     SessionPacker,
     SessionPlan,
 )
-from ksef_async.core.zipstream import DEFAULT_LEVEL, ZipWriter
+from ksef_async.core.zipstream import DEFAULT_LEVEL, DeflatedEntry, ZipWriter, deflate_entry
 from ksef_async.errors import ConfigurationError, InvoiceError, InvoiceProblem
 from ksef_async.xml.forms import FA2, FA3, FA_RR1, InvoiceForm, detect_form, form_for_tag
 
@@ -230,8 +232,8 @@ class _SessionWriter:
         self.pipeline = ArchivePipeline(key, self.spool, part_size=part_size)
         self.zip = ZipWriter(self.pipeline.write, level=level)
 
-    def add(self, name: str, data: bytes) -> None:
-        self.zip.add(name, data)
+    def add(self, entry: DeflatedEntry) -> None:
+        self.zip.add_deflated(entry)
 
     def finish(self, plan: SessionPlan) -> SessionPlan:
         self.zip.close()
@@ -264,28 +266,28 @@ def _identify(data: bytes, name: str) -> InvoiceForm:
     return detect_form(data, name)
 
 
-def _describe(item: InvoiceInput, validate: bool) -> _Description:
-    """Validate (or just identify) one invoice; runs in a worker thread."""
+def _describe(item: InvoiceInput, validate: bool, level: int) -> _Description:
+    """Validate (or just identify), hash and compress one invoice; runs in a pool worker."""
     if validate:
         from ksef_async.xml.validation import check_invoice  # noqa: PLC0415 - compiles schemas on first use
 
         result = check_invoice(item.data, item.name)
         if result.invoice is None:
-            return None, result.problems
+            return None, result.problems, None
         v = result.invoice
         form, sha, number, nip, attachment = v.form, v.sha256, v.invoice_number, v.seller_nip, v.has_attachment
     else:
         try:
             form = _identify(item.data, item.name)
         except InvoiceError as exc:
-            return None, tuple(exc.problems)
+            return None, tuple(exc.problems), None
         sha = b64(hashlib.sha256(item.data).digest())
         number = nip = None
         attachment = False
     if form not in BATCH_FORMS:
         accepted = ", ".join(f.name for f in BATCH_FORMS)
         problem = InvoiceProblem(item.name, f"{form.name} cannot be sent in a batch session (accepted: {accepted})")
-        return None, (attrs.evolve(problem, rule="form"),)
+        return None, (attrs.evolve(problem, rule="form"),), None
     code = form.form_code
     entry = InvoiceEntry(
         name=item.name,
@@ -297,16 +299,18 @@ def _describe(item: InvoiceInput, validate: bool) -> _Description:
         has_attachment=attachment,
         source=item.source,
     )
-    return entry, ()
+    # Compressed here, in the worker, so that deflate runs on every core and the session packer sees each
+    # invoice's real archive bytes before it picks the session.
+    return entry, (), deflate_entry(item.name, item.data, level=level)
 
 
-_Description = tuple[InvoiceEntry | None, tuple[InvoiceProblem, ...]]
-_Described = tuple[InvoiceInput, InvoiceEntry | None, tuple[InvoiceProblem, ...]]
+_Description = tuple[InvoiceEntry | None, tuple[InvoiceProblem, ...], DeflatedEntry | None]
+_Described = tuple[InvoiceInput, InvoiceEntry | None, tuple[InvoiceProblem, ...], DeflatedEntry | None]
 
 
-def _describe_batch(batch: list[InvoiceInput], validate: bool) -> list[_Description]:
+def _describe_batch(batch: list[InvoiceInput], validate: bool, level: int) -> list[_Description]:
     """Describe a batch of invoices in one pool task (one round trip, one pickling, for a process pool)."""
-    return [_describe(item, validate) for item in batch]
+    return [_describe(item, validate, level) for item in batch]
 
 
 def _batches(items: Iterator[InvoiceInput], max_count: int, max_bytes: int) -> Iterator[list[InvoiceInput]]:
@@ -322,7 +326,9 @@ def _batches(items: Iterator[InvoiceInput], max_count: int, max_bytes: int) -> I
         yield batch
 
 
-def _described(items: Iterator[InvoiceInput], validate: bool, workers: int, executor: Executor) -> Iterator[_Described]:
+def _described(
+    items: Iterator[InvoiceInput], validate: bool, level: int, workers: int, executor: Executor
+) -> Iterator[_Described]:
     """Yield ``items`` with their description, in input order, with up to ``2 * workers`` batches in flight.
 
     Batches keep the per-task overhead small: a process pool pays a pickling round trip per task (one task per
@@ -331,7 +337,7 @@ def _described(items: Iterator[InvoiceInput], validate: bool, workers: int, exec
     """
     if workers <= 1:
         for item in items:
-            yield (item, *_describe(item, validate))
+            yield (item, *_describe(item, validate, level))
         return
     pool: cf.Executor
     if executor == "process":
@@ -345,7 +351,7 @@ def _described(items: Iterator[InvoiceInput], validate: bool, workers: int, exec
         window: deque[tuple[list[InvoiceInput], cf.Future[list[_Description]]]] = deque()
         try:
             for batch in _batches(items, max_count, 1 << 20):
-                window.append((batch, pool.submit(_describe_batch, batch, validate)))
+                window.append((batch, pool.submit(_describe_batch, batch, validate, level)))
                 if len(window) >= 2 * workers:
                     head, done = window.popleft()
                     for item, description in zip(head, done.result(), strict=True):
@@ -459,11 +465,11 @@ def prepare_batch_sync(
         on_session=on_session,
     )
     try:
-        described = _described(iter_inputs(inputs), validate, workers or _default_workers(validate), executor)
-        for item, entry, problems in described:
+        described = _described(iter_inputs(inputs), validate, level, workers or _default_workers(validate), executor)
+        for _item, entry, problems, deflated in described:
             if check_cancelled is not None:
                 check_cancelled()
-            run.add(item, entry, problems)
+            run.add(entry, problems, deflated)
         batch = run.finish(clock())
     except BaseException:
         try:
@@ -501,8 +507,10 @@ class _Run:
             raise InvoiceError(list(problems))
         self.skipped.extend(problems)
 
-    def add(self, item: InvoiceInput, entry: InvoiceEntry | None, problems: tuple[InvoiceProblem, ...]) -> None:
-        if entry is None:
+    def add(
+        self, entry: InvoiceEntry | None, problems: tuple[InvoiceProblem, ...], deflated: DeflatedEntry | None
+    ) -> None:
+        if entry is None or deflated is None:
             self.reject(problems)
             return
         duplicate = self.seen.check(entry.name, entry.sha256, entry.source)
@@ -510,7 +518,7 @@ class _Run:
             self.reject([duplicate])
             return
         try:
-            index, closed = self.packer.add(entry)
+            index, closed = self.packer.add(entry, deflated.archive_size)
         except InvoiceError as exc:
             self.reject(exc.problems)
             return
@@ -528,7 +536,7 @@ class _Run:
                 created=self.created,
             )
             self.writers[index] = writer
-        writer.add(entry.name, item.data)
+        writer.add(deflated)
 
     def finish_session(self, plan: SessionPlan) -> None:
         done = self.writers.pop(plan.index).finish(plan)
