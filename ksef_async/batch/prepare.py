@@ -339,35 +339,61 @@ def _described(
         for item in items:
             yield (item, *_describe(item, validate, level))
         return
-    pool: cf.Executor
-    if executor == "process":
-        # spawn, not fork: the caller may have threads (an event loop, anyio workers) that fork would copy broken.
-        pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        max_count = 64
-    else:
-        pool = cf.ThreadPoolExecutor(workers, thread_name_prefix="ksef-validate")
-        max_count = 8
+    pool, max_count = _pool(executor, workers)
     with pool:
-        window: deque[tuple[list[InvoiceInput], cf.Future[list[_Description]]]] = deque()
+        # Each slot holds a batch and its pool future, or its results when the calling thread described it itself.
+        window: deque[tuple[list[InvoiceInput], cf.Future[list[_Description]] | list[_Description]]] = deque()
+        inline = 0
+        batches = _batches(items, max_count, 1 << 20)
         try:
-            for batch in _batches(items, max_count, 1 << 20):
+            for batch in batches:
                 window.append((batch, pool.submit(_describe_batch, batch, validate, level)))
-                if len(window) >= 2 * workers:
-                    head, done = window.popleft()
-                    for item, description in zip(head, done.result(), strict=True):
-                        yield (item, *description)
+                while len(window) >= 2 * workers:
+                    head, done = window[0]
+                    if isinstance(done, cf.Future) and not done.done() and inline < workers:
+                        # The pool lags (processes still starting, or busy): help instead of waiting. The results
+                        # keep their place in the window, so the order holds; at most ``workers`` such batches.
+                        extra = next(batches, None)
+                        if extra is not None:
+                            window.append((extra, _describe_batch(extra, validate, level)))
+                            inline += 1
+                            continue
+                    window.popleft()
+                    if not isinstance(done, cf.Future):
+                        inline -= 1
+                    yield from _joined(head, done)
             while window:
                 head, done = window.popleft()
-                for item, description in zip(head, done.result(), strict=True):
-                    yield (item, *description)
+                yield from _joined(head, done)
         finally:
-            for _, pending in window:
-                pending.cancel()
+            _cancel(window)
 
 
-def _default_workers(validate: bool) -> int:
-    if not validate:
-        return 1  # identifying the form reads only the root tag: not worth a thread hop
+def _cancel(window: Iterable[tuple[object, object]]) -> None:
+    for _, pending in window:
+        if isinstance(pending, cf.Future):
+            pending.cancel()
+
+
+def _pool(executor: Executor, workers: int) -> tuple[cf.Executor, int]:
+    """Return the pool and the invoices per task for it."""
+    if executor == "process":
+        # spawn, not fork: the caller may have threads (an event loop, anyio workers) that fork would copy broken.
+        return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")), 64
+    return cf.ThreadPoolExecutor(workers, thread_name_prefix="ksef-prepare"), 8
+
+
+def _joined(
+    batch: list[InvoiceInput], done: cf.Future[list[_Description]] | list[_Description]
+) -> Iterator[_Described]:
+    results = done.result() if isinstance(done, cf.Future) else done
+    for item, description in zip(batch, results, strict=True):
+        yield (item, *description)
+
+
+def _default_workers() -> int:
+    # Without validation the pool still has the deflate, CRC-32 and SHA-256 of every invoice to do, and isal,
+    # zlib and hashlib release the GIL meanwhile: threads compress on every core.
     return max(1, min(8, os.cpu_count() or 1))
 
 
@@ -465,7 +491,7 @@ def prepare_batch_sync(
         on_session=on_session,
     )
     try:
-        described = _described(iter_inputs(inputs), validate, level, workers or _default_workers(validate), executor)
+        described = _described(iter_inputs(inputs), validate, level, workers or _default_workers(), executor)
         for _item, entry, problems, deflated in described:
             if check_cancelled is not None:
                 check_cancelled()
