@@ -301,7 +301,11 @@ def _describe(item: InvoiceInput, validate: bool, level: int) -> _Description:
     )
     # Compressed here, in the worker, so that deflate runs on every core and the session packer sees each
     # invoice's real archive bytes before it picks the session.
-    return entry, (), deflate_entry(item.name, item.data, level=level)
+    try:
+        deflated = deflate_entry(item.name, item.data, level=level)
+    except ValueError:  # a name no archive entry can have: `DuplicateCheck` names the reason, in order
+        return entry, (), None
+    return entry, (), deflated
 
 
 _Description = tuple[InvoiceEntry | None, tuple[InvoiceProblem, ...], DeflatedEntry | None]
@@ -536,12 +540,15 @@ class _Run:
     def add(
         self, entry: InvoiceEntry | None, problems: tuple[InvoiceProblem, ...], deflated: DeflatedEntry | None
     ) -> None:
-        if entry is None or deflated is None:
+        if entry is None:
             self.reject(problems)
             return
         duplicate = self.seen.check(entry.name, entry.sha256, entry.source)
         if duplicate is not None:
             self.reject([duplicate])
+            return
+        if deflated is None:  # `DuplicateCheck` explains every name deflate_entry refuses; this is a backstop
+            self.reject([InvoiceProblem(entry.name, "cannot name a file in the archive", None, "name")])
             return
         try:
             index, closed = self.packer.add(entry, deflated.archive_size)
