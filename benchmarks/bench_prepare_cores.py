@@ -31,6 +31,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -149,6 +150,7 @@ def main() -> int:
 
     from ksef_async.testing.invoices import write_invoices  # noqa: PLC0415
 
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))  # the finally removes the files
     n = args.workers
     size_kb = args.size_kb or (13 if args.mode == "validate" else 100)
     if args.mode == "validate":

@@ -10,9 +10,9 @@ exception, SIGINT/SIGTERM):
 * the link's bandwidth: ``tc qdisc ... netem delay 20ms rate 200mbit`` on both veth ends when the kernel has
   ``sch_netem``; without it (this machine's kernel has neither netem nor fq), ``tbf rate 200mbit`` shapes each
   direction in the kernel and the 40 ms RTT comes from a delay line in user space: a relay inside the namespace
-  (``--relay``) that holds every chunk 20 ms in each direction before passing it on, with at most one
-  bandwidth-delay product (1 MB) in flight per direction and connection, so a sender is throttled as by a TCP
-  window. What that leaves out: the TCP handshake and slow start see the veth's sub-millisecond RTT, so the
+  (``--relay``) that holds every chunk 20 ms in each direction before passing it on and reopens a 4 MB window per
+  direction and connection only 20 ms after that (the ACK's way back), as a TCP path of 40 ms RTT would. What
+  that leaves out: the TCP handshake and slow start see the veth's sub-millisecond RTT, so the
   figures are, if anything, kind to sequential uploads (a real WAN makes each new window ramp up over RTTs);
 * the simulator (``ksef-async simulator``) inside the namespace (``ip netns exec``), reached through the relay at
   ``10.213.<n>.2:8090`` (``--public-url`` makes its upload URLs point there too); a fresh one per run so that no run
@@ -200,20 +200,36 @@ async def send_once(base_url: str, inputs: Path, state: Path, config: SendConfig
     return t
 
 
-_WINDOW = RATE_MBIT * 1_000_000 // 8 * 2 * ONE_WAY_DELAY_MS // 1000  # bandwidth x RTT: 1 MB
+_WINDOW = 4 << 20
+"""Bytes in flight per direction and connection: Linux's default largest TCP window is 4-6 MB, so one connection
+could fill this link's 1 MB bandwidth-delay product; the relay must not be the limit of a sequential upload."""
 
 
 async def _delay_line(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy ``reader`` to ``writer``, each chunk held back the one-way delay, at most `_WINDOW` bytes in flight."""
+    """Copy ``reader`` to ``writer`` as a TCP path of 40 ms RTT would: data arrives 20 ms after it was sent, and
+    the sender's window (`_WINDOW` bytes) reopens 20 ms later still (the ACK's way back)."""
     loop = asyncio.get_running_loop()
+    delay = ONE_WAY_DELAY_MS / 1000
     queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-    room = asyncio.Semaphore(_WINDOW // 65536)
+    in_flight = 0
+    window_open = asyncio.Event()
+    window_open.set()
+
+    def acked(size: int) -> None:
+        nonlocal in_flight
+        in_flight -= size
+        if in_flight < _WINDOW:
+            window_open.set()
 
     async def pump_in() -> None:
+        nonlocal in_flight
         while True:
-            await room.acquire()
-            data = await reader.read(65536)
-            await queue.put((loop.time() + ONE_WAY_DELAY_MS / 1000, data))
+            await window_open.wait()
+            data = await reader.read(min(262144, _WINDOW - in_flight))
+            in_flight += len(data)
+            if in_flight >= _WINDOW:
+                window_open.clear()
+            await queue.put((loop.time() + delay, data))
             if not data:
                 return
 
@@ -227,7 +243,7 @@ async def _delay_line(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
                 return
             writer.write(data)
             await writer.drain()
-            room.release()
+            loop.call_later(delay, acked, len(data))
 
     with contextlib.suppress(OSError, asyncio.IncompleteReadError):
         await asyncio.gather(pump_in(), pump_out())
