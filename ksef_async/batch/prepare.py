@@ -8,8 +8,10 @@ the pipeline running too, processes fell behind threads (spawn start-up and pick
 (``executor="process"``) also need the caller's ``if __name__ == "__main__"`` guard, so they are opt-in, for
 large batches on many cores where the GIL-held share of validation (byte checks, field extraction) limits threads.
 
-Each valid invoice joins its session (`SessionPacker`: one open session per form code) and goes straight into that
-session's `ZipWriter` -> `ArchivePipeline` (split, encrypt, hash), whose ciphertext lands in spool files. Only
+Each invoice is compressed in the pool too (`deflate_entry`); each valid one then joins its session by its real
+archive bytes (`SessionPacker`: one open session per form code, closed when the next invoice would break a limit)
+and goes straight into that session's `ZipWriter` -> `ArchivePipeline` (split, encrypt, hash), whose ciphertext
+lands in spool files. Only
 ciphertext reaches the disk:
 
 * ``<state_dir>/s{session:03d}-part-{ordinal:04d}.aes``: created with ``O_CREAT | O_EXCL`` and mode 0o600;
@@ -58,7 +60,7 @@ from ksef_async.core.plan import (
     SessionPacker,
     SessionPlan,
 )
-from ksef_async.core.zipstream import DEFAULT_LEVEL, ZipWriter
+from ksef_async.core.zipstream import DEFAULT_LEVEL, DeflatedEntry, ZipWriter, deflate_entry
 from ksef_async.errors import ConfigurationError, InvoiceError, InvoiceProblem
 from ksef_async.xml.forms import FA2, FA3, FA_RR1, InvoiceForm, detect_form, form_for_tag
 
@@ -206,8 +208,8 @@ class _SessionWriter:
         self.pipeline = ArchivePipeline(key, self.spool, part_size=part_size)
         self.zip = ZipWriter(self.pipeline.write, level=level)
 
-    def add(self, name: str, data: bytes) -> None:
-        self.zip.add(name, data)
+    def add(self, entry: DeflatedEntry) -> None:
+        self.zip.add_deflated(entry)
 
     def finish(self, plan: SessionPlan) -> SessionPlan:
         self.zip.close()
@@ -240,28 +242,28 @@ def _identify(data: bytes, name: str) -> InvoiceForm:
     return detect_form(data, name)
 
 
-def _describe(item: InvoiceInput, validate: bool) -> _Description:
-    """Validate (or just identify) one invoice; runs in a worker thread."""
+def _describe(item: InvoiceInput, validate: bool, level: int) -> _Description:
+    """Validate (or just identify), hash and compress one invoice; runs in a pool worker."""
     if validate:
         from ksef_async.xml.validation import check_invoice  # noqa: PLC0415 - compiles schemas on first use
 
         result = check_invoice(item.data, item.name)
         if result.invoice is None:
-            return None, result.problems
+            return None, result.problems, None
         v = result.invoice
         form, sha, number, nip, attachment = v.form, v.sha256, v.invoice_number, v.seller_nip, v.has_attachment
     else:
         try:
             form = _identify(item.data, item.name)
         except InvoiceError as exc:
-            return None, tuple(exc.problems)
+            return None, tuple(exc.problems), None
         sha = b64(hashlib.sha256(item.data).digest())
         number = nip = None
         attachment = False
     if form not in BATCH_FORMS:
         accepted = ", ".join(f.name for f in BATCH_FORMS)
         problem = InvoiceProblem(item.name, f"{form.name} cannot be sent in a batch session (accepted: {accepted})")
-        return None, (attrs.evolve(problem, rule="form"),)
+        return None, (attrs.evolve(problem, rule="form"),), None
     code = form.form_code
     entry = InvoiceEntry(
         name=item.name,
@@ -273,16 +275,22 @@ def _describe(item: InvoiceInput, validate: bool) -> _Description:
         has_attachment=attachment,
         source=item.source,
     )
-    return entry, ()
+    # Compressed here, in the worker, so that deflate runs on every core and the session packer sees each
+    # invoice's real archive bytes before it picks the session.
+    try:
+        deflated = deflate_entry(item.name, item.data, level=level)
+    except ValueError:  # a name no archive entry can have: `DuplicateCheck` names the reason, in order
+        return entry, (), None
+    return entry, (), deflated
 
 
-_Description = tuple[InvoiceEntry | None, tuple[InvoiceProblem, ...]]
-_Described = tuple[InvoiceInput, InvoiceEntry | None, tuple[InvoiceProblem, ...]]
+_Description = tuple[InvoiceEntry | None, tuple[InvoiceProblem, ...], DeflatedEntry | None]
+_Described = tuple[InvoiceInput, InvoiceEntry | None, tuple[InvoiceProblem, ...], DeflatedEntry | None]
 
 
-def _describe_batch(batch: list[InvoiceInput], validate: bool) -> list[_Description]:
+def _describe_batch(batch: list[InvoiceInput], validate: bool, level: int) -> list[_Description]:
     """Describe a batch of invoices in one pool task (one round trip, one pickling, for a process pool)."""
-    return [_describe(item, validate) for item in batch]
+    return [_describe(item, validate, level) for item in batch]
 
 
 def _batches(items: Iterator[InvoiceInput], max_count: int, max_bytes: int) -> Iterator[list[InvoiceInput]]:
@@ -298,7 +306,9 @@ def _batches(items: Iterator[InvoiceInput], max_count: int, max_bytes: int) -> I
         yield batch
 
 
-def _described(items: Iterator[InvoiceInput], validate: bool, workers: int, executor: Executor) -> Iterator[_Described]:
+def _described(
+    items: Iterator[InvoiceInput], validate: bool, level: int, workers: int, executor: Executor
+) -> Iterator[_Described]:
     """Yield ``items`` with their description, in input order, with up to ``2 * workers`` batches in flight.
 
     Batches keep the per-task overhead small: a process pool pays a pickling round trip per task (one task per
@@ -307,37 +317,63 @@ def _described(items: Iterator[InvoiceInput], validate: bool, workers: int, exec
     """
     if workers <= 1:
         for item in items:
-            yield (item, *_describe(item, validate))
+            yield (item, *_describe(item, validate, level))
         return
-    pool: cf.Executor
-    if executor == "process":
-        # spawn, not fork: the caller may have threads (an event loop, anyio workers) that fork would copy broken.
-        pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        max_count = 64
-    else:
-        pool = cf.ThreadPoolExecutor(workers, thread_name_prefix="ksef-validate")
-        max_count = 8
+    pool, max_count = _pool(executor, workers)
     with pool:
-        window: deque[tuple[list[InvoiceInput], cf.Future[list[_Description]]]] = deque()
+        # Each slot holds a batch and its pool future, or its results when the calling thread described it itself.
+        window: deque[tuple[list[InvoiceInput], cf.Future[list[_Description]] | list[_Description]]] = deque()
+        inline = 0
+        batches = _batches(items, max_count, 1 << 20)
         try:
-            for batch in _batches(items, max_count, 1 << 20):
-                window.append((batch, pool.submit(_describe_batch, batch, validate)))
-                if len(window) >= 2 * workers:
-                    head, done = window.popleft()
-                    for item, description in zip(head, done.result(), strict=True):
-                        yield (item, *description)
+            for batch in batches:
+                window.append((batch, pool.submit(_describe_batch, batch, validate, level)))
+                while len(window) >= 2 * workers:
+                    head, done = window[0]
+                    if isinstance(done, cf.Future) and not done.done() and inline < workers:
+                        # The pool lags (processes still starting, or busy): help instead of waiting. The results
+                        # keep their place in the window, so the order holds; at most ``workers`` such batches.
+                        extra = next(batches, None)
+                        if extra is not None:
+                            window.append((extra, _describe_batch(extra, validate, level)))
+                            inline += 1
+                            continue
+                    window.popleft()
+                    if not isinstance(done, cf.Future):
+                        inline -= 1
+                    yield from _joined(head, done)
             while window:
                 head, done = window.popleft()
-                for item, description in zip(head, done.result(), strict=True):
-                    yield (item, *description)
+                yield from _joined(head, done)
         finally:
-            for _, pending in window:
-                pending.cancel()
+            _cancel(window)
 
 
-def _default_workers(validate: bool) -> int:
-    if not validate:
-        return 1  # identifying the form reads only the root tag: not worth a thread hop
+def _cancel(window: Iterable[tuple[object, object]]) -> None:
+    for _, pending in window:
+        if isinstance(pending, cf.Future):
+            pending.cancel()
+
+
+def _pool(executor: Executor, workers: int) -> tuple[cf.Executor, int]:
+    """Return the pool and the invoices per task for it."""
+    if executor == "process":
+        # spawn, not fork: the caller may have threads (an event loop, anyio workers) that fork would copy broken.
+        return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")), 64
+    return cf.ThreadPoolExecutor(workers, thread_name_prefix="ksef-prepare"), 8
+
+
+def _joined(
+    batch: list[InvoiceInput], done: cf.Future[list[_Description]] | list[_Description]
+) -> Iterator[_Described]:
+    results = done.result() if isinstance(done, cf.Future) else done
+    for item, description in zip(batch, results, strict=True):
+        yield (item, *description)
+
+
+def _default_workers() -> int:
+    # Without validation the pool still has the deflate, CRC-32 and SHA-256 of every invoice to do, and isal,
+    # zlib and hashlib release the GIL meanwhile: threads compress on every core.
     return max(1, min(8, os.cpu_count() or 1))
 
 
@@ -431,11 +467,11 @@ def prepare_batch_sync(
         on_session=on_session,
     )
     try:
-        described = _described(iter_inputs(inputs), validate, workers or _default_workers(validate), executor)
-        for item, entry, problems in described:
+        described = _described(iter_inputs(inputs), validate, level, workers or _default_workers(), executor)
+        for _item, entry, problems, deflated in described:
             if check_cancelled is not None:
                 check_cancelled()
-            run.add(item, entry, problems)
+            run.add(entry, problems, deflated)
         batch = run.finish(clock())
     except BaseException:
         try:
@@ -473,7 +509,9 @@ class _Run:
             raise InvoiceError(list(problems))
         self.skipped.extend(problems)
 
-    def add(self, item: InvoiceInput, entry: InvoiceEntry | None, problems: tuple[InvoiceProblem, ...]) -> None:
+    def add(
+        self, entry: InvoiceEntry | None, problems: tuple[InvoiceProblem, ...], deflated: DeflatedEntry | None
+    ) -> None:
         if entry is None:
             self.reject(problems)
             return
@@ -481,8 +519,11 @@ class _Run:
         if duplicate is not None:
             self.reject([duplicate])
             return
+        if deflated is None:  # `DuplicateCheck` explains every name deflate_entry refuses; this is a backstop
+            self.reject([InvoiceProblem(entry.name, "cannot name a file in the archive", None, "name")])
+            return
         try:
-            index, closed = self.packer.add(entry)
+            index, closed = self.packer.add(entry, deflated.archive_size)
         except InvoiceError as exc:
             self.reject(exc.problems)
             return
@@ -500,7 +541,7 @@ class _Run:
                 created=self.created,
             )
             self.writers[index] = writer
-        writer.add(entry.name, item.data)
+        writer.add(deflated)
 
     def finish_session(self, plan: SessionPlan) -> None:
         done = self.writers.pop(plan.index).finish(plan)

@@ -10,9 +10,19 @@ uploads existing parts as they are; if a part file is lost or the upload window 
 have no KSeF number are prepared again under a fresh key, as a new session.
 
 Sessions are split by `plan_sessions` (or incrementally by `SessionPacker`, which it folds): one form code per
-session; at most ``max_invoices`` invoices; an archive of at most ``min(max_archive_size, max_parts *
-part_size)`` bytes, bounded before compression by `ksef_async.core.zipstream.zip_size_bound` (an entry is never
-larger than its stored form, so the bound always holds and no session is found too big after zipping).
+session; at most ``max_invoices`` invoices (10,000: batch status 420 beyond it); an archive of at most
+``min(max_archive_size, max_parts * part_size)`` bytes. The spec's ``BatchFileInfo`` fixes the size limits:
+``fileSize`` maximum 5,000,000,000 ("Maksymalny rozmiar paczki to 5GB") and ``fileParts`` maxItems 50, each part
+at most 100 MB before encryption ("Maksymalny dozwolony rozmiar części przed zaszyfrowaniem to 100MB"); the
+archive is split binary-wise into parts of exactly ``part_size`` bytes (the last one shorter), so it needs
+``ceil(size / part_size)`` parts, and the archive budget keeps that within ``max_parts``.
+
+What an invoice costs in the archive: the batch pipeline compresses each invoice *before* it packs it and passes
+the entry's real archive bytes (`ksef_async.core.zipstream.DeflatedEntry.archive_size`: headers, name, compressed
+data, central directory record), so sessions are packed by compressed bytes and parts fill to ``part_size``.
+Without that cost (`plan_sessions` on bare entries) the bound before compression,
+`ksef_async.core.zipstream.zip_size_bound`, is used: an entry is never larger than its stored form, so either
+way no session is found too big after zipping.
 """
 
 from __future__ import annotations
@@ -334,7 +344,7 @@ class _Open:
     index: int
     form: FormKey
     invoices: list[InvoiceEntry]
-    archive_bound: int
+    archive_bound: int  # END_OVERHEAD + the cost of every entry: the archive's size, or a bound of it
 
 
 class SessionPacker:
@@ -353,14 +363,24 @@ class SessionPacker:
         self._open: dict[FormKey, _Open] = {}
         self._next = 1
 
-    def add(self, entry: InvoiceEntry) -> tuple[int, SessionPlan | None]:
+    def add(self, entry: InvoiceEntry, cost: int | None = None) -> tuple[int, SessionPlan | None]:
         """Assign ``entry``; return its session index and the session this closed (or ``None``).
+
+        Args:
+            entry: The invoice.
+            cost: The archive bytes its entry takes (headers, name, compressed data, central directory record;
+                `ksef_async.core.zipstream.DeflatedEntry.archive_size`), or an upper bound of them; default the
+                bound before compression, `ksef_async.core.zipstream.zip_size_bound`.
 
         Raises:
             InvoiceError: The invoice is above the size limits, or alone exceeds a session's archive budget.
+            ValueError: ``cost`` is negative.
         """
         problem = self.limits.size_problem(entry)
-        bound = zip_size_bound(entry.name, entry.size)
+        if cost is not None and cost < 0:
+            msg = f"an archive entry cannot cost {cost} bytes"
+            raise ValueError(msg)
+        bound = zip_size_bound(entry.name, entry.size) if cost is None else cost
         if problem is None and bound + END_OVERHEAD > self._budget:
             problem = InvoiceProblem(
                 entry.name,

@@ -31,7 +31,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from types import ModuleType
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 from ksef_async.core.extras import require_extra
 
@@ -39,8 +39,11 @@ __all__ = [
     "DEFAULT_LEVEL",
     "END_OVERHEAD",
     "ENTRY_OVERHEAD",
+    "DeflatedEntry",
     "ZipWriter",
+    "check_level",
     "deflate_backend",
+    "deflate_entry",
     "zip_size_bound",
 ]
 
@@ -100,6 +103,76 @@ def zip_size_bound(name: str, size: int) -> int:
     return ENTRY_OVERHEAD + 2 * len(name.encode()) + size
 
 
+class DeflatedEntry(NamedTuple):
+    """One archive entry, compressed and checksummed, ready for `ZipWriter.add_deflated`.
+
+    Made by `deflate_entry`, which needs no writer: entries can be compressed anywhere (a worker thread: isal and
+    zlib release the GIL while they deflate and checksum) and written in order afterwards.
+
+    Attributes:
+        name: The member name.
+        raw_name: ``name`` in UTF-8.
+        method: 0 (stored) or 8 (deflated).
+        crc: CRC-32 of the uncompressed bytes.
+        size: Uncompressed size.
+        payload: The bytes stored in the archive (compressed, or the input itself when stored).
+    """
+
+    name: str
+    raw_name: bytes
+    method: int
+    crc: int
+    size: int
+    payload: bytes | bytearray | memoryview
+
+    @property
+    def archive_size(self) -> int:
+        """Archive bytes this entry takes: local header, name, payload and central directory record.
+
+        Exact, except that the ZIP64 offset field of the central record (12 bytes) is always counted, since
+        whether it is needed depends on where the entry lands (past 4 GiB): an upper bound by at most 12 bytes
+        (for a writer without ``force_zip64``).
+        """
+        extra = 2 * (4 + 16) if self.size >= _U32 or len(self.payload) >= _U32 else 0
+        return _LOCAL.size + _CENTRAL.size + 2 * len(self.raw_name) + len(self.payload) + extra + 12
+
+
+def _checked_name(name: str) -> bytes:
+    if not name or name.startswith("/") or "\\" in name:
+        msg = f"bad archive member name {name!r}"
+        raise ValueError(msg)
+    return name.encode()
+
+
+def check_level(level: int, backend: ModuleType) -> None:
+    """Raise `ValueError` when ``level`` is outside what ``backend`` supports."""
+    top = 3 if backend is _isal_zlib else 9  # isal_zlib levels stop at 3 (ISA-L's own levels)
+    if not 0 <= level <= top:
+        msg = f"deflate level must be between 0 and {top} for {backend.__name__}, got {level}"
+        raise ValueError(msg)
+
+
+def deflate_entry(
+    name: str, data: bytes | bytearray | memoryview, *, level: int = DEFAULT_LEVEL, backend: ModuleType | None = None
+) -> DeflatedEntry:
+    """Compress and checksum one entry (pure and thread-safe; the heavy work runs without the GIL).
+
+    Data that deflate does not shrink is stored, so an entry never exceeds its stored size (`zip_size_bound`).
+
+    Raises:
+        ValueError: ``name`` is empty, absolute or has a backslash.
+    """
+    raw_name = _checked_name(name)
+    module = backend if backend is not None else deflate_backend()
+    size = len(data)
+    crc = module.crc32(data) & _U32
+    if level > 0 and size > 0:
+        packed = module.compress(data, level, -15)  # one-shot raw deflate: no stream object
+        if len(packed) < size:
+            return DeflatedEntry(name, raw_name, _DEFLATED, crc, size, packed)
+    return DeflatedEntry(name, raw_name, _STORED, crc, size, data)
+
+
 class ZipWriter:
     """Write a ZIP archive entry by entry to ``sink``, which receives every byte in order.
 
@@ -126,10 +199,7 @@ class ZipWriter:
         self._sink = sink
         self._level = level
         self._backend = backend if backend is not None else deflate_backend()
-        top = 3 if self._backend is _isal_zlib else 9  # isal_zlib levels stop at 3 (ISA-L's own levels)
-        if not 0 <= level <= top:
-            msg = f"deflate level must be between 0 and {top} for {self._backend.__name__}, got {level}"
-            raise ValueError(msg)
+        check_level(level, self._backend)
         self._force64 = force_zip64
         self._central = bytearray()
         self._names: set[str] = set()
@@ -151,8 +221,18 @@ class ZipWriter:
         self._sink(data)
         self._offset += len(data)
 
+    @property
+    def level(self) -> int:
+        """The deflate level."""
+        return self._level
+
+    @property
+    def backend(self) -> ModuleType:
+        """The raw-deflate module."""
+        return self._backend
+
     def add(self, name: str, data: bytes | bytearray | memoryview) -> int:
-        """Compress and append one entry; return the archive bytes it took.
+        """Compress and append one entry; return the archive bytes it took (local header and data).
 
         Raises:
             ValueError: The writer is closed, or ``name`` is empty, absolute or already in the archive.
@@ -160,22 +240,25 @@ class ZipWriter:
         if self._closed:
             msg = "the archive is already closed"
             raise ValueError(msg)
-        if not name or name.startswith("/") or "\\" in name:
-            msg = f"bad archive member name {name!r}"
+        return self.add_deflated(deflate_entry(name, data, level=self._level, backend=self._backend))
+
+    def add_deflated(self, entry: DeflatedEntry) -> int:
+        """Append one entry compressed by `deflate_entry`; return the archive bytes it took (local header, data).
+
+        Raises:
+            ValueError: The writer is closed, or the entry's name is bad or already in the archive.
+        """
+        if self._closed:
+            msg = "the archive is already closed"
             raise ValueError(msg)
+        name = entry.name
+        raw_name = _checked_name(name)
         if name in self._names:
             msg = f"duplicate archive member name {name!r}"
             raise ValueError(msg)
         self._names.add(name)
-        raw_name = name.encode()
         flags = 0 if raw_name.isascii() else _FLAG_UTF8
-        size = len(data)
-        crc = self._backend.crc32(data) & _U32
-        method, payload = _STORED, data
-        if self._level > 0 and size > 0:
-            packed = self._backend.compress(data, self._level, -15)  # one-shot raw deflate: no stream object
-            if len(packed) < size:  # incompressible data is stored: an entry never exceeds its stored size
-                method, payload = _DEFLATED, packed
+        method, crc, size, payload = entry.method, entry.crc, entry.size, entry.payload
         csize = len(payload)
         start = self._offset
         big_sizes = size >= _U32 or csize >= _U32

@@ -48,6 +48,7 @@ async def test_faults_every_invoice_accepted_exactly_once(ksef_simulator_factory
         rate_limits="off",
         faults="upload-error=0.1,upload-reset=0.1,close-error=1:1",
     )
+    sim.config.max_invoices_per_session = 1500  # GET /limits/context: two sessions
     paths = write_invoices(tmp_path / "in", 3000, NIP, 4, seed=11)
     events: list[BatchEvent] = []
     config = fast_config(part_size=200_000, concurrency=4, validate=False)
@@ -96,7 +97,8 @@ async def test_first_session_uploads_while_the_next_is_prepared(
                 with anyio.fail_after(20):
                     await first_uploaded.wait()
 
-    # 200 invoices of ~4 kB with 10 kB parts: a session holds at most 50 x 10 kB before compression, so two.
+    # 200 invoices, and the context's batchSession.maxInvoices is 100: two sessions.
+    sim.config.max_invoices_per_session = 100
     config = fast_config(part_size=10_000)
     async with sender_for(sim, tmp_path / "state", config, on_event) as sender:
         report = await sender.send(invoices())
