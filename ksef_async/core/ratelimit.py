@@ -31,7 +31,14 @@ import attrs
 
 from ksef_async.errors import ConfigurationError
 
-__all__ = ["DEFAULT_MIN_MARGIN", "DEFAULT_SAFETY_MARGIN", "SlidingWindowState", "WindowLimits"]
+__all__ = [
+    "DEFAULT_MIN_MARGIN",
+    "DEFAULT_SAFETY_MARGIN",
+    "GroupUsage",
+    "SlidingWindowState",
+    "WindowLimits",
+    "WindowUsage",
+]
 
 #: Fraction by which each window is lengthened: 3 s on 60 s, 180 s on 3600 s (the 1 s window gets the floor).
 #: On the long windows a proportional margin costs only 5 % of sustained throughput and also covers slow sends,
@@ -58,6 +65,40 @@ class WindowLimits:
         """Return ``(window_seconds, limit)`` pairs for the limited windows, shortest first."""
         pairs = ((1.0, self.per_second), (60.0, self.per_minute), (3600.0, self.per_hour))
         return tuple((length, limit) for length, limit in pairs if limit is not None)
+
+
+@attrs.frozen
+class WindowUsage:
+    """How much of one window of a limit group is used right now, as the limiter counts it.
+
+    Attributes:
+        seconds: The window's nominal length (1, 60 or 3600).
+        limit: Requests allowed in it.
+        used: Admissions recorded within it (counted over the window lengthened by the safety margin, as enforced).
+        remaining: ``limit - used``, never below 0.
+    """
+
+    seconds: float
+    limit: int
+    used: int
+    remaining: int
+
+
+@attrs.frozen
+class GroupUsage:
+    """The state of one limit group, read without any API call (health endpoints, metrics).
+
+    Attributes:
+        windows: One entry per limited window, shortest first.
+        next_free: The earliest time (on the limiter's clock, ``>= now``) at which one more request would be
+            admitted, ignoring requests already queued.
+        paused_until: The end of the latest server-imposed pause (a 429's ``Retry-After``) on the same clock;
+            ``0.0`` when never paused. The group is paused while ``paused_until > now``.
+    """
+
+    windows: tuple[WindowUsage, ...]
+    next_free: float
+    paused_until: float
 
 
 def _effective_windows(limits: WindowLimits, margin: float, min_margin: float) -> tuple[tuple[float, int], ...]:
