@@ -34,7 +34,8 @@ from ksef_async.core.polling import Backoff
 from ksef_async.core.system_warnings import SystemWarningHandler, SystemWarningLog, check_test_warning_text
 from ksef_async.errors import ConfigurationError
 from ksef_async.operations import API_RATE_LIMITS
-from ksef_async.ratelimit import RateLimiter, limiter_for
+from ksef_async.ratelimit import RateLimiter
+from ksef_async.ratelimit_config import RateLimitsSetting, resolve_limiter
 from ksef_async.resources._features import check_features
 from ksef_async.resources.auth import AuthResource
 from ksef_async.resources.batch import BatchResource
@@ -192,6 +193,10 @@ class KsefClient:
         limiter: The rate limiter to use; by default the process-wide one of (base URL, context), shared by every
             client of that pair, whose per-IP groups (``global``, ``anonymous``) are shared by every context of
             the base URL (`ksef_async.ratelimit.limiter_for`).
+        rate_limits: Where the limit windows live when no ``limiter`` is given: a limits URL (``redis://...`` shares
+            them with every process and machine using that Redis; ``memory://`` is the default), a store object or
+            a `ksef_async.ratelimit.Backend`; None reads ``KSEF_ASYNC_LIMITS_URL`` (see
+            `ksef_async.ratelimit_config`).
         clock: Wall-clock Unix time for token expiry (tests inject a fake).
         trace_configs: aiohttp trace configs attached to both sessions (instrumentation, request counting).
 
@@ -208,6 +213,7 @@ class KsefClient:
         context: ContextIdentifier | str | None = None,
         config: ClientConfig | None = None,
         limiter: RateLimiter | None = None,
+        rate_limits: RateLimitsSetting = None,
         clock: Callable[[], float] = time.time,
         trace_configs: list[aiohttp.TraceConfig] | None = None,
     ) -> None:
@@ -229,7 +235,9 @@ class KsefClient:
         self.system_warnings = SystemWarningLog(history=self.config.system_warning_history)
         """Every ``X-System-Warning`` this client received: ``total``, ``by_code``, ``recent``, recorders."""
         context_key = "-" if self.context is None else f"{self.context.type}:{self.context.value}"
-        self.limiter = limiter or limiter_for(self.base_url, context_key, API_RATE_LIMITS)
+        if limiter is not None and rate_limits is not None:
+            raise ConfigurationError("give either limiter or rate_limits, not both")
+        self.limiter = limiter or resolve_limiter(rate_limits, self.base_url, context_key, API_RATE_LIMITS)
         self._credentials = credentials
         self._clock = clock
         self._trace_configs = trace_configs

@@ -524,6 +524,8 @@ class RedisLimits:
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = weakref.WeakKeyDictionary()
         self._down_since: float | None = None
         self._next_probe = 0.0
+        self.outages = 0
+        """How many times Redis became unreachable (each started a fallback period)."""
         self._lock = threading.Lock()
         self._limiters: dict[tuple[str, str], RateLimiter] = {}
         self._per_ip: dict[str, RateLimiter] = {}
@@ -609,6 +611,7 @@ class RedisLimits:
         self._next_probe = now + self.retry_interval
         if self._down_since is None:
             self._down_since = now
+            self.outages += 1
             logger.warning(
                 "Redis limits store unreachable: admitting a local share of each limit until it is back",
                 extra=extras(error=type(exc).__name__, share=self.fallback_share),
