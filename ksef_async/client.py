@@ -199,6 +199,8 @@ class KsefClient:
             `ksef_async.ratelimit_config`).
         clock: Wall-clock Unix time for token expiry (tests inject a fake).
         trace_configs: aiohttp trace configs attached to both sessions (instrumentation, request counting).
+        http_sessions: An (API, storage) pair of aiohttp sessions to use instead of making new ones (e.g.
+            `ksef_async.pool.ClientPool` shares one pair between contexts); the caller owns and closes them.
 
     Resources: ``auth``, ``security``, ``sessions``, ``online``, ``batch``, ``invoices``, ``limits``,
     ``rate_limits``, ``permissions``, ``tokens``, ``certificates``, ``peppol``, ``testdata``.
@@ -216,6 +218,7 @@ class KsefClient:
         rate_limits: RateLimitsSetting = None,
         clock: Callable[[], float] = time.time,
         trace_configs: list[aiohttp.TraceConfig] | None = None,
+        http_sessions: tuple[aiohttp.ClientSession, aiohttp.ClientSession] | None = None,
     ) -> None:
         base_url = str(
             environment_or_base_url.value
@@ -245,6 +248,7 @@ class KsefClient:
         self._storage_session: aiohttp.ClientSession | None = None
         self._transports: tuple[ApiTransport, StorageTransport] | None = None
         self._authenticator: Authenticator | None = None
+        self._given_sessions = http_sessions
 
     def __repr__(self) -> str:
         return f"KsefClient(base_url={self.base_url!r}, context={self.context!r}, credentials={self._credentials!r})"
@@ -262,6 +266,15 @@ class KsefClient:
         """Create the HTTP sessions and resources (done by ``async with``)."""
         if self._api_session is not None:
             return
+        if self._given_sessions is not None:
+            self._api_session, self._storage_session = self._given_sessions
+        else:
+            self._open_sessions()
+        assert self._api_session is not None
+        assert self._storage_session is not None
+        self._make_resources()
+
+    def _open_sessions(self) -> None:
         cfg = self.config
         self._api_session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=cfg.api_connections),
@@ -280,6 +293,11 @@ class KsefClient:
             trace_configs=self._trace_configs,
             raise_for_status=False,
         )
+
+    def _make_resources(self) -> None:
+        cfg = self.config
+        assert self._api_session is not None
+        assert self._storage_session is not None
         api = ApiTransport(self.base_url, self._api_session, self.limiter, cfg.retry)
         api.system_warnings = self.system_warnings
         api.on_system_warning = cfg.on_system_warning
@@ -318,9 +336,10 @@ class KsefClient:
 
     async def close(self) -> None:
         """Close both HTTP sessions (done by ``async with``); tokens are not revoked (see `logout`)."""
-        for session in (self._api_session, self._storage_session):
-            if session is not None:
-                await session.close()
+        if self._given_sessions is None:
+            for session in (self._api_session, self._storage_session):
+                if session is not None:
+                    await session.close()
         self._api_session = self._storage_session = None
         self._transports = None
 
