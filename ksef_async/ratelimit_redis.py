@@ -47,8 +47,8 @@ import threading
 import time
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ksef_async._logging import extras, get_logger
@@ -310,7 +310,7 @@ class RedisBackend:
         try:
             redis = store.redis()
             sent = time.monotonic()
-            reply = await redis.eval(script, len(keys), *keys, *args)
+            reply = await cast("Awaitable[Any]", redis.eval(script, len(keys), *keys, *args))
             received = time.monotonic()
         except _unreachable_errors() as exc:
             store.mark_down(exc)
@@ -330,7 +330,7 @@ class RedisBackend:
             times = [f"{t:.17g}" for t in local.during_outage]
             log, meta = self.keys(group)
             try:
-                await store.redis().eval(_REPLAY, 2, log, meta, str(store.ttl_floor), *times)
+                await cast("Awaitable[Any]", store.redis().eval(_REPLAY, 2, log, meta, str(store.ttl_floor), *times))
             except _unreachable_errors() as exc:
                 store.mark_down(exc)
                 return
