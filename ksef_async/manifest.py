@@ -52,6 +52,7 @@ __all__ = [
     "load_manifest",
     "resume_manifest",
     "run_manifest",
+    "set_aside_unplanned",
 ]
 
 RUN_FILE = "manifest-run.json"
@@ -222,6 +223,22 @@ class ManifestReport:
         }
 
 
+def set_aside_unplanned(state_dir: Path) -> Path | None:
+    """Move a state directory without a plan (a prepare that was killed) aside, so a fresh send can use the name.
+
+    The batch engine saves the plan before it opens any session, so such a directory sent nothing; it is renamed
+    to ``<name>.unplanned-<n>`` (kept, not deleted, for inspection) and returned. Blocking: call it in a thread.
+    """
+    if not state_dir.exists() or (state_dir / "plan.json").exists() or not any(state_dir.iterdir()):
+        return None
+    for n in range(1, 10_000):
+        target = state_dir.with_name(f"{state_dir.name}.unplanned-{n}")
+        if not target.exists():
+            state_dir.rename(target)
+            return target
+    raise ConfigurationError(f"{state_dir}: too many unplanned attempts set aside")
+
+
 ProgressSink = Callable[[str, str], None]
 """Called with (context, message) as each context starts, finishes or fails."""
 
@@ -254,6 +271,8 @@ async def _run(
                     tell(entry.nip, "resuming")
                     report = await sender.resume()
                 else:
+                    if resume and await asyncio.to_thread(set_aside_unplanned, state_dir) is not None:
+                        tell(entry.nip, "its prepare had been interrupted (nothing was sent): sending afresh")
                     selection = select_files([entry.input])
                     if selection.problems or not selection.files:
                         first = selection.problems[0].reason if selection.problems else "no *.xml files"

@@ -14,8 +14,9 @@ A job says "send the invoices under INPUT for context NIP, keeping the batch sta
 - **Plan on shared storage.** ``state_dir`` must be a directory every worker reaches (NFS, a shared volume): it holds
   the batch plan and encrypted spool (`ksef_async.batch`). A job that finds a plan resumes it, so an invoice in a
   closed session is never sent again; a job that finds none sends (nothing was sent before the plan existed).
-- **One runner per job.** The job takes an exclusive ``flock`` on ``state_dir/.lock`` (released by the OS when the
-  process dies, even by SIGKILL); a second runner of the same job defers itself instead of sending.
+- **One runner per job.** The job takes an exclusive ``flock`` on ``.<state_dir name>.lock`` beside it (released by
+  the OS when the process dies, even by SIGKILL); a second runner of the same job defers itself instead of sending.
+  A state directory without a plan (a prepare that was killed: nothing was sent) is moved aside and sent afresh.
 - **A killed worker is noticed within seconds.** arq keeps a job "in progress" under a key that expires; the job
   renews it every ``HEARTBEAT`` seconds for ``HEARTBEAT * 3``, so when its worker dies the key lapses and another
   worker runs the job again (its try counter goes up), resuming from the plan.
@@ -47,6 +48,7 @@ from ksef_async.batch.engine import BatchSender, SendConfig
 from ksef_async.batch.selection import select_files
 from ksef_async.client import ClientConfig, KsefClient
 from ksef_async.errors import ConfigurationError
+from ksef_async.manifest import set_aside_unplanned
 
 __all__ = ["HEARTBEAT", "QUEUE_URL_ENV", "WorkerSettings", "send_context"]
 
@@ -63,8 +65,9 @@ class _Busy(Exception):  # noqa: N818 - an internal signal, never raised to a ca
 
 @contextlib.contextmanager
 def _exclusive(state_dir: Path) -> Any:
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(state_dir / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    state_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Beside the state directory, not in it: a killed prepare's directory may be moved aside under the lock.
+    fd = os.open(state_dir.parent / f".{state_dir.name}{_LOCK_FILE}", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -130,6 +133,7 @@ async def send_context(ctx: dict[str, Any], job: dict[str, Any]) -> dict[str, An
                 if (state_dir / "plan.json").exists():
                     report = await sender.resume()
                 else:
+                    await asyncio.to_thread(set_aside_unplanned, state_dir)  # a killed prepare sent nothing
                     selection = select_files([input_path])
                     if selection.problems or not selection.files:
                         raise ConfigurationError(f"context {nip}: unusable input {input_path}")

@@ -16,7 +16,7 @@ import pytest
 
 from ksef_async.core.identifiers import generate_nip
 from ksef_async.errors import ConfigurationError
-from ksef_async.manifest import load_manifest
+from ksef_async.manifest import load_manifest, set_aside_unplanned
 from ksef_async.testing.invoices import InvoiceFactory
 from ksef_async.testing.simulator import KsefSimulator, serve_in_thread
 
@@ -133,3 +133,16 @@ def test_a_manifest_never_holds_secrets(tmp_path: Path) -> None:
     manifest.write_text('[[contexts]]\nnip = "5265877636"\ninput = "x"\n')
     with pytest.raises(ConfigurationError, match=r"contexts\[0\]\.nip"):
         load_manifest(manifest)
+
+
+def test_a_state_directory_without_a_plan_is_set_aside(tmp_path: Path) -> None:
+    killed = tmp_path / "state" / "5265877635"
+    killed.mkdir(parents=True)
+    (killed / "part-00000.bin").write_bytes(b"ciphertext of a killed prepare")
+    assert set_aside_unplanned(killed) == tmp_path / "state" / "5265877635.unplanned-1"
+    assert not killed.exists()
+    killed.mkdir()
+    assert set_aside_unplanned(killed) is None  # empty: nothing to move
+    (killed / "plan.json").write_text("{}")
+    (killed / "part-00000.bin").write_bytes(b"x")
+    assert set_aside_unplanned(killed) is None  # a plan: resume it, never move it
