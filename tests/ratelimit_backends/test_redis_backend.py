@@ -34,11 +34,12 @@ async def test_two_stores_share_one_context_window(redis_server: RedisServer, na
     first, second = store_for(redis_server, namespace), store_for(redis_server, namespace)
     a, b = first.backend(ENV, "ctx:Nip:1"), second.backend(ENV, "ctx:Nip:1")
     now = first.clock.now()
-    assert await a.try_admit("g", SMALL, now) == now
-    assert await b.try_admit("g", SMALL, now) == now
-    refused = await b.try_admit("g", SMALL, now)
-    assert 0.5 < refused - now <= 1.26  # the 1 s window (1.25 s with the margin) of the first admission
-    assert await a.next_admission("g", SMALL, now) > now
+    per_minute = WindowLimits(None, 2)
+    assert await a.try_admit("g", per_minute, now) == now
+    assert await b.try_admit("g", per_minute, now) == now
+    refused = await b.try_admit("g", per_minute, now)
+    assert 50 < refused - now <= 63.01  # the minute (63 s with the margin) of the first admission, less the time since
+    assert await a.next_admission("g", per_minute, now) > now
     await first.backend(ENV, "ctx:Nip:1").pause("h", first.clock.now() + 30)
     assert await b.try_admit("h", SMALL, now) - now > 29
     await first.aclose()
@@ -74,7 +75,7 @@ async def test_a_limiter_on_server_time_keeps_the_windows(redis_server: RedisSer
     await asyncio.gather(*(limiter.acquire("g") for limiter in limiters for _ in range(4)))
     elapsed = time.monotonic() - start
     # 12 admissions at 4 per 1.25 s: the third burst starts 2.5 s after the first.
-    assert 2.4 < elapsed < 4.0
+    assert 2.4 < elapsed < 6.0  # the upper bound only catches waits far past the windows (loaded CI)
     redis: Any = stores[0].redis()
     scores = [s for _, s in await redis.zrange(f"{namespace}:{{{ENV}|ctx:Nip:1|g}}:log", 0, -1, withscores=True)]
     assert len(scores) == 12
@@ -115,7 +116,7 @@ async def test_an_outage_falls_back_to_the_local_share_and_recovers(
         await limiter.acquire("g")
     elapsed = time.monotonic() - start
     assert not up(store)
-    assert 2.4 < elapsed < 3.6
+    assert 2.4 < elapsed < 6.0
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "unreachable" in warnings[0].getMessage()
