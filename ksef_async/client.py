@@ -34,7 +34,8 @@ from ksef_async.core.system_warnings import SystemWarningHandler, SystemWarningL
 from ksef_async.core.validators import at_least_one, non_negative, positive
 from ksef_async.errors import ConfigurationError
 from ksef_async.operations import API_RATE_LIMITS
-from ksef_async.ratelimit import RateLimiter, limiter_for
+from ksef_async.ratelimit import RateLimiter
+from ksef_async.ratelimit_config import RateLimitsSetting, resolve_limiter
 from ksef_async.resources._features import check_features
 from ksef_async.resources.auth import AuthResource
 from ksef_async.resources.batch import BatchResource
@@ -181,8 +182,14 @@ class KsefClient:
         limiter: The rate limiter to use; by default the process-wide one of (base URL, context), shared by every
             client of that pair, whose per-IP groups (``global``, ``anonymous``) are shared by every context of
             the base URL (`ksef_async.ratelimit.limiter_for`).
+        rate_limits: Where the limit windows live when no ``limiter`` is given: a limits URL (``redis://...`` shares
+            them with every process and machine using that Redis; ``memory://`` is the default), a store object or
+            a `ksef_async.ratelimit.Backend`; None reads ``KSEF_ASYNC_LIMITS_URL`` (see
+            `ksef_async.ratelimit_config`).
         clock: Wall-clock Unix time for token expiry (tests inject a fake).
         trace_configs: aiohttp trace configs attached to both sessions (instrumentation, request counting).
+        http_sessions: An (API, storage) pair of aiohttp sessions to use instead of making new ones (e.g.
+            `ksef_async.pool.ClientPool` shares one pair between contexts); the caller owns and closes them.
 
     Resources: ``auth``, ``security``, ``sessions``, ``online``, ``batch``, ``invoices``, ``retrieval``,
     ``limits``, ``rate_limits``, ``permissions``, ``tokens``, ``certificates``, ``peppol``, ``testdata``,
@@ -199,8 +206,10 @@ class KsefClient:
         context: ContextIdentifier | str | None = None,
         config: ClientConfig | None = None,
         limiter: RateLimiter | None = None,
+        rate_limits: RateLimitsSetting = None,
         clock: Callable[[], float] = time.time,
         trace_configs: list[aiohttp.TraceConfig] | None = None,
+        http_sessions: tuple[aiohttp.ClientSession, aiohttp.ClientSession] | None = None,
     ) -> None:
         base_url = str(
             environment_or_base_url.value
@@ -220,12 +229,15 @@ class KsefClient:
         self.system_warnings = SystemWarningLog(history=self.config.system_warning_history)
         """Every ``X-System-Warning`` this client received: ``total``, ``by_code``, ``recent``, recorders."""
         context_key = "-" if self.context is None else f"{self.context.type}:{self.context.value}"
-        self.limiter = limiter or limiter_for(self.base_url, context_key, API_RATE_LIMITS)
+        if limiter is not None and rate_limits is not None:
+            raise ConfigurationError("give either limiter or rate_limits, not both")
+        self.limiter = limiter or resolve_limiter(rate_limits, self.base_url, context_key, API_RATE_LIMITS)
         self._credentials = credentials
         self._clock = clock
         self._trace_configs = trace_configs
         self._api_session: aiohttp.ClientSession | None = None
         self._storage_session: aiohttp.ClientSession | None = None
+        self._given_sessions = http_sessions
         self._build()
 
     def _build(self) -> None:
@@ -294,6 +306,13 @@ class KsefClient:
         if self._api_session is not None:
             return
         bind_log_context(None if self.context is None else f"{self.context.type}:{self.context.value}")
+        if self._given_sessions is not None:
+            self._api_session, self._storage_session = self._given_sessions
+        else:
+            self._open_sessions()
+        self._bind(self._api_session, self._storage_session)
+
+    def _open_sessions(self) -> None:
         cfg = self.config
         self._api_session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=cfg.api_connections),
@@ -312,14 +331,17 @@ class KsefClient:
             trace_configs=self._trace_configs,
             raise_for_status=False,
         )
-        self._bind(self._api_session, self._storage_session)
 
     async def close(self) -> None:
-        """Close both HTTP sessions (done by ``async with``); tokens are not revoked (see `logout`)."""
+        """Close both HTTP sessions (done by ``async with``); tokens are not revoked (see `logout`).
+
+        Sessions given as ``http_sessions`` stay open: their owner closes them.
+        """
         self._bind(None, None)
-        for session in (self._api_session, self._storage_session):
-            if session is not None:
-                await session.close()
+        if self._given_sessions is None:
+            for session in (self._api_session, self._storage_session):
+                if session is not None:
+                    await session.close()
         self._api_session = self._storage_session = None
 
     def _bind(self, api_session: aiohttp.ClientSession | None, storage_session: aiohttp.ClientSession | None) -> None:

@@ -63,6 +63,25 @@ def test_redis_and_opentelemetry(monkeypatch: pytest.MonkeyPatch, extra: str, mo
     assert str(info.value).startswith(EXTRAS[extra][0])
 
 
+def test_a_redis_limits_url_without_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ksef_async.ratelimit_redis import RedisLimits  # noqa: PLC0415
+
+    monkeypatch.setitem(sys.modules, "redis", None)
+    monkeypatch.delitem(sys.modules, "redis.asyncio", raising=False)
+    with pytest.raises(MissingExtraError) as info:
+        RedisLimits("redis://127.0.0.1:6379/0")
+    _one_line(info.value, "redis", "redis")
+
+
+def test_a_worker_without_arq(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ksef_async import workers  # noqa: PLC0415
+
+    monkeypatch.setitem(sys.modules, "arq", None)
+    with pytest.raises(MissingExtraError) as info:
+        workers.main()
+    _one_line(info.value, "workers", "arq")
+
+
 def test_an_installed_module_failing_inside_is_not_hidden(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     (tmp_path / "ksef_async_fake_extra.py").write_text("import ksef_async_not_there_at_all\n")
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -62,6 +62,8 @@ class Connection:
         key_password: Password of the private key or PKCS#12 file. Prefer the KSEF_KEY_PASSWORD environment
             variable (a command-line value is visible in the process list).
         fingerprint: Identify by the certificate's SHA-256 fingerprint instead of its subject.
+        limits_url: Where the rate-limit windows live: ``redis://host:6379/0`` shares them with every process and
+            machine using that Redis (needs ``ksef-async[redis]``); default: this process only.
     """
 
     base_url: Annotated[str | None, Parameter(env_var="KSEF_BASE_URL")] = None
@@ -78,6 +80,7 @@ class Connection:
         default=None, repr=False
     )
     fingerprint: Annotated[bool, Parameter(negative="")] = False
+    limits_url: Annotated[str | None, Parameter(env_var="KSEF_ASYNC_LIMITS_URL")] = None
 
     def resolved_base_url(self) -> str:
         """Return the API base URL.
@@ -149,7 +152,11 @@ class Connection:
             CryptoError: Unusable key material.
         """
         return KsefClient(
-            self.resolved_base_url(), credentials=self.credentials(), context=self.context(), config=config
+            self.resolved_base_url(),
+            credentials=self.credentials(),
+            context=self.context(),
+            config=config,
+            rate_limits=self.limits_url,
         )
 
 

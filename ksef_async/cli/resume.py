@@ -14,6 +14,7 @@ from ksef_async.cli._files import check_outputs
 from ksef_async.cli._progress import BatchProgress, data_console
 from ksef_async.cli._remember import load_record, recalled, record_of
 from ksef_async.cli.send_batch import BatchRun, finish_batch, run_interruptible
+from ksef_async.cli.send_manifest import is_manifest_run, resume_manifest_cli
 from ksef_async.client import ClientConfig
 from ksef_async.core.connection_record import CONNECTION_FILE
 from ksef_async.errors import ConfigurationError
@@ -53,6 +54,10 @@ def resume(
         Parts uploaded at once.
     """
     console = data_console()
+    if is_manifest_run(state_dir):  # a `send --manifest` run: one batch state directory per context
+        if check_outputs((report, "--report", False)):
+            return EXIT_LOCAL_IO
+        return resume_manifest_cli(state_dir, connection, report=report, concurrency=concurrency)
     if not (state_dir / "plan.json").is_file():
         console.print(
             f"ksef-async resume: {state_dir} holds no plan.json: preparation never finished there, so nothing was "

@@ -20,6 +20,7 @@ from ksef_async.cli._app import app
 from ksef_async.cli._connection import EXIT_LOCAL_IO, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Connection, run_async
 from ksef_async.cli._files import check_outputs, write_output
 from ksef_async.cli.send_batch import send_batch
+from ksef_async.cli.send_manifest import send_manifest_cli
 from ksef_async.cli.validate import expand_paths
 from ksef_async.core.batch_limits import MAX_PART_PLAIN_SIZE
 from ksef_async.core.safepath import checked_reference_number
@@ -35,8 +36,8 @@ __all__ = ["send"]
 
 
 @app.command(name="send")
-def send(
-    paths: list[Path],
+def send(  # noqa: PLR0911 - one hand-over per mode (manifest, correction, batch, online)
+    paths: list[Path] | None = None,
     /,
     *,
     online: Annotated[bool, Parameter(negative="")] = False,
@@ -52,6 +53,7 @@ def send(
     offline: Annotated[bool, Parameter(negative="")] = False,
     corrects: Path | None = None,
     feature: list[str] | None = None,
+    manifest: Path | None = None,
 ) -> int:
     """Send invoices to KSeF and print one line per invoice.
 
@@ -101,8 +103,16 @@ def send(
     feature
         Send this ``X-KSeF-Feature`` when opening the sessions (repeatable), e.g. ``subject-identifier-validation``:
         KSeF then checks the NIP and internal identifiers of the parties on each invoice.
+    manifest
+        Send for many contexts at once: a TOML file mapping input directories to contexts and credentials (see
+        `ksef_async.manifest`; secrets only by environment variable name). One state directory per context under
+        --state-dir, progress per context, one --report; ``ksef-async resume STATE_DIR`` finishes the run.
     """
-    files, unusable = expand_paths(paths)
+    if manifest is not None:
+        return send_manifest_cli(
+            manifest, connection, report=report, state_dir=state_dir, concurrency=concurrency, paths=paths
+        )
+    files, unusable = expand_paths(paths or [])
     for problem in unusable:
         print(problem, file=sys.stderr)
     if unusable or not files:

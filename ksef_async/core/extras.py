@@ -17,6 +17,7 @@ EXTRAS: Final = {
     "qr": ("QR images", ("segno",)),
     "redis": ("shared rate limits in Redis", ("redis",)),
     "test": ("the simulator's strict contract mode", ("jsonschema",)),
+    "workers": ("batch jobs on many machines (arq)", ("arq",)),
 }
 """Each optional feature: its extra, what it is called in messages, and the top-level modules it needs."""
 

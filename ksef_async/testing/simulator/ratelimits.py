@@ -1,8 +1,9 @@
 """Server-side rate limiting: KSeF's three sliding windows per (context, group) and per IP, switchable profiles.
 
-Counting rules (spec 2.9.0 ``x-rate-limits``, official docs ``limity/limity-api.md``):
-requests are counted per context (the bearer token's context; the client
-IP for the ``anonymous`` operations, which have no context) in the last 1 s, 60 s and 3600 s. Operations of a
+Counting rules (spec 2.9.0 ``x-rate-limits``, official docs ``limity/limity-api.md``): requests are counted per
+(context, client IP address) (the bearer token's context; the client IP alone for the ``anonymous`` operations,
+which have no context) in the last 1 s, 60 s and 3600 s, across all connections: several processes of one context
+behind one address share one counter. Operations of a
 named group share one counter (session close has its own groups, ``onlineSessionClose`` and
 ``batchSessionClose``); the ``other`` group has "its own counter per endpoint", so there the counter key includes
 the operation. Every API operation also counts in ``global``, per client IP address across all contexts and
@@ -123,8 +124,8 @@ class RateLimiter:
 
         Args:
             op: The operation.
-            subject: Who the group's counter belongs to: ``"<context type>:<value>"``, or ``"ip:<address>"`` for
-                the ``anonymous`` operations.
+            subject: Who the group's counter belongs to: ``"<context type>:<value>"`` (counted per ``ip`` too), or
+                ``"ip:<address>"`` for the ``anonymous`` operations.
             now: The (simulated) time.
             ip: The client's IP address; None counts nothing in ``global`` (no address known).
 
@@ -135,7 +136,10 @@ class RateLimiter:
             return None
         group = op.rate_group
         counter = f"{group}:{op.operation_id}" if group == "other" else group
-        checks = [(group, self._state((subject, counter), self._limits.get(group, op.limits)))]
+        # KSeF counts per (context, IP address): processes of one context behind two addresses have two counters,
+        # and every connection from one address shares one (the anonymous subject is the address already).
+        owner = subject if ip is None or subject.startswith("ip:") else f"{subject}@{ip}"
+        checks = [(group, self._state((owner, counter), self._limits.get(group, op.limits)))]
         if ip is not None and group != GLOBAL_GROUP:
             checks.append((GLOBAL_GROUP, self._state((f"ip:{ip}", GLOBAL_GROUP), self._limits[GLOBAL_GROUP])))
         refusals = [Refusal(name, wait) for name, state in checks if (wait := state.next_admission_time(now) - now) > 0]
