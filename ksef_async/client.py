@@ -27,7 +27,7 @@ import attrs
 
 from ksef_async._logging import bind_log_context, extras, get_logger
 from ksef_async._version import __version__
-from ksef_async.auth import Authenticator, Credentials
+from ksef_async.auth import Authenticator, CertificateCredentials, Credentials, KsefTokenCredentials
 from ksef_async.core.baseurl import check_base_url
 from ksef_async.core.polling import Backoff
 from ksef_async.core.system_warnings import SystemWarningHandler, SystemWarningLog, check_test_warning_text
@@ -170,6 +170,34 @@ def _context_of(context: ContextIdentifier | str | None) -> ContextIdentifier | 
         raise ConfigurationError(f"context: {exc}") from None
 
 
+def open_http_sessions(
+    config: ClientConfig, trace_configs: list[aiohttp.TraceConfig] | None = None
+) -> tuple[aiohttp.ClientSession, aiohttp.ClientSession]:
+    """Create the (API, storage) pair of aiohttp sessions ``config`` describes; the caller closes them.
+
+    The API session carries the User-Agent and the API timeouts; the storage session (pre-signed part URLs) has no
+    total timeout, only connect and read ones, since a 100 MB part may take long on a slow link.
+    """
+    api = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=config.api_connections),
+        timeout=aiohttp.ClientTimeout(
+            total=config.api_total_timeout, connect=config.api_connect_timeout, sock_read=config.api_read_timeout
+        ),
+        headers={"User-Agent": config.user_agent},
+        trace_configs=trace_configs,
+        raise_for_status=False,
+    )
+    storage = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=config.storage_connections),
+        timeout=aiohttp.ClientTimeout(
+            total=None, connect=config.storage_connect_timeout, sock_read=config.storage_read_timeout
+        ),
+        trace_configs=trace_configs,
+        raise_for_status=False,
+    )
+    return api, storage
+
+
 class KsefClient:
     """Asyncio client of the KSeF 2.x API.
 
@@ -220,6 +248,11 @@ class KsefClient:
         check_base_url(base_url, allow_insecure_http=self.config.allow_insecure_http)
         self.base_url = base_url.rstrip("/")
         self.context = _context_of(context)
+        if credentials is not None and not isinstance(credentials, KsefTokenCredentials | CertificateCredentials):
+            raise ConfigurationError(
+                f"credentials must be KsefTokenCredentials(token) or CertificateCredentials(...), "
+                f"not {type(credentials).__name__}"
+            )
         if credentials is not None and self.context is None:
             raise ConfigurationError("credentials need a context (e.g. context='1234567890' for a NIP)")
         if self.config.test_system_warning is not None and not _allows_test_warning(self.base_url):
@@ -313,24 +346,7 @@ class KsefClient:
         self._bind(self._api_session, self._storage_session)
 
     def _open_sessions(self) -> None:
-        cfg = self.config
-        self._api_session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=cfg.api_connections),
-            timeout=aiohttp.ClientTimeout(
-                total=cfg.api_total_timeout, connect=cfg.api_connect_timeout, sock_read=cfg.api_read_timeout
-            ),
-            headers={"User-Agent": cfg.user_agent},
-            trace_configs=self._trace_configs,
-            raise_for_status=False,
-        )
-        self._storage_session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=cfg.storage_connections),
-            timeout=aiohttp.ClientTimeout(
-                total=None, connect=cfg.storage_connect_timeout, sock_read=cfg.storage_read_timeout
-            ),
-            trace_configs=self._trace_configs,
-            raise_for_status=False,
-        )
+        self._api_session, self._storage_session = open_http_sessions(self.config, self._trace_configs)
 
     async def close(self) -> None:
         """Close both HTTP sessions (done by ``async with``); tokens are not revoked (see `logout`).

@@ -31,7 +31,7 @@ import aiohttp
 import attrs
 
 from ksef_async.auth import Credentials, KsefTokenCredentials
-from ksef_async.client import ClientConfig, Environment, KsefClient
+from ksef_async.client import ClientConfig, Environment, KsefClient, open_http_sessions
 from ksef_async.errors import ConfigurationError
 from ksef_async.online import OnlineSendResult, send_online
 from ksef_async.ratelimit_config import RateLimitsSetting
@@ -117,25 +117,7 @@ class ClientPool:
         """Create the shared HTTP sessions (done by ``async with``)."""
         if self._sessions is not None:
             return
-        cfg = self.config
-        api = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=cfg.api_connections),
-            timeout=aiohttp.ClientTimeout(
-                total=cfg.api_total_timeout, connect=cfg.api_connect_timeout, sock_read=cfg.api_read_timeout
-            ),
-            headers={"User-Agent": cfg.user_agent},
-            trace_configs=self._trace_configs,
-            raise_for_status=False,
-        )
-        storage = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=cfg.storage_connections),
-            timeout=aiohttp.ClientTimeout(
-                total=None, connect=cfg.storage_connect_timeout, sock_read=cfg.storage_read_timeout
-            ),
-            trace_configs=self._trace_configs,
-            raise_for_status=False,
-        )
-        self._sessions = (api, storage)
+        self._sessions = open_http_sessions(self.config, self._trace_configs)
 
     async def client(self, context: str) -> KsefClient:
         """Return the open client of ``context`` (a NIP), creating it on first use (credentials asked for then).

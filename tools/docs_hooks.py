@@ -34,7 +34,7 @@ def api_reference() -> str:
         # Renamed exports are written "module:attribute".
         module_name, _, attribute = exports[name].partition(":")
         attribute = attribute or name
-        lines.append(f"::: {module_name}.{attribute}\n    options:\n      heading: {name}\n")
+        lines.append(f"::: {module_name}.{attribute}\n    options:\n      heading: {name}\n      toc_label: {name}\n")
     return "\n".join(lines)
 
 

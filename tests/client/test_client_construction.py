@@ -51,3 +51,9 @@ async def test_a_closed_client_refuses_calls_and_can_be_opened_again(ksef_simula
         limits = await client.limits.context()  # the same authenticator logs in (or reuses its tokens)
     assert first
     assert limits.batch_session.max_invoices >= 1
+
+
+def test_a_bare_token_string_as_credentials_is_refused_with_what_to_pass() -> None:
+    with pytest.raises(ConfigurationError, match=r"KsefTokenCredentials\(token\).*not str") as info:
+        KsefClient("http://127.0.0.1:9/v2", credentials=DEFAULT_TOKEN, context=DEFAULT_NIP)  # type: ignore[arg-type]
+    assert DEFAULT_TOKEN not in str(info.value)  # the secret is not echoed
