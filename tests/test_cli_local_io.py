@@ -70,6 +70,26 @@ def test_an_unwritable_report_is_refused_before_anything_is_sent(
     assert _sent(running_sim) == before  # nothing was sent: a rerun after fixing the path is safe
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc: a directory nobody can write in")
+@pytest.mark.parametrize("report", ["/proc/report.json", "/proc/ksef-async-missing/report.json"])
+def test_a_report_in_a_directory_that_refuses_files_is_refused_before_sending(
+    running_sim: KsefSimulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    report: str,
+) -> None:
+    # /proc refuses new files and directories even to root, for whom permission bits (os.access) say yes.
+    monkeypatch.setenv("KSEF_TOKEN", DEFAULT_TOKEN)
+    invoice = _invoice(tmp_path / "in", seed=34)
+    before = _sent(running_sim)
+    code = run_cli("send", str(invoice), "--online", "--base-url", running_sim.base_url, "--nip", DEFAULT_NIP,
+                   "--report", report)  # fmt: skip
+    assert code == EXIT_LOCAL_IO
+    assert f"--report {report}" in capsys.readouterr().err
+    assert _sent(running_sim) == before
+
+
 def test_a_report_that_fails_after_acceptance_exits_4_not_1(
     running_sim: KsefSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from ksef_async._private_files import private_dir, replaceable, write_private
@@ -70,12 +71,26 @@ def _dir_problem(path: Path, option: str) -> str | None:
     if path.exists():
         if not path.is_dir():
             return f"{option} {path}: not a directory"
-        return None if os.access(path, os.W_OK | os.X_OK) else f"{option} {path}: directory not writable"
-    ancestor = _existing_ancestor(path)
-    if not ancestor.is_dir():
-        return f"{option} {path}: {ancestor} is not a directory"
-    ok = os.access(ancestor, os.W_OK | os.X_OK)
-    return None if ok else f"{option} {path}: cannot create it ({ancestor} is not writable)"
+    else:
+        ancestor = _existing_ancestor(path)
+        if not ancestor.is_dir():
+            return f"{option} {path}: {ancestor} is not a directory"
+        try:
+            private_dir(path)  # created now, as the write would: a failure shows before anything is sent
+        except OSError as exc:
+            return f"{option} {path}: cannot create it ({exc.strerror or exc})"
+    return _probe(path, option)
+
+
+def _probe(directory: Path, option: str) -> str | None:
+    # Creating a file is the only sure test: os.access trusts root and knows nothing of read-only mounts or /proc.
+    try:
+        fd, name = tempfile.mkstemp(prefix=".ksef-async-probe-", dir=directory)
+    except OSError as exc:
+        return f"{option} {directory}: directory not writable ({exc.strerror or exc})"
+    os.close(fd)
+    Path(name).unlink()
+    return None
 
 
 def _file_problem(path: Path, option: str) -> str | None:
