@@ -101,7 +101,10 @@ def test_manifest_send_of_20_contexts_one_report_per_context_upos(
 
 def test_manifest_run_killed_mid_run_is_resumed_without_duplicates(tmp_path: Path) -> None:
     contexts = _contexts(6, seed=2)
-    with serve_in_thread(KsefSimulator(contexts=contexts, seed=12, processing_delay=2.0)) as sim:
+    # Each part upload takes 1 s, so the kill lands before the sessions close even when the machine is loaded (the
+    # run once finished all 18 invoices before the test's poll noticed the third session).
+    simulator = KsefSimulator(contexts=contexts, seed=12, processing_delay=2.0, faults="upload-delay=1.0")
+    with serve_in_thread(simulator) as sim:
         manifest, env = _setup(tmp_path, sim.base_url, contexts, per_context=3)
         state = tmp_path / "state"
         process = subprocess.Popen(

@@ -75,7 +75,9 @@ async def test_close_with_a_missing_part_is_21205(api: Api) -> None:
             assert resp.status == 201
     status, body, _ = await api.call("POST", f"/sessions/batch/{ref}/close")
     assert (status, _code(body)) == (400, 21205)
-    assert body["exception"]["exceptionDetailList"][0]["details"] == ["missing parts: [3]"]
+    # The wording of POST /sessions/batch/{referenceNumber}/close's 400 table: description and details.
+    assert body["exception"]["exceptionDetailList"][0]["exceptionDescription"] == "Pakiet nie może być pusty."
+    assert body["exception"]["exceptionDetailList"][0]["details"] == ["Nie przesłano zadeklarowanej '3' części pliku."]
 
 
 async def test_chunked_upload_is_411(api: Api) -> None:

@@ -33,6 +33,7 @@ from typing import Any, Self
 from aiohttp import web
 
 from ksef_async.core.baseurl import is_loopback_host
+from ksef_async.core.codes import ExceptionCode
 from ksef_async.core.ratelimit import WindowLimits
 from ksef_async.errors import ConfigurationError
 from ksef_async.operations import OPERATIONS, PUBLIC_GROUP, Operation, TokenKind
@@ -61,7 +62,11 @@ from ksef_async.testing.simulator.keys import MfKeyring
 from ksef_async.testing.simulator.problems import ApiFailure, forbidden, render_failure, too_many_requests, unauthorized
 from ksef_async.testing.simulator.ratelimits import RateLimiter
 from ksef_async.testing.simulator.runtime import RAW_BODY, Counters, Principal, Runtime, SimConfig
-from ksef_async.testing.simulator.spec_codes import UNREADABLE_CONTENT, documented_400_codes
+from ksef_async.testing.simulator.spec_codes import (
+    UNREADABLE_CONTENT,
+    documented_400_codes,
+    documented_400_description,
+)
 from ksef_async.testing.simulator.state import ALL_PERMISSIONS, SessionKind, SimClock, SimState
 from ksef_async.testing.simulator.status_service import StatusServiceScript, add_status_routes
 from ksef_async.testing.simulator.system_warnings import add_system_warning
@@ -137,6 +142,51 @@ def _specificity(op: Operation) -> tuple[bool, ...]:
     return tuple(seg.startswith("{") for seg in op.path.strip("/").split("/"))
 
 
+def _path_owners() -> tuple[tuple[tuple[str, ...], str, frozenset[str]], ...]:
+    methods: dict[str, set[str]] = {}
+    for op in OPERATIONS:
+        methods.setdefault(op.path, set()).add(op.method)
+    return tuple((tuple(path.strip("/").split("/")), path, frozenset(found)) for path, found in methods.items())
+
+
+_PATH_OWNERS = _path_owners()
+
+
+def path_item_of(api_path: str) -> tuple[str, frozenset[str]] | None:
+    """The spec path (template) that owns ``api_path`` (relative to ``/v2``) and the methods it documents.
+
+    OpenAPI 3.0 (Paths Object): "When matching URLs, concrete (non-templated) paths would be matched before their
+    templated counterparts", so ``/auth/challenge`` belongs to the path item ``/auth/challenge`` (POST only), not
+    to ``/auth/{referenceNumber}``: a GET there is an undocumented method, not an auth status query.
+    """
+    segments = tuple(api_path.strip("/").split("/"))
+    best: tuple[tuple[bool, ...], str, frozenset[str]] | None = None
+    for template, path, methods in _PATH_OWNERS:
+        if len(template) != len(segments):
+            continue
+        score: list[bool] = []
+        for pattern, actual in zip(template, segments, strict=True):
+            templated = pattern.startswith("{")
+            if not actual or (not templated and pattern != actual):
+                break
+            score.append(templated)
+        else:
+            if best is None or tuple(score) < best[0]:
+                best = (tuple(score), path, methods)
+    return None if best is None else (best[1], best[2])
+
+
+def _method_not_allowed(request: web.Request, methods: frozenset[str]) -> web.HTTPMethodNotAllowed:
+    return web.HTTPMethodNotAllowed(request.method, sorted(methods))
+
+
+def _refuse_foreign_path(request: web.Request, op: Operation) -> None:
+    """405 when ``op``'s templated route matched a concrete spec path that lacks the method (GET /auth/challenge)."""
+    owner = path_item_of(request.rel_url.path_safe.removeprefix("/v2"))  # the path as aiohttp matched it
+    if owner is not None and owner[0] != op.path:
+        raise _method_not_allowed(request, owner[1])
+
+
 def _principal(rt: Runtime, request: web.Request, op: Operation) -> Principal:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -174,6 +224,7 @@ def _make_route(rt: Runtime, op: Operation) -> Callable[[web.Request], Awaitable
     handler = _HANDLERS.get(op.operation_id)
 
     async def route(request: web.Request) -> web.StreamResponse:
+        _refuse_foreign_path(request, op)
         rt.counters.requests[op.rate_group] += 1
         rt.counters.operations[op.operation_id] += 1
         fault = False
@@ -229,17 +280,38 @@ def _make_route(rt: Runtime, op: Operation) -> Callable[[web.Request], Awaitable
                 raise ApiFailure(500, 0, "Internal Server Error (injected fault after the close took effect)")  # noqa: TRY301
         except ApiFailure as failure:
             response = render_failure(
-                failure, request, rt.state.clock, forbidden_timestamp=rt.config.forbidden_timestamp
+                _in_spec_words(op, failure), request, rt.state.clock, forbidden_timestamp=rt.config.forbidden_timestamp
             )
         return _checked(rt, request, op, response, fault=fault)
 
     return route
 
 
+def _in_spec_words(op: Operation, failure: ApiFailure) -> ApiFailure:
+    """A 400 with the ``ExceptionDescription`` that the operation's 400 table gives its code.
+
+    The spec fixes the description per code and operation (``ExceptionCode | ExceptionDescription | Details``), so
+    a handler's own wording, when it differs, moves to the front of ``details`` instead of being lost.
+    """
+    if failure.status != 400:  # noqa: PLR2004
+        return failure
+    expected = documented_400_description(op.method, op.path, failure.code)
+    if expected is None and failure.code == ExceptionCode.VALIDATION_ERROR:
+        expected = ExceptionCode.VALIDATION_ERROR.description
+    if expected is None or failure.description == expected:
+        return failure
+    details = list(failure.details or [])
+    if failure.description and failure.description not in details:
+        details.insert(0, failure.description)
+    return ApiFailure(400, failure.code, expected, details)
+
+
 def _parse_body(rt: Runtime, request: web.Request, op: Operation, raw: bytes) -> Any:
     content_type = request.content_type if raw else None
     body: Any = None
-    if raw and content_type is not None and content_type.endswith("json"):
+    if not raw and rt.request_validator is not None and rt.request_validator.absent_body_is_empty(op):
+        content_type, body = "application/json", {}  # the optional body left out: no filter, no reason...
+    elif raw and content_type is not None and content_type.endswith("json"):
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
@@ -285,6 +357,13 @@ def _error_recorder(rt: Runtime) -> Any:
     ) -> web.StreamResponse:
         try:
             return await handler(request)
+        except web.HTTPMethodNotAllowed:
+            # aiohttp's Allow is the union over every route matching the path; the spec's is the owning path item's.
+            path = request.rel_url.path_safe
+            owner = path_item_of(path.removeprefix("/v2")) if path.startswith("/v2/") else None
+            if owner is None:
+                raise
+            raise _method_not_allowed(request, owner[1]) from None
         except (web.HTTPException, ContractViolationError):
             raise
         except ConnectionError:

@@ -469,9 +469,11 @@ async def delete_auth_session(
 ) -> web.Response:
     """``DELETE /auth/sessions/{referenceNumber}``."""
     assert principal is not None
-    op = rt.state.auth_operations.get(request.match_info["referenceNumber"])
+    ref = request.match_info["referenceNumber"]
+    op = rt.state.auth_operations.get(ref)
     if op is None or op.context != principal.operation.context:
-        raise ApiFailure(400, 21304, "Brak uwierzytelnienia.", ["operation not found"])
+        # The operation's 400 table lists only 21405 (21304 belongs to the auth status and token operations).
+        raise ApiFailure(400, 21405, details=[f"Sesja uwierzytelnienia {ref} nie istnieje w tym kontekście."])
     op.revoked = True
     return web.Response(status=204)
 

@@ -81,7 +81,7 @@ async def open_batch(rt: Runtime, request: web.Request, principal: Principal | N
         part_hash = req(raw, "fileHash", str)
         if size > MAX_PART_SIZE:
             raise ApiFailure(
-                400, 21157, "Nieprawidłowy rozmiar części pliku.", [f"part {ordinal}: {size} > {MAX_PART_SIZE}"]
+                400, 21157, "Nieprawidłowy rozmiar części pakietu.", [f"part {ordinal}: {size} > {MAX_PART_SIZE}"]
             )
         if size < 1 or len(part_hash) != _HASH_LENGTH or ordinal in declared:
             raise _bad(f"part {ordinal}: bad size, hash or a repeated ordinalNumber")
@@ -126,15 +126,30 @@ async def close_batch(rt: Runtime, request: web.Request, principal: Principal | 
     if now > session.upload_deadline:
         session.closed = session.processing_done = session.updated = now
         session.final_code, session.final_description = 440, "Sesja anulowana. Przekroczono czas wysyłki."
-        raise ApiFailure(400, 21208, "Przekroczono czas na wysłanie lub zamknięcie sesji; sesja została anulowana.")
+        raise ApiFailure(
+            400,
+            21208,
+            "Czas oczekiwania na requesty upload lub finish został przekroczony.",
+            ["Sesja anulowana, przekroczony czas wysyłki."],
+        )
     missing = [n for n, part in sorted(session.parts.items()) if part.path is None]
     if missing:
-        raise ApiFailure(400, 21205, "Nie przesłano zadeklarowanej części pliku.", [f"missing parts: {missing}"])
+        raise ApiFailure(
+            400,
+            21205,
+            "Pakiet nie może być pusty.",
+            [f"Nie przesłano zadeklarowanej '{n}' części pliku." for n in missing],
+        )
     for n, part in sorted(session.parts.items()):
         assert part.path is not None
         actual = part.path.stat().st_size
         if actual != part.size:
-            raise ApiFailure(400, 21157, "Nieprawidłowy rozmiar części pliku.", [f"part {n}: {actual} != {part.size}"])
+            raise ApiFailure(
+                400,
+                21157,
+                "Nieprawidłowy rozmiar części pakietu.",
+                [f"Zadeklarowany rozmiar części '{n}' nie zgadza się z rzeczywistym."],
+            )
     session.closed = session.updated = now
     task = asyncio.get_running_loop().create_task(_process(rt, session))
     rt.background.add(task)

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ksef_async._schemas import schema_path
+from ksef_async.core.codes import ExceptionCode
 from ksef_async.core.extras import require_extra
 from ksef_async.operations import Operation
+from ksef_async.testing.simulator.spec_codes import documented_400_codes, documented_400_description
 
 __all__ = ["ContractChecker", "ContractViolation", "ContractViolationError", "require_contract_extra", "to_json_schema"]
 
@@ -220,6 +222,8 @@ class ContractChecker:
                 )
             if headers is not None:
                 problems += self._header_problems(op, status, response.get("headers") or {}, headers)
+            if status == 400 and content_type is not None and content_type.endswith("json"):  # noqa: PLR2004
+                problems += _undocumented_codes(op, body)
         if problems:
             self.record(ContractViolation("response", method, path, status, "; ".join(problems)))
         return problems
@@ -247,6 +251,41 @@ class ContractChecker:
             key = ("hdr", op.operation_id, str(status), name)
             problems += [f"header {name}: {p}" for p in self._errors(key, schema, instance)]
         return problems
+
+
+def _exception_details(body: Any) -> list[tuple[Any, Any]]:
+    """(code, description) of each error in a 400 body: ``ExceptionResponse`` or ``BadRequestProblemDetails``."""
+    if not isinstance(body, dict):
+        return []
+    exception = body.get("exception")
+    if isinstance(exception, dict) and isinstance(exception.get("exceptionDetailList"), list):
+        return [
+            (d.get("exceptionCode"), d.get("exceptionDescription"))
+            for d in exception["exceptionDetailList"]
+            if isinstance(d, dict)
+        ]
+    if isinstance(body.get("errors"), list):
+        return [(e.get("code"), e.get("description")) for e in body["errors"] if isinstance(e, dict)]
+    return []
+
+
+def _undocumented_codes(op: Operation, body: Any) -> list[str]:
+    """Errors that the operation's 400 table (``ExceptionCode | ExceptionDescription | Details``) does not list.
+
+    21405 ("Błąd walidacji danych wejściowych.") is always allowed: it is how KSeF refuses any request that breaks
+    the contract, on every operation. A listed code must carry the description the table gives it.
+    """
+    problems = []
+    for code, description in _exception_details(body):
+        expected = documented_400_description(op.method, op.path, code) if isinstance(code, int) else None
+        if expected is None and code == ExceptionCode.VALIDATION_ERROR:
+            expected = ExceptionCode.VALIDATION_ERROR.description
+        if expected is None:
+            listed = sorted(documented_400_codes(op.method, op.path))
+            problems.append(f"exception code {code} is not documented for {op.method} {op.path} (listed: {listed})")
+        elif description != expected:
+            problems.append(f"exception code {code}: description {description!r}, the spec says {expected!r}")
+    return problems
 
 
 def _shorten(message: str, limit: int = 300) -> str:

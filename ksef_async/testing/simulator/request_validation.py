@@ -274,6 +274,19 @@ def _combine(kind: str | None, nullable: bool, steps: list[Check]) -> Check:
     return check
 
 
+def _required_properties(components: Mapping[str, Any], schema: Mapping[str, Any]) -> set[str]:
+    """The properties a body schema requires: its own ``required`` and those of what its ``$ref``/``allOf`` names."""
+    required: set[str] = set()
+    while True:
+        required.update(schema.get("required", ()))
+        if "$ref" in schema:
+            schema = components[schema["$ref"].removeprefix(_REF_PREFIX)]
+        elif len(schema.get("allOf", ())) == 1:
+            schema = schema["allOf"][0]
+        else:
+            return required
+
+
 def _resolve(components: Mapping[str, Any], schema: Mapping[str, Any]) -> Mapping[str, Any]:
     """The schema a parameter's ``$ref`` / single ``allOf`` stands for (to know how to convert its text)."""
     while True:
@@ -331,6 +344,8 @@ class _OperationChecks:
     bodies: Mapping[str, Check | None]
     """Content type -> compiled schema (None: not JSON, only the type is checked); empty: the operation takes none."""
     left_to_handler: tuple[str, ...] = ()
+    absent_body_is_empty: bool = False
+    """The body is optional and its JSON schema requires no property, so a request without one means ``{}``."""
 
 
 class RequestValidator:
@@ -371,7 +386,26 @@ class RequestValidator:
                 for content_type, media in content.items()
             }
             left = _LEFT_TO_HANDLER.get(op.operation_id, ())
-            self._checks[op.operation_id] = _OperationChecks(tuple(parameters), bodies, left)
+            request_body = spec_op.get("requestBody") or {}
+            absent_is_empty = (
+                bool(content)
+                and not request_body.get("required")
+                and all(
+                    content_type.endswith("json") and not _required_properties(components, media.get("schema") or {})
+                    for content_type, media in content.items()
+                )
+            )
+            self._checks[op.operation_id] = _OperationChecks(tuple(parameters), bodies, left, absent_is_empty)
+
+    def absent_body_is_empty(self, op: Operation) -> bool:
+        """Whether a request to ``op`` without a body stands for the empty object ``{}``.
+
+        OpenAPI 3.0: ``requestBody.required`` defaults to false, so the body may be left out. Where the body's
+        schema requires no property (the permission and certificate queries, ``RevokeCertificateRequest``...), the
+        operation can run without one, as with no filter; where it does, a missing body still lacks the required
+        properties and is refused with 21405.
+        """
+        return self._checks[op.operation_id].absent_body_is_empty
 
     def problems(self, op: Operation, request: web.Request, content_type: str | None, body: Any) -> list[str]:
         """What breaks the spec in ``request`` to ``op`` (empty when nothing does), at most `MAX_DETAILS` lines.
@@ -388,7 +422,8 @@ class RequestValidator:
             self._check_parameter(param, request, out)
         if checks.bodies:
             if content_type is None:
-                out.append(f"body: required ({', '.join(checks.bodies)})")
+                if not checks.absent_body_is_empty:
+                    out.append(f"body: required ({', '.join(checks.bodies)})")
             elif content_type not in checks.bodies:
                 out.append(f"body: Content-Type {content_type!r} is not accepted ({', '.join(checks.bodies)})")
             else:

@@ -113,8 +113,18 @@ def open_session(
     return session
 
 
-def find_session(rt: Runtime, principal: Principal | None, ref: str, kind: SessionKind | None = None) -> Session:
-    """The caller's session ``ref`` (of ``kind`` when given); 400 21173 when there is none."""
+def find_session(
+    rt: Runtime,
+    principal: Principal | None,
+    ref: str,
+    kind: SessionKind | None = None,
+    *,
+    missing: ApiFailure | None = None,
+) -> Session:
+    """The caller's session ``ref`` (of ``kind`` when given); when there is none, ``missing`` or else 400 21173.
+
+    ``missing`` serves the operations whose 400 table does not list 21173 (the invoice and UPO sub-resources).
+    """
     session = rt.state.sessions.get(ref)
     if (
         session is None
@@ -122,8 +132,15 @@ def find_session(rt: Runtime, principal: Principal | None, ref: str, kind: Sessi
         or session.context != principal.operation.context
         or (kind is not None and session.kind is not kind)
     ):
-        raise ApiFailure(400, 21173, f"Sesja o numerze referencyjnym {ref} nie została odnaleziona.")
+        raise missing or ApiFailure(
+            400, 21173, "Brak sesji o wskazanym numerze referencyjnym.", [no_session_detail(ref)]
+        )
     return session
+
+
+def no_session_detail(ref: str) -> str:
+    """The spec's ``Details`` of 21173: "Sesja o numerze referencyjnym {referenceNumber} nie została znaleziona."."""
+    return f"Sesja o numerze referencyjnym {ref} nie została znaleziona."
 
 
 # -- the invoice pipeline ----------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from ksef_async.testing.simulator.session_core import (
     find_session,
     invoice_counts,
     invoice_json,
+    no_session_detail,
     open_session,
     parse_form_code,
     register_invoice,
@@ -219,8 +220,9 @@ async def list_failed_invoices(
 async def get_invoice_status(
     rt: Runtime, request: web.Request, principal: Principal | None, _body: Any
 ) -> web.Response:
-    """``GET /sessions/{referenceNumber}/invoices/{invoiceReferenceNumber}``."""
-    session = find_session(rt, principal, request.match_info["referenceNumber"])
+    """``GET /sessions/{referenceNumber}/invoices/{invoiceReferenceNumber}``: its 400 table lists only 21405."""
+    ref = request.match_info["referenceNumber"]
+    session = find_session(rt, principal, ref, missing=ApiFailure(400, 21405, details=[no_session_detail(ref)]))
     entry = session.by_reference.get(request.match_info["invoiceReferenceNumber"])
     if entry is None:
         raise ApiFailure(400, 21405, "Błąd walidacji danych wejściowych.", ["no such invoice in the session"])

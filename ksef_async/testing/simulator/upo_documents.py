@@ -13,7 +13,7 @@ from ksef_async.core.crypto import (
 )
 from ksef_async.testing.simulator.problems import ApiFailure
 from ksef_async.testing.simulator.runtime import Principal, Runtime
-from ksef_async.testing.simulator.session_core import find_session, session_status, visible
+from ksef_async.testing.simulator.session_core import find_session, no_session_detail, session_status, visible
 from ksef_async.testing.simulator.state import InvoiceEntry, Session
 from ksef_async.xml.auth_request import ContextIdentifier
 from ksef_async.xml.upo import UpoDocument, build_session_upo_pages, build_upo
@@ -85,7 +85,7 @@ def _xml(data: bytes) -> web.Response:
 
 def _processed(rt: Runtime, session: Session) -> None:
     if session_status(rt, session)[0] != 200:  # noqa: PLR2004
-        raise ApiFailure(400, 21178, "Nie odnaleziono UPO.", ["the session has no UPO (yet)"])
+        raise ApiFailure(400, 21178, "Nie znaleziono UPO dla podanych kryteriów.", ["the session has no UPO (yet)"])
 
 
 async def get_session_upo(rt: Runtime, request: web.Request, principal: Principal | None, _body: Any) -> web.Response:
@@ -96,30 +96,40 @@ async def get_session_upo(rt: Runtime, request: web.Request, principal: Principa
     for ref, data in pages:
         if ref == request.match_info["upoReferenceNumber"]:
             return _xml(data)
-    raise ApiFailure(400, 21178, "Nie odnaleziono UPO.")
+    raise ApiFailure(400, 21178, "Nie znaleziono UPO dla podanych kryteriów.")
 
 
-def _final_ok(rt: Runtime, entry: InvoiceEntry | None) -> InvoiceEntry:
+def _final_ok(rt: Runtime, entry: InvoiceEntry | None, missing: ApiFailure) -> InvoiceEntry:
     if entry is None or visible(rt, entry, rt.state.clock.now()) != (200, entry.final_description, True):
-        raise ApiFailure(400, 21178, "Nie odnaleziono UPO.")
+        raise missing
     return entry
 
 
 async def get_invoice_upo(rt: Runtime, request: web.Request, principal: Principal | None, _body: Any) -> web.Response:
-    """``GET /sessions/{referenceNumber}/invoices/{invoiceReferenceNumber}/upo``."""
-    session = find_session(rt, principal, request.match_info["referenceNumber"])
-    entry = _final_ok(rt, session.by_reference.get(request.match_info["invoiceReferenceNumber"]))
+    """``GET /sessions/{referenceNumber}/invoices/{invoiceReferenceNumber}/upo``: its 400 table lists only 21405."""
+    ref = request.match_info["referenceNumber"]
+    invoice = request.match_info["invoiceReferenceNumber"]
+    session = find_session(rt, principal, ref, missing=ApiFailure(400, 21405, details=[no_session_detail(ref)]))
+    missing = ApiFailure(400, 21405, details=[f"UPO faktury o numerze referencyjnym {invoice} nie zostało znalezione."])
+    entry = _final_ok(rt, session.by_reference.get(invoice), missing)
     return _xml(_invoice_upo(rt, session, entry))
 
 
 async def get_invoice_upo_by_ksef(
     rt: Runtime, request: web.Request, principal: Principal | None, _body: Any
 ) -> web.Response:
-    """``GET /sessions/{referenceNumber}/invoices/ksef/{ksefNumber}/upo``."""
-    session = find_session(rt, principal, request.match_info["referenceNumber"])
+    """``GET /sessions/{referenceNumber}/invoices/ksef/{ksefNumber}/upo``: 21178 (its table has no 21173)."""
+    ref = request.match_info["referenceNumber"]
     number = request.match_info["ksefNumber"]
+    missing = ApiFailure(
+        400,
+        21178,
+        "Nie znaleziono UPO dla podanych kryteriów.",
+        [f"UPO o numerze KSeF {number} i numerze referencyjnym sesji {ref} nie zostało znalezione."],
+    )
+    session = find_session(rt, principal, ref, missing=missing)
     entry = next((e for e in session.invoices if e.ksef_number == number), None)
-    entry = _final_ok(rt, entry)
+    entry = _final_ok(rt, entry, missing)
     return _xml(_invoice_upo(rt, session, entry))
 
 
