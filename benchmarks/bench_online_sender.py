@@ -19,49 +19,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
-import sys
 import time
 from collections import Counter
 from typing import Any
 
 import aiohttp
 from _machine import describe
+from bench_online_rate import CONFIG, NIP, TOKEN, SimulatorProcess
 
-from ksef_async import ClientConfig, KsefClient, KsefTokenCredentials, OnlineSender, send_online
-from ksef_async.core.polling import Backoff
+from ksef_async import KsefClient, KsefTokenCredentials, OnlineSender, send_online
 from ksef_async.testing.invoices import InvoiceFactory
-
-NIP = "5265877635"
-TOKEN = "20250101-EC-0000000000-0000000000-00|nip-5265877635|" + "0" * 64
-CONFIG = ClientConfig(auth_poll_backoff=Backoff(initial=0.05, maximum=0.2))
-
-
-class SimulatorProcess:
-    """``ksef-async simulator`` (production limits) in a child process."""
-
-    def __init__(self, *, seed: int) -> None:
-        self.seed = seed
-        self.process: subprocess.Popen[str] | None = None
-
-    def __enter__(self) -> str:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "ksef_async.cli", "simulator", "--port", "0", "--nip", NIP, "--token", TOKEN,
-             "--seed", str(self.seed)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )  # fmt: skip
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if line.startswith("http"):
-                return line.strip()
-        raise RuntimeError("the simulator did not print its base URL")
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.process is not None
-        self.process.terminate()
-        self.process.wait(30)
 
 
 class Counting:

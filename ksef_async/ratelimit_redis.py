@@ -82,10 +82,9 @@ _RELEASE_MEMORY = 4096
 _SOCKET_TIMEOUT = 2.0
 _CONNECT_TIMEOUT = 1.0
 
-# One admission: trim, count, admit-or-name-the-wait. KEYS: log (sorted set), meta (hash).
-# ARGV: now ('' = the server's TIME), record ('1'/'0'), trim horizon (s), ttl (s), then (window, limit) pairs.
-# Numbers go out through '%.17g' (Lua's own tostring keeps 14 digits, too few for epoch microseconds).
-_ADMIT = """
+# Every script's first lines: ``now`` (ARGV[1], or the server's TIME when it is ''), and ``f`` to send numbers out
+# through '%.17g' (Lua's own tostring keeps 14 digits, too few for epoch microseconds).
+_NOW = """
 local now
 if ARGV[1] == '' then
   local t = redis.call('TIME')
@@ -94,6 +93,13 @@ else
   now = tonumber(ARGV[1])
 end
 local function f(x) return string.format('%.17g', x) end
+"""
+
+# One admission: trim, count, admit-or-name-the-wait. KEYS: log (sorted set), meta (hash).
+# ARGV: now ('' = the server's TIME), record ('1'/'0'), trim horizon (s), ttl (s), then (window, limit) pairs.
+_ADMIT = (
+    _NOW
+    + """
 local earliest = now
 local meta = redis.call('HMGET', KEYS[2], 'paused', 'last')
 local paused = tonumber(meta[1])
@@ -125,37 +131,28 @@ if record and earliest <= now then
 end
 return {f(now), f(earliest), ''}
 """
+)
 
 # A pause: KEYS meta; ARGV: now ('' = TIME), seconds from now, ttl floor. Never shortens a longer pause.
-_PAUSE = """
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-else
-  now = tonumber(ARGV[1])
-end
+_PAUSE = (
+    _NOW
+    + """
 local seconds = tonumber(ARGV[2])
 local untilv = now + seconds
 local old = tonumber(redis.call('HGET', KEYS[1], 'paused'))
 if (not old) or untilv > old then
-  redis.call('HSET', KEYS[1], 'paused', string.format('%.17g', untilv))
+  redis.call('HSET', KEYS[1], 'paused', f(untilv))
 end
 local ttl = math.ceil(seconds) + tonumber(ARGV[3])
 if redis.call('TTL', KEYS[1]) < ttl then redis.call('EXPIRE', KEYS[1], ttl) end
-return string.format('%.17g', now)
+return f(now)
 """
+)
 
 # Usage: KEYS log, meta; ARGV: now ('' = TIME), then (window, limit) pairs. Returns now, paused, counts...
-_USAGE = """
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-else
-  now = tonumber(ARGV[1])
-end
-local function f(x) return string.format('%.17g', x) end
+_USAGE = (
+    _NOW
+    + """
 local meta = redis.call('HMGET', KEYS[2], 'paused', 'last')
 local out = {f(now), meta[1] or '', meta[2] or ''}
 local size = redis.call('ZCARD', KEYS[1])
@@ -172,6 +169,7 @@ for i = 2, #ARGV, 2 do
 end
 return out
 """
+)
 
 # Write admissions made locally during an outage into the shared log. KEYS log, meta; ARGV: ttl, then times.
 _REPLAY = """
