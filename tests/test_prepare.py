@@ -268,6 +268,28 @@ def test_parallel_validation_keeps_input_order_and_finds_the_invalid_one(tmp_pat
     assert plan.sessions[0].invoices[3].seller_nip == SELLER
 
 
+@pytest.mark.parametrize("executor", ["thread", "process"])
+def test_a_file_unreadable_when_its_turn_comes_stops_the_batch_in_order(tmp_path: Path, executor: str) -> None:
+    # Selection accepts the file; the pool worker that reads it refuses its size. The caller gets that file's
+    # own error, typed and named, and nothing stays spooled.
+    source = tmp_path / "in"
+    source.mkdir()
+    for name, data in POOL[:20]:
+        (source / name).write_bytes(data)
+    huge = source / f"{POOL[9][0][:-4]}-huge.xml"
+    with huge.open("wb") as handle:
+        handle.truncate(4 * 1024**3)  # sparse
+    seen: list[str] = []
+    with pytest.raises(ConfigurationError, match=r"-huge\.xml: file is 4,294,967,296 bytes.*not read") as info:
+        prepare_batch_sync(
+            str(source), public_key=PRIVATE.public_key(), state_dir=tmp_path / "state", workers=2,
+            executor=executor, on_session=lambda s: seen.append(s.index),  # type: ignore[arg-type]
+        )  # fmt: skip
+    assert getattr(info.value, "rule", None) == "size"
+    assert seen == []
+    assert list((tmp_path / "state").iterdir()) == []
+
+
 def test_the_plan_never_holds_the_aes_key(tmp_path: Path) -> None:
     plan = prepare_batch_sync(POOL[:2], public_key=PRIVATE.public_key(), state_dir=tmp_path, validate=False)
     key = _key(plan.sessions[0])
