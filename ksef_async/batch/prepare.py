@@ -1,12 +1,13 @@
 """Prepare a batch send: validate invoices, group them into sessions, and spool encrypted parts plus the plan.
 
 One pass over the inputs, in bounded memory. Invoice files are read, validated and compressed in a pool, a few
-ahead of the zip writer (the calling thread only lists them: it passes paths, not bytes, to the workers). Threads are the default: lxml releases the GIL while it parses and validates, and
-`ksef_async.xml.validation` keeps its schemas per thread. Measured on 2 cores (3,000 ~13 kB invoices, validation
-alone): 1 thread 19 MB/s, 2 threads 30 MB/s, 2 spawned processes 35 MB/s; with the machine loaded and
-the pipeline running too, processes fell behind threads (spawn start-up and pickling every invoice). Processes
-(``executor="process"``) also need the caller's ``if __name__ == "__main__"`` guard, so they are opt-in, for
-large batches on many cores where the GIL-held share of validation (byte checks, field extraction) limits threads.
+ahead of the zip writer (the calling thread only lists them: the workers get paths, not bytes). Threads are the
+default: lxml releases the GIL while it parses and validates, and `ksef_async.xml.validation` keeps its schemas per
+thread. Measured on 2 cores (3,000 ~13 kB invoices, validation alone): 1 thread 19 MB/s, 2 threads 30 MB/s, 2
+spawned processes 35 MB/s; with the machine loaded and the pipeline running too, processes fell behind threads
+(spawn start-up and pickling every invoice). Processes (``executor="process"``) also need the caller's
+``if __name__ == "__main__"`` guard, so they are opt-in, for large batches on many cores where the GIL-held share
+of validation (byte checks, field extraction) limits threads.
 
 Each invoice is compressed in the pool too (`deflate_entry`); each valid one then joins its session by its real
 archive bytes (`SessionPacker`: one open session per form code, closed when the next invoice would break a limit)
@@ -31,10 +32,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import datetime as dt
-import hashlib
 import multiprocessing
 import os
-import re
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
@@ -47,23 +46,22 @@ import attrs
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ksef_async._private_files import write_private
-from ksef_async.batch.inputs import DuplicateCheck, InputItem, Inputs, InvoiceInput, PendingFile, iter_sources
-from ksef_async.batch.selection import UnusableFileError
+from ksef_async.batch._worker import BATCH_FORMS, Description, Source, Unreadable, describe, describe_batch
+from ksef_async.batch.inputs import DuplicateCheck, InputItem, Inputs, PendingFile, iter_sources
 from ksef_async.core.batch_limits import MAX_PART_PLAIN_SIZE, check_part_size
 from ksef_async.core.crypto import MfPublicKey, SessionKey, b64
 from ksef_async.core.pipeline import ArchivePipeline, PartInfo
 from ksef_async.core.plan import (
     BatchPlan,
     EncryptionRecord,
-    FormKey,
     InvoiceEntry,
+    InvoicesJsonMemo,
     SessionLimits,
     SessionPacker,
     SessionPlan,
 )
-from ksef_async.core.zipstream import DEFAULT_LEVEL, DeflatedEntry, ZipWriter, deflate_entry
+from ksef_async.core.zipstream import DEFAULT_LEVEL, DeflatedEntry, ZipWriter
 from ksef_async.errors import ConfigurationError, InvoiceError, InvoiceProblem
-from ksef_async.xml.forms import FA2, FA3, FA_RR1, InvoiceForm, detect_form, form_for_tag
 
 __all__ = [
     "BATCH_FORMS",
@@ -79,8 +77,6 @@ __all__ = [
 ]
 
 PLAN_FILE: Final = "plan.json"
-BATCH_FORMS: Final[tuple[InvoiceForm, ...]] = (FA2, FA3, FA_RR1)
-"""Forms POST /sessions/batch accepts (the spec's ``formCode`` table); PEF is online-only."""
 OnInvalid = Literal["stop", "skip"]
 Executor = Literal["thread", "process"]
 _DIR_MODE: Final = 0o700
@@ -143,10 +139,13 @@ def _write_all(fd: int, data: memoryview) -> None:
         data = data[n:]
 
 
-def save_plan(state_dir: str | os.PathLike[str], plan: BatchPlan) -> Path:
-    """Write ``plan`` to ``<state_dir>/plan.json`` atomically (temporary file, fsync, rename); return the path."""
+def save_plan(state_dir: str | os.PathLike[str], plan: BatchPlan, memo: InvoicesJsonMemo | None = None) -> Path:
+    """Write ``plan`` to ``<state_dir>/plan.json`` atomically (temporary file, fsync, rename); return the path.
+
+    ``memo`` keeps each session's serialised invoice list between writes (see `InvoicesJsonMemo`).
+    """
     # One session at a time: the plan's JSON is never whole in memory.
-    chunks = (chunk.encode() for chunk in plan.json_chunks())
+    chunks = (chunk.encode() for chunk in plan.json_chunks(memo))
     return write_private(Path(state_dir) / PLAN_FILE, chunks, fsync=True, fsync_dir=True)
 
 
@@ -218,103 +217,8 @@ class _SessionWriter:
         return plan.prepared(archive, self.spool.files, self.encryption)
 
 
-# The root start tag, after an optional BOM-less prolog of declarations, comments and whitespace.
-_ROOT = re.compile(
-    rb"\A(?:\s|<\?.*?\?>|<!--.*?-->)*<(?:([A-Za-z_][\w.-]*):)?([A-Za-z_][\w.-]*)((?:\s[^>]*)?)>", re.DOTALL
-)
-_XMLNS = re.compile(rb"""\sxmlns(?::([A-Za-z_][\w.-]*))?\s*=\s*(?:"([^"]*)"|'([^']*)')""")
-
-
-def _identify(data: bytes, name: str) -> InvoiceForm:
-    """Identify the form from the root start tag (no validation); lxml's `detect_form` explains failures.
-
-    A regex over the first tag is about 20x faster than building a parser per invoice, which matters when
-    validation is off and this is the only look at the XML.
-    """
-    match = _ROOT.match(data, 0, 65536)
-    if match is not None:
-        prefix, local, attributes = match.group(1), match.group(2), match.group(3)
-        for decl in _XMLNS.finditer(attributes):
-            if decl.group(1) == prefix:
-                namespace = (decl.group(2) if decl.group(2) is not None else decl.group(3)).decode("utf-8", "replace")
-                form = form_for_tag(f"{{{namespace}}}{local.decode('ascii', 'replace')}")
-                if form is not None:
-                    return form
-    return detect_form(data, name)
-
-
-@attrs.frozen
-class _Unreadable:
-    """A `PendingFile` the worker could not read: raised as `UnusableFileError` when its turn comes."""
-
-    path: str
-    reason: str
-    rule: str
-
-    def error(self) -> UnusableFileError:
-        return UnusableFileError(self.path, self.reason, self.rule)
-
-
-def _describe(source: InvoiceInput | PendingFile, validate: bool, level: int) -> _Description | _Unreadable:
-    """Read (a file), validate (or just identify), hash and compress one invoice; runs in a pool worker."""
-    if isinstance(source, PendingFile):
-        try:
-            item = source.read()
-        except UnusableFileError as exc:
-            return _Unreadable(exc.path, exc.reason, exc.rule)
-    else:
-        item = source
-    if validate:
-        from ksef_async.xml.validation import check_invoice  # noqa: PLC0415 - compiles schemas on first use
-
-        result = check_invoice(item.data, item.name)
-        if result.invoice is None:
-            return None, result.problems, None
-        v = result.invoice
-        form, sha, number, nip, attachment = v.form, v.sha256, v.invoice_number, v.seller_nip, v.has_attachment
-    else:
-        try:
-            form = _identify(item.data, item.name)
-        except InvoiceError as exc:
-            return None, tuple(exc.problems), None
-        sha = b64(hashlib.sha256(item.data).digest())
-        number = nip = None
-        attachment = False
-    if form not in BATCH_FORMS:
-        accepted = ", ".join(f.name for f in BATCH_FORMS)
-        problem = InvoiceProblem(item.name, f"{form.name} cannot be sent in a batch session (accepted: {accepted})")
-        return None, (attrs.evolve(problem, rule="form"),), None
-    code = form.form_code
-    entry = InvoiceEntry(
-        name=item.name,
-        sha256=sha,
-        size=len(item.data),
-        form=FormKey(code.system_code, code.schema_version, code.value),
-        invoice_number=number,
-        seller_nip=nip,
-        has_attachment=attachment,
-        source=item.source,
-    )
-    # Compressed here, in the worker, so that deflate runs on every core and the session packer sees each
-    # invoice's real archive bytes before it picks the session.
-    try:
-        deflated = deflate_entry(item.name, item.data, level=level)
-    except ValueError:  # a name no archive entry can have: `DuplicateCheck` names the reason, in order
-        return entry, (), None
-    return entry, (), deflated
-
-
-_Description = tuple[InvoiceEntry | None, tuple[InvoiceProblem, ...], DeflatedEntry | None]
-_Source = InvoiceInput | PendingFile
-
-
-def _describe_batch(batch: list[_Source], validate: bool, level: int) -> list[_Description | _Unreadable]:
-    """Describe a batch of invoices in one pool task (one round trip, one pickling, for a process pool)."""
-    return [_describe(item, validate, level) for item in batch]
-
-
-def _batches(items: Iterator[_Source], max_count: int, max_bytes: int) -> Iterator[list[_Source]]:
-    batch: list[_Source] = []
+def _batches(items: Iterator[Source], max_count: int, max_bytes: int) -> Iterator[list[Source]]:
+    batch: list[Source] = []
     size = 0
     for item in items:
         batch.append(item)
@@ -327,8 +231,8 @@ def _batches(items: Iterator[_Source], max_count: int, max_bytes: int) -> Iterat
 
 
 def _described(
-    items: Iterator[_Source], validate: bool, level: int, workers: int, executor: Executor
-) -> Iterator[_Description]:
+    items: Iterator[Source], validate: bool, level: int, workers: int, executor: Executor
+) -> Iterator[Description]:
     """Yield ``items`` with their description, in input order, with up to ``2 * workers`` batches in flight.
 
     Batches keep the per-task overhead small: a process pool pays a pickling round trip per task (one task per
@@ -337,17 +241,17 @@ def _described(
     """
     if workers <= 1:
         for item in items:
-            yield _checked(_describe(item, validate, level))
+            yield _checked(describe(item, validate, level))
         return
     pool, max_count = _pool(executor, workers)
     with pool:
         # Each slot holds a batch and its pool future, or its results when the calling thread described it itself.
-        window: deque[cf.Future[list[_Description | _Unreadable]] | list[_Description | _Unreadable]] = deque()
+        window: deque[cf.Future[list[Description | Unreadable]] | list[Description | Unreadable]] = deque()
         inline = 0
         batches = _batches(items, max_count, 1 << 20)
         try:
             for batch in batches:
-                window.append(pool.submit(_describe_batch, batch, validate, level))
+                window.append(pool.submit(describe_batch, batch, validate, level))
                 while len(window) >= 2 * workers:
                     done = window[0]
                     if isinstance(done, cf.Future) and not done.done() and inline < workers:
@@ -355,7 +259,7 @@ def _described(
                         # keep their place in the window, so the order holds; at most ``workers`` such batches.
                         extra = next(batches, None)
                         if extra is not None:
-                            window.append(_describe_batch(extra, validate, level))
+                            window.append(describe_batch(extra, validate, level))
                             inline += 1
                             continue
                     window.popleft()
@@ -383,15 +287,15 @@ def _pool(executor: Executor, workers: int) -> tuple[cf.Executor, int]:
 
 
 def _joined(
-    done: cf.Future[list[_Description | _Unreadable]] | list[_Description | _Unreadable],
-) -> Iterator[_Description]:
+    done: cf.Future[list[Description | Unreadable]] | list[Description | Unreadable],
+) -> Iterator[Description]:
     results = done.result() if isinstance(done, cf.Future) else done
     for description in results:
         yield _checked(description)
 
 
-def _checked(description: _Description | _Unreadable) -> _Description:
-    if isinstance(description, _Unreadable):
+def _checked(description: Description | Unreadable) -> Description:
+    if isinstance(description, Unreadable):
         raise description.error()
     return description
 
