@@ -20,7 +20,7 @@ from ksef_async.core.zipstream import DeflatedEntry, deflate_entry
 from ksef_async.errors import InvoiceError, InvoiceProblem
 from ksef_async.xml.forms import FA2, FA3, FA_RR1, InvoiceForm, detect_form, form_for_tag
 
-__all__ = ["BATCH_FORMS", "Description", "Source", "Unreadable", "describe", "describe_batch"]
+__all__ = ["BATCH_FORMS", "Description", "Source", "Unreadable", "describe", "describe_batch", "warm_up"]
 
 BATCH_FORMS: Final[tuple[InvoiceForm, ...]] = (FA2, FA3, FA_RR1)
 """Forms POST /sessions/batch accepts (the spec's ``formCode`` table); PEF is online-only."""
@@ -119,3 +119,9 @@ Source = InvoiceInput | PendingFile
 def describe_batch(batch: list[Source], validate: bool, level: int) -> list[Description | Unreadable]:
     """Describe a batch of invoices in one pool task (one round trip, one pickling, for a process pool)."""
     return [describe(item, validate, level) for item in batch]
+
+
+def warm_up(validate: bool) -> None:
+    """Import what describing needs, so that a new worker process is ready before its first batch arrives."""
+    if validate:
+        import ksef_async.xml.validation  # noqa: F401, PLC0415 - the import is the point
