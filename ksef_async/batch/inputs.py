@@ -71,7 +71,7 @@ class PendingFile:
         Raises:
             UnusableFileError: The file cannot be opened, is not a regular file, or is too large.
         """
-        return InvoiceInput(self.name, read_invoice_file(Path(self.path)), self.path)
+        return InvoiceInput(self.name, read_invoice_file(self.path), self.path)
 
 
 InputItem: TypeAlias = "str | os.PathLike[str] | bytes | tuple[str, bytes] | InvoiceInput"

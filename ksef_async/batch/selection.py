@@ -243,7 +243,7 @@ def select_files(paths: Iterable[str | os.PathLike[str]]) -> Selection:
     return Selection(tuple(files), tuple(problems))
 
 
-def read_invoice_file(path: Path, limit: int = MAX_INVOICE_SIZE_WITH_ATTACHMENT) -> bytes:
+def read_invoice_file(path: str | os.PathLike[str], limit: int = MAX_INVOICE_SIZE_WITH_ATTACHMENT) -> bytes:
     """Read an invoice file: a regular file of at most ``limit`` bytes, checked before reading.
 
     The file is opened without blocking (a FIFO put in place after selection cannot stall the read), its type
