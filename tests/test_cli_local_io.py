@@ -184,7 +184,7 @@ def test_save_plan_on_a_full_disk_keeps_the_old_plan_and_no_temporary_file(
     (tmp_path / "plan.json").write_bytes(b"old plan")
 
     class FullDisk:
-        def json_chunks(self) -> Iterator[str]:
+        def json_chunks(self, memo: object = None) -> Iterator[str]:
             yield "x" * 100_000  # partly written, then the disk is full
             raise OSError(errno.ENOSPC, "No space left on device")
 

@@ -161,6 +161,24 @@ def test_a_huge_file_is_refused_by_its_size_before_reading(tmp_path: Path, capsy
     assert "no invoice may exceed 3,000,000 bytes (not read)" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("size", [0, 1, 13_000, 70_000, 3_000_000])
+def test_a_file_is_read_whole_and_exactly(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "i.xml"
+    data = os.urandom(size)
+    path.write_bytes(data)
+    assert read_invoice_file(path) == data
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs a file whose size stat does not tell")
+def test_a_file_larger_than_its_stat_size_is_read_whole_and_still_bounded() -> None:
+    status = Path("/proc/self/status")  # a regular file that stat calls empty
+    assert status.stat().st_size == 0
+    assert read_invoice_file(status).startswith(b"Name:")
+    with pytest.raises(UnusableFileError, match="grew past 100 bytes") as info:
+        read_invoice_file(status, limit=100)
+    assert info.value.rule == "size"
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user; as non-root see the next test")
 def test_globs_name_unreadable_directories_too(world_readable_dir: Path) -> None:
     (world_readable_dir / "good.xml").write_bytes(SAMPLE.read_bytes())

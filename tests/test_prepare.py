@@ -30,6 +30,7 @@ from ksef_async.core.plan import (
     FormKey,
     InvoiceEntry,
     InvoiceOutcome,
+    InvoicesJsonMemo,
     OutcomeStatus,
     SessionLimits,
     SessionPlan,
@@ -146,6 +147,26 @@ def test_plan_json_round_trips_with_outcomes_and_dates() -> None:
     again = BatchPlan.from_json(plan.to_json())
     assert again == plan
     assert again.sessions[0].upload_deadline == dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
+
+
+def test_a_memo_writes_the_same_plan_and_never_a_stale_invoice_list() -> None:
+    # The engine rewrites the plan after each part; the memo keeps each session's invoice list serialised, and
+    # must serialise it again once the session holds a new list (results arrived).
+    first, second = plan_sessions([_entry(i) for i in range(3)], SessionLimits(max_invoices=2))
+    plan = BatchPlan((first, second), created=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), part_size=1000)
+    memo = InvoicesJsonMemo()
+    assert "".join(plan.json_chunks(memo)) == plan.to_json()
+    kept = memo.text(first.index, first.invoices)
+    assert memo.text(first.index, first.invoices) is kept
+
+    moved = plan.with_session(attrs.evolve(first, state=SessionState.OPENED))
+    assert "".join(moved.json_chunks(memo)) == moved.to_json()
+    assert memo.text(first.index, first.invoices) is kept  # the same list: not serialised again
+
+    done = attrs.evolve(first.invoices[0], outcome=InvoiceOutcome(OutcomeStatus.ACCEPTED, "5265877635-20260101-A-1"))
+    results = moved.with_session(attrs.evolve(first, invoices=(done, first.invoices[1])))
+    assert "".join(results.json_chunks(memo)) == results.to_json()
+    assert BatchPlan.from_json("".join(results.json_chunks(memo))).sessions[0].invoices[0].outcome == done.outcome
 
 
 @pytest.mark.parametrize("text", ["not json", '{"version": 99}', "[]", '{"version": 1, "sessions": "x"}'])
@@ -266,6 +287,28 @@ def test_parallel_validation_keeps_input_order_and_finds_the_invalid_one(tmp_pat
     assert [e.name for e in plan.sessions[0].invoices] == [n for n, _ in POOL[:14]]
     assert {p.file for p in plan.skipped} == {"broken.xml"}
     assert plan.sessions[0].invoices[3].seller_nip == SELLER
+
+
+@pytest.mark.parametrize("executor", ["thread", "process"])
+def test_a_file_unreadable_when_its_turn_comes_stops_the_batch_in_order(tmp_path: Path, executor: str) -> None:
+    # Selection accepts the file; the pool worker that reads it refuses its size. The caller gets that file's
+    # own error, typed and named, and nothing stays spooled.
+    source = tmp_path / "in"
+    source.mkdir()
+    for name, data in POOL[:20]:
+        (source / name).write_bytes(data)
+    huge = source / f"{POOL[9][0][:-4]}-huge.xml"
+    with huge.open("wb") as handle:
+        handle.truncate(4 * 1024**3)  # sparse
+    seen: list[str] = []
+    with pytest.raises(ConfigurationError, match=r"-huge\.xml: file is 4,294,967,296 bytes.*not read") as info:
+        prepare_batch_sync(
+            str(source), public_key=PRIVATE.public_key(), state_dir=tmp_path / "state", workers=2,
+            executor=executor, on_session=lambda s: seen.append(s.index),  # type: ignore[arg-type]
+        )  # fmt: skip
+    assert getattr(info.value, "rule", None) == "size"
+    assert seen == []
+    assert list((tmp_path / "state").iterdir()) == []
 
 
 def test_the_plan_never_holds_the_aes_key(tmp_path: Path) -> None:

@@ -87,6 +87,7 @@ from ksef_async.core.crypto import KEY_USAGE_SYMMETRIC
 from ksef_async.core.plan import (
     BatchPlan,
     InvoiceOutcome,
+    InvoicesJsonMemo,
     OutcomeStatus,
     SessionLimits,
     SessionPlan,
@@ -317,6 +318,7 @@ class BatchSender:
         self._persist = False
         self._prepared = anyio.Event()
         self._save_lock = anyio.Lock()
+        self._json_memo = InvoicesJsonMemo()  # the invoice lists serialised by the last plan write
         self._version = 0
         self._saved = 0
         self._slots = anyio.CapacityLimiter(self.config.concurrency)
@@ -552,7 +554,7 @@ class BatchSender:
             version = self._version
             plan = self.plan
             assert plan is not None  # _persist implies a base plan
-            await anyio.to_thread.run_sync(save_plan, self.state_dir, plan)
+            await anyio.to_thread.run_sync(save_plan, self.state_dir, plan, self._json_memo)
             self._saved = version
 
     async def _final_save(self) -> None:

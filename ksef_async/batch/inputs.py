@@ -26,8 +26,10 @@ __all__ = [
     "InputItem",
     "Inputs",
     "InvoiceInput",
+    "PendingFile",
     "expand_paths",
     "iter_inputs",
+    "iter_sources",
 ]
 
 MAX_FILE_NAME = 128
@@ -47,6 +49,29 @@ class InvoiceInput:
     name: str
     data: bytes = attrs.field(repr=False)
     source: str | None = None
+
+
+@attrs.frozen
+class PendingFile:
+    """An invoice file selected but not read yet: a pool worker reads it (`read`), so reads run on every core.
+
+    Attributes:
+        name: Its file name in the archive.
+        path: The file.
+        size: Its size when it was selected (bounds the read-ahead; `read` enforces the real limit).
+    """
+
+    name: str
+    path: str
+    size: int
+
+    def read(self) -> InvoiceInput:
+        """Read the file (refused by type and size before reading).
+
+        Raises:
+            UnusableFileError: The file cannot be opened, is not a regular file, or is too large.
+        """
+        return InvoiceInput(self.name, read_invoice_file(self.path), self.path)
 
 
 InputItem: TypeAlias = "str | os.PathLike[str] | bytes | tuple[str, bytes] | InvoiceInput"
@@ -72,9 +97,12 @@ def expand_paths(path: str | os.PathLike[str]) -> Iterator[Path]:
     yield from selection.files
 
 
-def _read(path: Path) -> InvoiceInput:
-    # Refused by type and size before reading (a FIFO or a huge file never stalls or fills memory).
-    return InvoiceInput(path.name, read_invoice_file(path), os.fspath(path))
+def _pending(path: Path) -> PendingFile:
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0  # `PendingFile.read` names the reason
+    return PendingFile(path.name, os.fspath(path), size)
 
 
 def iter_inputs(inputs: InputItem | Iterable[InputItem]) -> Iterator[InvoiceInput]:
@@ -84,6 +112,17 @@ def iter_inputs(inputs: InputItem | Iterable[InputItem]) -> Iterator[InvoiceInpu
 
     Raises:
         ConfigurationError: A path names nothing or cannot be read, or an item is of an unknown type.
+    """
+    for item in iter_sources(inputs):
+        # Refused by type and size before reading (a FIFO or a huge file never stalls or fills memory).
+        yield item.read() if isinstance(item, PendingFile) else item
+
+
+def iter_sources(inputs: InputItem | Iterable[InputItem]) -> Iterator[InvoiceInput | PendingFile]:
+    """Like `iter_inputs`, but files are yielded unread, as `PendingFile`: whoever describes them reads them.
+
+    Raises:
+        ConfigurationError: A path names nothing, or an item is of an unknown type.
     """
     items: Iterable[InputItem]
     items = [inputs] if isinstance(inputs, (str, bytes, os.PathLike, tuple, InvoiceInput)) else inputs
@@ -100,7 +139,7 @@ def iter_inputs(inputs: InputItem | Iterable[InputItem]) -> Iterator[InvoiceInpu
             yield InvoiceInput(name, data)
         elif isinstance(item, (str, os.PathLike)):
             for path in expand_paths(item):
-                yield _read(path)
+                yield _pending(path)
         else:
             msg = f"cannot read invoices from a {type(item).__name__}; give paths, bytes or (name, bytes) pairs"
             raise ConfigurationError(msg)

@@ -1,12 +1,13 @@
 """Prepare a batch send: validate invoices, group them into sessions, and spool encrypted parts plus the plan.
 
-One pass over the inputs, in bounded memory. Invoices are read lazily and validated in a pool, a few ahead of the
-zip writer. Threads are the default: lxml releases the GIL while it parses and validates, and
-`ksef_async.xml.validation` keeps its schemas per thread. Measured on 2 cores (3,000 ~13 kB invoices, validation
-alone): 1 thread 19 MB/s, 2 threads 30 MB/s, 2 spawned processes 35 MB/s; with the machine loaded and
-the pipeline running too, processes fell behind threads (spawn start-up and pickling every invoice). Processes
-(``executor="process"``) also need the caller's ``if __name__ == "__main__"`` guard, so they are opt-in, for
-large batches on many cores where the GIL-held share of validation (byte checks, field extraction) limits threads.
+One pass over the inputs, in bounded memory. Invoice files are read, validated and compressed in a pool, a few
+ahead of the zip writer (the calling thread only lists them: the workers get paths, not bytes). Threads are the
+default: lxml releases the GIL while it parses and validates, and `ksef_async.xml.validation` keeps its schemas per
+thread. Measured on 2 cores (3,000 ~13 kB invoices, validation alone): 1 thread 19 MB/s, 2 threads 30 MB/s, 2
+spawned processes 35 MB/s; with the machine loaded and the pipeline running too, processes fell behind threads
+(spawn start-up and pickling every invoice). Processes (``executor="process"``) also need the caller's
+``if __name__ == "__main__"`` guard, so they are opt-in, for large batches on many cores where the GIL-held share
+of validation (byte checks, field extraction) limits threads.
 
 Each invoice is compressed in the pool too (`deflate_entry`); each valid one then joins its session by its real
 archive bytes (`SessionPacker`: one open session per form code, closed when the next invoice would break a limit)
@@ -31,10 +32,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import datetime as dt
-import hashlib
 import multiprocessing
 import os
-import re
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
@@ -47,22 +46,30 @@ import attrs
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ksef_async._private_files import write_private
-from ksef_async.batch.inputs import DuplicateCheck, InputItem, Inputs, InvoiceInput, iter_inputs
+from ksef_async.batch._worker import (
+    BATCH_FORMS,
+    Description,
+    Source,
+    Unreadable,
+    describe,
+    describe_batch,
+    warm_up,
+)
+from ksef_async.batch.inputs import DuplicateCheck, InputItem, Inputs, PendingFile, iter_sources
 from ksef_async.core.batch_limits import MAX_PART_PLAIN_SIZE, check_part_size
 from ksef_async.core.crypto import MfPublicKey, SessionKey, b64
 from ksef_async.core.pipeline import ArchivePipeline, PartInfo
 from ksef_async.core.plan import (
     BatchPlan,
     EncryptionRecord,
-    FormKey,
     InvoiceEntry,
+    InvoicesJsonMemo,
     SessionLimits,
     SessionPacker,
     SessionPlan,
 )
-from ksef_async.core.zipstream import DEFAULT_LEVEL, DeflatedEntry, ZipWriter, deflate_entry
+from ksef_async.core.zipstream import DEFAULT_LEVEL, DeflatedEntry, ZipWriter
 from ksef_async.errors import ConfigurationError, InvoiceError, InvoiceProblem
-from ksef_async.xml.forms import FA2, FA3, FA_RR1, InvoiceForm, detect_form, form_for_tag
 
 __all__ = [
     "BATCH_FORMS",
@@ -78,8 +85,6 @@ __all__ = [
 ]
 
 PLAN_FILE: Final = "plan.json"
-BATCH_FORMS: Final[tuple[InvoiceForm, ...]] = (FA2, FA3, FA_RR1)
-"""Forms POST /sessions/batch accepts (the spec's ``formCode`` table); PEF is online-only."""
 OnInvalid = Literal["stop", "skip"]
 Executor = Literal["thread", "process"]
 _DIR_MODE: Final = 0o700
@@ -142,10 +147,13 @@ def _write_all(fd: int, data: memoryview) -> None:
         data = data[n:]
 
 
-def save_plan(state_dir: str | os.PathLike[str], plan: BatchPlan) -> Path:
-    """Write ``plan`` to ``<state_dir>/plan.json`` atomically (temporary file, fsync, rename); return the path."""
+def save_plan(state_dir: str | os.PathLike[str], plan: BatchPlan, memo: InvoicesJsonMemo | None = None) -> Path:
+    """Write ``plan`` to ``<state_dir>/plan.json`` atomically (temporary file, fsync, rename); return the path.
+
+    ``memo`` keeps each session's serialised invoice list between writes (see `InvoicesJsonMemo`).
+    """
     # One session at a time: the plan's JSON is never whole in memory.
-    chunks = (chunk.encode() for chunk in plan.json_chunks())
+    chunks = (chunk.encode() for chunk in plan.json_chunks(memo))
     return write_private(Path(state_dir) / PLAN_FILE, chunks, fsync=True, fsync_dir=True)
 
 
@@ -217,88 +225,12 @@ class _SessionWriter:
         return plan.prepared(archive, self.spool.files, self.encryption)
 
 
-# The root start tag, after an optional BOM-less prolog of declarations, comments and whitespace.
-_ROOT = re.compile(
-    rb"\A(?:\s|<\?.*?\?>|<!--.*?-->)*<(?:([A-Za-z_][\w.-]*):)?([A-Za-z_][\w.-]*)((?:\s[^>]*)?)>", re.DOTALL
-)
-_XMLNS = re.compile(rb"""\sxmlns(?::([A-Za-z_][\w.-]*))?\s*=\s*(?:"([^"]*)"|'([^']*)')""")
-
-
-def _identify(data: bytes, name: str) -> InvoiceForm:
-    """Identify the form from the root start tag (no validation); lxml's `detect_form` explains failures.
-
-    A regex over the first tag is about 20x faster than building a parser per invoice, which matters when
-    validation is off and this is the only look at the XML.
-    """
-    match = _ROOT.match(data, 0, 65536)
-    if match is not None:
-        prefix, local, attributes = match.group(1), match.group(2), match.group(3)
-        for decl in _XMLNS.finditer(attributes):
-            if decl.group(1) == prefix:
-                namespace = (decl.group(2) if decl.group(2) is not None else decl.group(3)).decode("utf-8", "replace")
-                form = form_for_tag(f"{{{namespace}}}{local.decode('ascii', 'replace')}")
-                if form is not None:
-                    return form
-    return detect_form(data, name)
-
-
-def _describe(item: InvoiceInput, validate: bool, level: int) -> _Description:
-    """Validate (or just identify), hash and compress one invoice; runs in a pool worker."""
-    if validate:
-        from ksef_async.xml.validation import check_invoice  # noqa: PLC0415 - compiles schemas on first use
-
-        result = check_invoice(item.data, item.name)
-        if result.invoice is None:
-            return None, result.problems, None
-        v = result.invoice
-        form, sha, number, nip, attachment = v.form, v.sha256, v.invoice_number, v.seller_nip, v.has_attachment
-    else:
-        try:
-            form = _identify(item.data, item.name)
-        except InvoiceError as exc:
-            return None, tuple(exc.problems), None
-        sha = b64(hashlib.sha256(item.data).digest())
-        number = nip = None
-        attachment = False
-    if form not in BATCH_FORMS:
-        accepted = ", ".join(f.name for f in BATCH_FORMS)
-        problem = InvoiceProblem(item.name, f"{form.name} cannot be sent in a batch session (accepted: {accepted})")
-        return None, (attrs.evolve(problem, rule="form"),), None
-    code = form.form_code
-    entry = InvoiceEntry(
-        name=item.name,
-        sha256=sha,
-        size=len(item.data),
-        form=FormKey(code.system_code, code.schema_version, code.value),
-        invoice_number=number,
-        seller_nip=nip,
-        has_attachment=attachment,
-        source=item.source,
-    )
-    # Compressed here, in the worker, so that deflate runs on every core and the session packer sees each
-    # invoice's real archive bytes before it picks the session.
-    try:
-        deflated = deflate_entry(item.name, item.data, level=level)
-    except ValueError:  # a name no archive entry can have: `DuplicateCheck` names the reason, in order
-        return entry, (), None
-    return entry, (), deflated
-
-
-_Description = tuple[InvoiceEntry | None, tuple[InvoiceProblem, ...], DeflatedEntry | None]
-_Described = tuple[InvoiceInput, InvoiceEntry | None, tuple[InvoiceProblem, ...], DeflatedEntry | None]
-
-
-def _describe_batch(batch: list[InvoiceInput], validate: bool, level: int) -> list[_Description]:
-    """Describe a batch of invoices in one pool task (one round trip, one pickling, for a process pool)."""
-    return [_describe(item, validate, level) for item in batch]
-
-
-def _batches(items: Iterator[InvoiceInput], max_count: int, max_bytes: int) -> Iterator[list[InvoiceInput]]:
-    batch: list[InvoiceInput] = []
+def _batches(items: Iterator[Source], max_count: int, max_bytes: int) -> Iterator[list[Source]]:
+    batch: list[Source] = []
     size = 0
     for item in items:
         batch.append(item)
-        size += len(item.data)
+        size += item.size if isinstance(item, PendingFile) else len(item.data)
         if len(batch) >= max_count or size >= max_bytes:
             yield batch
             batch, size = [], 0
@@ -307,8 +239,8 @@ def _batches(items: Iterator[InvoiceInput], max_count: int, max_bytes: int) -> I
 
 
 def _described(
-    items: Iterator[InvoiceInput], validate: bool, level: int, workers: int, executor: Executor
-) -> Iterator[_Described]:
+    items: Iterator[Source], validate: bool, level: int, workers: int, executor: Executor
+) -> Iterator[Description]:
     """Yield ``items`` with their description, in input order, with up to ``2 * workers`` batches in flight.
 
     Batches keep the per-task overhead small: a process pool pays a pickling round trip per task (one task per
@@ -317,58 +249,68 @@ def _described(
     """
     if workers <= 1:
         for item in items:
-            yield (item, *_describe(item, validate, level))
+            yield _checked(describe(item, validate, level))
         return
-    pool, max_count = _pool(executor, workers)
+    pool, max_count = _pool(executor, workers, validate)
     with pool:
         # Each slot holds a batch and its pool future, or its results when the calling thread described it itself.
-        window: deque[tuple[list[InvoiceInput], cf.Future[list[_Description]] | list[_Description]]] = deque()
+        window: deque[cf.Future[list[Description | Unreadable]] | list[Description | Unreadable]] = deque()
         inline = 0
         batches = _batches(items, max_count, 1 << 20)
         try:
             for batch in batches:
-                window.append((batch, pool.submit(_describe_batch, batch, validate, level)))
+                window.append(pool.submit(describe_batch, batch, validate, level))
                 while len(window) >= 2 * workers:
-                    head, done = window[0]
+                    done = window[0]
                     if isinstance(done, cf.Future) and not done.done() and inline < workers:
                         # The pool lags (processes still starting, or busy): help instead of waiting. The results
                         # keep their place in the window, so the order holds; at most ``workers`` such batches.
                         extra = next(batches, None)
                         if extra is not None:
-                            window.append((extra, _describe_batch(extra, validate, level)))
+                            window.append(describe_batch(extra, validate, level))
                             inline += 1
                             continue
                     window.popleft()
                     if not isinstance(done, cf.Future):
                         inline -= 1
-                    yield from _joined(head, done)
+                    yield from _joined(done)
             while window:
-                head, done = window.popleft()
-                yield from _joined(head, done)
+                yield from _joined(window.popleft())
         finally:
             _cancel(window)
 
 
-def _cancel(window: Iterable[tuple[object, object]]) -> None:
-    for _, pending in window:
+def _cancel(window: Iterable[object]) -> None:
+    for pending in window:
         if isinstance(pending, cf.Future):
             pending.cancel()
 
 
-def _pool(executor: Executor, workers: int) -> tuple[cf.Executor, int]:
+def _pool(executor: Executor, workers: int, validate: bool) -> tuple[cf.Executor, int]:
     """Return the pool and the invoices per task for it."""
     if executor == "process":
         # spawn, not fork: the caller may have threads (an event loop, anyio workers) that fork would copy broken.
-        return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")), 64
+        pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        # A spawned worker takes ~0.2 s to start (interpreter, imports): start them now, while the calling thread
+        # lists the files, rather than when the first batch is ready.
+        for _ in range(workers):
+            pool.submit(warm_up, validate)
+        return pool, 64
     return cf.ThreadPoolExecutor(workers, thread_name_prefix="ksef-prepare"), 8
 
 
 def _joined(
-    batch: list[InvoiceInput], done: cf.Future[list[_Description]] | list[_Description]
-) -> Iterator[_Described]:
+    done: cf.Future[list[Description | Unreadable]] | list[Description | Unreadable],
+) -> Iterator[Description]:
     results = done.result() if isinstance(done, cf.Future) else done
-    for item, description in zip(batch, results, strict=True):
-        yield (item, *description)
+    for description in results:
+        yield _checked(description)
+
+
+def _checked(description: Description | Unreadable) -> Description:
+    if isinstance(description, Unreadable):
+        raise description.error()
+    return description
 
 
 def _default_workers() -> int:
@@ -467,8 +409,8 @@ def prepare_batch_sync(
         on_session=on_session,
     )
     try:
-        described = _described(iter_inputs(inputs), validate, level, workers or _default_workers(), executor)
-        for _item, entry, problems, deflated in described:
+        described = _described(iter_sources(inputs), validate, level, workers or _default_workers(), executor)
+        for entry, problems, deflated in described:
             if check_cancelled is not None:
                 check_cancelled()
             run.add(entry, problems, deflated)

@@ -31,7 +31,7 @@ import datetime as dt
 import enum
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import cattrs
@@ -44,9 +44,11 @@ from ksef_async.core.batch_limits import (
     MAX_PARTS,
     part_size_validator,
 )
-from ksef_async.core.pipeline import PreparedArchive
 from ksef_async.core.zipstream import END_OVERHEAD, zip_size_bound
 from ksef_async.errors import ConfigurationError, InvoiceError, InvoiceProblem
+
+if TYPE_CHECKING:  # the archive pipeline (and its cryptography) stays out of a pool worker's imports
+    from ksef_async.core.pipeline import PreparedArchive
 
 __all__ = [
     "MAX_ARCHIVE_SIZE",
@@ -58,6 +60,7 @@ __all__ = [
     "FormKey",
     "InvoiceEntry",
     "InvoiceOutcome",
+    "InvoicesJsonMemo",
     "OutcomeStatus",
     "PartRecord",
     "SessionLimits",
@@ -464,12 +467,14 @@ class BatchPlan:
         """Invoices in all sessions."""
         return sum(len(s.invoices) for s in self.sessions)
 
-    def json_chunks(self) -> Iterator[str]:
+    def json_chunks(self, memo: InvoicesJsonMemo | None = None) -> Iterator[str]:
         """Serialise to JSON text piece by piece: one session at a time, so a large plan is never built twice.
 
-        The pieces joined are `to_json`; keys are sorted as ``json.dumps(..., sort_keys=True)`` sorts them.
+        The pieces joined are `to_json`; keys are sorted as ``json.dumps(..., sort_keys=True)`` sorts them. With
+        ``memo``, a session's invoice list is serialised again only when it is not the list serialised last time.
         """
         head = _CONVERTER.unstructure(attrs.evolve(self, sessions=()))
+        memo = memo or InvoicesJsonMemo()
         yield "{"
         for i, key in enumerate(sorted(head)):
             yield f"{',' if i else ''}{_dumps(key)}:"
@@ -478,7 +483,7 @@ class BatchPlan:
                 continue
             yield "["
             for j, session in enumerate(self.sessions):
-                yield ("," if j else "") + _dumps(_CONVERTER.unstructure(session))
+                yield ("," if j else "") + _session_json(session, memo)
             yield "]"
         yield "}"
 
@@ -512,6 +517,36 @@ class BatchPlan:
 def _dumps(value: Any) -> str:
     # No indent: json's C encoder only runs without one, and a 10,000-invoice plan is rewritten often.
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+class InvoicesJsonMemo:
+    """The JSON text of each session's invoice list, kept while the session holds that same list.
+
+    A send rewrites the plan after each uploaded part and state change, but a session's invoices change only
+    with their results: serialising 10,000 entries anew each time held the GIL for ~50 ms per write, which
+    stalled the event loop that drives the uploads. Not thread-safe: one writer at a time.
+    """
+
+    def __init__(self) -> None:
+        self._texts: dict[int, tuple[tuple[InvoiceEntry, ...], str]] = {}  # index -> (the list, its text)
+
+    def text(self, index: int, invoices: tuple[InvoiceEntry, ...]) -> str:
+        """Return the JSON text of session ``index``'s ``invoices`` (sorted keys, as `BatchPlan.to_json`)."""
+        kept = self._texts.get(index)
+        if kept is not None and kept[0] is invoices:
+            return kept[1]
+        text = _dumps(_CONVERTER.unstructure(invoices, tuple[InvoiceEntry, ...]))
+        self._texts[index] = (invoices, text)
+        return text
+
+
+def _session_json(session: SessionPlan, memo: InvoicesJsonMemo) -> str:
+    head = _CONVERTER.unstructure(attrs.evolve(session, invoices=()))
+    fields = (
+        f"{_dumps(key)}:{memo.text(session.index, session.invoices) if key == 'invoices' else _dumps(head[key])}"
+        for key in sorted(head)
+    )
+    return "{" + ",".join(fields) + "}"
 
 
 _CONVERTER = make_converter()
