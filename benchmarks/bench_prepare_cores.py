@@ -2,10 +2,11 @@
 
 Run: ``python benchmarks/bench_prepare_cores.py --mode validate`` (10,000 ~13 kB `InvoiceFactory` FA(3) invoices,
 XSD validation on) or ``--mode compress`` (10,000 ~100 kB invoices, 1 GB, ``--no-validate``); ``--rounds`` (default
-3) interleaves the rows round by round and the median wall time is kept. The invoices are written once to files in a
-temporary directory (page-cached, deleted afterwards); every row reads them from there, as ``ksef-async prepare DIR``
-does, in a fresh subprocess, so rows share neither heap nor warm caches. Each child reports its wall time, its CPU
-time (user + sys of itself and of its reaped children, from ``getrusage``) and its peak RSS (``VmHWM``; for the
+3) interleaves the rows round by round and the median wall time is kept; ``paired`` is the median of the per-round
+ratios (the baseline and the row measured side by side in the same round). The invoices are written once to files in
+a temporary directory (page-cached, deleted afterwards); every row reads them from there, as ``ksef-async prepare
+DIR`` does, in a fresh subprocess, so rows share neither heap nor warm caches. Each child reports its wall time, its
+CPU time (user + sys of itself and of its reaped children, from ``getrusage``) and its peak RSS (``VmHWM``; for the
 process pool the largest child's ``ru_maxrss`` is printed too).
 
 Rows, ``--mode validate``:
@@ -178,10 +179,15 @@ def main() -> int:
             for label, row, workers in rows:
                 results[label].append(_run(row, top / "in", workers))
         print(f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        head = f"{'row':32} {'wall s':>7} {'MB/s':>7} {'inv/s':>7} {'CPU/wall':>8} {'RSS MB':>7} {'vs base':>7}"
+        head = (
+            f"{'row':32} {'wall s':>7} {'MB/s':>7} {'inv/s':>7} {'CPU/wall':>8} {'RSS MB':>7} {'vs base':>7}"
+            f" {'paired':>7}"
+        )
         print(f"median of {args.rounds} rounds (wall); CPU = user+sys of the process and its children")
+        print("vs base: the baseline's median wall / the row's; paired: the median of the per-round ratios")
         print(head)
-        base = statistics.median(x["wall"] for x in results[rows[0][0]])
+        base_runs = results[rows[0][0]]
+        base = statistics.median(x["wall"] for x in base_runs)
         for label, _, _ in rows:
             runs = results[label]
             wall = statistics.median(x["wall"] for x in runs)
@@ -189,9 +195,10 @@ def main() -> int:
             rss = max(x["rss"] for x in runs)
             child_rss = max(x["child_rss"] for x in runs)
             extra = f"  (largest child {child_rss:.0f} MB)" if "process" in label else ""
+            paired = statistics.median(b["wall"] / x["wall"] for b, x in zip(base_runs, runs, strict=True))
             print(
                 f"{label:32} {wall:7.2f} {total / 1e6 / wall:7.1f} {len(paths) / wall:7.0f} {ratio:8.2f}"
-                f" {rss:7.0f} {base / wall:6.2f}x{extra}"
+                f" {rss:7.0f} {base / wall:6.2f}x {paired:6.2f}x{extra}"
             )
             walls = ", ".join(f"{x['wall']:.2f}" for x in runs)
             print(f"{'':32} walls: {walls}")
