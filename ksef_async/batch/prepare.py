@@ -3,11 +3,11 @@
 One pass over the inputs, in bounded memory. Invoice files are read, validated and compressed in a pool, a few
 ahead of the zip writer (the calling thread only lists them: the workers get paths, not bytes). Threads are the
 default: lxml releases the GIL while it parses and validates, and `ksef_async.xml.validation` keeps its schemas per
-thread. Measured on 2 cores (3,000 ~13 kB invoices, validation alone): 1 thread 19 MB/s, 2 threads 30 MB/s, 2
-spawned processes 35 MB/s; with the machine loaded and the pipeline running too, processes fell behind threads
-(spawn start-up and pickling every invoice). Processes (``executor="process"``) also need the caller's
-``if __name__ == "__main__"`` guard, so they are opt-in, for large batches on many cores where the GIL-held share
-of validation (byte checks, field extraction) limits threads.
+thread. Measured on 2 cores (10,000 ~13 kB invoices, whole prepare with validation): 1 worker 48 MB/s, 2 threads
+60 MB/s, 2 spawned processes 71 MB/s (`benchmarks/bench_prepare_cores.py`): threads lose CPU to GIL hand-offs
+around every lxml, deflate, hash and read call. Processes (``executor="process"``) need the caller's
+``if __name__ == "__main__"`` guard and each costs ~0.2 s to start, so they are opt-in, for large validated
+batches; without validation threads are faster (the compressed entries would have to cross a pipe).
 
 Each invoice is compressed in the pool too (`deflate_entry`); each valid one then joins its session by its real
 archive bytes (`SessionPacker`: one open session per form code, closed when the next invoice would break a limit)
