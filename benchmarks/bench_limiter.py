@@ -149,9 +149,13 @@ class YieldingBackend:
     def __init__(self) -> None:
         self.inner = MemoryBackend(margin=0.0)
 
-    async def try_admit(self, group: str, limits: WindowLimits, now: float) -> float:
+    async def try_admit(self, group: str, limits: WindowLimits, now: float, hold: float = 0.0) -> float:
         await asyncio.sleep(0)
-        return await self.inner.try_admit(group, limits, now)
+        return await self.inner.try_admit(group, limits, now, hold)
+
+    async def settle(self, group: str, admitted_at: float, hold: float, at: float) -> None:
+        await asyncio.sleep(0)
+        await self.inner.settle(group, admitted_at, hold, at)
 
     async def pause(self, group: str, until: float) -> None:
         await asyncio.sleep(0)
@@ -161,9 +165,9 @@ class YieldingBackend:
         await asyncio.sleep(0)
         return await self.inner.next_admission(group, limits, now)
 
-    async def release(self, group: str, admitted_at: float) -> None:
+    async def release(self, group: str, admitted_at: float, hold: float = 0.0) -> None:
         await asyncio.sleep(0)
-        await self.inner.release(group, admitted_at)
+        await self.inner.release(group, admitted_at, hold)
 
     async def usage(self, group: str, limits: WindowLimits, now: float) -> GroupUsage:
         await asyncio.sleep(0)

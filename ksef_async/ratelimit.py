@@ -9,6 +9,11 @@ admission and the request)::
     # on a 429:
     await limiter.on_rate_limited("invoiceSend", parse_retry_after(response.headers.get("Retry-After")))
 
+The transport admits its requests as *pending* (``admit(group, pending=True)``) and settles each one when its answer
+comes (`RateLimiter.settle`): until then the request counts as reaching KSeF as late as it possibly can, so no wait
+between the admission and the arrival (a connection-pool queue, a busy event loop) can bring more requests into one
+of KSeF's windows than it allows (`ksef_async.core.ratelimit`, "Requests in flight").
+
 Design:
 
 - Per group, one task at a time (the *head*) talks to the backend; everyone else waits on a future in a deque.
@@ -36,7 +41,8 @@ waiting for ``global`` would let a delayed request and the next one reach KSeF c
 allows. The group's queue stays behind its head meanwhile, which costs nothing (its turn comes after the head's
 anyway). If the group refuses after ``global`` admitted (a 429 paused it meanwhile, or another process sharing
 the store took the slot), the head waits and queues for ``global`` again: the spent ``global`` admission is on
-the safe side. A limiter that knows no ``global`` limits skips that step (one dict lookup).
+the safe side (a pending one is settled at once: it counts from then, like an answered request). A limiter that
+knows no ``global`` limits skips that step (one dict lookup).
 """
 
 from __future__ import annotations
@@ -53,7 +59,13 @@ from typing import Protocol
 
 import attrs
 
-from ksef_async.core.ratelimit import DEFAULT_SAFETY_MARGIN, GroupUsage, SlidingWindowState, WindowLimits
+from ksef_async.core.ratelimit import (
+    DEFAULT_SAFETY_MARGIN,
+    PENDING_ARRIVAL_BOUND,
+    GroupUsage,
+    SlidingWindowState,
+    WindowLimits,
+)
 from ksef_async.core.ratelimit_groups import GLOBAL_GROUP, PER_IP_GROUPS
 from ksef_async.errors import ConfigurationError, RateLimitWaitExceededError
 
@@ -112,11 +124,21 @@ class Backend(Protocol):
     shared store never holds stale limits and every process may read ``GET /rate-limits`` on its own.
     """
 
-    async def try_admit(self, group: str, limits: WindowLimits, now: float) -> float:
+    async def try_admit(self, group: str, limits: WindowLimits, now: float, hold: float = 0.0) -> float:
         """Record an admission at ``now`` if every window of ``group`` allows it.
+
+        With ``hold > 0`` the admission is pending: it counts as arriving by ``now + hold`` until `settle`
+        (`ksef_async.core.ratelimit.SlidingWindowState.try_admit`).
 
         Returns:
             ``now`` when admitted; otherwise the earliest time (``> now``) worth asking again, nothing recorded.
+        """
+        ...
+
+    async def settle(self, group: str, admitted_at: float, hold: float, at: float) -> None:
+        """Record that the pending admission of ``admitted_at`` (with ``hold``) had its answer at ``at``.
+
+        Its request then counts as arriving by ``at`` (a store with its own clock may use that clock's now).
         """
         ...
 
@@ -131,8 +153,8 @@ class Backend(Protocol):
         """
         ...
 
-    async def release(self, group: str, admitted_at: float) -> None:
-        """Remove one admission of ``group`` recorded at ``admitted_at`` (its request never reached KSeF)."""
+    async def release(self, group: str, admitted_at: float, hold: float = 0.0) -> None:
+        """Remove one admission of ``group`` made at ``admitted_at`` with ``hold`` (its request never reached KSeF)."""
         ...
 
     async def usage(self, group: str, limits: WindowLimits, now: float) -> GroupUsage:
@@ -163,19 +185,25 @@ class MemoryBackend:
             state.replace_limits(limits)
         return state
 
-    async def try_admit(self, group: str, limits: WindowLimits, now: float) -> float:
+    async def try_admit(self, group: str, limits: WindowLimits, now: float, hold: float = 0.0) -> float:
         """Record an admission at ``now`` if allowed; else return the earliest time worth asking again."""
-        return self._state(group, limits).try_admit(now)
+        return self._state(group, limits).try_admit(now, hold)
+
+    async def settle(self, group: str, admitted_at: float, hold: float, at: float) -> None:
+        """Record that the pending admission of ``admitted_at`` (with ``hold``) had its answer at ``at``."""
+        state = self._states.get(group)
+        if state is not None:
+            state.settle(admitted_at, hold, at)
 
     async def next_admission(self, group: str, limits: WindowLimits, now: float) -> float:
         """Return the earliest time (``>= now``) at which an admission would be allowed; record nothing."""
         return self._state(group, limits).next_admission_time(now)
 
-    async def release(self, group: str, admitted_at: float) -> None:
-        """Remove one admission of ``group`` recorded at ``admitted_at``."""
+    async def release(self, group: str, admitted_at: float, hold: float = 0.0) -> None:
+        """Remove one admission of ``group`` made at ``admitted_at`` with ``hold``."""
         state = self._states.get(group)
         if state is not None:
-            state.release(admitted_at)
+            state.release(admitted_at, hold)
 
     async def usage(self, group: str, limits: WindowLimits, now: float) -> GroupUsage:
         """Return the group's window use at ``now`` (nothing recorded)."""
@@ -199,12 +227,14 @@ class Admission:
         admitted_at: The admission time recorded in the group (limiter clock).
         global_admitted_at: The admission time recorded in ``global``, when the request also passed it.
         waited: Seconds waited for the admission.
+        hold: 0, or for a pending admission the bound after which it counts as arrived (`RateLimiter.settle`).
     """
 
     group: str
     admitted_at: float
     global_admitted_at: float | None
     waited: float
+    hold: float = 0.0
 
 
 _max_wait: contextvars.ContextVar[float | None] = contextvars.ContextVar("ksef_limiter_max_wait")
@@ -368,8 +398,13 @@ class RateLimiter:
         """
         return (await self.admit(group, max_wait=max_wait)).waited
 
-    async def admit(self, group: str, *, max_wait: float | None = None) -> Admission:
+    async def admit(self, group: str, *, max_wait: float | None = None, pending: bool = False) -> Admission:
         """Like `acquire`, but return the `Admission`, which `release` can give back.
+
+        ``pending=True`` records the request as in flight: it counts as reaching KSeF as late as
+        `ksef_async.core.ratelimit.PENDING_ARRIVAL_BOUND` after the admission, in every window, until `settle` is
+        called with the admission when its answer comes (or `release`, when it never left). Use it for a request
+        whose send may be delayed; a pending admission never settled holds its slot for that bound plus the window.
 
         With ``max_wait``, the limiter first estimates the wait from its own state (no API call): the group's next
         free slot plus, for the requests queued ahead, the full windows they need (a lower bound). A longer estimate
@@ -406,11 +441,32 @@ class RateLimiter:
                 )
                 raise RateLimitWaitExceededError(group, estimate, max_wait)
             deadline = start + max_wait
-        at, global_at = await owner._acquire(group, state, then, deadline)  # noqa: SLF001 - same class
+        hold = PENDING_ARRIVAL_BOUND if pending else 0.0
+        at, global_at = await owner._acquire(group, state, then, deadline=deadline, hold=hold)  # noqa: SLF001 - same class
         waited = max(0.0, at - start)
         if waited > 0:
             logger.debug("rate limit wait", extra={"group": group, "waited": waited})
-        return Admission(group=group, admitted_at=at, global_admitted_at=global_at, waited=waited)
+        return Admission(group=group, admitted_at=at, global_admitted_at=global_at, waited=waited, hold=hold)
+
+    async def settle(self, admission: Admission) -> None:
+        """Record that the request of a pending ``admission`` has had its answer (or failed after it was sent).
+
+        From now on it counts as having reached KSeF by now rather than by its bound, in its group and in
+        ``global``. Nothing to do for an admission that was not pending. Cancellation: as `release`.
+        """
+        if not admission.hold:
+            return
+        owner = self._owner(admission.group)
+        backend = owner._backend  # noqa: SLF001 - same class
+        await backend.settle(admission.group, admission.admitted_at, admission.hold, owner._clock.now())  # noqa: SLF001
+        if admission.global_admitted_at is not None:
+            holder = self._per_ip or self
+            await holder._backend.settle(  # noqa: SLF001 - same class
+                GLOBAL_GROUP,
+                admission.global_admitted_at,
+                admission.hold,
+                holder._clock.now(),  # noqa: SLF001
+            )
 
     async def release(self, admission: Admission) -> None:
         """Give back an admission whose request never reached KSeF (connection refused, DNS failure...).
@@ -422,10 +478,12 @@ class RateLimiter:
         shared store, a cancelled release may leave the slot taken (the safe side).
         """
         owner = self._owner(admission.group)
-        await owner._backend.release(admission.group, admission.admitted_at)  # noqa: SLF001 - same class
+        await owner._backend.release(admission.group, admission.admitted_at, admission.hold)  # noqa: SLF001
         if admission.global_admitted_at is not None:
             holder = self._per_ip or self
-            await holder._backend.release(GLOBAL_GROUP, admission.global_admitted_at)  # noqa: SLF001 - same class
+            await holder._backend.release(  # noqa: SLF001 - same class
+                GLOBAL_GROUP, admission.global_admitted_at, admission.hold
+            )
         logger.debug("rate limit admission released", extra={"group": admission.group})
 
     async def usage(self, group: str) -> GroupUsage:
@@ -459,7 +517,13 @@ class RateLimiter:
         return max(0.0, max(usage.next_free, now) + extra - now)
 
     async def _acquire(
-        self, group: str, state: _Group, then: tuple[RateLimiter, _Group] | None, deadline: float | None = None
+        self,
+        group: str,
+        state: _Group,
+        then: tuple[RateLimiter, _Group] | None,
+        *,
+        deadline: float | None = None,
+        hold: float = 0.0,
     ) -> tuple[float, float | None]:
         """Queue for ``group`` of this limiter and, as its head, get admitted (after ``then``'s group, if given).
 
@@ -491,7 +555,7 @@ class RateLimiter:
         else:
             state.busy = True
         try:
-            return await self._admit_as_head(group, state, then, now, deadline)
+            return await self._admit_as_head(group, state, then, now, deadline=deadline, hold=hold)
         finally:
             self._hand_over(state)
 
@@ -501,14 +565,16 @@ class RateLimiter:
         state: _Group,
         then: tuple[RateLimiter, _Group] | None,
         now: float,
+        *,
         deadline: float | None = None,
+        hold: float = 0.0,
     ) -> tuple[float, float | None]:
         """As the head of ``group``, wait until it (and ``then``'s group) admit; return the admission times."""
         clock = self._clock
         backend = self._backend
         while True:
             if then is None:
-                allowed = await backend.try_admit(group, state.limits, now)
+                allowed = await backend.try_admit(group, state.limits, now, hold)
                 if allowed <= now:
                     return now, None
             else:
@@ -516,11 +582,15 @@ class RateLimiter:
                 if allowed <= now:
                     # Our group would admit now: queue for global, then record the group at the send time.
                     holder, global_state = then
-                    global_at, _ = await holder._acquire(GLOBAL_GROUP, global_state, None)  # noqa: SLF001
+                    global_at, _ = await holder._acquire(GLOBAL_GROUP, global_state, None, hold=hold)  # noqa: SLF001
                     now = clock.now()
-                    allowed = await backend.try_admit(group, state.limits, now)
+                    allowed = await backend.try_admit(group, state.limits, now, hold)
                     if allowed <= now:
                         return now, global_at
+                    if hold:
+                        # Never sent: the spent global admission counts from now, as an answered one would.
+                        at = holder._clock.now()  # noqa: SLF001 - same class
+                        await holder._backend.settle(GLOBAL_GROUP, global_at, hold, at)  # noqa: SLF001
             if deadline is not None and allowed > deadline:
                 raise RateLimitWaitExceededError(group, allowed - now, max(0.0, deadline - now))
             await clock.sleep(allowed - now)

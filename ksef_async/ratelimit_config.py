@@ -93,7 +93,9 @@ def resolve_limiter(
         return store.limiter_for(environment, context_key, limits)
     if isinstance(setting, LimitStore):
         return setting.limiter_for(environment, context_key, limits)
-    if all(callable(getattr(setting, name, None)) for name in ("try_admit", "next_admission", "pause")):
+    if all(
+        callable(getattr(setting, name, None)) for name in ("try_admit", "next_admission", "pause", "settle", "release")
+    ):
         return RateLimiter(limits, backend=setting)
     raise ConfigurationError(
         f"rate_limits must be a limits URL, a store with limiter_for() or a rate-limit Backend, got {type(setting)!r}"

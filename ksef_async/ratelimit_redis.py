@@ -19,6 +19,10 @@ What is shared (needs the ``[redis]`` extra: redis-py's asyncio client, ``redis>
   d seconds"), so any limiter clock works for admissions; `RedisClock` (local monotonic time plus the offset to
   the server's ``TIME``, re-measured on every reply) gives pauses and usage figures the server's time scale, and is
   the clock `RedisLimits.limiter_for` gives its limiters.
+- **Pending admissions.** An admission made with ``hold`` (the transport's, see `ksef_async.ratelimit`) is stored
+  with the score ``now + hold``, the latest its request can reach KSeF, and `RedisBackend.settle` lowers the score
+  to the time its answer came, so every process counts the request as KSeF can have seen it. While such an entry
+  decides a window, the script names ``now + window`` (the earliest it can free) and the waiter asks again then.
 - **429 pauses.** `RedisBackend.pause` stores the pause end in the group's hash, so every process backs off.
 - **Keys** ``<namespace>:{<environment>|<scope>|<group>}:log`` and ``...:meta``: the scope is ``ctx:<type>:<value>``
   for context groups and ``ip:<egress>`` for the per-IP groups (``global``, ``anonymous``), where the egress label
@@ -59,6 +63,8 @@ from ksef_async.core.ratelimit import (
     GroupUsage,
     WindowLimits,
     WindowUsage,
+    insert_in_order,
+    remove_latest,
 )
 from ksef_async.core.ratelimit_groups import PER_IP_GROUPS
 from ksef_async.errors import ConfigurationError
@@ -96,7 +102,8 @@ local function f(x) return string.format('%.17g', x) end
 """
 
 # One admission: trim, count, admit-or-name-the-wait. KEYS: log (sorted set), meta (hash).
-# ARGV: now ('' = the server's TIME), record ('1'/'0'), trim horizon (s), ttl (s), then (window, limit) pairs.
+# ARGV: now ('' = the server's TIME), record ('1'/'0'), trim horizon (s), ttl (s), hold (s), then (window, limit)
+# pairs. A score may lie ahead of now (a pending admission): it frees its window no sooner than now + window.
 _ADMIT = (
     _NOW
     + """
@@ -110,19 +117,21 @@ local record = ARGV[2] == '1'
 if record then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. f(now - tonumber(ARGV[3])))
 end
+local horizon = now
+if last and last > horizon then horizon = last end
 local size = redis.call('ZCARD', KEYS[1])
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local length = tonumber(ARGV[i])
   local limit = tonumber(ARGV[i + 1])
   if size >= limit then
     local entry = redis.call('ZREVRANGE', KEYS[1], limit - 1, limit - 1, 'WITHSCORES')
-    local free = tonumber(entry[2]) + length
+    local free = math.min(tonumber(entry[2]), horizon) + length
     if free > earliest then earliest = free end
   end
 end
 if record and earliest <= now then
   local member = f(now) .. '#' .. redis.call('HINCRBY', KEYS[2], 'seq', 1)
-  redis.call('ZADD', KEYS[1], f(now), member)
+  redis.call('ZADD', KEYS[1], f(now + tonumber(ARGV[5])), member)
   redis.call('HSET', KEYS[2], 'last', f(now))
   local ttl = tonumber(ARGV[4])
   redis.call('EXPIRE', KEYS[1], ttl)
@@ -146,6 +155,18 @@ end
 local ttl = math.ceil(seconds) + tonumber(ARGV[3])
 if redis.call('TTL', KEYS[1]) < ttl then redis.call('EXPIRE', KEYS[1], ttl) end
 return f(now)
+"""
+)
+
+# A pending admission's answer came: KEYS log; ARGV: now ('' = TIME), member. Lowers its score to now, never raises.
+_SETTLE = (
+    _NOW
+    + """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[2])
+if score and tonumber(score) > now then
+  redis.call('ZADD', KEYS[1], 'XX', f(now), ARGV[2])
+end
+return {f(now)}
 """
 )
 
@@ -253,14 +274,23 @@ class _LocalShare:
         log = self.log
         for length, limit in windows:
             if len(log) >= limit:
-                earliest = max(earliest, log[-limit] + length)
+                earliest = max(earliest, min(log[-limit], max(now, self.last)) + length)
         return earliest
 
-    def record(self, now: float, *, outage: bool) -> None:
-        self.log.append(now)
+    def record(self, now: float, hold: float, *, outage: bool) -> None:
+        insert_in_order(self.log, now + hold)
         self.last = max(self.last, now)
         if outage:
-            self.during_outage.append(now)
+            insert_in_order(self.during_outage, now + hold)
+
+    def settle(self, bound: float, at: float) -> None:
+        for log in (self.log, self.during_outage):
+            if remove_latest(log, bound):
+                insert_in_order(log, min(at, bound))
+
+    def release(self, bound: float) -> None:
+        for log in (self.log, self.during_outage):
+            remove_latest(log, bound)
 
 
 class RedisBackend:
@@ -338,13 +368,13 @@ class RedisBackend:
     def _now_arg(self, now: float) -> str:
         return "" if self._store.server_time else f"{now:.17g}"
 
-    async def _admit(self, group: str, limits: WindowLimits, now: float, *, record: bool) -> float:
+    async def _admit(self, group: str, limits: WindowLimits, now: float, *, record: bool, hold: float = 0.0) -> float:
         windows = self._windows(limits)
         local = self._local_for(group, limits)
         log, meta = self.keys(group)
         horizon = max((length for length, _ in windows), default=0.0)
-        ttl = math.ceil(horizon) + self._store.ttl_floor
-        args = [self._now_arg(now), "1" if record else "0", f"{horizon:.17g}", str(ttl)]
+        ttl = math.ceil(horizon + hold) + self._store.ttl_floor
+        args = [self._now_arg(now), "1" if record else "0", f"{horizon:.17g}", str(ttl), f"{hold:.17g}"]
         for length, limit in windows:
             args += [f"{length:.17g}", str(limit)]
         reply = await self._call(_ADMIT, (log, meta), args)
@@ -353,12 +383,12 @@ class RedisBackend:
             share = self._windows(_scaled(limits, self._store.fallback_share))
             allowed = local.next_time(share, now)
             if allowed <= now and record:
-                local.record(now, outage=True)
+                local.record(now, hold, outage=True)
                 return now
             return allowed
         server_now, earliest, member = float(_text(reply[0])), float(_text(reply[1])), _text(reply[2])
         if record and member:
-            local.record(now, outage=False)
+            local.record(now, hold, outage=False)
             self._remember(group, now, member)
             return now
         if earliest <= server_now:
@@ -371,13 +401,27 @@ class RedisBackend:
         if len(members) > _RELEASE_MEMORY:
             members.popitem(last=False)
 
-    async def try_admit(self, group: str, limits: WindowLimits, now: float) -> float:
-        """Record an admission at ``now`` if every window of ``group`` allows it (one atomic script).
+    async def try_admit(self, group: str, limits: WindowLimits, now: float, hold: float = 0.0) -> float:
+        """Record an admission at ``now`` (pending for ``hold``) if every window of ``group`` allows it (one script).
 
         Returns:
             ``now`` when admitted; else the earliest time (``> now``, on the caller's clock) worth asking again.
         """
-        return await self._admit(group, limits, now, record=True)
+        return await self._admit(group, limits, now, record=True, hold=hold)
+
+    async def settle(self, group: str, admitted_at: float, hold: float, at: float) -> None:
+        """Record that the pending admission of ``admitted_at`` had its answer at ``at`` (in every process).
+
+        In server-time mode the stored time is Redis' ``TIME`` when the script runs; ``at`` is used otherwise.
+        """
+        member = self._members.pop((group, admitted_at), None)
+        local = self._local.get(group)
+        if local is not None:
+            local.settle(admitted_at + hold, at)
+        if member is None:
+            return
+        log_key, _ = self.keys(group)
+        await self._call(_SETTLE, (log_key,), [self._now_arg(at), member])
 
     async def next_admission(self, group: str, limits: WindowLimits, now: float) -> float:
         """Return the earliest time (``>= now``, caller's clock) at which ``try_admit`` would admit; record nothing."""
@@ -397,16 +441,12 @@ class RedisBackend:
             args = ["", f"{seconds:.17g}", str(store.ttl_floor)]
         await self._call(_PAUSE, (meta,), args)
 
-    async def release(self, group: str, admitted_at: float) -> None:
-        """Remove the admission of ``group`` recorded at ``admitted_at`` (its request never reached KSeF)."""
+    async def release(self, group: str, admitted_at: float, hold: float = 0.0) -> None:
+        """Remove the admission of ``group`` made at ``admitted_at`` with ``hold`` (its request never reached KSeF)."""
         member = self._members.pop((group, admitted_at), None)
         local = self._local.get(group)
         if local is not None:
-            for log in (local.log, local.during_outage):
-                for index in range(len(log) - 1, -1, -1):
-                    if log[index] == admitted_at:
-                        del log[index]
-                        break
+            local.release(admitted_at + hold)
         if member is None:
             return
         log_key, _ = self.keys(group)
@@ -443,14 +483,14 @@ class RedisBackend:
         earliest = server_now
         if paused_raw:
             earliest = max(earliest, float(paused_raw))
-        if last_raw:
-            earliest = max(earliest, float(last_raw))
+        horizon = max(server_now, float(last_raw)) if last_raw else server_now
+        earliest = max(earliest, horizon)
         entries = []
         for index, ((length, limit), (seconds, _)) in enumerate(zip(windows, nominal, strict=True)):
             used = int(_text(reply[3 + 2 * index]))
             nth = _text(reply[4 + 2 * index])
             if nth:
-                earliest = max(earliest, float(nth) + length)
+                earliest = max(earliest, min(float(nth), horizon) + length)
             entries.append(WindowUsage(seconds=seconds, limit=limit, used=used, remaining=max(0, limit - used)))
         paused_until = float(paused_raw) - server_now + now if paused_raw else 0.0
         return GroupUsage(windows=tuple(entries), next_free=now + (earliest - server_now), paused_until=paused_until)

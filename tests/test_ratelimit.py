@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import pytest
 
 import ksef_async.ratelimit as rl
-from ksef_async.core.ratelimit import WindowLimits
+from ksef_async.core.ratelimit import PENDING_ARRIVAL_BOUND, WindowLimits
 from ksef_async.errors import ConfigurationError, RateLimitWaitExceededError
 from ksef_async.ratelimit import DEFAULT_RETRY_AFTER, MemoryBackend, RateLimiter, limiter_for
 
@@ -574,3 +574,55 @@ def test_release_gives_the_slot_back_and_usage_reports_it() -> None:
     assert freed.next_free == 0.0
     assert freed.paused_until == 0.0
     assert waited == 0.0
+
+
+def test_a_pending_admission_holds_its_group_and_global_until_settled() -> None:
+    # 1/s in g and in global: while the first request is in flight (its answer takes 3 s), the second waits; once
+    # answered it counts for a window from the answer, in both groups.
+    async def main() -> tuple[float, float, float]:
+        a, b, _ = contexts(**{"global": WindowLimits(1), "g": WindowLimits(1), "h": WindowLimits(10)})
+        first = await a.admit("g", pending=True)
+        assert first.hold == PENDING_ARRIVAL_BOUND
+
+        async def answer_after(seconds: float) -> None:
+            await asyncio.sleep(seconds)
+            await a.settle(first)
+
+        answered = asyncio.create_task(answer_after(3.0))
+        second = await a.admit("g", pending=True)  # waits for the answer and then a window
+        await answered
+        await a.settle(second)
+        used = (await a.usage("g")).windows[0].used
+        third = await b.admit("h")  # another context: global alone holds it
+        return second.admitted_at, third.admitted_at, used
+
+    second_at, third_at, used = run(main)
+    assert second_at == 4.0
+    assert third_at == 5.0
+    assert used == 1
+
+
+def test_a_pending_global_admission_whose_group_then_refuses_counts_from_that_moment() -> None:
+    # The head of g passes global, then g refuses (another limiter sharing its backend took the slot meanwhile):
+    # the spent global admission is settled at once, not held for the pending bound.
+    async def main() -> tuple[float, float]:
+        shared = MemoryBackend(margin=0.0)
+        per_ip = RateLimiter({"global": WindowLimits(5)}, backend=MemoryBackend(margin=0.0))
+        a = RateLimiter({"g": WindowLimits(1)}, backend=shared, per_ip=per_ip)
+        thief = RateLimiter({"g": WindowLimits(1)}, backend=shared)
+        for _ in range(5):
+            await per_ip.acquire("global")  # global full until t=1
+
+        async def steal() -> None:
+            await asyncio.sleep(0.5)
+            await thief.acquire("g")  # g's slot goes before a's head gets global at t=1
+
+        stealing = asyncio.create_task(steal())
+        admission = await a.admit("g", pending=True)
+        await stealing
+        await asyncio.sleep(2.1 - now())
+        return admission.admitted_at, (await per_ip.usage("global")).windows[0].used
+
+    admitted_at, used = run(main)
+    assert admitted_at == 1.5  # g frees a second after the thief's 0.5
+    assert used == 1  # the request still in flight; the global admission spent at 1.0 left the window at 2.0

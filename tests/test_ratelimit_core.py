@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ksef_async.core.ratelimit as core
@@ -243,3 +243,73 @@ def test_all_is_sorted_and_complete() -> None:
     assert core.__all__ == sorted(core.__all__, key=lambda n: (not n.isupper(), not n[0].isupper(), n))
     for name in core.__all__:
         assert hasattr(core, name)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pending admissions: a request reaches the server at any moment between its admission and its answer.
+
+HOLD = 4.0
+requests_in_flight = st.lists(
+    # (gap before the request is wanted, its latency up to the hold, where in [admission, answer] it arrives)
+    st.tuples(st.one_of(st.floats(0, 0.5), st.floats(0, 70), st.just(0.0)), st.floats(0, HOLD), st.floats(0, 1)),
+    max_size=50,
+)
+
+
+@settings(max_examples=300)  # cheap, and the counter-examples of send-time counting need a few hundred tries
+@given(limits=limits_st, margin=margins, script=requests_in_flight)
+def test_pending_admissions_keep_every_window_whatever_the_arrival_delay(
+    limits: WindowLimits, margin: Margin, script: list[tuple[float, float, float]]
+) -> None:
+    state = SlidingWindowState(limits, margin=margin[0], min_margin=margin[1])
+    in_flight: list[tuple[float, float]] = []  # (answer time, admission time)
+    arrivals: list[float] = []
+    now = 0.0
+
+    def settle_answered_by(moment: float) -> None:
+        for answer, admitted in sorted(entry for entry in in_flight if entry[0] <= moment):
+            assert state.settle(admitted, HOLD, answer) or not limits.windows()  # unlimited: nothing kept
+            in_flight.remove((answer, admitted))
+
+    for gap, latency, where in script:
+        now += gap
+        while True:
+            settle_answered_by(now)
+            allowed = state.next_admission_time(now)
+            assert allowed >= now
+            if allowed == now:
+                break
+            now = min([allowed, *(answer for answer, _ in in_flight)])  # the next event: a free slot or an answer
+        assert state.try_admit(now, HOLD) == now
+        in_flight.append((now + latency, now))
+        arrivals.append(now + where * latency)
+    for length, limit in limits.windows():
+        assert max_in_any_interval(sorted(arrivals), length) <= limit  # as the server counts them
+
+
+def test_a_pending_admission_counts_until_settled_then_for_a_window_from_its_answer() -> None:
+    state = SlidingWindowState(WindowLimits(1), margin=0.0)
+    assert state.try_admit(0.0, hold=60.0) == 0.0
+    # In flight: when it frees the window is not known; the earliest is a window from now, asked again then.
+    assert state.next_admission_time(0.5) == 1.5
+    assert state.next_admission_time(1.5) == 2.5
+    assert state.settle(0.0, 60.0, at=2.0)
+    assert state.next_admission_time(2.5) == 3.0  # a window after the answer
+    assert not state.settle(0.0, 60.0, at=2.5)  # settled once
+
+
+def test_an_unsettled_admission_counts_as_arriving_at_its_bound() -> None:
+    state = SlidingWindowState(WindowLimits(1), margin=0.0)
+    state.try_admit(0.0, hold=60.0)
+    assert state.next_admission_time(60.5) == 61.0  # never settled (a crashed sender): the bound plus the window
+    assert state.next_admission_time(61.0) == 61.0
+
+
+def test_settling_never_moves_an_entry_later_and_release_removes_a_pending_entry() -> None:
+    state = SlidingWindowState(WindowLimits(2), margin=0.0)
+    state.try_admit(0.0, hold=1.0)
+    state.try_admit(0.0, hold=1.0)
+    assert state.settle(0.0, 1.0, at=5.0)  # an answer after the bound: the bound stays
+    assert state.next_admission_time(0.2) == 1.2  # the other is still pending
+    assert state.release(0.0, hold=1.0)
+    assert state.next_admission_time(0.2) == 0.2

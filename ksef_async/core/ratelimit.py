@@ -20,6 +20,16 @@ refuse 2 requests of a first burst under load. The floor costs almost nothing: f
 per-minute or per-hour limit those windows bind long before the 1 s one does (invoiceSend: 10/s but 30/min), so
 sustained throughput is set by ``60 * 1.05`` and ``3600 * 1.05`` s, which the floor does not touch. Only a
 group's per-second rate in its first burst of a minute drops, from N per 1.05 s to N per 1.25 s.
+
+Requests in flight: a margin only bounds the gap between admission and arrival on average. Under load (a shared
+connection pool draining its queue, an event loop or a machine busy with other work) requests admitted over 1.25 s
+can still reach the server within 1 s. So an admission can be recorded as *pending* (``hold``): the log holds
+``now + hold``, a bound on when the request can reach the server (`PENDING_ARRIVAL_BOUND`), and `settle` lowers it
+to the time the answer came (the server had the request by then). Every log entry is thus an upper bound of its
+request's arrival, and the check above holds the server's windows whatever the delay: an in-flight request counts
+in every window until it is settled, and a settled one for a full window after its answer. While an entry is in
+flight the time it leaves a window is not known yet; `next_admission_time` then answers ``now + length``, the
+earliest it can be (re-asked then, it is exact once the entry is settled).
 """
 
 from __future__ import annotations
@@ -34,10 +44,13 @@ from ksef_async.errors import ConfigurationError
 __all__ = [
     "DEFAULT_MIN_MARGIN",
     "DEFAULT_SAFETY_MARGIN",
+    "PENDING_ARRIVAL_BOUND",
     "GroupUsage",
     "SlidingWindowState",
     "WindowLimits",
     "WindowUsage",
+    "insert_in_order",
+    "remove_latest",
 ]
 
 #: Fraction by which each window is lengthened: 3 s on 60 s, 180 s on 3600 s (the 1 s window gets the floor).
@@ -48,6 +61,11 @@ DEFAULT_SAFETY_MARGIN = 0.05
 #: Seconds every window is lengthened at least, when the margin is not 0: arrival-time jitter is absolute, so
 #: 5 % of the 1 s window (50 ms) is too little (see the module docstring).
 DEFAULT_MIN_MARGIN = 0.25
+
+#: Seconds within which a sent API request reaches KSeF, at the latest: the connect timeout (default 10 s) plus the
+#: sending of an API body (kilobytes). A pending admission counts as arriving then until `settle` names the answer's
+#: time; a request never settled (a crashed process) thus holds its slot for this long plus the window.
+PENDING_ARRIVAL_BOUND = 60.0
 
 
 @attrs.frozen
@@ -118,9 +136,13 @@ class SlidingWindowState:
     here reads a clock or sleeps. Admissions must be recorded in non-decreasing time order, which a FIFO caller
     does naturally; `next_admission_time` never answers earlier than the last admission for that reason.
 
+    The log holds, per admission, the latest time its request can have reached the server: the admission time, or
+    for a pending admission ``now + hold`` until `settle` (see the module docstring). It is kept sorted.
+
     Memory is bounded: one deque of at most ``max(N)`` timestamps over the limited windows (after lower limits
-    replace higher ones, as many as were recorded then); every operation but `replace_limits` is O(1): one deque
-    lookup near its right end per window, at most three windows.
+    replace higher ones, as many as were recorded then); `next_admission_time` is O(1): one deque lookup near its
+    right end per window, at most three windows. Recording, settling and releasing walk only the entries later than
+    the one they touch: the pending ones, at most ``min(N)`` (each counts in every window until settled).
 
     Args:
         limits: The group's limits.
@@ -180,15 +202,18 @@ class SlidingWindowState:
     def next_admission_time(self, now: float) -> float:
         """Return the earliest time ``>= now`` at which one more admission keeps every window within its limit.
 
-        The answer also respects the pause and never precedes the last recorded admission (FIFO order).
+        The answer also respects the pause and never precedes the last recorded admission (FIFO order). When the
+        entry that decides is still pending, the answer is the earliest it can be (``now`` plus the window).
         """
         earliest = max(now, self._paused_until, self._last)
+        # A pending entry lies ahead of every admission time: it frees its window no sooner than a window from now.
+        horizon = max(now, self._last)
         log = self._log
         size = len(log)
         for length, limit in self._windows:
             if size >= limit:
-                # The limit-th most recent admission must leave the window before the next one enters it.
-                earliest = max(earliest, log[-limit] + length)
+                # The limit-th most recent arrival must leave the window before the next request enters it.
+                earliest = max(earliest, min(log[-limit], horizon) + length)
         return earliest
 
     def admit(self, now: float) -> None:
@@ -201,39 +226,53 @@ class SlidingWindowState:
         allowed = self.next_admission_time(now)
         if allowed > now:
             raise ValueError(f"admission at {now!r} breaks a rate-limit window or pause; next allowed at {allowed!r}")
-        self._log.append(now)
+        insert_in_order(self._log, now)
         self._last = now
 
-    def try_admit(self, now: float) -> float:
+    def try_admit(self, now: float, hold: float = 0.0) -> float:
         """Record an admission at ``now`` if allowed and return ``now``; otherwise record nothing.
+
+        Args:
+            now: The current time.
+            hold: 0 for a request that counts as arriving now; else the admission is pending, recorded as
+                arriving by ``now + hold`` until `settle` (see the module docstring).
 
         Returns:
             ``now`` when admitted, else the earliest time at which an admission would be allowed (``> now``).
         """
         allowed = self.next_admission_time(now)
         if allowed <= now:
-            self._log.append(now)
+            insert_in_order(self._log, now + hold)
             self._last = now
             return now
         return allowed
 
-    def release(self, admitted_at: float) -> bool:
+    def settle(self, admitted_at: float, hold: float, at: float) -> bool:
+        """Record that the pending admission of ``admitted_at`` reached the server by ``at`` (its answer came).
+
+        Its entry ``admitted_at + hold`` becomes ``at`` (never later than it was), so the request counts for a
+        window from its answer instead of until the bound.
+
+        Returns:
+            Whether the entry was found (it may have left a bounded log, or been settled or released already).
+        """
+        bound = admitted_at + hold
+        if not remove_latest(self._log, bound):
+            return False
+        insert_in_order(self._log, min(at, bound))
+        return True
+
+    def release(self, admitted_at: float, hold: float = 0.0) -> bool:
         """Remove one admission recorded at ``admitted_at`` (a request that never reached the server).
 
-        The most recent entry equal to ``admitted_at`` is removed; the FIFO floor (`next_admission_time` never
-        answers earlier than the last admission) is kept.
+        The most recent entry equal to ``admitted_at + hold`` (the admission as recorded, ``hold`` as given to
+        `try_admit`) is removed; the FIFO floor (`next_admission_time` never answers earlier than the last
+        admission) is kept.
 
         Returns:
             Whether such an entry was found (it may already have left a bounded log).
         """
-        log = self._log
-        for offset in range(len(log) - 1, -1, -1):
-            if log[offset] == admitted_at:
-                del log[offset]
-                return True
-            if log[offset] < admitted_at:
-                break
-        return False
+        return remove_latest(self._log, admitted_at + hold)
 
     def usage(self, now: float) -> GroupUsage:
         """Return what is used and left in each window at ``now``, and the next free slot; records nothing."""
@@ -271,3 +310,29 @@ class SlidingWindowState:
         self._limits = limits
         largest = max((n for _, n in self._windows), default=0)
         self._log = deque(self._log, maxlen=max(largest, len(self._log)))
+
+
+def insert_in_order(log: deque[float], value: float) -> None:
+    """Insert ``value`` into the sorted ``log`` after equal entries; a full log drops its earliest entry first.
+
+    The walk starts at the right end, where new values land: O(number of later entries).
+    """
+    if log.maxlen == 0:
+        return
+    if len(log) == log.maxlen:
+        log.popleft()
+    index = len(log)
+    while index and log[index - 1] > value:
+        index -= 1
+    log.insert(index, value)
+
+
+def remove_latest(log: deque[float], value: float) -> bool:
+    """Remove the most recent entry equal to ``value`` from the sorted ``log``; False when there is none."""
+    for offset in range(len(log) - 1, -1, -1):
+        if log[offset] == value:
+            del log[offset]
+            return True
+        if log[offset] < value:
+            break
+    return False

@@ -37,6 +37,7 @@ import json
 import time
 import warnings
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -425,7 +426,9 @@ class ApiTransport:
         state = {"resolved": False}
         try:
             authorization, generation = await self._authorization(call)
-            admission = await self.limiter.admit(op.rate_group, max_wait=current_limiter_wait(self.max_limiter_wait))
+            admission = await self.limiter.admit(
+                op.rate_group, max_wait=current_limiter_wait(self.max_limiter_wait), pending=True
+            )
             telemetry.limiter_waited(op.rate_group, admission.waited)
             if admission.waited > 0 and generation is not None:
                 # Another call may have renewed the token while this one waited (no I/O when it is still valid).
@@ -435,7 +438,8 @@ class ApiTransport:
                 headers["Authorization"] = authorization
             if self.test_system_warning:
                 headers[TEST_SYSTEM_WARNING_HEADER] = self.test_system_warning
-            status, resp_headers, body = await self._exchange(call, headers, admission, probe, state)
+            refund_401 = generation is not None
+            status, resp_headers, body = await self._exchange(call, headers, admission, probe, state, refund_401)
         finally:
             if probe and not state["resolved"]:
                 self.reachability.abandoned()
@@ -461,8 +465,7 @@ class ApiTransport:
             extra=log | extras(status=status, codes=error.codes),
         )
         if isinstance(error, UnauthorizedError) and generation is not None:
-            await self._give_back(admission)  # KSeF counts a refused token against no context
-            raise _UnauthorizedWithGeneration(error, generation)
+            raise _UnauthorizedWithGeneration(error, generation)  # its slot was given back above
         if isinstance(error, ServerError):
             if call.idempotent:
                 raise _RetryableError(error)
@@ -472,10 +475,20 @@ class ApiTransport:
             ) from error
         raise error
 
-    async def _exchange(
-        self, call: _Call, headers: CIMultiDict[str], admission: Admission, probe: bool, state: dict[str, bool]
+    async def _exchange(  # noqa: PLR0917 - one private call site
+        self,
+        call: _Call,
+        headers: CIMultiDict[str],
+        admission: Admission,
+        probe: bool,
+        state: dict[str, bool],
+        refund_401: bool,
     ) -> tuple[int, CIMultiDictProxy[str], bytes]:
-        """Send the request and read the answer; a failed connection gives the slot back and marks KSeF unreachable."""
+        """Send the request and read the answer; settle or give back its (pending) admission.
+
+        A failed connection gives the slot back and marks KSeF unreachable; so does a 401 when ``refund_401`` (KSeF
+        counts a refused token against no context). Anything else settles the slot: the request counts from now.
+        """
         op = call.op
         log = extras(operation=op.operation_id, group=op.rate_group, reference_number=call.reference_number)
         try:
@@ -487,7 +500,7 @@ class ApiTransport:
                 status = response.status
                 limit = MAX_API_BODY if 200 <= status < 300 else MAX_ERROR_BODY  # noqa: PLR2004
                 body = await read_limited(response, limit, op.operation_id)
-                return status, response.headers, body
+                answer = status, response.headers, body
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # Nothing reached KSeF: the slot goes back, and the call waits for the reachability probe.
             await self._give_back(admission)
@@ -496,8 +509,26 @@ class ApiTransport:
             logger.warning("cannot connect to KSeF for %s (%s)", op.operation_id, type(exc).__name__, extra=log)
             failure = TransportError(f"{op.operation_id}: cannot connect to KSeF ({type(exc).__name__})")
             raise _UnreachableError(failure) from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise self._no_answer(call, exc, log) from exc
+        except BaseException as exc:
+            await self._settle(admission)  # sent, perhaps received (or cancelled meanwhile): it counts from now
+            if isinstance(exc, aiohttp.ClientError | TimeoutError):
+                raise self._no_answer(call, exc, log) from exc
+            raise
+        if status == HTTPStatus.UNAUTHORIZED and refund_401:
+            await self._give_back(admission)
+        else:
+            await self._settle(admission)
+        return answer
+
+    async def _settle(self, admission: Admission) -> None:
+        """Settle ``admission`` (its answer came, or the send failed after it left); a failing backend costs nothing.
+
+        Unsettled, the request would count as arriving at its bound: the safe side.
+        """
+        try:
+            await self.limiter.settle(admission)
+        except Exception:  # noqa: BLE001 - a shared store's failure must not hide the request's own outcome
+            logger.warning("could not settle a rate limit slot", extra=extras(group=admission.group))
 
     async def _give_back(self, admission: Admission) -> None:
         """Release ``admission`` (its request did not count at KSeF); a failing backend only costs the slot."""

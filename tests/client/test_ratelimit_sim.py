@@ -40,8 +40,8 @@ class RecordingBackend(MemoryBackend):
         self.admitted: list[str] = []
         self.paused: list[str] = []
 
-    async def try_admit(self, group: str, limits: WindowLimits, now: float) -> float:
-        allowed = await super().try_admit(group, limits, now)
+    async def try_admit(self, group: str, limits: WindowLimits, now: float, hold: float = 0.0) -> float:
+        allowed = await super().try_admit(group, limits, now, hold)
         if allowed <= now:
             self.admitted.append(group)
         return allowed
@@ -171,6 +171,33 @@ async def test_after_a_429_naming_global_the_call_is_retried_after_the_pause(kse
     assert backend.paused == ["global"]
     assert elapsed >= 1.0  # Retry-After: 1
     assert backend.admitted.count("anonymous") == 4  # three calls, one sent twice
+
+
+async def test_requests_held_up_after_their_admission_still_reach_ksef_within_its_window(
+    ksef_simulator_factory: Any,
+) -> None:
+    # The first window's requests are held up between admission and sending (a connection-pool queue, a busy loop)
+    # longer than the margin, the next window's are not. Counted by admission time, both windows would reach the
+    # server within one second; counted until each answer came, the second waits until the first had arrived.
+    limit = 4
+    sim = await ksef_simulator_factory(rate_limit_overrides={"global": WindowLimits(limit)}, seed=8)
+    limiter = RateLimiter({**API_RATE_LIMITS, "global": WindowLimits(limit)})
+    started = 0
+
+    async def hold_up_the_first_window(*_: object) -> None:
+        nonlocal started
+        started += 1
+        if started <= limit:
+            await asyncio.sleep(0.6)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(hold_up_the_first_window)
+    async with KsefClient(sim.base_url, config=NO_429_RETRY, limiter=limiter, trace_configs=[trace]) as client:
+        await asyncio.gather(*(client.security.public_key_certificates() for _ in range(2 * limit)))
+    assert started == 2 * limit
+    assert sim.counters.rate_limited == 0
+    usage = await limiter.usage("global")
+    assert usage.windows[0].used == limit  # the second window's requests, each settled when answered
 
 
 class _OneToken:

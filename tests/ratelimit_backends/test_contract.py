@@ -163,3 +163,18 @@ async def test_random_schedules_match_the_reference_arithmetic(make_backend: Fac
             want = reference.try_admit(now)
         answers.append((now, got, want))
         assert got == pytest.approx(want, abs=1e-9), answers[-5:]
+
+
+async def test_a_pending_admission_holds_its_slot_until_settled(make_backend: Factory) -> None:
+    backend = make_backend("ctx:Nip:1")
+    one = WindowLimits(1, 30, 180)
+    assert await backend.try_admit("g", one, 0.0, 60.0) == 0.0
+    # In flight: the slot frees no sooner than a window from now; asked again then, the same while unsettled.
+    assert await backend.try_admit("g", one, 0.5, 60.0) == pytest.approx(1.75)
+    assert await backend.next_admission("g", one, 1.75) == pytest.approx(3.0)
+    assert (await backend.usage("g", one, 1.75)).windows[0].used == 1
+    await backend.settle("g", 0.0, 60.0, 2.0)
+    assert await backend.next_admission("g", one, 2.0) == pytest.approx(3.25)  # a window after the answer
+    assert await backend.try_admit("g", one, 3.25, 60.0) == 3.25
+    await backend.release("g", 3.25, 60.0)  # never sent
+    assert await backend.try_admit("g", one, 3.25) == 3.25
