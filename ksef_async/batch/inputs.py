@@ -17,7 +17,7 @@ from typing import TypeAlias
 
 import attrs
 
-from ksef_async.batch.selection import read_invoice_file, select_files
+from ksef_async.batch.selection import Sized, read_invoice_file, select_sized
 from ksef_async.errors import ConfigurationError, InvoiceProblem
 
 __all__ = [
@@ -91,18 +91,15 @@ def expand_paths(path: str | os.PathLike[str]) -> Iterator[Path]:
             cannot be searched or some ``*.xml`` entry is not a readable regular file (every one is named:
             sending part of a directory silently would leave invoices out).
     """
-    selection = select_files([path])
-    if selection.problems:
-        raise ConfigurationError("; ".join(str(p) for p in selection.problems))
-    yield from selection.files
+    for found, _ in _selected(path):
+        yield Path(found)
 
 
-def _pending(path: Path) -> PendingFile:
-    try:
-        size = path.stat().st_size
-    except OSError:
-        size = 0  # `PendingFile.read` names the reason
-    return PendingFile(path.name, os.fspath(path), size)
+def _selected(path: str | os.PathLike[str]) -> list[Sized]:
+    files, problems = select_sized([path])
+    if problems:
+        raise ConfigurationError("; ".join(str(p) for p in problems))
+    return files
 
 
 def iter_inputs(inputs: InputItem | Iterable[InputItem]) -> Iterator[InvoiceInput]:
@@ -138,8 +135,8 @@ def iter_sources(inputs: InputItem | Iterable[InputItem]) -> Iterator[InvoiceInp
             name, data = _pair(item)
             yield InvoiceInput(name, data)
         elif isinstance(item, (str, os.PathLike)):
-            for path in expand_paths(item):
-                yield _pending(path)
+            for path, size in _selected(item):
+                yield PendingFile(os.path.basename(path), path, size)  # noqa: PTH119 - a string, not a Path
         else:
             msg = f"cannot read invoices from a {type(item).__name__}; give paths, bytes or (name, bytes) pairs"
             raise ConfigurationError(msg)

@@ -419,6 +419,14 @@ class ApiTransport:
             raise ConfigurationError(f"{op.operation_id} needs a bearer token")
         return f"Bearer {call.bearer}", None
 
+    def _headers(self, call: _Call, authorization: str | None) -> CIMultiDict[str]:
+        headers = CIMultiDict(call.headers)
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        if self.test_system_warning:
+            headers[TEST_SYSTEM_WARNING_HEADER] = self.test_system_warning
+        return headers
+
     async def _send_once(self, call: _Call, *, probe: bool = False) -> ApiResponse:
         op = call.op
         started = time.monotonic()
@@ -430,14 +438,14 @@ class ApiTransport:
                 op.rate_group, max_wait=current_limiter_wait(self.max_limiter_wait), pending=True
             )
             telemetry.limiter_waited(op.rate_group, admission.waited)
-            if admission.waited > 0 and generation is not None:
-                # Another call may have renewed the token while this one waited (no I/O when it is still valid).
-                authorization, generation = await self._authorization(call)
-            headers = CIMultiDict(call.headers)
-            if authorization is not None:
-                headers["Authorization"] = authorization
-            if self.test_system_warning:
-                headers[TEST_SYSTEM_WARNING_HEADER] = self.test_system_warning
+            try:
+                if admission.waited > 0 and generation is not None:
+                    # Another call may have renewed the token while this one waited (no I/O when it is still valid).
+                    authorization, generation = await self._authorization(call)
+                headers = self._headers(call, authorization)
+            except BaseException:
+                await self._give_back(admission)  # nothing was sent
+                raise
             refund_401 = generation is not None
             status, resp_headers, body = await self._exchange(call, headers, admission, probe, state, refund_401)
         finally:
