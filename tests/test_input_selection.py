@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ksef_async.batch.inputs import iter_inputs
-from ksef_async.batch.selection import UnusableFileError, read_invoice_file, select_files
+from ksef_async.batch.inputs import PendingFile, iter_inputs, iter_sources
+from ksef_async.batch.selection import UnusableFileError, read_invoice_file, select_files, select_sized
 from ksef_async.cli._commands import app
 from ksef_async.errors import ConfigurationError
 
@@ -246,3 +246,24 @@ def test_hidden_names_are_skipped_by_walks_and_wildcards_alike(tmp_path: Path) -
     named = select_files([tmp_path / "._a.xml", f"{tmp_path}/.*.xml"])  # named, or matched by a dot pattern
     assert [p.name for p in named.files] == ["._a.xml", "._a.xml"]
     assert walked.problems == globbed.problems == named.problems == ()
+
+
+def test_each_selected_file_carries_the_size_it_had_when_selected(tmp_path: Path) -> None:
+    # One stat per file: the size read by the walk travels with the path, to bound the read-ahead of the pool.
+    (tmp_path / "sub").mkdir()
+    sizes = {"a.xml": 3, "sub/b.XML": 0, "sub/c.xml": 70_000}
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(b"x" * size)
+    (tmp_path / "note.txt").write_bytes(b"not an invoice")
+    expected = sorted((os.fspath(tmp_path / name), size) for name, size in sizes.items())
+    files, problems = select_sized([tmp_path])
+    assert (sorted(files), problems) == (expected, [])
+    assert [Path(p) for p, _ in files] == list(select_files([tmp_path]).files)  # same files, same order
+    globbed, _ = select_sized([os.fspath(tmp_path / "sub" / "*")])
+    assert globbed == [(os.fspath(tmp_path / "sub" / "b.XML"), 0), (os.fspath(tmp_path / "sub" / "c.xml"), 70_000)]
+    single, _ = select_sized([tmp_path / "a.xml"])
+    assert single == [(os.fspath(tmp_path / "a.xml"), 3)]
+    pending = list(iter_sources(tmp_path))
+    assert [(p.name, p.size) for p in pending if isinstance(p, PendingFile)] == [
+        (Path(path).name, size) for path, size in files
+    ]
