@@ -456,17 +456,9 @@ class RateLimiter:
         """
         if not admission.hold:
             return
-        owner = self._owner(admission.group)
-        backend = owner._backend  # noqa: SLF001 - same class
-        await backend.settle(admission.group, admission.admitted_at, admission.hold, owner._clock.now())  # noqa: SLF001
-        if admission.global_admitted_at is not None:
-            holder = self._per_ip or self
-            await holder._backend.settle(  # noqa: SLF001 - same class
-                GLOBAL_GROUP,
-                admission.global_admitted_at,
-                admission.hold,
-                holder._clock.now(),  # noqa: SLF001
-            )
+        for limiter, group, admitted_at in self._entries(admission):
+            at = limiter._clock.now()  # noqa: SLF001 - same class
+            await limiter._backend.settle(group, admitted_at, admission.hold, at)  # noqa: SLF001
 
     async def release(self, admission: Admission) -> None:
         """Give back an admission whose request never reached KSeF (connection refused, DNS failure...).
@@ -477,14 +469,16 @@ class RateLimiter:
         Cancellation: with the in-memory backend the release is not interrupted (no await point inside); with a
         shared store, a cancelled release may leave the slot taken (the safe side).
         """
-        owner = self._owner(admission.group)
-        await owner._backend.release(admission.group, admission.admitted_at, admission.hold)  # noqa: SLF001
-        if admission.global_admitted_at is not None:
-            holder = self._per_ip or self
-            await holder._backend.release(  # noqa: SLF001 - same class
-                GLOBAL_GROUP, admission.global_admitted_at, admission.hold
-            )
+        for limiter, group, admitted_at in self._entries(admission):
+            await limiter._backend.release(group, admitted_at, admission.hold)  # noqa: SLF001 - same class
         logger.debug("rate limit admission released", extra={"group": admission.group})
+
+    def _entries(self, admission: Admission) -> list[tuple[RateLimiter, str, float]]:
+        """The log entries ``admission`` recorded: (the limiter holding the group, the group, the time recorded)."""
+        entries = [(self._owner(admission.group), admission.group, admission.admitted_at)]
+        if admission.global_admitted_at is not None:
+            entries.append((self._per_ip or self, GLOBAL_GROUP, admission.global_admitted_at))
+        return entries
 
     async def usage(self, group: str) -> GroupUsage:
         """Return the used and remaining requests of ``group`` in each window and its next free slot (no API call).

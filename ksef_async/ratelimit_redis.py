@@ -65,6 +65,7 @@ from ksef_async.core.ratelimit import (
     WindowUsage,
     insert_in_order,
     remove_latest,
+    window_free_time,
 )
 from ksef_async.core.ratelimit_groups import PER_IP_GROUPS
 from ksef_async.errors import ConfigurationError
@@ -270,12 +271,8 @@ class _LocalShare:
         self.last = -math.inf
 
     def next_time(self, windows: tuple[tuple[float, int], ...], now: float) -> float:
-        earliest = max(now, self.paused, self.last)
-        log = self.log
-        for length, limit in windows:
-            if len(log) >= limit:
-                earliest = max(earliest, min(log[-limit], max(now, self.last)) + length)
-        return earliest
+        free = window_free_time(self.log, windows, max(now, self.last))
+        return max(now, self.paused, self.last, free)
 
     def record(self, now: float, hold: float, *, outage: bool) -> None:
         insert_in_order(self.log, now + hold)

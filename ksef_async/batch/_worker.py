@@ -6,8 +6,6 @@ validators, the deflate backend), not the engine, anyio or the archive pipeline.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 from typing import Final
 
@@ -15,6 +13,7 @@ import attrs
 
 from ksef_async.batch.inputs import InvoiceInput, PendingFile
 from ksef_async.batch.selection import UnusableFileError
+from ksef_async.core.digest import sha256_b64
 from ksef_async.core.plan import FormKey, InvoiceEntry
 from ksef_async.core.zipstream import DeflatedEntry, deflate_entry
 from ksef_async.errors import InvoiceError, InvoiceProblem
@@ -85,7 +84,7 @@ def describe(source: InvoiceInput | PendingFile, validate: bool, level: int) -> 
             form = identify(item.data, item.name)
         except InvoiceError as exc:
             return None, tuple(exc.problems), None
-        sha = base64.b64encode(hashlib.sha256(item.data).digest()).decode("ascii")
+        sha = sha256_b64(item.data)
         number = nip = None
         attachment = False
     if form not in BATCH_FORMS:

@@ -93,25 +93,26 @@ def _os_reason(exc: OSError) -> str:
 
 def unusable_reason(path: Path) -> str | None:
     """Return why ``path`` is neither a regular file nor a directory we can use, or ``None`` when it is one."""
-    return _examined(os.fspath(path))[0]
+    found = _examined(os.fspath(path))
+    return found if isinstance(found, str) else None
 
 
-def _examined(path: str) -> tuple[str | None, int]:
-    """`unusable_reason` of ``path`` and its size (0 when unusable), from one ``stat``."""
+def _examined(path: str) -> str | os.stat_result:
+    """Why ``path`` is unusable (as `unusable_reason`), or, when it is usable, what its one ``stat`` said."""
     try:
         info = os.stat(path)  # noqa: PTH116 - a string path: no `Path` per file on the hot walk
     except FileNotFoundError:
-        return ("a broken symbolic link" if os.path.islink(path) else "no such file or directory"), 0  # noqa: PTH114
+        return "a broken symbolic link" if os.path.islink(path) else "no such file or directory"  # noqa: PTH114
     except OSError as exc:
-        return _os_reason(exc), 0
-    return _kind_reason(info.st_mode), info.st_size
+        return _os_reason(exc)
+    return _kind_reason(info.st_mode) or info
 
 
 # A selected file: its path and the size it had when selected (bounds the read-ahead; the read checks it again).
 Sized = tuple[str, int]
 
 
-def _path_order(path: str | Path) -> list[str]:
+def _path_order(path: str) -> list[str]:
     # The order of `Path` comparisons (component by component, case-folded where the system folds case), as
     # one key per path: sorting 10,000 paths by `Path.__lt__` costs ~120,000 Python-level comparisons.
     return os.path.normcase(path).split(os.sep)  # noqa: PTH206 - a string split, not a Path per key
@@ -134,11 +135,11 @@ def _walk(top: Path) -> tuple[list[Sized], list[InvoiceProblem]]:
                 continue
             # Strings, one stat each: for 10,000 files a `Path` and a second stat apiece cost ~0.3 s.
             path = os.path.join(dirpath, name)  # noqa: PTH118
-            reason, size = _examined(path)
-            if reason is None:
-                files.append((path, size))  # a directory would be in ``dirnames``, unless it appeared since
+            found = _examined(path)
+            if isinstance(found, str):
+                problems.append(InvoiceProblem(path, found, None, "io"))
             else:
-                problems.append(InvoiceProblem(path, reason, None, "io"))
+                files.append((path, found.st_size))  # a directory would be in ``dirnames``, unless it appeared since
     files.sort(key=lambda found: _path_order(found[0]))
     problems.sort(key=lambda p: p.file)
     return files, problems
@@ -223,22 +224,23 @@ def _glob(pattern: str) -> tuple[list[Path], list[InvoiceProblem]]:
 def _select_one(path: str | os.PathLike[str]) -> tuple[list[Sized], list[InvoiceProblem]]:
     p = Path(path)
     text = os.fspath(path)
-    reason, size = _examined(text)
-    if reason is None:
-        return _walk(p) if p.is_dir() else ([(text, size)], [])
+    examined = _examined(text)
+    if not isinstance(examined, str):  # usable: what its stat said
+        return _walk(p) if stat.S_ISDIR(examined.st_mode) else ([(text, examined.st_size)], [])
+    reason = examined
     if _GLOB_CHARS & set(text) and not os.path.lexists(text):  # a pattern (stat may fail with EACCES first)
         matches, problems = _glob(text)
         files: list[Sized] = []
         for match in matches:
-            why, found_size = _examined(os.fspath(match))
-            if why is not None:
-                problems.append(InvoiceProblem(os.fspath(match), why, None, "io"))
-            elif match.is_dir():  # a matched directory is searched like one named directly
-                found, bad = _walk(match)
-                files.extend(found)
+            found = _examined(os.fspath(match))
+            if isinstance(found, str):
+                problems.append(InvoiceProblem(os.fspath(match), found, None, "io"))
+            elif stat.S_ISDIR(found.st_mode):  # a matched directory is searched like one named directly
+                walked, bad = _walk(match)
+                files.extend(walked)
                 problems.extend(bad)
             else:
-                files.append((os.fspath(match), found_size))
+                files.append((os.fspath(match), found.st_size))
         if files or problems:
             return list(dict.fromkeys(files)), problems
         return [], [InvoiceProblem(text, "no such file, directory or matching glob", None, "missing")]

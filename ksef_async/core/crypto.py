@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import os
 from collections.abc import Iterable, Sequence
 
@@ -14,6 +13,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from ksef_async.core.digest import b64, sha256_b64
 from ksef_async.errors import CryptoError
 
 __all__ = [
@@ -43,11 +43,6 @@ KEY_USAGE_SYMMETRIC = "SymmetricKeyEncryption"
 _OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
-def b64(data: bytes) -> str:
-    """Standard Base64 (with padding), as KSeF uses for hashes, keys and content."""
-    return base64.b64encode(data).decode("ascii")
-
-
 def b64decode(text: str, *, field: str = "value") -> bytes:
     """Decode standard Base64 strictly; raise `CryptoError` naming ``field`` when it is not Base64."""
     try:
@@ -55,11 +50,6 @@ def b64decode(text: str, *, field: str = "value") -> bytes:
     except (ValueError, TypeError) as exc:
         msg = f"{field} is not valid Base64"
         raise CryptoError(msg) from exc
-
-
-def sha256_b64(data: bytes | bytearray | memoryview) -> str:
-    """Base64 of the SHA-256 digest (KSeF's ``Sha256HashBase64``, 44 characters)."""
-    return b64(hashlib.sha256(data).digest())
 
 
 def encrypted_size(plain_size: int) -> int:

@@ -51,6 +51,7 @@ __all__ = [
     "WindowUsage",
     "insert_in_order",
     "remove_latest",
+    "window_free_time",
 ]
 
 #: Fraction by which each window is lengthened: 3 s on 60 s, 180 s on 3600 s (the 1 s window gets the floor).
@@ -205,16 +206,8 @@ class SlidingWindowState:
         The answer also respects the pause and never precedes the last recorded admission (FIFO order). When the
         entry that decides is still pending, the answer is the earliest it can be (``now`` plus the window).
         """
-        earliest = max(now, self._paused_until, self._last)
-        # A pending entry lies ahead of every admission time: it frees its window no sooner than a window from now.
-        horizon = max(now, self._last)
-        log = self._log
-        size = len(log)
-        for length, limit in self._windows:
-            if size >= limit:
-                # The limit-th most recent arrival must leave the window before the next request enters it.
-                earliest = max(earliest, min(log[-limit], horizon) + length)
-        return earliest
+        free = window_free_time(self._log, self._windows, max(now, self._last))
+        return max(now, self._paused_until, self._last, free)
 
     def admit(self, now: float) -> None:
         """Record an admission at ``now``.
@@ -336,3 +329,18 @@ def remove_latest(log: deque[float], value: float) -> bool:
         if log[offset] < value:
             break
     return False
+
+
+def window_free_time(log: deque[float], windows: tuple[tuple[float, int], ...], horizon: float) -> float:
+    """The earliest time every ``(length, limit)`` window has room for one more request (``-inf``: none is full).
+
+    ``log`` holds the arrival bounds, sorted; the ``limit``-th most recent must leave its window before the next
+    request enters it. An entry after ``horizon`` (the later of now and the last admission) is pending: it frees its
+    window no sooner than a window after ``horizon``.
+    """
+    free = -math.inf
+    size = len(log)
+    for length, limit in windows:
+        if size >= limit:
+            free = max(free, min(log[-limit], horizon) + length)
+    return free

@@ -15,9 +15,7 @@ invoice parser never loads DTDs or expands entities.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
 import re
 import threading
 from collections.abc import Iterable
@@ -27,6 +25,7 @@ import attrs
 from lxml import etree
 
 from ksef_async._schemas import schema_path
+from ksef_async.core.digest import sha256_b64
 from ksef_async.errors import InvoiceError, InvoiceProblem
 from ksef_async.xml._resolver import BUNDLED_URLS, doctype_in_prolog, hardened_parser, schema_parser
 from ksef_async.xml.forms import InvoiceForm, form_for_tag, unknown_form_problem
@@ -408,7 +407,7 @@ def _check(data: bytes, name: str, xsd: bool) -> ValidationResult:
         return ValidationResult(name, tuple(problems), None, form)
     invoice = ValidatedInvoice(
         name=name,
-        sha256=base64.b64encode(hashlib.sha256(data).digest()).decode("ascii"),
+        sha256=sha256_b64(data),
         size=size,
         form=form,
         seller_nip=_seller_id(_text(fields.get("seller_nip")), form),
