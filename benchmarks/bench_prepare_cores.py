@@ -16,7 +16,8 @@ Rows, ``--mode validate``:
   6) into a ``BytesIO``, split into 99,999,984-byte parts, one-shot PKCS#7 + AES-256-CBC per part, SHA-256 of the
   zip and of every part. One core.
 - ``ours: 1 worker``: `prepare_batch_sync(DIR, workers=1)`: every stage in the calling thread.
-- ``ours: N threads`` / ``ours: N processes``: ``workers=N`` with ``executor="thread"`` / ``"process"``.
+- ``ours: N threads`` / ``ours: N processes``: ``workers=N`` with ``executor="thread"`` / ``"process"``; processes
+  are the default when validating (``executor="auto"``): `ksef_async.batch._procs` workers.
 
 Rows, ``--mode compress`` (``validate=False``):
 

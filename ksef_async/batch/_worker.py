@@ -14,12 +14,11 @@ import attrs
 from ksef_async.batch.inputs import InvoiceInput, PendingFile
 from ksef_async.batch.selection import UnusableFileError
 from ksef_async.core.digest import sha256_b64
-from ksef_async.core.plan import FormKey, InvoiceEntry
 from ksef_async.core.zipstream import DeflatedEntry, deflate_entry
 from ksef_async.errors import InvoiceError, InvoiceProblem
 from ksef_async.xml.forms import FA2, FA3, FA_RR1, InvoiceForm, detect_form, form_for_tag
 
-__all__ = ["BATCH_FORMS", "Description", "Source", "Unreadable", "describe", "describe_batch", "warm_up"]
+__all__ = ["BATCH_FORMS", "Description", "Entry", "Source", "Unreadable", "describe", "describe_batch", "warm_up"]
 
 BATCH_FORMS: Final[tuple[InvoiceForm, ...]] = (FA2, FA3, FA_RR1)
 """Forms POST /sessions/batch accepts (the spec's ``formCode`` table); PEF is online-only."""
@@ -91,17 +90,7 @@ def describe(source: InvoiceInput | PendingFile, validate: bool, level: int) -> 
         accepted = ", ".join(f.name for f in BATCH_FORMS)
         problem = InvoiceProblem(item.name, f"{form.name} cannot be sent in a batch session (accepted: {accepted})")
         return None, (attrs.evolve(problem, rule="form"),), None
-    code = form.form_code
-    entry = InvoiceEntry(
-        name=item.name,
-        sha256=sha,
-        size=len(item.data),
-        form=FormKey(code.system_code, code.schema_version, code.value),
-        invoice_number=number,
-        seller_nip=nip,
-        has_attachment=attachment,
-        source=item.source,
-    )
+    entry: Entry = (item.name, sha, len(item.data), BATCH_FORMS.index(form), number, nip, attachment, item.source)
     # Compressed here, in the worker, so that deflate runs on every core and the session packer sees each
     # invoice's real archive bytes before it picks the session.
     try:
@@ -111,7 +100,10 @@ def describe(source: InvoiceInput | PendingFile, validate: bool, level: int) -> 
     return entry, (), deflated
 
 
-Description = tuple[InvoiceEntry | None, tuple[InvoiceProblem, ...], DeflatedEntry | None]
+Entry = tuple[str, str, int, int, str | None, str | None, bool, str | None]
+"""An invoice's plan entry as a plain tuple, cheap to pickle: name, SHA-256, size, index of its form in
+`BATCH_FORMS`, invoice number, seller NIP, whether it has an attachment, source path."""
+Description = tuple[Entry | None, tuple[InvoiceProblem, ...], DeflatedEntry | None]
 Source = InvoiceInput | PendingFile
 
 

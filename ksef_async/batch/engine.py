@@ -148,7 +148,7 @@ class SendConfig:
         validate: Preflight and XSD validation before anything is sent (default True).
         on_invalid: ``"stop"`` at the first invalid invoice (default; nothing is sent) or ``"skip"`` it and
             report it.
-        workers: Validation threads (default: CPU count, at most 8).
+        workers: Validation workers: processes when validating, threads otherwise (default: CPU count, at most 8).
         use_context_limits: Read ``GET /limits/context`` to split sessions by the context's own limits.
         part_backoff: Waits between attempts of one part (default 0.5 s doubling to 30 s), within its window.
         open_backoff: Waits between attempts to open a session after an unclear answer (an unrecorded open just

@@ -1,13 +1,14 @@
 """Prepare a batch send: validate invoices, group them into sessions, and spool encrypted parts plus the plan.
 
-One pass over the inputs, in bounded memory. Invoice files are read, validated and compressed in a pool, a few
-ahead of the zip writer (the calling thread only lists them: the workers get paths, not bytes). Threads are the
-default: lxml releases the GIL while it parses and validates, and `ksef_async.xml.validation` keeps its schemas per
-thread. Measured on 2 cores (10,000 ~13 kB invoices, whole prepare with validation): 1 worker 48 MB/s, 2 threads
-60 MB/s, 2 spawned processes 71 MB/s (`benchmarks/bench_prepare_cores.py`): threads lose CPU to GIL hand-offs
-around every lxml, deflate, hash and read call. Processes (``executor="process"``) need the caller's
-``if __name__ == "__main__"`` guard and each costs ~0.2 s to start, so they are opt-in, for large validated
-batches; without validation threads are faster (the compressed entries would have to cross a pipe).
+One pass over the inputs, in bounded memory. Invoice files are read, validated and compressed by workers, a few
+batches ahead of the zip writer (the calling thread only lists them: the workers get paths, not bytes).
+
+Validating runs in worker processes by default (``executor="auto"``): the Python work around each lxml call holds
+the GIL, so threads serialise there (2 threads on 2 cores: 1.5x one thread). The processes run
+`ksef_async.batch._worker_main` (`ksef_async.batch._procs`), not multiprocessing's spawn, so the caller needs no
+``if __name__ == "__main__"`` guard; a run of fewer than ``2 * workers`` batches of 64 invoices, which would not repay
+their start (~0.1 s CPU each), stays in threads. Without validation threads compress on every core (isal, zlib and
+hashlib release the GIL) and the compressed entries need not cross a pipe.
 
 Each invoice is compressed in the pool too (`deflate_entry`); each valid one then joins its session by its real
 archive bytes (`SessionPacker`: one open session per form code, closed when the next invoice would break a limit)
@@ -32,7 +33,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import datetime as dt
-import multiprocessing
+import itertools
 import os
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
@@ -46,15 +47,8 @@ import attrs
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ksef_async._private_files import write_private
-from ksef_async.batch._worker import (
-    BATCH_FORMS,
-    Description,
-    Source,
-    Unreadable,
-    describe,
-    describe_batch,
-    warm_up,
-)
+from ksef_async.batch._procs import ProcessWorkers, WorkerFailedError, can_start_processes
+from ksef_async.batch._worker import BATCH_FORMS, Description, Entry, Source, Unreadable, describe, describe_batch
 from ksef_async.batch.inputs import DuplicateCheck, InputItem, Inputs, PendingFile, iter_sources
 from ksef_async.core.batch_limits import MAX_PART_PLAIN_SIZE, check_part_size
 from ksef_async.core.crypto import MfPublicKey, SessionKey, b64
@@ -62,6 +56,7 @@ from ksef_async.core.pipeline import ArchivePipeline, PartInfo
 from ksef_async.core.plan import (
     BatchPlan,
     EncryptionRecord,
+    FormKey,
     InvoiceEntry,
     InvoicesJsonMemo,
     SessionLimits,
@@ -86,9 +81,12 @@ __all__ = [
 
 PLAN_FILE: Final = "plan.json"
 OnInvalid = Literal["stop", "skip"]
-Executor = Literal["thread", "process"]
+Executor = Literal["auto", "thread", "process"]
 _DIR_MODE: Final = 0o700
 _FILE_MODE: Final = 0o600
+_THREAD_BATCH: Final = 8
+_PROCESS_BATCH: Final = 64  # a process pays a pickling round trip per batch
+_BATCH_BYTES: Final = 1 << 20  # bounds the read-ahead whatever the invoice size
 _FILE_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -241,30 +239,39 @@ def _batches(items: Iterator[Source], max_count: int, max_bytes: int) -> Iterato
 def _described(
     items: Iterator[Source], validate: bool, level: int, workers: int, executor: Executor
 ) -> Iterator[Description]:
-    """Yield ``items`` with their description, in input order, with up to ``2 * workers`` batches in flight.
-
-    Batches keep the per-task overhead small: a process pool pays a pickling round trip per task (one task per
-    invoice ran at a third of the thread pool's speed), threads a queue hand-off. They are capped at 1 MB of
-    invoices, so the read-ahead stays bounded whatever the invoice size.
-    """
+    """Yield ``items`` with their description, in input order, described by ``workers`` threads or processes."""
     if workers <= 1:
         for item in items:
             yield _checked(describe(item, validate, level))
         return
-    pool, max_count = _pool(executor, workers, validate)
+    if executor == "auto":
+        executor = "process" if validate else "thread"
+    if executor == "process" and can_start_processes():
+        yield from _described_in_processes(items, validate, level, workers)
+    else:
+        yield from _described_in_threads(items, validate, level, workers)
+
+
+def _described_in_threads(items: Iterator[Source], validate: bool, level: int, workers: int) -> Iterator[Description]:
+    """Describe in a thread pool, with up to ``2 * workers`` batches in flight.
+
+    Batches keep the per-task overhead (a queue hand-off) small. They are capped at 1 MB of invoices, so the
+    read-ahead stays bounded whatever the invoice size.
+    """
+    pool = cf.ThreadPoolExecutor(workers, thread_name_prefix="ksef-prepare")
     with pool:
-        # Each slot holds a batch and its pool future, or its results when the calling thread described it itself.
+        # Each slot holds a batch's pool future, or its results when the calling thread described it itself.
         window: deque[cf.Future[list[Description | Unreadable]] | list[Description | Unreadable]] = deque()
         inline = 0
-        batches = _batches(items, max_count, 1 << 20)
+        batches = _batches(items, _THREAD_BATCH, _BATCH_BYTES)
         try:
             for batch in batches:
                 window.append(pool.submit(describe_batch, batch, validate, level))
                 while len(window) >= 2 * workers:
                     done = window[0]
                     if isinstance(done, cf.Future) and not done.done() and inline < workers:
-                        # The pool lags (processes still starting, or busy): help instead of waiting. The results
-                        # keep their place in the window, so the order holds; at most ``workers`` such batches.
+                        # The pool lags: help instead of waiting. The results keep their place in the window,
+                        # so the order holds; at most ``workers`` such batches at a time.
                         extra = next(batches, None)
                         if extra is not None:
                             window.append(describe_batch(extra, validate, level))
@@ -273,36 +280,50 @@ def _described(
                     window.popleft()
                     if not isinstance(done, cf.Future):
                         inline -= 1
-                    yield from _joined(done)
+                    yield from _joined(done.result() if isinstance(done, cf.Future) else done)
             while window:
-                yield from _joined(window.popleft())
+                done = window.popleft()
+                yield from _joined(done.result() if isinstance(done, cf.Future) else done)
         finally:
-            _cancel(window)
+            for pending in window:
+                if isinstance(pending, cf.Future):
+                    pending.cancel()
 
 
-def _cancel(window: Iterable[object]) -> None:
-    for pending in window:
-        if isinstance(pending, cf.Future):
-            pending.cancel()
+def _described_in_processes(items: Iterator[Source], validate: bool, level: int, workers: int) -> Iterator[Description]:
+    """Describe in ``workers`` processes (`ProcessWorkers`), with up to two batches in flight per process.
+
+    A run of fewer than ``2 * workers`` batches does not pay for starting processes (~0.1 s CPU each): threads
+    describe it. If a process fails (or none can start), threads describe the rest.
+    """
+    batches = _batches(items, _PROCESS_BATCH, _BATCH_BYTES)
+    first = list(itertools.islice(batches, 2 * workers))
+    if len(first) < 2 * workers:
+        yield from _described_in_threads(itertools.chain.from_iterable(first), validate, level, workers)
+        return
+    unsent = itertools.chain(first, batches)
+    sent: deque[tuple[int, list[Source]]] = deque()  # (worker, batch) in input order, not received yet
+    try:
+        with ProcessWorkers(workers) as procs:
+            for index, batch in enumerate(unsent):
+                sent.append((index % workers, batch))
+                procs.send(index % workers, batch, validate, level)
+                if len(sent) >= 2 * workers:
+                    results = procs.receive(sent[0][0])
+                    sent.popleft()
+                    yield from _joined(results)
+            while sent:
+                results = procs.receive(sent[0][0])
+                sent.popleft()
+                if not sent:
+                    procs.finish()  # they exit while the last results are written
+                yield from _joined(results)
+    except WorkerFailedError:
+        rest = itertools.chain.from_iterable(itertools.chain((batch for _, batch in sent), unsent))
+        yield from _described_in_threads(rest, validate, level, workers)
 
 
-def _pool(executor: Executor, workers: int, validate: bool) -> tuple[cf.Executor, int]:
-    """Return the pool and the invoices per task for it."""
-    if executor == "process":
-        # spawn, not fork: the caller may have threads (an event loop, anyio workers) that fork would copy broken.
-        pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        # A spawned worker takes ~0.2 s to start (interpreter, imports): start them now, while the calling thread
-        # lists the files, rather than when the first batch is ready.
-        for _ in range(workers):
-            pool.submit(warm_up, validate)
-        return pool, 64
-    return cf.ThreadPoolExecutor(workers, thread_name_prefix="ksef-prepare"), 8
-
-
-def _joined(
-    done: cf.Future[list[Description | Unreadable]] | list[Description | Unreadable],
-) -> Iterator[Description]:
-    results = done.result() if isinstance(done, cf.Future) else done
+def _joined(results: list[Description | Unreadable]) -> Iterator[Description]:
     for description in results:
         yield _checked(description)
 
@@ -311,6 +332,16 @@ def _checked(description: Description | Unreadable) -> Description:
     if isinstance(description, Unreadable):
         raise description.error()
     return description
+
+
+_FORM_KEYS: Final = tuple(
+    FormKey(form.form_code.system_code, form.form_code.schema_version, form.form_code.value) for form in BATCH_FORMS
+)
+
+
+def _entry(fields: Entry) -> InvoiceEntry:
+    name, sha256, size, form, number, nip, attachment, source = fields
+    return InvoiceEntry(name, sha256, size, _FORM_KEYS[form], number, nip, attachment, source)
 
 
 def _default_workers() -> int:
@@ -356,7 +387,7 @@ def prepare_batch_sync(
     on_invalid: OnInvalid = "stop",
     limits: SessionLimits | None = None,
     workers: int | None = None,
-    executor: Executor = "thread",
+    executor: Executor = "auto",
     level: int = DEFAULT_LEVEL,
     on_session: Callable[[SessionPlan], object] | None = None,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
@@ -376,7 +407,8 @@ def prepare_batch_sync(
         limits: Session limits (e.g. from ``GET /limits/context``); its ``part_size`` is replaced by
             ``part_size``.
         workers: Validation workers (default: the CPU count, at most 8).
-        executor: Validate in ``"thread"``s (default) or ``"process"``es (spawned; see the module docstring).
+        executor: Describe invoices in ``"process"``es or ``"thread"``s; ``"auto"`` (default): processes when
+            validating, threads otherwise (see the module docstring).
         level: Deflate level.
         on_session: Called with each session as soon as its parts are complete (before the plan is written;
             under ``on_invalid="stop"`` a later invalid invoice still deletes them).
@@ -410,10 +442,10 @@ def prepare_batch_sync(
     )
     try:
         described = _described(iter_sources(inputs), validate, level, workers or _default_workers(), executor)
-        for entry, problems, deflated in described:
+        for fields, problems, deflated in described:
             if check_cancelled is not None:
                 check_cancelled()
-            run.add(entry, problems, deflated)
+            run.add(None if fields is None else _entry(fields), problems, deflated)
         batch = run.finish(clock())
     except BaseException:
         try:
@@ -539,6 +571,7 @@ async def prepare_batch(
     on_invalid: OnInvalid = "stop",
     limits: SessionLimits | None = None,
     workers: int | None = None,
+    executor: Executor = "auto",
     on_session: Callable[[SessionPlan], Awaitable[object] | object] | None = None,
     on_abort: Callable[[], Awaitable[object]] | None = None,
 ) -> BatchPlan:
@@ -583,6 +616,7 @@ async def prepare_batch(
             on_invalid=on_invalid,
             limits=limits,
             workers=workers,
+            executor=executor,
             on_session=notify if on_session is not None else None,
             check_cancelled=anyio.from_thread.check_cancelled,
             on_abort=abort,

@@ -1,0 +1,163 @@
+"""Prepare in worker processes: same plan as one thread, input order, a failed worker, no main-module re-run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ksef_async.batch import prepare as prepare_module
+from ksef_async.batch import prepare_batch_sync
+from ksef_async.batch._procs import ProcessWorkers
+from ksef_async.core.crypto import SessionKey, b64decode, decrypt_cbc, rsa_oaep_decrypt
+from ksef_async.core.plan import BatchPlan
+from ksef_async.errors import InvoiceError
+from ksef_async.testing.invoices import InvoiceFactory
+
+SELLER = "5265877635"
+PRIVATE = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+POOL = list(InvoiceFactory(SELLER, seed=11, size_kb=4).iter(30))
+
+
+@pytest.fixture(autouse=True)
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two invoices per batch: 30 invoices make 15 batches over 2 processes, well past the start threshold.
+    monkeypatch.setattr(prepare_module, "_PROCESS_BATCH", 2)
+
+
+def _write(directory: Path, items: list[tuple[str, bytes]]) -> Path:
+    directory.mkdir()
+    for name, data in items:
+        (directory / name).write_bytes(data)
+    return directory
+
+
+def _archive(plan: BatchPlan, state: Path) -> zipfile.ZipFile:
+    session = plan.sessions[0]
+    assert session.encryption is not None
+    key = SessionKey(
+        rsa_oaep_decrypt(PRIVATE, b64decode(session.encryption.encrypted_symmetric_key)),
+        b64decode(session.encryption.initialization_vector),
+    )
+    plain = b"".join(decrypt_cbc(key, (state / part.file).read_bytes()) for part in session.parts)
+    import io  # noqa: PLC0415
+
+    return zipfile.ZipFile(io.BytesIO(plain))
+
+
+def _children() -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        text = (task / "children").read_text()
+        found.update(int(pid) for pid in text.split())
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="lists child processes through /proc")
+def test_processes_give_the_plan_one_thread_gives_in_input_order(tmp_path: Path) -> None:
+    source = _write(tmp_path / "in", POOL)
+    before = _children()
+    by_process = prepare_batch_sync(
+        str(source), public_key=PRIVATE.public_key(), state_dir=tmp_path / "p", workers=2, executor="process"
+    )
+    by_thread = prepare_batch_sync(str(source), public_key=PRIVATE.public_key(), state_dir=tmp_path / "t", workers=1)
+    assert by_process.sessions[0].invoices == by_thread.sessions[0].invoices
+    assert [e.name for e in by_process.sessions[0].invoices] == sorted(n for n, _ in POOL)
+    with _archive(by_process, tmp_path / "p") as archive:
+        assert {n: archive.read(n) for n in archive.namelist()} == dict(POOL)
+    assert _children() == before  # every worker process has ended
+
+
+def test_the_default_describes_a_large_validated_run_in_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[int] = []
+    real = ProcessWorkers.__init__
+
+    def counting(self: ProcessWorkers, count: int) -> None:
+        started.append(count)
+        real(self, count)
+
+    monkeypatch.setattr(ProcessWorkers, "__init__", counting)
+    prepare_batch_sync(POOL, public_key=PRIVATE.public_key(), state_dir=tmp_path / "a", workers=2)
+    assert started == [2]
+    # Without validation threads compress (the entries would otherwise cross a pipe), and a run too small to
+    # pay for starting processes stays in threads.
+    prepare_batch_sync(POOL, public_key=PRIVATE.public_key(), state_dir=tmp_path / "b", workers=2, validate=False)
+    prepare_batch_sync(POOL[:6], public_key=PRIVATE.public_key(), state_dir=tmp_path / "c", workers=2)
+    assert started == [2]
+
+
+def test_a_worker_killed_mid_run_costs_no_invoice_and_no_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real_send = ProcessWorkers.send
+    sent: list[int] = []
+
+    def send_then_kill(self: ProcessWorkers, worker: int, *args: object) -> None:
+        real_send(self, worker, *args)  # type: ignore[arg-type]
+        sent.append(worker)
+        if len(sent) == 5:
+            self._procs[1].kill()  # the worker dies with requests in hand
+
+    monkeypatch.setattr(ProcessWorkers, "send", send_then_kill)
+    plan = prepare_batch_sync(POOL, public_key=PRIVATE.public_key(), state_dir=tmp_path, workers=2, executor="process")
+    assert [e.name for e in plan.sessions[0].invoices] == [n for n, _ in POOL]
+    with _archive(plan, tmp_path) as archive:
+        assert {n: archive.read(n) for n in archive.namelist()} == dict(POOL)
+    assert "prepare worker process 1 failed" in caplog.text
+
+
+def test_an_invalid_invoice_stops_the_run_in_order_and_ends_the_workers(tmp_path: Path) -> None:
+    broken = ("broken.xml", POOL[0][1].replace(b"<P_2>", b"<P_2x>", 1))
+    inputs = [*POOL[:17], broken, *POOL[17:]]
+    with pytest.raises(InvoiceError) as info:
+        prepare_batch_sync(
+            inputs, public_key=PRIVATE.public_key(), state_dir=tmp_path / "s", workers=2, executor="process"
+        )
+    assert [p.file for p in info.value.problems] == ["broken.xml"]
+    assert list((tmp_path / "s").iterdir()) == []
+
+
+def test_a_script_without_a_main_guard_runs_once(tmp_path: Path) -> None:
+    # A spawned multiprocessing child imports the caller's main module; these workers must not: a script
+    # without ``if __name__ == "__main__"`` would run again in every worker.
+    source = _write(tmp_path / "in", POOL)
+    runs = tmp_path / "runs.txt"
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            from cryptography.hazmat.primitives.asymmetric import rsa
+            from ksef_async.batch import prepare as prepare_module
+            from ksef_async.batch import prepare_batch_sync
+
+            with open({str(runs)!r}, "a") as log:
+                log.write("run\\n")
+            prepare_module._PROCESS_BATCH = 2
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+            plan = prepare_batch_sync({str(source)!r}, public_key=key, state_dir={str(tmp_path / "s")!r},
+                                      workers=2, executor="process")
+            print(plan.invoice_count)
+            """
+        )
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(len(POOL))
+    assert runs.read_text() == "run\n"
+
+
+def test_workers_that_cannot_start_leave_the_run_to_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    plan = prepare_batch_sync(POOL, public_key=PRIVATE.public_key(), state_dir=tmp_path / "s", workers=2)
+    assert [e.name for e in plan.sessions[0].invoices] == [n for n, _ in POOL]
+    assert "cannot start" in caplog.text
