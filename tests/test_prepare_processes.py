@@ -161,3 +161,13 @@ def test_workers_that_cannot_start_leave_the_run_to_threads(
     plan = prepare_batch_sync(POOL, public_key=PRIVATE.public_key(), state_dir=tmp_path / "s", workers=2)
     assert [e.name for e in plan.sessions[0].invoices] == [n for n, _ in POOL]
     assert "cannot start" in caplog.text
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="lists child processes through /proc")
+def test_workers_started_for_a_small_directory_end_unused(tmp_path: Path) -> None:
+    # A directory's workers start before its walk; three invoices are too few for them, and threads describe them.
+    source = _write(tmp_path / "in", POOL[:3])
+    before = _children()
+    plan = prepare_batch_sync(str(source), public_key=PRIVATE.public_key(), state_dir=tmp_path / "s", workers=2)
+    assert [e.name for e in plan.sessions[0].invoices] == sorted(n for n, _ in POOL[:3])
+    assert _children() == before

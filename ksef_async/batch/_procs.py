@@ -52,6 +52,7 @@ class ProcessWorkers:
     def __init__(self, count: int) -> None:
         self._procs: list[subprocess.Popen[bytes]] = []
         self._pending = [0] * count
+        self._used = False
         env = _environment()
         try:
             for _ in range(count):
@@ -92,6 +93,7 @@ class ProcessWorkers:
         except OSError as exc:  # BrokenPipeError: it exited
             raise self._failed(worker, f"cannot send it a batch ({exc})") from None
         self._pending[worker] += 1
+        self._used = True
 
     def receive(self, worker: int) -> list[Description | Unreadable]:
         """The answer to the oldest request sent to ``worker`` and not received yet.
@@ -128,7 +130,7 @@ class ProcessWorkers:
     def close(self) -> None:
         """End every worker: close its input and wait for it; one with answers nobody will read is killed."""
         for proc, pending in zip(self._procs, self._pending, strict=False):
-            if pending > 0:  # the run stopped early: its answers are not wanted, and the work is pure
+            if pending > 0 or not self._used:  # answers nobody wants (the work is pure), or no work at all
                 proc.kill()
         self.finish()
         for proc in self._procs:

@@ -237,9 +237,13 @@ def _batches(items: Iterator[Source], max_count: int, max_bytes: int) -> Iterato
 
 
 def _described(
-    items: Iterator[Source], validate: bool, level: int, workers: int, executor: Executor
+    inputs: InputItem | Iterable[InputItem], validate: bool, level: int, workers: int, executor: Executor
 ) -> Iterator[Description]:
-    """Yield ``items`` with their description, in input order, described by ``workers`` threads or processes."""
+    """Yield the invoices of ``inputs`` with their description, in input order.
+
+    They are described by ``workers`` threads or processes (``executor``), or in this thread for one worker.
+    """
+    items = iter_sources(inputs)
     if workers <= 1:
         for item in items:
             yield _checked(describe(item, validate, level))
@@ -247,7 +251,9 @@ def _described(
     if executor == "auto":
         executor = "process" if validate else "thread"
     if executor == "process" and can_start_processes():
-        yield from _described_in_processes(items, validate, level, workers)
+        # Workers asked for a directory start before its walk (~6 ms per 1,000 files here), which overlaps their
+        # start-up; a small run ends them unused.
+        yield from _described_in_processes(items, validate, level, workers, early=_names_a_directory(inputs))
     else:
         yield from _described_in_threads(items, validate, level, workers)
 
@@ -290,36 +296,69 @@ def _described_in_threads(items: Iterator[Source], validate: bool, level: int, w
                     pending.cancel()
 
 
-def _described_in_processes(items: Iterator[Source], validate: bool, level: int, workers: int) -> Iterator[Description]:
+def _names_a_directory(inputs: InputItem | Iterable[InputItem]) -> bool:
+    paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs if isinstance(inputs, (list, tuple)) else []
+    return any(isinstance(p, (str, os.PathLike)) and os.path.isdir(p) for p in paths)  # noqa: PTH112 - str or PathLike
+
+
+def _described_in_processes(
+    items: Iterator[Source], validate: bool, level: int, workers: int, *, early: bool
+) -> Iterator[Description]:
     """Describe in ``workers`` processes (`ProcessWorkers`), with up to two batches in flight per process.
 
     A run of fewer than ``2 * workers`` batches does not pay for starting processes (~0.1 s CPU each): threads
-    describe it. If a process fails (or none can start), threads describe the rest.
+    describe it (processes started ``early`` are ended unused). If a process fails, or none can start, threads
+    describe the rest.
     """
-    batches = _batches(items, _PROCESS_BATCH, _BATCH_BYTES)
-    first = list(itertools.islice(batches, 2 * workers))
-    if len(first) < 2 * workers:
-        yield from _described_in_threads(itertools.chain.from_iterable(first), validate, level, workers)
-        return
-    unsent = itertools.chain(first, batches)
+    procs = _start_workers(workers) if early else None
+    try:
+        batches = _batches(items, _PROCESS_BATCH, _BATCH_BYTES)
+        first = list(itertools.islice(batches, 2 * workers))
+        if len(first) >= 2 * workers and procs is None:
+            procs = _start_workers(workers)
+        if len(first) < 2 * workers or procs is None:
+            if procs is not None:
+                procs.close()
+            yield from _described_in_threads(
+                itertools.chain.from_iterable(itertools.chain(first, batches)), validate, level, workers
+            )
+            return
+        yield from _through_workers(procs, itertools.chain(first, batches), validate, level)
+    finally:
+        if procs is not None:
+            procs.close()
+
+
+def _start_workers(workers: int) -> ProcessWorkers | None:
+    try:
+        return ProcessWorkers(workers)
+    except WorkerFailedError:  # logged; threads do the work
+        return None
+
+
+def _through_workers(
+    procs: ProcessWorkers, batches: Iterator[list[Source]], validate: bool, level: int
+) -> Iterator[Description]:
+    """Send batch ``j`` to worker ``j % n`` and read the answers back in ``j`` order (the input order)."""
+    workers = len(procs)
     sent: deque[tuple[int, list[Source]]] = deque()  # (worker, batch) in input order, not received yet
     try:
-        with ProcessWorkers(workers) as procs:
-            for index, batch in enumerate(unsent):
-                sent.append((index % workers, batch))
-                procs.send(index % workers, batch, validate, level)
-                if len(sent) >= 2 * workers:
-                    results = procs.receive(sent[0][0])
-                    sent.popleft()
-                    yield from _joined(results)
-            while sent:
+        for index, batch in enumerate(batches):
+            sent.append((index % workers, batch))
+            procs.send(index % workers, batch, validate, level)
+            if len(sent) >= 2 * workers:
                 results = procs.receive(sent[0][0])
                 sent.popleft()
-                if not sent:
-                    procs.finish()  # they exit while the last results are written
                 yield from _joined(results)
+        while sent:
+            results = procs.receive(sent[0][0])
+            sent.popleft()
+            if not sent:
+                procs.finish()  # they exit while the last results are written
+            yield from _joined(results)
     except WorkerFailedError:
-        rest = itertools.chain.from_iterable(itertools.chain((batch for _, batch in sent), unsent))
+        procs.close()
+        rest = itertools.chain.from_iterable(itertools.chain((batch for _, batch in sent), batches))
         yield from _described_in_threads(rest, validate, level, workers)
 
 
@@ -441,7 +480,7 @@ def prepare_batch_sync(
         on_session=on_session,
     )
     try:
-        described = _described(iter_sources(inputs), validate, level, workers or _default_workers(), executor)
+        described = _described(inputs, validate, level, workers or _default_workers(), executor)
         for fields, problems, deflated in described:
             if check_cancelled is not None:
                 check_cancelled()
