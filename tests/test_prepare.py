@@ -472,10 +472,11 @@ async def test_async_prepare_takes_an_async_iterable_and_awaits_on_session(tmp_p
 @pytest.mark.anyio
 async def test_cancelling_async_prepare_stops_the_worker_and_leaves_nothing(tmp_path: Path) -> None:
     pulled = 0
+    many = list(InvoiceFactory(SELLER, seed=6, size_kb=4).iter(200))  # well past the pool's read-ahead
 
     async def source() -> AsyncIterator[tuple[str, bytes]]:
         nonlocal pulled
-        for item in POOL:
+        for item in many:
             pulled += 1
             if pulled == 5:
                 scope.cancel()
@@ -484,7 +485,7 @@ async def test_cancelling_async_prepare_stops_the_worker_and_leaves_nothing(tmp_
     with anyio.CancelScope() as scope:
         await prepare_batch(source(), public_key=PRIVATE.public_key(), state_dir=tmp_path, validate=False)
     assert scope.cancelled_caught
-    assert pulled < len(POOL)
+    assert pulled < len(many)
     assert not any(tmp_path.iterdir())  # noqa: ASYNC240 - a test's check after the work is done
 
 

@@ -259,41 +259,25 @@ def _described(
 
 
 def _described_in_threads(items: Iterator[Source], validate: bool, level: int, workers: int) -> Iterator[Description]:
-    """Describe in a thread pool, with up to ``2 * workers`` batches in flight.
+    """Describe in a thread pool, with up to ``4 * workers`` batches in flight.
 
-    Batches keep the per-task overhead (a queue hand-off) small. They are capped at 1 MB of invoices, so the
-    read-ahead stays bounded whatever the invoice size.
+    Batches keep the per-task overhead (a queue hand-off) small; they are capped at 1 MB of invoices, so the
+    read-ahead stays bounded whatever the invoice size. The calling thread only writes: when it also described
+    batches whenever the pool lagged, the pool starved meanwhile (its workers idled ~45 % of a 1 GB run), and
+    a window of 2 batches per worker starved it too (1 GB, 2 threads: 1.7 s against 2.0 s).
     """
-    pool = cf.ThreadPoolExecutor(workers, thread_name_prefix="ksef-prepare")
-    with pool:
-        # Each slot holds a batch's pool future, or its results when the calling thread described it itself.
-        window: deque[cf.Future[list[Description | Unreadable]] | list[Description | Unreadable]] = deque()
-        inline = 0
-        batches = _batches(items, _THREAD_BATCH, _BATCH_BYTES)
+    window: deque[cf.Future[list[Description | Unreadable]]] = deque()
+    with cf.ThreadPoolExecutor(workers, thread_name_prefix="ksef-prepare") as pool:
         try:
-            for batch in batches:
+            for batch in _batches(items, _THREAD_BATCH, _BATCH_BYTES):
                 window.append(pool.submit(describe_batch, batch, validate, level))
-                while len(window) >= 2 * workers:
-                    done = window[0]
-                    if isinstance(done, cf.Future) and not done.done() and inline < workers:
-                        # The pool lags: help instead of waiting. The results keep their place in the window,
-                        # so the order holds; at most ``workers`` such batches at a time.
-                        extra = next(batches, None)
-                        if extra is not None:
-                            window.append(describe_batch(extra, validate, level))
-                            inline += 1
-                            continue
-                    window.popleft()
-                    if not isinstance(done, cf.Future):
-                        inline -= 1
-                    yield from _joined(done.result() if isinstance(done, cf.Future) else done)
+                if len(window) >= 4 * workers:
+                    yield from _joined(window.popleft().result())
             while window:
-                done = window.popleft()
-                yield from _joined(done.result() if isinstance(done, cf.Future) else done)
+                yield from _joined(window.popleft().result())
         finally:
             for pending in window:
-                if isinstance(pending, cf.Future):
-                    pending.cancel()
+                pending.cancel()
 
 
 def _names_a_directory(inputs: InputItem | Iterable[InputItem]) -> bool:
@@ -346,7 +330,7 @@ def _through_workers(
         for index, batch in enumerate(batches):
             sent.append((index % workers, batch))
             procs.send(index % workers, batch, validate, level)
-            if len(sent) >= 2 * workers:
+            if len(sent) >= 4 * workers:
                 results = procs.receive(sent[0][0])
                 sent.popleft()
                 yield from _joined(results)
