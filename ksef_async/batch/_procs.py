@@ -16,7 +16,7 @@ import pickle
 import subprocess
 import sys
 from pathlib import Path
-from typing import Final, Self
+from typing import Final
 
 from ksef_async._logging import get_logger
 from ksef_async.batch._frames import read_frame, write_frame
@@ -73,12 +73,6 @@ class ProcessWorkers:
 
     def __len__(self) -> int:
         return len(self._procs)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def send(self, worker: int, batch: list[Source], validate: bool, level: int) -> None:
         """Send ``batch`` to ``worker``.
