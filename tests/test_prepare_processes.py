@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ksef_async.batch import prepare as prepare_module
 from ksef_async.batch import prepare_batch_sync
-from ksef_async.batch._procs import ProcessWorkers
+from ksef_async.batch._procs import ProcessWorkers, WorkerFailedError
+from ksef_async.batch._worker import Source
+from ksef_async.batch.inputs import InvoiceInput
 from ksef_async.core.crypto import SessionKey, b64decode, decrypt_cbc, rsa_oaep_decrypt
 from ksef_async.core.plan import BatchPlan
 from ksef_async.errors import InvoiceError
@@ -115,6 +118,39 @@ def test_a_worker_killed_mid_run_costs_no_invoice_and_no_order(
     with _archive(plan, tmp_path) as archive:
         assert {n: archive.read(n) for n in archive.namelist()} == dict(POOL)
     assert "prepare worker process 1 failed" in caplog.text
+
+
+def test_a_worker_that_stops_answering_is_given_up_and_threads_finish_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real_send = ProcessWorkers.send
+    stopped: list[int] = []
+
+    def send_then_stop(self: ProcessWorkers, worker: int, *args: object) -> None:
+        self.timeout = 0.5
+        real_send(self, worker, *args)  # type: ignore[arg-type]
+        if worker == 1 and not stopped:
+            os.kill(self._procs[1].pid, signal.SIGSTOP)  # alive, holding its pipes, never answering
+            stopped.append(self._procs[1].pid)
+
+    monkeypatch.setattr(ProcessWorkers, "send", send_then_stop)
+    before = _children()
+    plan = prepare_batch_sync(POOL, public_key=PRIVATE.public_key(), state_dir=tmp_path, workers=2, executor="process")
+    assert [e.name for e in plan.sessions[0].invoices] == [n for n, _ in POOL]
+    assert "prepare worker process 1 failed: no answer for 0.5 s" in caplog.text
+    assert _children() == before  # the stopped worker was killed, not left behind
+
+
+def test_a_worker_that_takes_no_input_fails_the_send_within_the_timeout() -> None:
+    procs = ProcessWorkers(1)
+    try:
+        procs.timeout = 0.3
+        os.kill(procs._procs[0].pid, signal.SIGSTOP)
+        big: list[Source] = [InvoiceInput("big.xml", b"x" * (4 << 20))]  # far past a pipe's buffer
+        with pytest.raises(WorkerFailedError, match=r"took no batch for 0\.3 s"):
+            procs.send(0, big, True, 6)
+    finally:
+        procs.close()
 
 
 def test_an_invalid_invoice_stops_the_run_in_order_and_ends_the_workers(tmp_path: Path) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import struct
 from typing import IO, Final
 
-_HEADER: Final = struct.Struct("!Q")
+HEADER: Final = struct.Struct("!Q")
+"""The frame header: the payload's length."""
 
 
 def write_frame(sink: IO[bytes], payload: bytes) -> None:
     """Write one frame and flush it."""
-    sink.write(_HEADER.pack(len(payload)))
+    sink.write(HEADER.pack(len(payload)))
     sink.write(payload)
     sink.flush()
 
@@ -21,13 +22,13 @@ def read_frame(source: IO[bytes]) -> bytes | None:
     Raises:
         EOFError: The stream ended inside a frame.
     """
-    header = source.read(_HEADER.size)
+    header = source.read(HEADER.size)
     if not header:
         return None
-    if len(header) != _HEADER.size:
+    if len(header) != HEADER.size:
         msg = "stream ended inside a frame header"
         raise EOFError(msg)
-    (size,) = _HEADER.unpack(header)
+    (size,) = HEADER.unpack(header)
     payload = source.read(size)
     if len(payload) != size:
         msg = f"stream ended inside a frame ({len(payload)} of {size} bytes)"

@@ -3,9 +3,10 @@
 Batch ``j`` goes to worker ``j % n`` and answers are read back in ``j`` order, so the input order holds without
 any bookkeeping; batches are bounded by count and bytes, so the static assignment stays balanced.
 
-A worker that fails (it cannot start, exits, is killed, or raises) costs no work and no order: the caller describes
-that batch, and every later one, in threads (`WorkerFailedError`). Describing is pure (read, check, compress), so
-doing a batch twice is harmless.
+A worker that fails (it cannot start, exits, is killed, raises, or stops answering) costs no work and no order: the
+caller describes that batch, and every later one, in threads (`WorkerFailedError`). Describing is pure (read, check,
+compress), so doing a batch twice is harmless. Every wait on a worker is capped (`ANSWER_TIMEOUT`), so a stuck
+worker costs at most that, never a hang.
 """
 
 from __future__ import annotations
@@ -13,28 +14,41 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Final
 
 from ksef_async._logging import get_logger
-from ksef_async.batch._frames import read_frame, write_frame
+from ksef_async.batch._frames import HEADER
 from ksef_async.batch._worker import Description, Source, Unreadable
 
-__all__ = ["ProcessWorkers", "WorkerFailedError", "can_start_processes"]
+__all__ = ["ANSWER_TIMEOUT", "ProcessWorkers", "WorkerFailedError", "can_start_processes"]
 
 _log = get_logger("batch")
 _STOP_TIMEOUT: Final = 5.0
+ANSWER_TIMEOUT: Final = 120.0
+"""Seconds a worker may take to accept a batch or to answer one: a batch is at most 64 invoices or one invoice
+over 1 MB, a fraction of a second of work, so only a stuck worker (stopped, or hung in its start-up) reaches it."""
+_READ_CHUNK: Final = 1 << 20
 
 
 class WorkerFailedError(Exception):
     """A worker process could not describe a batch (the reason is logged)."""
 
 
+class _StuckError(Exception):
+    """A worker neither took nor gave bytes within the timeout (not an `OSError`: the pipe itself is fine)."""
+
+
 def can_start_processes() -> bool:
-    """Whether this interpreter can start itself as a worker (not a frozen application, an executable is known)."""
-    return bool(sys.executable) and not getattr(sys, "frozen", False)
+    """Whether this interpreter can start itself as a worker (not a frozen application, an executable is known).
+
+    The capped waits on the pipes need `select.poll`, which Windows lacks: threads describe there.
+    """
+    return bool(sys.executable) and not getattr(sys, "frozen", False) and hasattr(select, "poll")
 
 
 def _environment() -> dict[str, str]:
@@ -52,18 +66,23 @@ class ProcessWorkers:
     def __init__(self, count: int) -> None:
         self._procs: list[subprocess.Popen[bytes]] = []
         self._pending = [0] * count
+        self._unread = [bytearray() for _ in range(count)]  # bytes of answers read past the last whole frame
         self._used = False
+        self.timeout = ANSWER_TIMEOUT
         env = _environment()
         try:
             for _ in range(count):
-                self._procs.append(
-                    subprocess.Popen(  # this interpreter, a module of this package
-                        [sys.executable, "-m", "ksef_async.batch._worker_main"],
-                        stdin=subprocess.PIPE,
-                        stdout=subprocess.PIPE,
-                        env=env,
-                    )
+                # -P: the caller's working directory stays off the worker's sys.path (nothing there shadows a module)
+                proc = subprocess.Popen(
+                    [sys.executable, "-P", "-m", "ksef_async.batch._worker_main"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    env=env,
+                    bufsize=0,
                 )
+                self._procs.append(proc)
+                assert proc.stdin is not None
+                os.set_blocking(proc.stdin.fileno(), False)  # writes wait in `_write`, capped
         except OSError as exc:
             self.close()
             raise self._failed(len(self._procs), f"it cannot start ({exc})") from None
@@ -78,14 +97,17 @@ class ProcessWorkers:
         """Send ``batch`` to ``worker``.
 
         Raises:
-            WorkerFailedError: The worker has gone.
+            WorkerFailedError: The worker has gone, or took no input for `timeout` seconds.
         """
         proc = self._procs[worker]
         assert proc.stdin is not None
+        payload = pickle.dumps((validate, level, batch), pickle.HIGHEST_PROTOCOL)
         try:
-            write_frame(proc.stdin, pickle.dumps((validate, level, batch), pickle.HIGHEST_PROTOCOL))
+            self._write(proc.stdin.fileno(), memoryview(HEADER.pack(len(payload)) + payload))
         except OSError as exc:  # BrokenPipeError: it exited
             raise self._failed(worker, f"cannot send it a batch ({exc})") from None
+        except _StuckError:
+            raise self._failed(worker, f"it took no batch for {self.timeout:g} s") from None
         self._pending[worker] += 1
         self._used = True
 
@@ -93,22 +115,63 @@ class ProcessWorkers:
         """The answer to the oldest request sent to ``worker`` and not received yet.
 
         Raises:
-            WorkerFailedError: The worker exited or raised instead of answering.
+            WorkerFailedError: The worker exited, raised, or did not answer within `timeout` seconds.
         """
         proc = self._procs[worker]
         assert proc.stdout is not None
         self._pending[worker] -= 1
         try:
-            frame = read_frame(proc.stdout)
+            frame = self._read_frame(proc.stdout.fileno(), self._unread[worker])
         except (OSError, EOFError) as exc:
             raise self._failed(worker, f"its answer broke off ({exc})") from None
+        except _StuckError:
+            raise self._failed(worker, f"no answer for {self.timeout:g} s") from None
         if frame is None:
-            raise self._failed(worker, f"it exited with code {proc.wait()}")
+            try:
+                code: int | str = proc.wait(_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                code = "unknown"
+            raise self._failed(worker, f"it exited with code {code}")
         status, value = pickle.loads(frame)  # noqa: S301 - written by our own child process
         if status != "ok":
             raise self._failed(worker, f"it raised:\n{value}")
         result: list[Description | Unreadable] = value
         return result
+
+    def _wait(self, fd: int, event: int, deadline: float) -> None:
+        poller = select.poll()
+        poller.register(fd, event)
+        left = deadline - time.monotonic()
+        if left <= 0 or not poller.poll(left * 1000):
+            raise _StuckError
+
+    def _write(self, fd: int, data: memoryview) -> None:
+        """Write all of ``data`` to the non-blocking ``fd``, waiting at most `timeout` for the worker to read."""
+        deadline = time.monotonic() + self.timeout
+        while data:
+            try:
+                data = data[os.write(fd, data) :]
+            except BlockingIOError:
+                self._wait(fd, select.POLLOUT, deadline)
+
+    def _read_frame(self, fd: int, unread: bytearray) -> bytes | None:
+        """The next frame from ``fd`` (``None`` at a clean end), waiting at most `timeout` for it to arrive."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            if len(unread) >= HEADER.size:
+                end = HEADER.size + HEADER.unpack_from(unread)[0]
+                if len(unread) >= end:
+                    frame = bytes(unread[HEADER.size : end])
+                    del unread[:end]
+                    return frame
+            self._wait(fd, select.POLLIN, deadline)
+            chunk = os.read(fd, _READ_CHUNK)
+            if not chunk:
+                if unread:
+                    msg = f"the stream ended inside a frame ({len(unread)} bytes)"
+                    raise EOFError(msg)
+                return None
+            unread += chunk
 
     def _failed(self, worker: int, reason: str) -> WorkerFailedError:
         _log.warning("prepare worker process %d failed: %s; continuing in threads", worker, reason)

@@ -89,7 +89,10 @@ async def test_the_example_service_sends_online_and_by_batch_and_resumes_jobs(
         assert health["sessions_opened"] == 1
         send_windows = {w["seconds"]: w for w in health["rate_limits"]["invoiceSend"]["windows"]}
         accepted_online = 3 + sum(1 for r in burst if r.status == 200)
-        assert send_windows[3600.0]["used"] == accepted_online
+        # Every send KSeF saw used a slot: the accepted ones, and on a loaded machine one the simulator's own
+        # window refused with 429 (the service then answered 429 rather than wait past max_wait).
+        assert send_windows[3600.0]["used"] == sim.counters.operations["post_sessions_online_invoices"]
+        assert send_windows[3600.0]["used"] >= accepted_online
 
         resumed = await wait_for_job(http, "left-over")
         assert resumed["resumed"] is True
