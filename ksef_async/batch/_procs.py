@@ -32,7 +32,6 @@ _STOP_TIMEOUT: Final = 5.0
 ANSWER_TIMEOUT: Final = 120.0
 """Seconds a worker may take to accept a batch or to answer one: a batch is at most 64 invoices or one invoice
 over 1 MB, a fraction of a second of work, so only a stuck worker (stopped, or hung in its start-up) reaches it."""
-_READ_CHUNK: Final = 1 << 20
 
 
 class WorkerFailedError(Exception):
@@ -66,7 +65,6 @@ class ProcessWorkers:
     def __init__(self, count: int) -> None:
         self._procs: list[subprocess.Popen[bytes]] = []
         self._pending = [0] * count
-        self._unread = [bytearray() for _ in range(count)]  # bytes of answers read past the last whole frame
         self._used = False
         self.timeout = ANSWER_TIMEOUT
         env = _environment()
@@ -121,7 +119,7 @@ class ProcessWorkers:
         assert proc.stdout is not None
         self._pending[worker] -= 1
         try:
-            frame = self._read_frame(proc.stdout.fileno(), self._unread[worker])
+            frame = self._read_frame(proc.stdout.fileno())
         except (OSError, EOFError) as exc:
             raise self._failed(worker, f"its answer broke off ({exc})") from None
         except _StuckError:
@@ -154,24 +152,30 @@ class ProcessWorkers:
             except BlockingIOError:
                 self._wait(fd, select.POLLOUT, deadline)
 
-    def _read_frame(self, fd: int, unread: bytearray) -> bytes | None:
+    def _read_frame(self, fd: int) -> bytearray | None:
         """The next frame from ``fd`` (``None`` at a clean end), waiting at most `timeout` for it to arrive."""
         deadline = time.monotonic() + self.timeout
-        while True:
-            if len(unread) >= HEADER.size:
-                end = HEADER.size + HEADER.unpack_from(unread)[0]
-                if len(unread) >= end:
-                    frame = bytes(unread[HEADER.size : end])
-                    del unread[:end]
-                    return frame
+        header = self._read_exactly(fd, HEADER.size, deadline, at_start=True)
+        if header is None:
+            return None
+        return self._read_exactly(fd, HEADER.unpack(header)[0], deadline)
+
+    def _read_exactly(self, fd: int, size: int, deadline: float, *, at_start: bool = False) -> bytearray | None:
+        # Into one buffer of the frame's size: an os.read of a large size would allocate (and map) that much
+        # per call, for the at most 64 kB a pipe holds.
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        got = 0
+        while got < size:
             self._wait(fd, select.POLLIN, deadline)
-            chunk = os.read(fd, _READ_CHUNK)
-            if not chunk:
-                if unread:
-                    msg = f"the stream ended inside a frame ({len(unread)} bytes)"
-                    raise EOFError(msg)
-                return None
-            unread += chunk
+            count = os.readv(fd, [view[got:]])
+            if count == 0:
+                if at_start and got == 0:
+                    return None
+                msg = f"the stream ended inside a frame ({got} of {size} bytes)"
+                raise EOFError(msg)
+            got += count
+        return buffer
 
     def _failed(self, worker: int, reason: str) -> WorkerFailedError:
         _log.warning("prepare worker process %d failed: %s; continuing in threads", worker, reason)

@@ -50,8 +50,14 @@ def main() -> int:
         except Exception:  # noqa: BLE001 - the parent describes the batch itself and raises it there
             answer = ("error", traceback.format_exc())
         write_frame(answers, pickle.dumps(answer, pickle.HIGHEST_PROTOCOL))
+    answers.close()
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    # Nothing is left to clean up: skipping the interpreter's teardown (freeing the schemas and modules) ends the
+    # worker ~20 ms sooner, and the end of every prepare run waits for its workers to end.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -334,11 +334,10 @@ def _through_workers(
                 results = procs.receive(sent[0][0])
                 sent.popleft()
                 yield from _joined(results)
+        procs.finish()  # no more batches: each worker ends once its last answer is written
         while sent:
             results = procs.receive(sent[0][0])
             sent.popleft()
-            if not sent:
-                procs.finish()  # they exit while the last results are written
             yield from _joined(results)
     except WorkerFailedError:
         procs.close()
