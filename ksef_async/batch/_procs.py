@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Final
 
 from ksef_async._logging import get_logger
-from ksef_async.batch._frames import HEADER
+from ksef_async.batch._frames import FrameTimeoutError, receive_frame, send_frame
 from ksef_async.batch._worker import Description, Source, Unreadable
 
 __all__ = ["ANSWER_TIMEOUT", "ProcessWorkers", "WorkerFailedError", "can_start_processes"]
@@ -36,10 +36,6 @@ over 1 MB, a fraction of a second of work, so only a stuck worker (stopped, or h
 
 class WorkerFailedError(Exception):
     """A worker process could not describe a batch (the reason is logged)."""
-
-
-class _StuckError(Exception):
-    """A worker neither took nor gave bytes within the timeout (not an `OSError`: the pipe itself is fine)."""
 
 
 def can_start_processes() -> bool:
@@ -101,10 +97,10 @@ class ProcessWorkers:
         assert proc.stdin is not None
         payload = pickle.dumps((validate, level, batch), pickle.HIGHEST_PROTOCOL)
         try:
-            self._write(proc.stdin.fileno(), memoryview(HEADER.pack(len(payload)) + payload))
+            send_frame(proc.stdin.fileno(), payload, time.monotonic() + self.timeout)
         except OSError as exc:  # BrokenPipeError: it exited
             raise self._failed(worker, f"cannot send it a batch ({exc})") from None
-        except _StuckError:
+        except FrameTimeoutError:
             raise self._failed(worker, f"it took no batch for {self.timeout:g} s") from None
         self._pending[worker] += 1
         self._used = True
@@ -119,10 +115,10 @@ class ProcessWorkers:
         assert proc.stdout is not None
         self._pending[worker] -= 1
         try:
-            frame = self._read_frame(proc.stdout.fileno())
+            frame = receive_frame(proc.stdout.fileno(), time.monotonic() + self.timeout)
         except (OSError, EOFError) as exc:
             raise self._failed(worker, f"its answer broke off ({exc})") from None
-        except _StuckError:
+        except FrameTimeoutError:
             raise self._failed(worker, f"no answer for {self.timeout:g} s") from None
         if frame is None:
             try:
@@ -135,47 +131,6 @@ class ProcessWorkers:
             raise self._failed(worker, f"it raised:\n{value}")
         result: list[Description | Unreadable] = value
         return result
-
-    def _wait(self, fd: int, event: int, deadline: float) -> None:
-        poller = select.poll()
-        poller.register(fd, event)
-        left = deadline - time.monotonic()
-        if left <= 0 or not poller.poll(left * 1000):
-            raise _StuckError
-
-    def _write(self, fd: int, data: memoryview) -> None:
-        """Write all of ``data`` to the non-blocking ``fd``, waiting at most `timeout` for the worker to read."""
-        deadline = time.monotonic() + self.timeout
-        while data:
-            try:
-                data = data[os.write(fd, data) :]
-            except BlockingIOError:
-                self._wait(fd, select.POLLOUT, deadline)
-
-    def _read_frame(self, fd: int) -> bytearray | None:
-        """The next frame from ``fd`` (``None`` at a clean end), waiting at most `timeout` for it to arrive."""
-        deadline = time.monotonic() + self.timeout
-        header = self._read_exactly(fd, HEADER.size, deadline, at_start=True)
-        if header is None:
-            return None
-        return self._read_exactly(fd, HEADER.unpack(header)[0], deadline)
-
-    def _read_exactly(self, fd: int, size: int, deadline: float, *, at_start: bool = False) -> bytearray | None:
-        # Into one buffer of the frame's size: an os.read of a large size would allocate (and map) that much
-        # per call, for the at most 64 kB a pipe holds.
-        buffer = bytearray(size)
-        view = memoryview(buffer)
-        got = 0
-        while got < size:
-            self._wait(fd, select.POLLIN, deadline)
-            count = os.readv(fd, [view[got:]])
-            if count == 0:
-                if at_start and got == 0:
-                    return None
-                msg = f"the stream ended inside a frame ({got} of {size} bytes)"
-                raise EOFError(msg)
-            got += count
-        return buffer
 
     def _failed(self, worker: int, reason: str) -> WorkerFailedError:
         _log.warning("prepare worker process %d failed: %s; continuing in threads", worker, reason)

@@ -87,6 +87,7 @@ _FILE_MODE: Final = 0o600
 _THREAD_BATCH: Final = 8
 _PROCESS_BATCH: Final = 64  # a process pays a pickling round trip per batch
 _BATCH_BYTES: Final = 1 << 20  # bounds the read-ahead whatever the invoice size
+_IN_FLIGHT: Final = 4  # batches per worker: fewer starved the workers (see `_described_in_threads`)
 _FILE_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -259,7 +260,7 @@ def _described(
 
 
 def _described_in_threads(items: Iterator[Source], validate: bool, level: int, workers: int) -> Iterator[Description]:
-    """Describe in a thread pool, with up to ``4 * workers`` batches in flight.
+    """Describe in a thread pool, with up to ``_IN_FLIGHT * workers`` batches in flight.
 
     Batches keep the per-task overhead (a queue hand-off) small; they are capped at 1 MB of invoices, so the
     read-ahead stays bounded whatever the invoice size. The calling thread only writes: when it also described
@@ -271,7 +272,7 @@ def _described_in_threads(items: Iterator[Source], validate: bool, level: int, w
         try:
             for batch in _batches(items, _THREAD_BATCH, _BATCH_BYTES):
                 window.append(pool.submit(describe_batch, batch, validate, level))
-                if len(window) >= 4 * workers:
+                if len(window) >= _IN_FLIGHT * workers:
                     yield from _joined(window.popleft().result())
             while window:
                 yield from _joined(window.popleft().result())
@@ -288,7 +289,7 @@ def _names_a_directory(inputs: InputItem | Iterable[InputItem]) -> bool:
 def _described_in_processes(
     items: Iterator[Source], validate: bool, level: int, workers: int, *, early: bool
 ) -> Iterator[Description]:
-    """Describe in ``workers`` processes (`ProcessWorkers`), with up to two batches in flight per process.
+    """Describe in ``workers`` processes (`ProcessWorkers`), with up to `_IN_FLIGHT` batches in flight per process.
 
     A run of fewer than ``2 * workers`` batches does not pay for starting processes (~0.1 s CPU each): threads
     describe it (processes started ``early`` are ended unused). If a process fails, or none can start, threads
@@ -330,7 +331,7 @@ def _through_workers(
         for index, batch in enumerate(batches):
             sent.append((index % workers, batch))
             procs.send(index % workers, batch, validate, level)
-            if len(sent) >= 4 * workers:
+            if len(sent) >= _IN_FLIGHT * workers:
                 results = procs.receive(sent[0][0])
                 sent.popleft()
                 yield from _joined(results)
