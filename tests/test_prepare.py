@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import json
 import os
 import stat
 import subprocess
@@ -167,6 +168,50 @@ def test_a_memo_writes_the_same_plan_and_never_a_stale_invoice_list() -> None:
     results = moved.with_session(attrs.evolve(first, invoices=(done, first.invoices[1])))
     assert "".join(results.json_chunks(memo)) == results.to_json()
     assert BatchPlan.from_json("".join(results.json_chunks(memo))).sessions[0].invoices[0].outcome == done.outcome
+
+
+_TEXT = st.one_of(st.none(), st.text(st.characters(blacklist_categories=["Cs"]), max_size=12))
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=12),
+            _TEXT,
+            _TEXT,
+            _TEXT,
+            st.integers(0, 10**12),
+            st.booleans(),
+            st.sampled_from([FA3, FA2, RR]),
+            st.one_of(st.none(), st.sampled_from(list(OutcomeStatus))),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_plan_json_is_canonical_and_round_trips_any_invoice_text(
+    rows: list[tuple[str, str | None, str | None, str | None, int, bool, FormKey, OutcomeStatus | None]],
+) -> None:
+    # Invoice entries without an outcome are written by hand (fast); the text must be what json.dumps gives
+    # (sorted keys, no spaces, non-ASCII kept) and read back to the same entries, whatever the strings hold.
+    invoices = tuple(
+        InvoiceEntry(
+            name,
+            f"h{i}",
+            size,
+            form,
+            number,
+            nip,
+            attachment,
+            source,
+            None if status is None else InvoiceOutcome(status, number, 440, nip, (name,)),
+        )
+        for i, (name, number, nip, source, size, attachment, form, status) in enumerate(rows)
+    )
+    plan = BatchPlan((SessionPlan(0, FA3, invoices),), created=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    text = "".join(plan.json_chunks(InvoicesJsonMemo()))
+    assert text == json.dumps(json.loads(text), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    assert BatchPlan.from_json(text) == plan
 
 
 @pytest.mark.parametrize("text", ["not json", '{"version": 99}', "[]", '{"version": 1, "sessions": "x"}'])

@@ -535,9 +535,40 @@ class InvoicesJsonMemo:
         kept = self._texts.get(index)
         if kept is not None and kept[0] is invoices:
             return kept[1]
-        text = _dumps(_CONVERTER.unstructure(invoices, tuple[InvoiceEntry, ...]))
+        text = "[" + ",".join(map(_entry_json, invoices)) + "]"
         self._texts[index] = (invoices, text)
         return text
+
+
+_ENTRY_FIELDS: Final = (
+    "name", "sha256", "size", "form", "invoice_number", "seller_nip", "has_attachment", "source", "outcome",
+)  # fmt: skip
+_string: Final = json.encoder.encode_basestring  # json.dumps's own string encoder with ensure_ascii=False (C)
+_form_texts: dict[FormKey, str] = {}
+
+
+def _optional(value: str | None) -> str:
+    return "null" if value is None else _string(value)
+
+
+def _entry_json(entry: InvoiceEntry) -> str:
+    """The JSON text `_dumps` gives ``entry`` (sorted keys), written directly while it has no outcome yet.
+
+    A plan is written when prepare ends, with no outcome anywhere: through cattrs and json.dumps 10,000 entries
+    took ~50 ms of one core after every other core had finished; this takes a third of that. Entries with an
+    outcome take the general path.
+    """
+    if entry.outcome is not None or type(entry.size) is not int or type(entry.has_attachment) is not bool:
+        return _dumps(_CONVERTER.unstructure(entry))
+    form = _form_texts.get(entry.form)
+    if form is None:
+        form = _form_texts[entry.form] = _dumps(_CONVERTER.unstructure(entry.form))
+    return (
+        f'{{"form":{form},"has_attachment":{"true" if entry.has_attachment else "false"},'
+        f'"invoice_number":{_optional(entry.invoice_number)},"name":{_string(entry.name)},"outcome":null,'
+        f'"seller_nip":{_optional(entry.seller_nip)},"sha256":{_string(entry.sha256)},"size":{entry.size},'
+        f'"source":{_optional(entry.source)}}}'
+    )
 
 
 def _session_json(session: SessionPlan, memo: InvoicesJsonMemo) -> str:
@@ -550,5 +581,7 @@ def _session_json(session: SessionPlan, memo: InvoicesJsonMemo) -> str:
 
 
 _CONVERTER = make_converter()
+# `_entry_json` writes these fields by hand: a new field must be added there too.
+assert tuple(f.name for f in attrs.fields(InvoiceEntry)) == _ENTRY_FIELDS, "update _entry_json"
 _CONVERTER.register_unstructure_hook(InvoiceProblem, attrs.asdict)
 _CONVERTER.register_structure_hook(InvoiceProblem, lambda raw, _: InvoiceProblem(**raw))
