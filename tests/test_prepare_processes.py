@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ksef_async.batch import prepare as prepare_module
 from ksef_async.batch import prepare_batch_sync
 from ksef_async.batch._procs import ProcessWorkers, WorkerFailedError
-from ksef_async.batch._worker import Source
-from ksef_async.batch.inputs import InvoiceInput
+from ksef_async.batch._worker import Source, Unreadable
+from ksef_async.batch.inputs import InvoiceInput, PendingFile
 from ksef_async.core.crypto import SessionKey, b64decode, decrypt_cbc, rsa_oaep_decrypt
 from ksef_async.core.plan import BatchPlan
 from ksef_async.errors import InvoiceError
@@ -151,6 +151,28 @@ def test_a_worker_that_takes_no_input_fails_the_send_within_the_timeout() -> Non
             procs.send(0, big, True, 6)
     finally:
         procs.close()
+
+
+def test_a_worker_reads_the_files_it_is_sent_and_names_one_it_cannot_read(tmp_path: Path) -> None:
+    # Files cross the pipe as (name, path): the worker reads them, and one gone since selection comes back as
+    # the reason, in its place.
+    name, data = POOL[0]
+    (tmp_path / name).write_bytes(data)
+    batch: list[Source] = [PendingFile(name, str(tmp_path / name), len(data)), PendingFile("gone.xml", "/gone", 9)]
+    procs = ProcessWorkers(1)
+    try:
+        procs.send(0, batch, True, 1)
+        described, missing = procs.receive(0)
+    finally:
+        procs.close()
+    assert not isinstance(described, Unreadable)
+    entry, problems, deflated = described
+    assert entry is not None
+    assert (entry[0], entry[7], problems) == (name, str(tmp_path / name), ())
+    assert deflated is not None
+    assert deflated.size == len(data)
+    assert isinstance(missing, Unreadable)
+    assert str(missing.error()) == "/gone: no such file or directory"
 
 
 def test_an_invalid_invoice_stops_the_run_in_order_and_ends_the_workers(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from typing import Final
 from ksef_async._logging import get_logger
 from ksef_async.batch._frames import FrameTimeoutError, receive_frame, send_frame
 from ksef_async.batch._worker import Description, Source, Unreadable
+from ksef_async.batch.inputs import PendingFile
 
 __all__ = ["ANSWER_TIMEOUT", "ProcessWorkers", "WorkerFailedError", "can_start_processes"]
 
@@ -95,7 +96,8 @@ class ProcessWorkers:
         """
         proc = self._procs[worker]
         assert proc.stdin is not None
-        payload = pickle.dumps((validate, level, batch), pickle.HIGHEST_PROTOCOL)
+        wire = [(s.name, s.path) if isinstance(s, PendingFile) else s for s in batch]
+        payload = pickle.dumps((validate, level, wire), pickle.HIGHEST_PROTOCOL)
         try:
             send_frame(proc.stdin.fileno(), payload, time.monotonic() + self.timeout)
         except OSError as exc:  # BrokenPipeError: it exited
