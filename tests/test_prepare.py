@@ -260,6 +260,7 @@ def _check_spool(state: Path, plan: BatchPlan, part_size: int) -> dict[str, byte
     assert {p.name for p in state.iterdir()} == spooled | {PLAN_FILE}
     assert stat.S_IMODE((state / PLAN_FILE).stat().st_mode) == 0o600
     assert load_plan(state) == plan
+    assert (state / PLAN_FILE).read_text(encoding="utf-8") == plan.to_json()
     return files
 
 

@@ -26,7 +26,6 @@ __all__ = [
     "FileRef",
     "Source",
     "Unreadable",
-    "describe",
     "describe_batch",
     "warm_up",
 ]
@@ -83,11 +82,6 @@ FileRef = tuple[str, str]
 
 _Checked = tuple[Entry | None, tuple[InvoiceProblem, ...]]
 """An invoice's entry, or why it cannot be sent."""
-
-
-def describe(source: Source, validate: bool, level: int) -> Description | Unreadable:
-    """Read (a file), validate (or just identify), hash and compress one invoice; runs in a pool worker."""
-    return describe_batch([source], validate, level)[0]
 
 
 def _read(source: Source | FileRef) -> InvoiceInput | Unreadable:

@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ksef_async._private_files import write_private
 from ksef_async.batch._procs import ProcessWorkers, WorkerFailedError, can_start_processes
-from ksef_async.batch._worker import BATCH_FORMS, Description, Entry, Source, Unreadable, describe, describe_batch
+from ksef_async.batch._worker import BATCH_FORMS, Description, Entry, Source, Unreadable, describe_batch
 from ksef_async.batch.inputs import DuplicateCheck, InputItem, Inputs, PendingFile, iter_sources
 from ksef_async.core.batch_limits import MAX_PART_PLAIN_SIZE, check_part_size
 from ksef_async.core.crypto import MfPublicKey, SessionKey, b64
@@ -62,6 +62,7 @@ from ksef_async.core.plan import (
     SessionLimits,
     SessionPacker,
     SessionPlan,
+    entry_json,
 )
 from ksef_async.core.zipstream import DEFAULT_LEVEL, DeflatedEntry, ZipWriter
 from ksef_async.errors import ConfigurationError, InvoiceError, InvoiceProblem
@@ -246,8 +247,8 @@ def _described(
     """
     items = iter_sources(inputs)
     if workers <= 1:
-        for item in items:
-            yield _checked(describe(item, validate, level))
+        for batch in _batches(items, _THREAD_BATCH, _BATCH_BYTES):
+            yield from _joined(describe_batch(batch, validate, level))
         return
     if executor == "auto":
         executor = "process" if validate else "thread"
@@ -500,6 +501,8 @@ class _Run:
         self.skipped: list[InvoiceProblem] = []
         self.packer = SessionPacker(limits)
         self.seen = DuplicateCheck()
+        self.entry_texts: dict[int, list[str]] = {}  # session index -> its entries' plan JSON, in order
+        self.json_memo = InvoicesJsonMemo()
 
     def reject(self, problems: Iterable[InvoiceProblem]) -> None:
         if self.on_invalid == "stop":
@@ -526,6 +529,7 @@ class _Run:
             return
         if closed is not None:
             self.finish_session(closed)
+        self.entry_texts.setdefault(index, []).append(entry_json(entry))
         writer = self.writers.get(index)
         if writer is None:
             writer = _SessionWriter(
@@ -542,6 +546,7 @@ class _Run:
 
     def finish_session(self, plan: SessionPlan) -> None:
         done = self.writers.pop(plan.index).finish(plan)
+        self.json_memo.keep(done.index, done.invoices, self.entry_texts.pop(done.index))
         self.sessions.append(done)
         if self.on_session is not None:
             self.on_session(done)
@@ -554,7 +559,7 @@ class _Run:
             raise InvoiceError(self.skipped or [InvoiceProblem("<inputs>", "no invoices were given", None, "empty")])
         sessions = tuple(sorted(self.sessions, key=lambda s: s.index))
         batch = BatchPlan(sessions, tuple(self.skipped), now, self.limits.part_size)
-        save_plan(self.directory, batch)
+        save_plan(self.directory, batch, self.json_memo)
         return batch
 
     def abort(self) -> None:
