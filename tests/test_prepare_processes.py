@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import zipfile
 from pathlib import Path
 
@@ -52,6 +53,26 @@ def _archive(plan: BatchPlan, state: Path) -> zipfile.ZipFile:
     import io  # noqa: PLC0415
 
     return zipfile.ZipFile(io.BytesIO(plain))
+
+
+def _worker_pid(procs: ProcessWorkers, worker: int) -> int:
+    """The process of ``worker``: started for it, or forked for it by the one started (Linux, two workers or more)."""
+    if len(procs._procs) == len(procs):
+        return procs._procs[worker].pid
+    supervisor = procs._procs[0].pid
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the supervisor forks the workers, in order, once it has started
+        tasks = Path(f"/proc/{supervisor}/task").iterdir()
+        forked = [int(pid) for task in tasks for pid in (task / "children").read_text().split()]
+        if len(forked) == len(procs):
+            return forked[worker]
+        time.sleep(0.01)
+    raise AssertionError("the supervisor forked no workers")
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has ended and been reaped (a zombie still shows in /proc)."""
+    return not Path(f"/proc/{pid}").exists()
 
 
 def _children() -> set[int] | None:
@@ -105,12 +126,14 @@ def test_a_worker_killed_mid_run_costs_no_invoice_and_no_order(
 ) -> None:
     real_send = ProcessWorkers.send
     sent: list[int] = []
+    killed: list[int] = []
 
     def send_then_kill(self: ProcessWorkers, worker: int, *args: object) -> None:
         real_send(self, worker, *args)  # type: ignore[arg-type]
         sent.append(worker)
         if len(sent) == 5:
-            self._procs[1].kill()  # the worker dies with requests in hand
+            killed.append(_worker_pid(self, 1))
+            os.kill(killed[0], signal.SIGKILL)  # the worker dies with requests in hand
 
     monkeypatch.setattr(ProcessWorkers, "send", send_then_kill)
     plan = prepare_batch_sync(POOL, public_key=PRIVATE.public_key(), state_dir=tmp_path, workers=2, executor="process")
@@ -118,6 +141,7 @@ def test_a_worker_killed_mid_run_costs_no_invoice_and_no_order(
     with _archive(plan, tmp_path) as archive:
         assert {n: archive.read(n) for n in archive.namelist()} == dict(POOL)
     assert "prepare worker process 1 failed" in caplog.text
+    assert _gone(killed[0])  # reaped, not left a zombie
 
 
 def test_a_worker_that_stops_answering_is_given_up_and_threads_finish_the_run(
@@ -130,22 +154,23 @@ def test_a_worker_that_stops_answering_is_given_up_and_threads_finish_the_run(
         self.timeout = 0.5
         real_send(self, worker, *args)  # type: ignore[arg-type]
         if worker == 1 and not stopped:
-            os.kill(self._procs[1].pid, signal.SIGSTOP)  # alive, holding its pipes, never answering
-            stopped.append(self._procs[1].pid)
+            stopped.append(_worker_pid(self, 1))
+            os.kill(stopped[0], signal.SIGSTOP)  # alive, holding its pipes, never answering
 
     monkeypatch.setattr(ProcessWorkers, "send", send_then_stop)
     before = _children()
     plan = prepare_batch_sync(POOL, public_key=PRIVATE.public_key(), state_dir=tmp_path, workers=2, executor="process")
     assert [e.name for e in plan.sessions[0].invoices] == [n for n, _ in POOL]
     assert "prepare worker process 1 failed: no answer for 0.5 s" in caplog.text
-    assert _children() == before  # the stopped worker was killed, not left behind
+    assert _children() == before
+    assert _gone(stopped[0])  # the stopped worker was killed and reaped, not left behind
 
 
 def test_a_worker_that_takes_no_input_fails_the_send_within_the_timeout() -> None:
     procs = ProcessWorkers(1)
     try:
         procs.timeout = 0.3
-        os.kill(procs._procs[0].pid, signal.SIGSTOP)
+        os.kill(_worker_pid(procs, 0), signal.SIGSTOP)
         big: list[Source] = [InvoiceInput("big.xml", b"x" * (4 << 20))]  # far past a pipe's buffer
         with pytest.raises(WorkerFailedError, match=r"took no batch for 0\.3 s"):
             procs.send(0, big, True, 6)
@@ -230,4 +255,8 @@ def test_workers_started_for_a_small_directory_end_unused(tmp_path: Path) -> Non
     before = _children()
     plan = prepare_batch_sync(str(source), public_key=PRIVATE.public_key(), state_dir=tmp_path / "s", workers=2)
     assert [e.name for e in plan.sessions[0].invoices] == sorted(n for n, _ in POOL[:3])
+    # Not waited for (a supervisor may still be starting), but ended and reaped soon after.
+    deadline = time.monotonic() + 60
+    while _children() != before and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert _children() == before

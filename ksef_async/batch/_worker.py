@@ -143,6 +143,11 @@ def describe_batch(batch: Sequence[Source | FileRef], validate: bool, level: int
 
 
 def warm_up(validate: bool) -> None:
-    """Import what describing needs, so that a new worker process is ready before its first batch arrives."""
+    """Import what describing needs and compile the FA(3) schema (the form of nearly every batch).
+
+    A new worker process, and every worker forked from it, is then ready before its first batch arrives.
+    """
     if validate:
-        import ksef_async.xml.validation  # noqa: F401, PLC0415 - the import is the point
+        from ksef_async.xml.validation import load_schemas  # noqa: PLC0415 - the import is the point
+
+        load_schemas(FA3)

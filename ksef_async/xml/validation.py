@@ -36,6 +36,7 @@ __all__ = [
     "ValidationResult",
     "check_invoice",
     "compile_schema",
+    "load_schemas",
     "readable_schema_error",
     "validate_invoice",
 ]
@@ -417,6 +418,15 @@ def _check(data: bytes, name: str, xsd: bool) -> ValidationResult:
         has_attachment=has_attachment,
     )
     return ValidationResult(name, (), invoice, form)
+
+
+def load_schemas(*forms: InvoiceForm) -> None:
+    """Compile the schemas of ``forms`` for the calling thread now, not at its first invoice of each form.
+
+    A prepare worker process does this before it forks the other workers, which then share the compiled schemas.
+    """
+    for form in forms:
+        _state.schema(form)
 
 
 def check_invoice(data: bytes, name: str, *, xsd: bool = True) -> ValidationResult:
