@@ -4,11 +4,12 @@ One pass over the inputs, in bounded memory. Invoice files are read, validated a
 batches ahead of the zip writer (the calling thread only lists them: the workers get paths, not bytes).
 
 Validating runs in worker processes by default (``executor="auto"``): the Python work around each lxml call holds
-the GIL, so threads serialise there (2 threads on 2 cores: 1.5x one thread). The processes run
+the GIL, so threads serialise there (2 threads on 2 cores: ~1.7x one thread, processes ~1.95x). The processes run
 `ksef_async.batch._worker_main` (`ksef_async.batch._procs`), not multiprocessing's spawn, so the caller needs no
-``if __name__ == "__main__"`` guard; a run of fewer than ``2 * workers`` batches of 64 invoices, which would not repay
-their start (~0.1 s CPU each), stays in threads. Without validation threads compress on every core (isal, zlib and
-hashlib release the GIL) and the compressed entries need not cross a pipe.
+``if __name__ == "__main__"`` guard; on Linux one started process forks them all, so their start-up (~0.1 s CPU) is
+paid once. A run of fewer than ``2 * workers`` batches of 64 invoices, which would not repay that start, stays in
+threads. Without validation threads compress on every core (isal, zlib and hashlib release the GIL) and the
+compressed entries need not cross a pipe.
 
 Each invoice is compressed in the pool too (`deflate_entry`); each valid one then joins its session by its real
 archive bytes (`SessionPacker`: one open session per form code, closed when the next invoice would break a limit)
@@ -292,7 +293,7 @@ def _described_in_processes(
 ) -> Iterator[Description]:
     """Describe in ``workers`` processes (`ProcessWorkers`), with up to `_IN_FLIGHT` batches in flight per process.
 
-    A run of fewer than ``2 * workers`` batches does not pay for starting processes (~0.1 s CPU each): threads
+    A run of fewer than ``2 * workers`` batches does not pay for starting processes (~0.1 s CPU): threads
     describe it (processes started ``early`` are ended unused). If a process fails, or none can start, threads
     describe the rest.
     """
