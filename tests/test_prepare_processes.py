@@ -55,6 +55,12 @@ def _archive(plan: BatchPlan, state: Path) -> zipfile.ZipFile:
     return zipfile.ZipFile(io.BytesIO(plain))
 
 
+def _forked(supervisor: int) -> list[int]:
+    """The processes ``supervisor`` has forked and not reaped, oldest first."""
+    tasks = Path(f"/proc/{supervisor}/task").iterdir()
+    return [int(pid) for task in tasks for pid in (task / "children").read_text().split()]
+
+
 def _worker_pid(procs: ProcessWorkers, worker: int) -> int:
     """The process of ``worker``: started for it, or forked for it by the one started (Linux, two workers or more)."""
     if len(procs._procs) == len(procs):
@@ -62,8 +68,7 @@ def _worker_pid(procs: ProcessWorkers, worker: int) -> int:
     supervisor = procs._procs[0].pid
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # the supervisor forks the workers, in order, once it has started
-        tasks = Path(f"/proc/{supervisor}/task").iterdir()
-        forked = [int(pid) for task in tasks for pid in (task / "children").read_text().split()]
+        forked = _forked(supervisor)
         if len(forked) == len(procs):
             return forked[worker]
         time.sleep(0.01)
@@ -260,3 +265,33 @@ def test_workers_started_for_a_small_directory_end_unused(tmp_path: Path) -> Non
     while _children() != before and time.monotonic() < deadline:
         time.sleep(0.01)
     assert _children() == before
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked by one started process on Linux only")
+def test_workers_end_when_the_program_that_started_them_is_killed(tmp_path: Path) -> None:
+    # kill -9 of the caller: the supervisor sees its stdin end, kills its workers and reaps them.
+    script = tmp_path / "starts_workers.py"
+    script.write_text(
+        "import time\n"
+        "from ksef_async.batch._procs import ProcessWorkers\n"
+        "procs = ProcessWorkers(2)\n"
+        "print(procs._procs[0].pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    program = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert program.stdout is not None
+        supervisor = int(program.stdout.readline())
+        deadline = time.monotonic() + 60
+        while len(workers := _forked(supervisor)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(workers) == 2
+    finally:
+        program.kill()
+        program.wait()
+    deadline = time.monotonic() + 60
+    while not all(_gone(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert all(_gone(pid) for pid in workers)  # killed and reaped by the supervisor
+    status = Path(f"/proc/{supervisor}/stat")
+    assert not status.exists() or status.read_text().rsplit(")", 1)[1].split()[0] == "Z"  # ended (init reaps it)

@@ -19,6 +19,7 @@ kills and reaps its workers: they are its children, not the caller's, and only i
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import pickle
@@ -27,7 +28,7 @@ import signal
 import sys
 import threading
 import traceback
-from typing import IO
+from typing import IO, NoReturn
 
 from ksef_async.batch._frames import read_frame, write_frame
 from ksef_async.batch._worker import describe_batch, warm_up
@@ -50,14 +51,14 @@ def _serve(channel: Channel) -> None:
     answers = os.fdopen(channel[1], "wb")
     requests: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
     threading.Thread(target=_read_requests, args=(source, requests), daemon=True).start()
-    while (frame := requests.get()) is not None:
-        try:
-            validate, level, batch = pickle.loads(frame)  # noqa: S301 - written by our own parent process
-            answer: tuple[str, object] = ("ok", describe_batch(batch, validate, level))
-        except Exception:  # noqa: BLE001 - the parent describes the batch itself and raises it there
-            answer = ("error", traceback.format_exc())
-        write_frame(answers, pickle.dumps(answer, pickle.HIGHEST_PROTOCOL))
-    answers.close()
+    with source, answers:
+        while (frame := requests.get()) is not None:  # None: the reader has read its last frame
+            try:
+                validate, level, batch = pickle.loads(frame)  # noqa: S301 - written by our own parent process
+                answer: tuple[str, object] = ("ok", describe_batch(batch, validate, level))
+            except Exception:  # noqa: BLE001 - the parent describes the batch itself and raises it there
+                answer = ("error", traceback.format_exc())
+            write_frame(answers, pickle.dumps(answer, pickle.HIGHEST_PROTOCOL))
 
 
 def _channels(args: list[str]) -> list[Channel]:
@@ -67,19 +68,34 @@ def _channels(args: list[str]) -> list[Channel]:
     return [(pair[0], pair[1]) for pair in pairs]
 
 
+def _forked_worker(channel: Channel, channels: list[Channel]) -> NoReturn:
+    code = 0
+    try:
+        for other in channels:
+            if other != channel:
+                os.close(other[0])
+                os.close(other[1])
+        _serve(channel)
+    except BaseException:  # noqa: BLE001 - reported, and the worker ends; the parent sees its answers end
+        traceback.print_exc()
+        code = 1
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os._exit(code)  # never back into the supervisor's code
+
+
 def _supervise(channels: list[Channel]) -> None:
     gc.freeze()  # the modules and the schema stay shared with the workers (a collection would touch them)
     workers: list[int] = []
     for channel in channels:
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # the workers not forked find their channels closed: the caller describes their batches
+            traceback.print_exc()
+            break
         if pid == 0:
-            for other in channels:
-                if other != channel:
-                    os.close(other[0])
-                    os.close(other[1])
-            _serve(channel)
-            sys.stderr.flush()
-            os._exit(0)
+            _forked_worker(channel, channels)
         workers.append(pid)
     for channel in channels:
         os.close(channel[0])
