@@ -99,7 +99,9 @@ async def test_first_session_uploads_while_the_next_is_prepared(
 
     # 200 invoices, and the context's batchSession.maxInvoices is 100: two sessions.
     sim.config.max_invoices_per_session = 100
-    config = fast_config(part_size=10_000)
+    # One worker reads 8 invoices ahead; worker processes read up to 512 ahead, the whole input here, and the
+    # generator could not hold the second session back.
+    config = fast_config(part_size=10_000, workers=1)
     async with sender_for(sim, tmp_path / "state", config, on_event) as sender:
         report = await sender.send(invoices())
     assert report.all_accepted
