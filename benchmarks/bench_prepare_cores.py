@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/bench_prepare_cores.py --mode validate`` (10,000 ~13 kB `InvoiceFactory` FA(3) invoices,
 XSD validation on) or ``--mode compress`` (10,000 ~100 kB invoices, 1 GB, ``--no-validate``); ``--rounds`` (default
-3) interleaves the rows round by round and the median wall time is kept; ``paired`` is the median of the per-round
+5) interleaves the rows round by round and the median wall time is kept; ``paired`` is the median of the per-round
 ratios (the baseline and the row measured side by side in the same round). The invoices are written once to files in
 a temporary directory (page-cached, deleted afterwards); every row reads them from there, as ``ksef-async prepare
 DIR`` does, in a fresh subprocess, so rows share neither heap nor warm caches. Each child reports its wall time, its
@@ -141,7 +141,7 @@ def main() -> int:
     parser.add_argument("--mode", choices=["validate", "compress"], default="validate")
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--size-kb", type=float, help="invoice size (default: 13 validate, 100 compress)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
