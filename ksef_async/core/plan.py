@@ -570,7 +570,7 @@ def entry_json(entry: InvoiceEntry) -> str:
     """The JSON text of ``entry`` in a plan file (sorted keys, no spaces), written directly while it has no outcome.
 
     A plan is written when prepare ends, with no outcome anywhere: through cattrs and json.dumps 10,000 entries
-    took ~50 ms of one core after every other core had finished; this takes a third of that. Entries with an
+    took ~50 ms of one core after every other core had finished; this takes a fifth of that. Entries with an
     outcome take the general path.
     """
     if entry.outcome is not None or type(entry.size) is not int or type(entry.has_attachment) is not bool:
