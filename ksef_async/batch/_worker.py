@@ -148,6 +148,6 @@ def warm_up(validate: bool) -> None:
     A new worker process, and every worker forked from it, is then ready before its first batch arrives.
     """
     if validate:
-        from ksef_async.xml.validation import load_schemas  # noqa: PLC0415 - the import is the point
+        from ksef_async.xml.validation import load_schemas  # noqa: PLC0415 - lxml only where validation runs
 
         load_schemas(FA3)
