@@ -12,8 +12,8 @@ from typing import Final
 
 import attrs
 
-from ksef_async.batch.inputs import InvoiceInput, PendingFile
-from ksef_async.batch.selection import UnusableFileError, read_invoice_file
+from ksef_async.batch.inputs import InvoiceInput, PendingFile, read_file_input
+from ksef_async.batch.selection import UnusableFileError
 from ksef_async.core.digest import sha256_b64
 from ksef_async.core.zipstream import DeflatedEntry, deflate_entry
 from ksef_async.errors import InvoiceError, InvoiceProblem
@@ -89,7 +89,7 @@ def _read(source: Source | FileRef) -> InvoiceInput | Unreadable:
         return source
     name, path = source if isinstance(source, tuple) else (source.name, source.path)
     try:
-        return InvoiceInput(name, read_invoice_file(path), path)
+        return read_file_input(name, path)
     except UnusableFileError as exc:
         return Unreadable(exc.path, exc.reason, exc.rule)
 
@@ -142,12 +142,11 @@ def describe_batch(batch: Sequence[Source | FileRef], validate: bool, level: int
     return [item if isinstance(item, Unreadable) else _deflated(*item, level) for item in checked]
 
 
-def warm_up(validate: bool) -> None:
+def warm_up() -> None:
     """Import what describing needs and compile the FA(3) schema (the form of nearly every batch).
 
     A new worker process, and every worker forked from it, is then ready before its first batch arrives.
     """
-    if validate:
-        from ksef_async.xml.validation import load_schemas  # noqa: PLC0415 - lxml only where validation runs
+    from ksef_async.xml.validation import load_schemas  # noqa: PLC0415 - not imported by prepare's own process
 
-        load_schemas(FA3)
+    load_schemas(FA3)

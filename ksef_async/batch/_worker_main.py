@@ -114,7 +114,7 @@ def main(args: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     channels = _channels(args)
     os.dup2(2, 1)  # anything printed by accident goes to stderr
-    warm_up(validate=True)
+    warm_up()
     if len(channels) == 1:
         _serve(channels[0])
     else:

@@ -30,6 +30,7 @@ __all__ = [
     "expand_paths",
     "iter_inputs",
     "iter_sources",
+    "read_file_input",
 ]
 
 MAX_FILE_NAME = 128
@@ -71,7 +72,12 @@ class PendingFile:
         Raises:
             UnusableFileError: The file cannot be opened, is not a regular file, or is too large.
         """
-        return InvoiceInput(self.name, read_invoice_file(self.path), self.path)
+        return read_file_input(self.name, self.path)
+
+
+def read_file_input(name: str, path: str) -> InvoiceInput:
+    """Read the invoice file ``path`` as ``name`` (see `PendingFile.read`, which raises the same)."""
+    return InvoiceInput(name, read_invoice_file(path), path)
 
 
 InputItem: TypeAlias = "str | os.PathLike[str] | bytes | tuple[str, bytes] | InvoiceInput"
