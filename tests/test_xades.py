@@ -340,6 +340,46 @@ def test_signxml_xades_signature_is_accepted(person_ec: TestCertificate) -> None
     assert result.identity.value == person_ec.certificate.fingerprint(hashes.SHA256()).hex().upper()
 
 
+def _signxml_signed_with_key_value(
+    signer: TestCertificate, certificate: TestCertificate, key_value: ec.EllipticCurvePublicKey
+) -> bytes:
+    # KeyInfo holding a KeyValue and the certificate's X509Data, covered by the signature as signxml's own is.
+    dsig11 = "http://www.w3.org/2009/xmldsig11#"
+    key_info = etree.Element(f"{{{DS_NS}}}KeyInfo", nsmap={"ds": DS_NS})
+    ec_key_value = etree.SubElement(
+        etree.SubElement(key_info, f"{{{DS_NS}}}KeyValue"), f"{{{dsig11}}}ECKeyValue", nsmap={"dsig11": dsig11}
+    )
+    etree.SubElement(ec_key_value, f"{{{dsig11}}}NamedCurve", URI="urn:oid:1.2.840.10045.3.1.7")
+    point = key_value.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    etree.SubElement(ec_key_value, f"{{{dsig11}}}PublicKey").text = base64.b64encode(point).decode()
+    der = certificate.certificate.public_bytes(serialization.Encoding.DER)
+    etree.SubElement(
+        etree.SubElement(key_info, f"{{{DS_NS}}}X509Data"), f"{{{DS_NS}}}X509Certificate"
+    ).text = base64.b64encode(der).decode()
+    signed = XAdESSigner(signature_algorithm="ecdsa-sha256").sign(
+        etree.fromstring(_request("certificateFingerprint")),
+        key=signer.key,
+        cert=[certificate.certificate],
+        key_info=key_info,
+    )
+    return etree.tostring(signed)
+
+
+def test_key_value_beside_the_certificate_is_not_what_is_trusted(person_ec: TestCertificate) -> None:
+    # signxml 5.1 writes a wrong ECKeyValue for 1 EC key in ~128 (a leading zero byte dropped). The signature is
+    # still checked against the certificate, whatever the KeyValue says, and only against the certificate.
+    other = generate_person_certificate(given_name="Ewa", surname="Lis", nip="7352765225", algorithm="ec")
+    accepted = verify_auth_token_request(
+        _signxml_signed_with_key_value(person_ec, person_ec, other.key.public_key())  # type: ignore[arg-type]
+    )
+    assert accepted.identity.value == person_ec.certificate.fingerprint(hashes.SHA256()).hex().upper()
+    with pytest.raises(SignatureError) as info:
+        verify_auth_token_request(
+            _signxml_signed_with_key_value(other, person_ec, other.key.public_key())  # type: ignore[arg-type]
+        )
+    assert info.value.code == 9105
+
+
 def test_expired_certificate_is_rejected() -> None:
     old = generate_person_certificate(
         given_name="Jan", surname="Kowalski", nip=NIP, not_before=dt.datetime(2020, 1, 1, tzinfo=dt.UTC), days=30

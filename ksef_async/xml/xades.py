@@ -408,10 +408,10 @@ def verify_auth_token_request(signed_xml: bytes, *, now: dt.datetime | None = No
     """Verify the XAdES signature of an ``AuthTokenRequest`` and read the request and the signer.
 
     Accepts self-signed certificates (as KSeF TEST does): the signature is checked with the certificate embedded
-    in ``KeyInfo``; no chain, OCSP or CRL is consulted. The signature must be enveloped (a direct child of the root
-    signing the whole document: ``URI=""`` with the enveloped-signature transform) or enveloping (the request inside
-    a signed ``ds:Object``), and carry signed XAdES properties whose ``SigningCertificate`` digest matches that
-    certificate.
+    in ``KeyInfo`` (a ``KeyValue`` beside it is not consulted); no chain, OCSP or CRL is consulted. The signature
+    must be enveloped (a direct child of the root signing the whole document: ``URI=""`` with the
+    enveloped-signature transform) or enveloping (the request inside a signed ``ds:Object``), and carry signed
+    XAdES properties whose ``SigningCertificate`` digest matches that certificate.
 
     Args:
         signed_xml: The body of ``POST /auth/xades-signature``.
@@ -427,7 +427,9 @@ def verify_auth_token_request(signed_xml: bytes, *, now: dt.datetime | None = No
     root = _parse_signed(signed_xml)
     signature, request_el = _locate_signature(root)
     certificate = _embedded_certificate(signature)
-    config = XAdESSignatureConfiguration(expect_references=True, verification_time=now)
+    # The key is the certificate's: a KeyValue beside it is only a hint, and some producers write it wrongly
+    # (signxml 5.1 drops a leading zero byte of an EC coordinate), so it is ignored rather than compared.
+    config = XAdESSignatureConfiguration(expect_references=True, verification_time=now, ignore_ambiguous_key_info=True)
     try:
         verifier = XAdESVerifier()
         verifier._parser = safe_xml_parser()  # type: ignore[assignment]  # signxml parses with it  # noqa: SLF001
