@@ -363,7 +363,9 @@ class ApiTransport:
                         policy.timeout,
                         extra=extras(operation=call.op.operation_id, reference_number=call.reference_number),
                     )
-                    raise exc.error from exc.__cause__
+                    # The same error as a call that gives up waiting for the probe: the connection attempt that
+                    # failed merely ended after the deadline.
+                    raise self.reachability.gave_up(call.op.operation_id) from exc.__cause__
 
     async def _send_with_backoff(self, call: _Call, probe: bool) -> ApiResponse:
         policy = self.retry
@@ -515,8 +517,7 @@ class ApiTransport:
             self.reachability.failed(probe=probe)
             state["resolved"] = True
             logger.warning("cannot connect to KSeF for %s (%s)", op.operation_id, type(exc).__name__, extra=log)
-            failure = TransportError(f"{op.operation_id}: cannot connect to KSeF ({type(exc).__name__})")
-            raise _UnreachableError(failure) from exc
+            raise _UnreachableError from exc
         except BaseException as exc:
             await self._settle(admission)  # sent, perhaps received (or cancelled meanwhile): it counts from now
             if isinstance(exc, aiohttp.ClientError | TimeoutError):
@@ -597,10 +598,6 @@ class ApiTransport:
 
 class _UnreachableError(Exception):
     """Internal: no connection could be made (nothing reached KSeF); the call waits for the reachability probe."""
-
-    def __init__(self, error: TransportError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 class _UnauthorizedWithGeneration(Exception):  # noqa: N818 - internal signal, never escapes the transport

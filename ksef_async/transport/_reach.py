@@ -82,10 +82,7 @@ class Reachability:
                 self.probes += 1
                 return True
             if deadline is not None and now >= deadline:
-                raise TransportError(
-                    f"{what}: KSeF unreachable for {now - self._down_since:.1f} s"
-                    f" ({self.failures} failed connections); gave up waiting, nothing was sent"
-                )
+                raise self.gave_up(what)
             wake = self._next_probe if not self._probing else now + self._maximum
             if deadline is not None:
                 wake = min(wake, deadline)
@@ -93,6 +90,13 @@ class Reachability:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), timeout=max(0.001, wake - now))
         return False
+
+    def gave_up(self, what: str) -> TransportError:
+        """The error of a call ``what`` that stops at its deadline while KSeF is unreachable (it sent nothing)."""
+        down = self._clock() - self._down_since if not self._up else 0.0
+        return TransportError(
+            f"{what}: KSeF unreachable for {down:.1f} s ({self.failures} failed connections); gave up, nothing was sent"
+        )
 
     def succeeded(self) -> None:
         """A connection was made (any HTTP answer): KSeF is reachable; every waiting call proceeds."""

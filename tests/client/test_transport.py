@@ -227,6 +227,35 @@ async def test_connection_refused_is_a_transport_error_even_for_a_post(http: aio
     assert not isinstance(info.value, AmbiguousRequestError)
 
 
+class _SlowFailingResolver(aiohttp.abc.AbstractResolver):
+    """Fails every lookup, after ``delay`` seconds: a connection attempt that ends only after the call's deadline."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    async def resolve(self, host: str, port: int = 0, family: Any = 0) -> list[Any]:
+        await asyncio.sleep(self.delay)
+        raise OSError(f"cannot resolve {host}")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_connection_attempt_failing_after_the_deadline_gives_the_same_error() -> None:
+    # Whether the deadline passes while the call waits for the probe or during its own failing attempt, the caller
+    # gets one error: KSeF unreachable, nothing sent.
+    policy = attrs.evolve(FAST, timeout=0.1)
+    connector = aiohttp.TCPConnector(resolver=_SlowFailingResolver(0.3))
+    async with aiohttp.ClientSession(connector=connector) as http:
+        api = ApiTransport("http://ksef.invalid/v2", http, RateLimiter(RATE_LIMIT_GROUPS, clock=FakeClock()), policy)
+        with pytest.raises(
+            TransportError, match=r"post_auth_challenge: KSeF unreachable for 0\.\d s \(1 failed"
+        ) as info:
+            await api.request(operation("post_auth_challenge"))
+    assert not isinstance(info.value, AmbiguousRequestError)
+    assert isinstance(info.value.__cause__, aiohttp.ClientConnectorError)
+
+
 async def test_429_pauses_the_group_for_retry_after_then_retries(serve: Any, http: aiohttp.ClientSession) -> None:
     answers = iter([429, 200])
 
