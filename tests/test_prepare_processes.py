@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -56,10 +57,18 @@ def _archive(plan: BatchPlan, state: Path) -> zipfile.ZipFile:
     return zipfile.ZipFile(io.BytesIO(plain))
 
 
+def _task_children(pid: int) -> list[int]:
+    """The children of every thread of ``pid``, in /proc's order (a thread that ends meanwhile has none)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
 def _forked(supervisor: int) -> list[int]:
     """The processes ``supervisor`` has forked and not reaped, oldest first."""
-    tasks = Path(f"/proc/{supervisor}/task").iterdir()
-    return [int(pid) for task in tasks for pid in (task / "children").read_text().split()]
+    return _task_children(supervisor)
 
 
 def _worker_pid(procs: ProcessWorkers, worker: int) -> int:
@@ -83,14 +92,9 @@ def _gone(pid: int) -> bool:
 
 def _children() -> set[int] | None:
     """This process's children, where /proc lists them (Linux); ``None`` elsewhere."""
-    tasks = Path(f"/proc/{os.getpid()}/task")
-    if not tasks.exists():
+    if not Path(f"/proc/{os.getpid()}/task").exists():
         return None
-    found: set[int] = set()
-    for task in tasks.iterdir():
-        text = (task / "children").read_text()
-        found.update(int(pid) for pid in text.split())
-    return found
+    return set(_task_children(os.getpid()))
 
 
 def test_processes_give_the_plan_one_thread_gives_in_input_order(tmp_path: Path) -> None:
@@ -105,6 +109,26 @@ def test_processes_give_the_plan_one_thread_gives_in_input_order(tmp_path: Path)
     with _archive(by_process, tmp_path / "p") as archive:
         assert {n: archive.read(n) for n in archive.namelist()} == dict(POOL)
     assert _children() == before  # every worker process has ended
+
+
+@pytest.mark.parametrize("executor", ["thread", "process"])
+def test_a_run_failing_midway_has_ended_its_threads_and_processes_when_it_raises(tmp_path: Path, executor: str) -> None:
+    # Ended before prepare raises, not whenever the garbage collector reaches the abandoned iterator: the caller
+    # holds the exception, and with it the frames, for as long as it likes.
+    name, data = POOL[15]
+    inputs = [*POOL[:15], (name, data.replace(b"<P_2>", b"<P_2x>", 1).replace(b"</P_2>", b"</P_2x>", 1)), *POOL[16:]]
+    before = _children()
+    with pytest.raises(InvoiceError, match=name) as info:
+        prepare_batch_sync(
+            inputs,
+            public_key=PRIVATE.public_key(),
+            state_dir=tmp_path,
+            workers=2,
+            executor=executor,  # type: ignore[arg-type]
+        )
+    assert info.value.__traceback__ is not None  # still held here
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("ksef-prepare")]
+    assert _children() == before
 
 
 def test_the_default_describes_a_large_validated_run_in_processes(

@@ -37,7 +37,7 @@ import datetime as dt
 import itertools
 import os
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Final, Literal
 
@@ -241,7 +241,7 @@ def _batches(items: Iterator[Source], max_count: int, max_bytes: int) -> Iterato
 
 def _described(
     inputs: InputItem | Iterable[InputItem], validate: bool, level: int, workers: int, executor: Executor
-) -> Iterator[Description]:
+) -> Generator[Description, None, None]:
     """Yield the invoices of ``inputs`` with their description, in input order.
 
     They are described by ``workers`` threads or processes (``executor``), or in this thread for one worker.
@@ -466,11 +466,14 @@ def prepare_batch_sync(
         on_session=on_session,
     )
     try:
-        described = _described(inputs, validate, level, workers or _default_workers(), executor)
-        for fields, problems, deflated in described:
-            if check_cancelled is not None:
-                check_cancelled()
-            run.add(None if fields is None else _entry(fields), problems, deflated)
+        # Closed here, not left to the garbage collector: closing joins the describing threads or ends the worker
+        # processes, which must not happen at an arbitrary allocation (on 3.12 a collection inside threading's own
+        # lock-holding code deadlocked every later Thread.start).
+        with contextlib.closing(_described(inputs, validate, level, workers or _default_workers(), executor)) as items:
+            for fields, problems, deflated in items:
+                if check_cancelled is not None:
+                    check_cancelled()
+                run.add(None if fields is None else _entry(fields), problems, deflated)
         batch = run.finish(clock())
     except BaseException:
         try:
