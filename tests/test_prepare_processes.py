@@ -57,18 +57,13 @@ def _archive(plan: BatchPlan, state: Path) -> zipfile.ZipFile:
     return zipfile.ZipFile(io.BytesIO(plain))
 
 
-def _task_children(pid: int) -> list[int]:
-    """The children of every thread of ``pid``, in /proc's order (a thread that ends meanwhile has none)."""
+def _forked(pid: int) -> list[int]:
+    """The processes ``pid`` has started or forked and not reaped, oldest first (a thread ending meanwhile has none)."""
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
             found += [int(child) for child in (task / "children").read_text().split()]
     return found
-
-
-def _forked(supervisor: int) -> list[int]:
-    """The processes ``supervisor`` has forked and not reaped, oldest first."""
-    return _task_children(supervisor)
 
 
 def _worker_pid(procs: ProcessWorkers, worker: int) -> int:
@@ -94,7 +89,7 @@ def _children() -> set[int] | None:
     """This process's children, where /proc lists them (Linux); ``None`` elsewhere."""
     if not Path(f"/proc/{os.getpid()}/task").exists():
         return None
-    return set(_task_children(os.getpid()))
+    return set(_forked(os.getpid()))
 
 
 def test_processes_give_the_plan_one_thread_gives_in_input_order(tmp_path: Path) -> None:

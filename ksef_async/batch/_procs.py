@@ -69,7 +69,6 @@ class ProcessWorkers:
     def __init__(self, count: int) -> None:
         self._procs: list[subprocess.Popen[bytes]] = []  # the supervisor (its stdin open), or one per worker
         self._channels: list[tuple[int, int]] = []  # per worker: (requests, write end; answers, read end)
-        self._pending = [0] * count
         self._used = False
         self.timeout = ANSWER_TIMEOUT
         theirs: list[tuple[int, int]] = []  # per worker: (requests, read end; answers, write end)
@@ -126,7 +125,6 @@ class ProcessWorkers:
             raise self._failed(worker, f"cannot send it a batch ({exc})") from None
         except FrameTimeoutError:
             raise self._failed(worker, f"it took no batch for {self.timeout:g} s") from None
-        self._pending[worker] += 1
         self._used = True
 
     def receive(self, worker: int) -> list[Description | Unreadable]:
@@ -135,7 +133,6 @@ class ProcessWorkers:
         Raises:
             WorkerFailedError: The worker exited, raised, or did not answer within `timeout` seconds.
         """
-        self._pending[worker] -= 1
         try:
             frame = receive_frame(self._channels[worker][1], time.monotonic() + self.timeout)
         except (OSError, EOFError) as exc:
